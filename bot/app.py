@@ -1,0 +1,99 @@
+"""The composition root: ``build_application(settings)`` assembles the PTB Application."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from telegram import BotCommand, LinkPreviewOptions
+from telegram.constants import ParseMode
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, Defaults
+
+from bot.database import make_database, migrate
+from bot.settings import Settings
+from handlers import register_handlers
+from handlers.deps import DEPS_KEY, Deps
+
+logger = logging.getLogger(__name__)
+
+COMMANDS: list[tuple[str, str]] = [
+    ("nba", "current Next Best Action per theater"),
+    ("log", "log time: /log cs 45 read chapter 3"),
+    ("add", "add an NBA: /add cs 4 Read SICP chapter 3"),
+    ("status", "both theaters, energy and overload risk"),
+    ("reflect", "record evidence: /reflect cs Passed the mock exam, 78%"),
+    ("history", "recent logs and reflections"),
+    ("progress", "set progress: /progress cs 40"),
+    ("energy", "split energy: /energy 60"),
+    ("block", "block a theater: /block ibm travelling"),
+    ("unblock", "unblock a theater: /unblock ibm"),
+    ("undo", "undo the latest log"),
+    ("stats", "chart of the last 14 days"),
+    ("settings", "time zone, quiet hours, brief, thresholds"),
+    ("export", "all your data as JSON and CSV"),
+    ("help", "every command with an example"),
+    ("cancel", "leave the current conversation"),
+]
+
+
+def build_application(
+    settings: Settings,
+    dsn: str,
+    *,
+    token: str | None = None,
+    base_url: str | None = None,
+    base_file_url: str | None = None,
+    concurrent_updates: bool | int = False,
+    run_migrations: bool = True,
+    deps_overrides: dict[str, Any] | None = None,
+) -> Application[Any, Any, Any, Any, Any, Any]:
+    """Build the bot: HTML defaults, rate limiter, handlers, pool opened in post_init."""
+    real_token = token or (
+        settings.telegram_bot_token.get_secret_value() if settings.telegram_bot_token else None
+    )
+    if real_token is None:
+        raise ValueError("a bot token is required to build the application")
+    db = make_database(settings, dsn)
+    deps = Deps(
+        db=db,
+        allowed_user_ids=settings.allowed_telegram_user_ids,
+        supabase_url=settings.supabase_url,
+        supabase_anon_key=(
+            settings.supabase_anon_key.get_secret_value() if settings.supabase_anon_key else None
+        ),
+        **(deps_overrides or {}),
+    )
+
+    async def post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        if run_migrations:
+            await migrate(dsn)
+        await db.open()
+        await app.bot.set_my_commands([BotCommand(c, d) for c, d in COMMANDS])
+        logger.info("bot @%s ready", app.bot.username)
+
+    async def post_shutdown(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        await db.close()
+
+    builder = (
+        ApplicationBuilder()
+        .token(real_token)
+        .base_url(base_url or settings.telegram_api_base_url)
+        .base_file_url(base_file_url or settings.telegram_api_file_base_url)
+        .defaults(
+            Defaults(
+                parse_mode=ParseMode.HTML,
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+            )
+        )
+        .rate_limiter(AIORateLimiter(max_retries=3))
+        .concurrent_updates(concurrent_updates)
+        .post_init(post_init)
+        .post_shutdown(post_shutdown)
+        .connect_timeout(10)
+        .read_timeout(15)
+        .pool_timeout(5)
+    )
+    app = builder.build()
+    app.bot_data[DEPS_KEY] = deps
+    register_handlers(app)
+    return app

@@ -1,0 +1,147 @@
+"""PostgreSQL access: the connection pool, the per-user unit of work and the privileged path.
+
+Every read or write of one user's rows goes through :meth:`Database.user_uow`, which opens one
+transaction, switches to the ``authenticated`` role and sets ``request.jwt.claims`` exactly as
+PostgREST does, so the row-level security policies confine it to that user even if a query
+forgets its ``user_id`` filter. Everything is transaction-scoped (``set_config(..., true)``),
+so it is safe behind Supabase's pooler in transaction mode, and the pool never uses
+server-side prepared statements.
+
+Cross-user work (the nudge scan, account creation and linking, the bot's own state) uses
+:meth:`Database.privileged`, which runs as the connecting role (``postgres``, which bypasses RLS).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+logger = logging.getLogger(__name__)
+
+# Supabase sets this on the `authenticated` role; SET ROLE does not apply role settings, so the
+# unit of work applies it itself.
+STATEMENT_TIMEOUT = "8s"
+
+_IMPERSONATE = (
+    "select set_config('role', 'authenticated', true),"
+    " set_config('request.jwt.claims', %(claims)s, true),"
+    " set_config('statement_timeout', %(timeout)s, true)"
+)
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached (refused, lost, or no connection free in time)."""
+
+
+class UnitOfWork:
+    """One transaction for one user. Commit explicitly; anything else rolls back."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[DictRow], user_id: UUID | None) -> None:
+        self.conn = conn
+        self.user_id = user_id
+        self._committed = False
+
+    async def commit(self) -> None:
+        """Mark the work as done: the transaction commits when the block exits normally."""
+        self._committed = True
+
+    @property
+    def committed(self) -> bool:
+        return self._committed
+
+    async def fetchone(self, query: str, params: Any = None) -> DictRow | None:
+        cur = await self.conn.execute(query, params)
+        return await cur.fetchone()
+
+    async def fetchall(self, query: str, params: Any = None) -> list[DictRow]:
+        cur = await self.conn.execute(query, params)
+        return await cur.fetchall()
+
+    async def execute(self, query: str, params: Any = None) -> int:
+        """Run a statement and return the number of rows it touched."""
+        cur = await self.conn.execute(query, params)
+        return cur.rowcount
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    return isinstance(exc, psycopg.OperationalError | PoolTimeout) and not isinstance(
+        exc, psycopg.errors.QueryCanceled
+    )
+
+
+class Database:
+    """A psycopg async pool plus the two ways in: per-user and privileged."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        max_size: int = 10,
+        min_size: int = 1,
+        timeout: float = 3.0,
+        name: str = "aelpher",
+    ) -> None:
+        self.dsn = dsn
+        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] = AsyncConnectionPool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            name=name,
+            open=False,
+            kwargs={
+                "autocommit": True,
+                "prepare_threshold": None,  # no server-side prepared statements (pooler)
+                "row_factory": dict_row,
+                "connect_timeout": max(1, round(timeout)),
+            },
+            reconnect_timeout=0,  # keep retrying in the background; never give up the pool
+        )
+
+    async def open(self, *, wait: bool = True) -> None:
+        """Open the pool (and by default wait for its first connection)."""
+        await self.pool.open(wait=wait, timeout=self.pool.timeout)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def __aenter__(self) -> Database:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def _transaction(self, user_id: UUID | None) -> AsyncIterator[UnitOfWork]:
+        try:
+            async with self.pool.connection() as conn, conn.transaction() as tx:
+                uow = UnitOfWork(conn, user_id)
+                if user_id is not None:
+                    claims = json.dumps({"sub": str(user_id), "role": "authenticated"})
+                    await conn.execute(
+                        _IMPERSONATE, {"claims": claims, "timeout": STATEMENT_TIMEOUT}
+                    )
+                yield uow
+                if not uow.committed:
+                    raise psycopg.Rollback(tx)
+        except Exception as exc:
+            if _is_connection_error(exc):
+                raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
+            raise
+
+    def user_uow(self, user_id: UUID) -> Any:
+        """One transaction confined by RLS to ``user_id``'s rows."""
+        return self._transaction(user_id)
+
+    def privileged(self) -> Any:
+        """One transaction as the connecting role, for cross-user work only."""
+        return self._transaction(None)

@@ -1,0 +1,158 @@
+"""Row-level security confines every unit of work to its user's rows, on every per-user table."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+from services.db import Database, DatabaseUnavailable
+
+# For each per-user table: an insert for a given user, and a column safe to update.
+Row = Callable[[uuid.UUID], tuple[str, tuple[Any, ...]]]
+TABLES: dict[str, tuple[Row, str]] = {
+    "theaters": (
+        lambda u: ("insert into theaters (user_id, arm_type) values (%s, 'cs')", (u,)),
+        "total_progress = 10",
+    ),
+    "nba_items": (
+        lambda u: (
+            "insert into nba_items (user_id, arm_type, title) values (%s, 'cs', 'x')",
+            (u,),
+        ),
+        "gap = 3",
+    ),
+    "execution_logs": (
+        lambda u: (
+            "insert into execution_logs (user_id, arm_type, action) values (%s, 'cs', 'a')",
+            (u,),
+        ),
+        "duration = 5",
+    ),
+    "reflections": (
+        lambda u: (
+            "insert into reflections (user_id, arm_type, evidence) values (%s, 'cs', 'e')",
+            (u,),
+        ),
+        "context = 'c'",
+    ),
+    "global_metrics": (
+        lambda u: ("insert into global_metrics (user_id) values (%s)", (u,)),
+        "overload_risk = 1",
+    ),
+    "sync_queue": (
+        lambda u: (
+            "insert into sync_queue (user_id, operation, table_name, payload)"
+            " values (%s, 'INSERT', 'execution_logs', %s)",
+            (u, json.dumps({"a": 1})),
+        ),
+        "retries = 1",
+    ),
+    "telegram_links": (
+        lambda u: (
+            "insert into telegram_links (telegram_user_id, user_id, chat_id) values (%s, %s, 1)",
+            (uuid.uuid4().int % 10**9, u),
+        ),
+        "active = false",
+    ),
+    "user_settings": (
+        lambda u: ("insert into user_settings (user_id) values (%s)", (u,)),
+        "idle_after_hours = 48",
+    ),
+    "nudges": (
+        lambda u: (
+            "insert into nudges (user_id, kind, dedupe_key) values (%s, 'brief', %s)",
+            (u, uuid.uuid4().hex),
+        ),
+        "attempts = 1",
+    ),
+}
+
+
+@pytest.mark.parametrize("table", sorted(TABLES))
+async def test_user_sees_and_changes_only_own_rows(
+    db: Database, alice: uuid.UUID, bob: uuid.UUID, table: str
+) -> None:
+    insert, update = TABLES[table]
+    for user in (alice, bob):
+        async with db.user_uow(user) as uow:
+            await uow.execute(*insert(user))  # own insert works
+            await uow.commit()
+
+    async with db.user_uow(alice) as uow:
+        rows = await uow.fetchall(f"select user_id from {table}")  # no user_id filter
+        assert [r["user_id"] for r in rows] == [alice]
+        assert await uow.execute(f"update {table} set {update}") == 1
+        assert await uow.execute(f"update {table} set {update} where user_id = %s", (bob,)) == 0
+        assert await uow.execute(f"delete from {table} where user_id = %s", (bob,)) == 0
+        await uow.commit()
+
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+        async with db.user_uow(alice) as uow:
+            await uow.execute(*insert(bob))  # forged user_id
+
+    async with db.user_uow(alice) as uow:
+        assert await uow.execute(f"delete from {table}") == 1
+        await uow.commit()
+    async with db.privileged() as uow:
+        rows = await uow.fetchall(f"select user_id from {table}")
+        assert [r["user_id"] for r in rows] == [bob]
+
+
+async def test_anon_is_denied(db: Database, alice: uuid.UUID) -> None:
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        async with db.privileged() as uow:
+            await uow.execute("set local role anon")
+            await uow.fetchall("select * from theaters")
+
+
+async def test_every_public_table_has_rls(db: Database) -> None:
+    async with db.privileged() as uow:
+        rows = await uow.fetchall(
+            "select relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+            " where n.nspname = 'public' and c.relkind = 'r' and not c.relrowsecurity"
+        )
+    assert rows == []
+
+
+async def test_uncommitted_work_rolls_back(db: Database, alice: uuid.UUID) -> None:
+    async with db.user_uow(alice) as uow:
+        await uow.execute("insert into global_metrics (user_id) values (%s)", (alice,))
+    with pytest.raises(ZeroDivisionError):
+        async with db.user_uow(alice) as uow:
+            await uow.execute("insert into global_metrics (user_id) values (%s)", (alice,))
+            await uow.commit()
+            _ = 1 / 0
+    async with db.user_uow(alice) as uow:
+        assert await uow.fetchall("select * from global_metrics") == []
+
+
+async def test_role_and_claims_do_not_leak_into_next_transaction(
+    database_dsn: str, alice: uuid.UUID
+) -> None:
+    async with Database(database_dsn, max_size=1, min_size=1) as single:
+        async with single.user_uow(alice) as uow:
+            row = await uow.fetchone("select current_user as u, auth.uid() as uid")
+            assert row == {"u": "authenticated", "uid": alice}
+            await uow.commit()
+        async with single.privileged() as uow:  # same (only) pooled connection
+            row = await uow.fetchone(
+                "select current_user = session_user as own_role, auth.uid() as uid,"
+                " current_setting('statement_timeout') as t"
+            )
+            assert row == {"own_role": True, "uid": None, "t": "0"}
+
+
+async def test_unreachable_database_raises_quickly() -> None:
+    db = Database("postgresql://postgres@127.0.0.1:1/none", timeout=1.0)
+    await db.open(wait=False)
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            async with db.privileged():
+                pass
+    finally:
+        await db.close()
