@@ -1,0 +1,102 @@
+"""Accounts: who a Telegram user is, creating a local account, linking and unlinking."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import psycopg
+
+from services.db import Database, UnitOfWork
+from services.errors import Conflict, NotFound
+from services.repos import global_metrics, telegram_links, theaters, user_settings
+from services.repos.telegram_links import TelegramLink
+
+
+async def find_link(db: Database, telegram_user_id: int) -> TelegramLink | None:
+    """The link of a Telegram user, if any (privileged: the user is not known yet)."""
+    async with db.privileged() as uow:
+        return await telegram_links.by_telegram_user(uow, telegram_user_id)
+
+
+async def _ensure_rows(uow: UnitOfWork, now: datetime) -> None:
+    await theaters.ensure(uow, now)
+    await global_metrics.ensure(uow, now)
+    await user_settings.ensure(uow)
+
+
+async def ensure_account(db: Database, user_id: UUID, now: datetime) -> None:
+    """Create the user's theaters, metrics and settings if missing (idempotent)."""
+    async with db.user_uow(user_id) as uow:
+        await _ensure_rows(uow, now)
+        await uow.commit()
+
+
+async def create_local_account(
+    db: Database, telegram_user_id: int, chat_id: int, name: str | None, now: datetime
+) -> tuple[UUID, bool]:
+    """Return the Telegram user's account, creating it (local mode) if there is none.
+
+    The second value says whether it was created now. Safe when two /start arrive at once.
+    """
+    async with db.privileged() as uow:
+        await uow.execute(
+            "select pg_advisory_xact_lock(hashtextextended(%s, 1))", (f"tg:{telegram_user_id}",)
+        )
+        link = await telegram_links.by_telegram_user(uow, telegram_user_id)
+        if link is not None:
+            if not link.active or link.chat_id != chat_id:
+                await telegram_links.set_active(uow, telegram_user_id, True, chat_id)
+            await uow.commit()
+            created = False
+            user_id = link.user_id
+        else:
+            user_id = await telegram_links.create_local_user(uow, telegram_user_id, name)
+            await telegram_links.link(uow, telegram_user_id, user_id, chat_id, now)
+            await uow.commit()
+            created = True
+    await ensure_account(db, user_id, now)
+    return user_id, created
+
+
+async def link_existing(
+    db: Database, telegram_user_id: int, user_id: UUID, chat_id: int, now: datetime
+) -> None:
+    """Link a Telegram user to an existing Aelpher user (Supabase mode, after the code)."""
+    async with db.privileged() as uow:
+        if not await telegram_links.user_exists(uow, user_id):
+            raise NotFound("account")
+        other = await telegram_links.by_user(uow, user_id)
+        if other is not None and other.telegram_user_id != telegram_user_id:
+            raise Conflict(
+                "That Aelpher account is already linked to another Telegram user;"
+                " /unlink it there first."
+            )
+        try:
+            await telegram_links.link(uow, telegram_user_id, user_id, chat_id, now)
+        except psycopg.errors.UniqueViolation:
+            raise Conflict("That Aelpher account is already linked.") from None
+        await uow.commit()
+    await ensure_account(db, user_id, now)
+
+
+async def unlink(db: Database, user_id: UUID, telegram_user_id: int) -> bool:
+    """Remove the Telegram link (the Aelpher data stays). True if there was one."""
+    async with db.user_uow(user_id) as uow:
+        removed = await telegram_links.unlink(uow, telegram_user_id)
+        await uow.commit()
+    return removed > 0
+
+
+async def reactivate(db: Database, telegram_user_id: int, chat_id: int) -> None:
+    """The user wrote again: nudges may go to this chat again (privileged)."""
+    async with db.privileged() as uow:
+        await telegram_links.set_active(uow, telegram_user_id, True, chat_id)
+        await uow.commit()
+
+
+async def deactivate_chat(db: Database, chat_id: int) -> None:
+    """The user blocked the bot: stop nudging this chat until they write again."""
+    async with db.privileged() as uow:
+        await telegram_links.deactivate_chat(uow, chat_id)
+        await uow.commit()

@@ -1,0 +1,43 @@
+"""SQL for ``reflections``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from services.db import UnitOfWork
+from services.models import Arm, Reflection
+
+_COLUMNS = "id, user_id, arm_type, evidence, context, timestamp"
+
+
+async def insert(
+    uow: UnitOfWork, arm: Arm, evidence: str, context: str | None, now: datetime
+) -> Reflection:
+    row = await uow.fetchone(
+        "insert into reflections (user_id, arm_type, evidence, context, timestamp)"
+        f" values (auth.uid(), %s, %s, %s, %s) returning {_COLUMNS}",
+        (arm, evidence, context, now),
+    )
+    assert row is not None
+    return Reflection.from_row(row)
+
+
+async def set_context(uow: UnitOfWork, reflection_id: UUID, context: str | None) -> int:
+    return await uow.execute(
+        "update reflections set context = %s where id = %s", (context, reflection_id)
+    )
+
+
+async def get(uow: UnitOfWork, reflection_id: UUID) -> Reflection | None:
+    row = await uow.fetchone(f"select {_COLUMNS} from reflections where id = %s", (reflection_id,))
+    return Reflection.from_row(row) if row else None
+
+
+async def recent(uow: UnitOfWork, arm: Arm | None, limit: int) -> list[Reflection]:
+    rows = await uow.fetchall(
+        f"select {_COLUMNS} from reflections where (%(arm)s::text is null or arm_type = %(arm)s)"
+        " order by timestamp desc, id desc limit %(limit)s",
+        {"arm": arm, "limit": limit},
+    )
+    return [Reflection.from_row(r) for r in rows]

@@ -1,0 +1,93 @@
+"""SQL for ``telegram_links`` and the ``auth.users`` rows the bot creates.
+
+Looking a Telegram user up, and creating or linking an account, happen before the Aelpher user
+is known, so these functions run on a privileged unit of work; unlinking and reading one's own
+link also work under RLS.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID, uuid4
+
+from services.db import UnitOfWork
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramLink:
+    telegram_user_id: int
+    user_id: UUID
+    chat_id: int
+    active: bool
+    linked_at: datetime | None
+
+
+_COLUMNS = "telegram_user_id, user_id, chat_id, active, linked_at"
+
+
+async def by_telegram_user(uow: UnitOfWork, telegram_user_id: int) -> TelegramLink | None:
+    row = await uow.fetchone(
+        f"select {_COLUMNS} from telegram_links where telegram_user_id = %s",
+        (telegram_user_id,),
+    )
+    return TelegramLink(**row) if row else None
+
+
+async def by_user(uow: UnitOfWork, user_id: UUID) -> TelegramLink | None:
+    row = await uow.fetchone(
+        f"select {_COLUMNS} from telegram_links where user_id = %s", (user_id,)
+    )
+    return TelegramLink(**row) if row else None
+
+
+async def create_local_user(uow: UnitOfWork, telegram_user_id: int, name: str | None) -> UUID:
+    """Create the auth.users row for a local-mode account (privileged)."""
+    user_id = uuid4()
+    meta = json.dumps({"telegram_user_id": telegram_user_id, "name": name or ""})
+    await uow.execute(
+        "insert into auth.users (id, aud, role, raw_user_meta_data, raw_app_meta_data)"
+        " values (%s, 'authenticated', 'authenticated', %s::jsonb,"
+        ' \'{"provider": "telegram"}\'::jsonb)',
+        (user_id, meta),
+    )
+    return user_id
+
+
+async def user_exists(uow: UnitOfWork, user_id: UUID) -> bool:
+    row = await uow.fetchone("select 1 as one from auth.users where id = %s", (user_id,))
+    return row is not None
+
+
+async def link(
+    uow: UnitOfWork, telegram_user_id: int, user_id: UUID, chat_id: int, now: datetime
+) -> None:
+    """Link (or re-link) a Telegram user; refuses silently nothing: conflicts raise."""
+    await uow.execute(
+        "insert into telegram_links (telegram_user_id, user_id, chat_id, active, linked_at)"
+        " values (%s, %s, %s, true, %s)"
+        " on conflict (telegram_user_id) do update set user_id = excluded.user_id,"
+        " chat_id = excluded.chat_id, active = true, linked_at = excluded.linked_at",
+        (telegram_user_id, user_id, chat_id, now),
+    )
+
+
+async def unlink(uow: UnitOfWork, telegram_user_id: int) -> int:
+    return await uow.execute(
+        "delete from telegram_links where telegram_user_id = %s", (telegram_user_id,)
+    )
+
+
+async def set_active(uow: UnitOfWork, telegram_user_id: int, active: bool, chat_id: int) -> int:
+    return await uow.execute(
+        "update telegram_links set active = %s, chat_id = %s"
+        " where telegram_user_id = %s and (active is distinct from %s or chat_id <> %s)",
+        (active, chat_id, telegram_user_id, active, chat_id),
+    )
+
+
+async def deactivate_chat(uow: UnitOfWork, chat_id: int) -> int:
+    return await uow.execute(
+        "update telegram_links set active = false where chat_id = %s and active", (chat_id,)
+    )

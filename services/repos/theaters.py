@@ -1,0 +1,88 @@
+"""SQL for ``theaters``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from services.db import UnitOfWork
+from services.models import Arm, Theater, TheaterStatus
+
+_COLUMNS = (
+    "user_id, arm_type, status, total_progress, energy_allocation, last_activity,"
+    " snoozed_until, blocked_reason, created_at"
+)
+
+
+async def ensure(uow: UnitOfWork, now: datetime) -> None:
+    """Create the user's two theaters if missing (idempotent)."""
+    await uow.execute(
+        "insert into theaters (user_id, arm_type, status, last_activity, created_at, updated_at)"
+        " select auth.uid(), a, 'active', %(now)s, %(now)s, %(now)s"
+        " from unnest(array['ibm', 'cs']) as a"
+        " on conflict (user_id, arm_type) do nothing",
+        {"now": now},
+    )
+
+
+async def get_one(uow: UnitOfWork, arm: Arm) -> Theater | None:
+    row = await uow.fetchone(f"select {_COLUMNS} from theaters where arm_type = %s", (arm,))
+    return Theater.from_row(row) if row else None
+
+
+async def get_all(uow: UnitOfWork) -> dict[Arm, Theater]:
+    rows = await uow.fetchall(f"select {_COLUMNS} from theaters")
+    return {row["arm_type"]: Theater.from_row(row) for row in rows}
+
+
+async def created_at(uow: UnitOfWork, arm: Arm) -> datetime | None:
+    row = await uow.fetchone("select created_at from theaters where arm_type = %s", (arm,))
+    return row["created_at"] if row else None
+
+
+async def update_state(
+    uow: UnitOfWork,
+    arm: Arm,
+    *,
+    status: TheaterStatus,
+    last_activity: datetime,
+    now: datetime,
+) -> None:
+    await uow.execute(
+        "update theaters set status = %s, last_activity = %s, updated_at = %s"
+        " where arm_type = %s and (status is distinct from %s"
+        " or last_activity is distinct from %s)",
+        (status, last_activity, now, arm, status, last_activity),
+    )
+
+
+async def set_progress(uow: UnitOfWork, arm: Arm, progress: Decimal, now: datetime) -> None:
+    await uow.execute(
+        "update theaters set total_progress = %s, updated_at = %s where arm_type = %s",
+        (progress, now, arm),
+    )
+
+
+async def set_energy(uow: UnitOfWork, ibm: int, cs: int, now: datetime) -> None:
+    await uow.execute(
+        "update theaters set energy_allocation = case arm_type when 'ibm' then %s else %s end,"
+        " updated_at = %s",
+        (ibm, cs, now),
+    )
+
+
+async def set_blocked(
+    uow: UnitOfWork, arm: Arm, reason: str | None, status: TheaterStatus, now: datetime
+) -> None:
+    await uow.execute(
+        "update theaters set status = %s, blocked_reason = %s, updated_at = %s"
+        " where arm_type = %s",
+        (status, reason, now, arm),
+    )
+
+
+async def set_snooze(uow: UnitOfWork, arm: Arm, until: datetime | None, now: datetime) -> None:
+    await uow.execute(
+        "update theaters set snoozed_until = %s, updated_at = %s where arm_type = %s",
+        (until, now, arm),
+    )

@@ -1,0 +1,214 @@
+"""Logging time, undo, reflections, progress, energy, blocking."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from uuid import UUID
+
+from services import rules, state, validation
+from services.db import Database
+from services.errors import NotFound, NothingToUndo
+from services.models import Arm, ExecutionLog, Reflection, TheaterStatus
+from services.repos import execution_logs, global_metrics, reflections, theaters
+
+
+@dataclass(frozen=True, slots=True)
+class LogResult:
+    """A recorded log (or the earlier one, for a repeated key) and what it changed."""
+
+    log: ExecutionLog
+    status: TheaterStatus
+    overload: rules.Overload
+    duplicate: bool = False
+
+
+async def log_time(
+    db: Database,
+    user_id: UUID,
+    arm: Arm,
+    minutes: int | None,
+    action: str,
+    now: datetime,
+    *,
+    details: str | None = None,
+    dedupe_key: str | None = None,
+) -> LogResult:
+    """Record what the user did in ``arm``; the theater becomes active (unless blocked)."""
+    action = validation.clean_action(action)
+    details = validation.clean_details(details)
+    if minutes is not None:
+        minutes = validation.check_minutes(minutes)
+    async with db.user_uow(user_id) as uow:
+        settings = await state.begin_write(uow)
+        log = await execution_logs.insert(uow, arm, action, details, minutes, now, dedupe_key)
+        if log is None:
+            assert dedupe_key is not None
+            earlier = await execution_logs.by_dedupe_key(uow, dedupe_key)
+            assert earlier is not None
+            theater = await state.theater(uow, earlier.arm_type)
+            overload = await state.risk_at(uow, now, settings.weekly_capacity_hours)
+            return LogResult(earlier, theater.status, overload, duplicate=True)
+        theater = await state.theater(uow, arm)
+        await state.refresh_status(uow, theater, now, settings, last_activity=now)
+        overload = await state.recompute_risk(uow, now, settings)
+        await uow.commit()
+        status = rules.theater_status(
+            now, now, settings.idle_after_hours, blocked=theater.status == "blocked"
+        )
+        return LogResult(log, status, overload)
+
+
+async def set_log_minutes(
+    db: Database, user_id: UUID, log_id: UUID, minutes: int, now: datetime
+) -> LogResult:
+    """Attach minutes to a log after the fact (the Done confirmation's buttons)."""
+    minutes = validation.check_minutes(minutes)
+    async with db.user_uow(user_id) as uow:
+        settings = await state.begin_write(uow)
+        changed = await uow.fetchone(
+            "update execution_logs set duration = %s where id = %s"
+            " returning id, user_id, arm_type, action, details, duration, timestamp",
+            (minutes, log_id),
+        )
+        if changed is None:
+            raise NotFound("log")
+        overload = await state.recompute_risk(uow, now, settings)
+        theater = await state.theater(uow, changed["arm_type"])
+        await uow.commit()
+        return LogResult(ExecutionLog.from_row(changed), theater.status, overload)
+
+
+@dataclass(frozen=True, slots=True)
+class UndoResult:
+    log: ExecutionLog
+    last_activity: datetime
+    status: TheaterStatus
+    overload: rules.Overload
+
+
+async def undo_last(db: Database, user_id: UUID, now: datetime) -> UndoResult:
+    """Remove the latest log if under 24 h old; last activity goes back to what remains."""
+    async with db.user_uow(user_id) as uow:
+        settings = await state.begin_write(uow)
+        log = await execution_logs.latest(uow)
+        if log is None:
+            raise NothingToUndo("you have no logs yet")
+        if not rules.undo_allowed(log.timestamp, now):
+            raise NothingToUndo("your latest log is more than 24 hours old")
+        await execution_logs.delete(uow, log.id)
+        theater = await state.theater(uow, log.arm_type)
+        previous = await execution_logs.latest_time(uow, log.arm_type)
+        if previous is None:
+            previous = await theaters.created_at(uow, log.arm_type) or log.timestamp
+        await state.refresh_status(uow, theater, now, settings, last_activity=previous)
+        overload = await state.recompute_risk(uow, now, settings)
+        await uow.commit()
+        status = rules.theater_status(
+            previous, now, settings.idle_after_hours, blocked=theater.status == "blocked"
+        )
+        return UndoResult(log, previous, status, overload)
+
+
+async def reflect(
+    db: Database,
+    user_id: UUID,
+    arm: Arm,
+    evidence: str,
+    now: datetime,
+    context: str | None = None,
+) -> Reflection:
+    """Record a reflection backed by an objective fact."""
+    evidence = validation.clean_evidence(evidence)
+    context = validation.clean_context(context)
+    async with db.user_uow(user_id) as uow:
+        await state.begin_write(uow)
+        found = await reflections.insert(uow, arm, evidence, context, now)
+        await uow.commit()
+        return found
+
+
+async def add_context(
+    db: Database, user_id: UUID, reflection_id: UUID, context: str
+) -> Reflection:
+    """Set the context of an existing reflection."""
+    cleaned = validation.clean_context(context)
+    async with db.user_uow(user_id) as uow:
+        await state.begin_write(uow)
+        if await reflections.set_context(uow, reflection_id, cleaned) == 0:
+            raise NotFound("reflection")
+        found = await reflections.get(uow, reflection_id)
+        assert found is not None
+        await uow.commit()
+        return found
+
+
+async def set_progress(
+    db: Database, user_id: UUID, arm: Arm, value: int | Decimal, now: datetime
+) -> Decimal:
+    """Set a theater's progress (0-100); returns the new combined progress."""
+    progress = validation.check_progress(value)
+    async with db.user_uow(user_id) as uow:
+        await state.begin_write(uow)
+        await theaters.set_progress(uow, arm, progress, now)
+        combined = await state.recompute_progress(uow, now)
+        await uow.commit()
+        return combined
+
+
+async def set_energy(
+    db: Database, user_id: UUID, ibm_share: int, now: datetime
+) -> tuple[int, int]:
+    """Split energy: ibm gets ``ibm_share`` %, cs the rest."""
+    ibm, cs = rules.energy_split(validation.check_energy(ibm_share))
+    async with db.user_uow(user_id) as uow:
+        await state.begin_write(uow)
+        await theaters.set_energy(uow, ibm, cs, now)
+        await global_metrics.set_energy(uow, ibm, cs, now)
+        await uow.commit()
+        return ibm, cs
+
+
+async def shift_energy(
+    db: Database, user_id: UUID, towards: Arm, points: int, now: datetime
+) -> tuple[int, int]:
+    """Move ``points`` of energy towards one theater (clamped to 0-100)."""
+    async with db.user_uow(user_id) as uow:
+        await state.begin_write(uow)
+        metrics = await global_metrics.get(uow)
+        assert metrics is not None
+        delta = points if towards == "ibm" else -points
+        ibm, cs = rules.energy_split(min(100, max(0, metrics.energy_allocation_ibm + delta)))
+        await theaters.set_energy(uow, ibm, cs, now)
+        await global_metrics.set_energy(uow, ibm, cs, now)
+        await uow.commit()
+        return ibm, cs
+
+
+async def block(db: Database, user_id: UUID, arm: Arm, reason: str | None, now: datetime) -> None:
+    """Block a theater: no idle nudges; it stays blocked through logging until unblocked."""
+    cleaned = validation.clean_block_reason(reason)
+    async with db.user_uow(user_id) as uow:
+        await state.begin_write(uow)
+        await theaters.set_blocked(uow, arm, cleaned, "blocked", now)
+        await uow.commit()
+
+
+async def unblock(db: Database, user_id: UUID, arm: Arm, now: datetime) -> TheaterStatus:
+    """Unblock a theater; its status follows its last activity again."""
+    async with db.user_uow(user_id) as uow:
+        settings = await state.begin_write(uow)
+        theater = await state.theater(uow, arm)
+        status = rules.theater_status(theater.last_activity, now, settings.idle_after_hours)
+        await theaters.set_blocked(uow, arm, None, status, now)
+        await uow.commit()
+        return status
+
+
+async def snooze(db: Database, user_id: UUID, arm: Arm, until: datetime, now: datetime) -> None:
+    """No idle nudges for ``arm`` until ``until``."""
+    async with db.user_uow(user_id) as uow:
+        await state.begin_write(uow)
+        await theaters.set_snooze(uow, arm, until, now)
+        await uow.commit()

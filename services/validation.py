@@ -1,0 +1,251 @@
+"""Validate and normalise user input, raising the domain errors of ``services.errors``.
+
+Text is trimmed first; lengths then count Python characters (code points), the unit in which
+Postgres ``char_length`` counts too. Numeric checks are inclusive at both ends. The limits are
+module constants so that handlers can quote them in usage lines.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import lru_cache
+
+from services.errors import Empty, InvalidTimezone, NotANumber, OutOfRange, TooLong
+
+__all__ = [
+    "ACTION_MAX",
+    "BLOCK_REASON_MAX",
+    "CAPACITY_HOURS_RANGE",
+    "CONTEXT_MAX",
+    "DESCRIPTION_MAX",
+    "DETAILS_MAX",
+    "ENERGY_RANGE",
+    "EVIDENCE_MAX",
+    "GAP_RANGE",
+    "IDLE_HOURS_RANGE",
+    "MINUTES_RANGE",
+    "PROGRESS_RANGE",
+    "THRESHOLD_RANGE",
+    "TITLE_MAX",
+    "check_capacity_hours",
+    "check_energy",
+    "check_gap",
+    "check_hours",
+    "check_minutes",
+    "check_progress",
+    "check_threshold",
+    "check_timezone",
+    "clean_action",
+    "clean_context",
+    "clean_description",
+    "clean_details",
+    "clean_evidence",
+    "clean_title",
+    "parse_decimal",
+    "parse_int",
+]
+
+TITLE_MAX = 200
+DESCRIPTION_MAX = 1000
+ACTION_MAX = 200
+DETAILS_MAX = 2000
+EVIDENCE_MAX = 2000
+CONTEXT_MAX = 2000
+
+GAP_RANGE = (0, 5)
+MINUTES_RANGE = (1, 1440)
+PROGRESS_RANGE = (0, 100)
+ENERGY_RANGE = (0, 100)
+IDLE_HOURS_RANGE = (1, 720)
+THRESHOLD_RANGE = (1, 100)
+CAPACITY_HOURS_RANGE = (1, 168)
+
+_CENT = Decimal("0.01")
+_INT_RE = re.compile(r"[+-]?[0-9]{1,30}")
+_DECIMAL_RE = re.compile(r"[+-]?(?:[0-9]{1,30}(?:[.,][0-9]{0,30})?|[.,][0-9]{1,30})")
+_TZ_NAME_MAX = 64
+# Names the tz database ships that are not real places (or depend on the machine).
+_TZ_EXCLUDED = frozenset({"localtime", "posixrules", "Factory"})
+
+
+# --- text ---------------------------------------------------------------------------------
+
+
+def _required(text: str, field: str, limit: int) -> str:
+    value = text.strip()
+    if not value:
+        raise Empty(field)
+    if len(value) > limit:
+        raise TooLong(field, limit, len(value))
+    return value
+
+
+def _optional(text: str | None, field: str, limit: int) -> str | None:
+    if text is None:
+        return None
+    value = text.strip()
+    if not value:
+        return None
+    if len(value) > limit:
+        raise TooLong(field, limit, len(value))
+    return value
+
+
+def clean_title(text: str) -> str:
+    """Return an NBA title trimmed, 1–200 characters."""
+    return _required(text, "title", TITLE_MAX)
+
+
+def clean_description(text: str | None) -> str | None:
+    """Return an NBA description trimmed, at most 1000 characters; empty becomes None."""
+    return _optional(text, "description", DESCRIPTION_MAX)
+
+
+def clean_action(text: str) -> str:
+    """Return a log action trimmed, 1–200 characters."""
+    return _required(text, "action", ACTION_MAX)
+
+
+def clean_details(text: str | None) -> str | None:
+    """Return log details trimmed, at most 2000 characters; empty becomes None."""
+    return _optional(text, "details", DETAILS_MAX)
+
+
+def clean_evidence(text: str) -> str:
+    """Return reflection evidence trimmed, 1–2000 characters."""
+    return _required(text, "evidence", EVIDENCE_MAX)
+
+
+def clean_context(text: str | None) -> str | None:
+    """Return reflection context trimmed, at most 2000 characters; empty becomes None."""
+    return _optional(text, "context", CONTEXT_MAX)
+
+
+BLOCK_REASON_MAX = 200
+
+
+def clean_block_reason(text: str | None) -> str | None:
+    """Return why a theater is blocked, trimmed, at most 200 characters; empty becomes None."""
+    return _optional(text, "reason", BLOCK_REASON_MAX)
+
+
+# --- numbers ------------------------------------------------------------------------------
+
+
+def _in_range(value: int, field: str, bounds: tuple[int, int], unit: str = "") -> int:
+    low, high = bounds
+    if not low <= value <= high:
+        raise OutOfRange(field, value, low, high, unit)
+    return value
+
+
+def check_gap(value: int) -> int:
+    """Return an NBA gap, 0–5."""
+    return _in_range(value, "gap", GAP_RANGE)
+
+
+def check_minutes(value: int) -> int:
+    """Return a log duration in minutes, 1–1440."""
+    return _in_range(value, "minutes", MINUTES_RANGE)
+
+
+def check_energy(value: int) -> int:
+    """Return the ibm energy share, 0–100 (cs gets the rest)."""
+    return _in_range(value, "energy", ENERGY_RANGE, "%")
+
+
+def check_hours(value: int) -> int:
+    """Return the idle threshold (``idle_after_hours``), 1–720 hours."""
+    return _in_range(value, "idle threshold", IDLE_HOURS_RANGE, "hours")
+
+
+def check_threshold(value: int) -> int:
+    """Return the overload nudge threshold, 1–100 (risk points)."""
+    return _in_range(value, "overload threshold", THRESHOLD_RANGE)
+
+
+def check_capacity_hours(value: int) -> int:
+    """Return the weekly capacity, 1–168 hours."""
+    return _in_range(value, "weekly capacity", CAPACITY_HOURS_RANGE, "hours")
+
+
+def check_progress(value: int | float | Decimal) -> Decimal:
+    """Return a theater's progress, 0–100, as a Decimal with 2 decimals (ROUND_HALF_UP).
+
+    The range is checked on the value as given, so 100.001 is refused rather than rounded.
+    Floats go through their shortest ``repr`` (0.1 becomes 0.10, not 0.1000000000000000055…).
+    """
+    number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    low, high = PROGRESS_RANGE
+    if not number.is_finite() or not low <= number <= high:
+        raise OutOfRange("progress", number, low, high, "%")
+    return number.quantize(_CENT, rounding=ROUND_HALF_UP)
+
+
+# --- parsing ------------------------------------------------------------------------------
+
+
+def _strip_percent(text: str, percent: bool) -> str:
+    value = text.strip()
+    if percent and value.endswith("%"):
+        value = value[:-1].rstrip()
+    return value
+
+
+def parse_int(text: str, field: str, *, percent: bool = False) -> int:
+    """Parse a whole number typed by the user (ASCII digits, optional sign).
+
+    With ``percent=True`` a trailing "%" is allowed ("60%"). Raises ``NotANumber`` naming the
+    field, e.g. "Minutes must be a whole number (got 'abc')."; the range is the caller's check.
+    """
+    value = _strip_percent(text, percent)
+    if not _INT_RE.fullmatch(value):
+        raise NotANumber(field, text)
+    return int(value)
+
+
+def parse_decimal(text: str, field: str, *, percent: bool = False) -> Decimal:
+    """Parse a decimal number typed by the user ("42", "42.5", "42,5", ".5").
+
+    With ``percent=True`` a trailing "%" is allowed. Raises ``NotANumber`` naming the field.
+    """
+    value = _strip_percent(text, percent)
+    if not _DECIMAL_RE.fullmatch(value):
+        raise NotANumber(field, text, whole=False)
+    try:
+        return Decimal(value.replace(",", "."))
+    except InvalidOperation as exc:  # pragma: no cover - the pattern admits only valid text
+        raise NotANumber(field, text, whole=False) from exc
+
+
+# --- time zones ---------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _zone_names() -> dict[str, str]:
+    """Map lower-cased IANA names to their canonical spelling (read once)."""
+    return {
+        name.lower(): name for name in zoneinfo.available_timezones() if name not in _TZ_EXCLUDED
+    }
+
+
+def check_timezone(name: str) -> str:
+    """Return the canonical IANA time zone name for ``name`` (case-insensitive, trimmed).
+
+    Only names in the tz database (system or the ``tzdata`` package) that ``zoneinfo`` can
+    load are accepted; "localtime", "posixrules" and "Factory" are refused, as are offsets
+    such as "+03:00". Raises ``InvalidTimezone``.
+    """
+    value = name.strip()
+    if not value or len(value) > _TZ_NAME_MAX:
+        raise InvalidTimezone(name)
+    canonical = _zone_names().get(value.lower())
+    if canonical is None:
+        raise InvalidTimezone(name)
+    try:
+        zoneinfo.ZoneInfo(canonical)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise InvalidTimezone(name) from exc
+    return canonical
