@@ -10,6 +10,7 @@ from telegram.constants import ParseMode
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, Defaults
 
 from bot.database import make_database, migrate
+from bot.persistence import PostgresPersistence
 from bot.settings import Settings
 from handlers import register_handlers
 from handlers.deps import DEPS_KEY, Deps
@@ -64,10 +65,17 @@ def build_application(
         **(deps_overrides or {}),
     )
 
-    async def post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    async def prepare_database() -> None:
         if run_migrations:
             await migrate(dsn)
-        await db.open()
+
+    # PTB loads persistence before post_init, so the persistence prepares the database (runs
+    # the migrations, opens the pool) the first time it is used.
+    persistence = PostgresPersistence(db, prepare=prepare_database)
+
+    async def post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        if db.pool.closed:
+            await db.open()
         await app.bot.set_my_commands([BotCommand(c, d) for c, d in COMMANDS])
         logger.info("bot @%s ready", app.bot.username)
 
@@ -87,6 +95,7 @@ def build_application(
         )
         .rate_limiter(AIORateLimiter(max_retries=3))
         .concurrent_updates(concurrent_updates)
+        .persistence(persistence)
         .post_init(post_init)
         .post_shutdown(post_shutdown)
         .connect_timeout(10)

@@ -1,18 +1,130 @@
-"""Basic commands: /start and /help."""
+"""/start, /help, the private-chat gate, unknown commands and non-text messages."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from telegram import Update
-from telegram.ext import Application, CommandHandler, ContextTypes
+from telegram.ext import (
+    Application,
+    ApplicationHandlerStop,
+    CommandHandler,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+
+from handlers.common import Context, args_of, deps, is_private, now, reply
+from services import accounts
+
+HELP = """<b>Aelpher</b> keeps two theaters: <b>ibm</b> (your job) and <b>cs</b> (your study).
+
+<b>Next Best Actions</b>
+/nba · <code>/nba cs</code> — the current NBA and its score, with buttons
+  to lock it, log progress, finish it or choose another
+/add — <code>/add cs 4 Read SICP chapter 3</code> (theater, gap 0-5, title)
+
+<b>Recording</b>
+/log — <code>/log cs 45 read chapter 3</code> (theater, minutes, what you did)
+/reflect — <code>/reflect cs Passed the mock exam, 78%</code>
+/undo — remove your latest log (within 24 h)
+
+<b>Overview</b>
+/status — both theaters, energy planned vs logged, overload risk
+/history — <code>/history cs 10</code>
+/stats — chart of the last 14 days
+
+<b>Settings</b>
+/progress — <code>/progress cs 40</code>
+/energy — <code>/energy 60</code> (ibm 60%, cs 40%)
+/block — <code>/block ibm travelling</code> · /unblock — <code>/unblock ibm</code>
+/settings — time zone, quiet hours, daily brief, weekly review, thresholds
+
+<b>Your data</b>
+/export — everything as JSON and CSV · /delete — erase it
+/link · /unlink — connect this chat to your Aelpher account
+/cancel — leave any question I asked
+
+Any command without its arguments asks for them step by step."""
+
+WELCOME_NEW = (
+    "👋 Welcome to <b>Aelpher</b>! Your two theaters, <b>ibm</b> and <b>cs</b>, are ready.\n"
+    "Start by adding a Next Best Action: <code>/add cs 4 Read SICP chapter 3</code>\n"
+    "/help shows everything."
+)
+WELCOME_BACK = "👋 Welcome back! /nba shows what's next, /help everything else."
 
 
-async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Greet the user."""
-    if update.effective_message is not None:
-        await update.effective_message.reply_text("Welcome to <b>Aelpher</b>.")
+async def private_only(update: Update, context: Context) -> None:
+    """Outside private chats, say so once per message and handle nothing else."""
+    if update.effective_chat is not None and not is_private(update):
+        text = update.effective_message.text if update.effective_message else None
+        if text and text.startswith("/"):
+            await reply(update, "I only work in private chats: please message me directly.")
+        raise ApplicationHandlerStop
+
+
+async def start(update: Update, context: Context) -> None:
+    """Create or find the account (local mode) or point to /link (Supabase mode)."""
+    user = update.effective_user
+    chat = update.effective_chat
+    assert user is not None and chat is not None
+    d = deps(context)
+    if d.allowed_user_ids and user.id not in d.allowed_user_ids:
+        await reply(update, "Sorry, this Aelpher bot is private. Ask its owner to let you in.")
+        return
+    if d.supabase_url:
+        link = await accounts.find_link(d.db, user.id)
+        if link is None:
+            await reply(
+                update,
+                "👋 Welcome to <b>Aelpher</b>. Send /link to connect your "
+                "Aelpher account with a one-time code sent to your email.",
+            )
+            return
+        await accounts.reactivate(d.db, user.id, chat.id)
+        created = False
+    else:
+        _, created = await accounts.create_local_account(
+            d.db, user.id, chat.id, user.first_name, now(context)
+        )
+    await reply(update, WELCOME_NEW if created else WELCOME_BACK)
+    payload = args_of(context)
+    if payload and payload[0] in ("help",):
+        await reply(update, HELP)
+
+
+async def help_command(update: Update, context: Context) -> None:
+    """Every command with a one-line example."""
+    await reply(update, HELP)
+
+
+async def unknown_command(update: Update, context: Context) -> None:
+    """A command I don't know: a short help."""
+    await reply(update, "I don't know that command. Try /nba, /log, /status — or /help for all.")
+
+
+async def free_text(update: Update, context: Context) -> None:
+    """Text outside a conversation."""
+    await reply(update, "I read commands: /log to record time, /add to add an NBA, /help for all.")
+
+
+async def non_text(update: Update, context: Context) -> None:
+    """Photos, stickers, voice… outside a conversation."""
+    await reply(update, "I can only read text. Try <code>/log cs 25 what you did</code> or /help.")
+
+
+def register_gate(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    app.add_handler(TypeHandler(Update, private_only), group=-1)
 
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     app.add_handler(CommandHandler("start", start))
+    app.add_handler(CommandHandler("help", help_command))
+
+
+def register_fallbacks(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """Last in order: anything no other handler took."""
+    app.add_handler(MessageHandler(filters.COMMAND, unknown_command))
+    app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, free_text))
+    app.add_handler(MessageHandler(~filters.TEXT & ~filters.StatusUpdate.ALL, non_text))

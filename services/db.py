@@ -17,12 +17,15 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 import psycopg
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from services.errors import NotLinked
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +40,32 @@ _IMPERSONATE = (
 )
 
 
+_IMPERSONATE_TELEGRAM = (
+    "with link as (select user_id, active from telegram_links"
+    "              where telegram_user_id = %(tg)s),"
+    " woke as (update telegram_links set active = true"
+    "          where telegram_user_id = %(tg)s and not active returning 1)"
+    " select link.user_id, (select count(*) from woke) as woke,"
+    " set_config('role', 'authenticated', true),"
+    " set_config('request.jwt.claims',"
+    "   json_build_object('sub', link.user_id, 'role', 'authenticated')::text, true),"
+    " set_config('statement_timeout', %(timeout)s, true)"
+    " from link"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramUser:
+    """A principal named by its Telegram user id; resolved to its Aelpher user in the same
+    transaction (no extra round trip). A message from a user whose link was switched off
+    (they had blocked the bot) switches it back on."""
+
+    telegram_user_id: int
+
+
+Principal = UUID | TelegramUser
+
+
 class DatabaseUnavailable(Exception):
     """The database could not be reached (refused, lost, or no connection free in time)."""
 
@@ -45,6 +74,7 @@ class UnitOfWork:
     """One transaction for one user. Commit explicitly; anything else rolls back."""
 
     def __init__(self, conn: psycopg.AsyncConnection[DictRow], user_id: UUID | None) -> None:
+        #: the Aelpher user this transaction is confined to (None: privileged)
         self.conn = conn
         self.user_id = user_id
         self._committed = False
@@ -121,15 +151,24 @@ class Database:
         await self.close()
 
     @asynccontextmanager
-    async def _transaction(self, user_id: UUID | None) -> AsyncIterator[UnitOfWork]:
+    async def _transaction(self, who: Principal | None) -> AsyncIterator[UnitOfWork]:
         try:
             async with self.pool.connection() as conn, conn.transaction() as tx:
-                uow = UnitOfWork(conn, user_id)
-                if user_id is not None:
-                    claims = json.dumps({"sub": str(user_id), "role": "authenticated"})
+                uow = UnitOfWork(conn, who if isinstance(who, UUID) else None)
+                if isinstance(who, UUID):
+                    claims = json.dumps({"sub": str(who), "role": "authenticated"})
                     await conn.execute(
                         _IMPERSONATE, {"claims": claims, "timeout": STATEMENT_TIMEOUT}
                     )
+                elif isinstance(who, TelegramUser):
+                    cur = await conn.execute(
+                        _IMPERSONATE_TELEGRAM,
+                        {"tg": who.telegram_user_id, "timeout": STATEMENT_TIMEOUT},
+                    )
+                    row = await cur.fetchone()
+                    if row is None:
+                        raise NotLinked()
+                    uow.user_id = row["user_id"]
                 yield uow
                 if not uow.committed:
                     raise psycopg.Rollback(tx)
@@ -138,9 +177,9 @@ class Database:
                 raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
             raise
 
-    def user_uow(self, user_id: UUID) -> Any:
-        """One transaction confined by RLS to ``user_id``'s rows."""
-        return self._transaction(user_id)
+    def user_uow(self, who: Principal) -> Any:
+        """One transaction confined by RLS to one user's rows (by id, or by Telegram id)."""
+        return self._transaction(who)
 
     def privileged(self) -> Any:
         """One transaction as the connecting role, for cross-user work only."""

@@ -12,7 +12,7 @@ from datetime import datetime
 from uuid import UUID
 
 from services import rules, state, validation
-from services.db import Database, UnitOfWork
+from services.db import Database, Principal, UnitOfWork
 from services.errors import Conflict, NotFound
 from services.models import ARMS, Arm, ExecutionLog, NbaItem, TheaterStatus
 from services.repos import execution_logs, nba_items
@@ -59,7 +59,7 @@ async def _theater_nba(uow: UnitOfWork, arm: Arm, now: datetime) -> TheaterNba:
 
 
 async def view(
-    db: Database, user_id: UUID, arms: Sequence[Arm], now: datetime
+    db: Database, user_id: Principal, arms: Sequence[Arm], now: datetime
 ) -> list[TheaterNba]:
     """The ranked items of the given theaters (fresh scores as of ``now``)."""
     async with db.user_uow(user_id) as uow:
@@ -84,7 +84,7 @@ async def _finish(uow: UnitOfWork, item_id: UUID, arm: Arm, now: datetime) -> It
 
 async def add_item(
     db: Database,
-    user_id: UUID,
+    user_id: Principal,
     arm: Arm,
     gap: int,
     title: str,
@@ -103,7 +103,7 @@ async def add_item(
 
 async def edit_item(
     db: Database,
-    user_id: UUID,
+    user_id: Principal,
     item_id: UUID,
     now: datetime,
     *,
@@ -126,7 +126,9 @@ async def edit_item(
         return await _finish(uow, item_id, item.arm_type, now)
 
 
-async def delete_item(db: Database, user_id: UUID, item_id: UUID, now: datetime) -> TheaterNba:
+async def delete_item(
+    db: Database, user_id: Principal, item_id: UUID, now: datetime
+) -> TheaterNba:
     """Delete an item (open or done) and re-rank its theater."""
     async with db.user_uow(user_id) as uow:
         await state.begin_write(uow)
@@ -147,7 +149,7 @@ async def _locked_other(uow: UnitOfWork, item: NbaItem) -> NbaItem | None:
     return None
 
 
-async def lock(db: Database, user_id: UUID, item_id: UUID, now: datetime) -> ItemResult:
+async def lock(db: Database, user_id: Principal, item_id: UUID, now: datetime) -> ItemResult:
     """Lock an item: it becomes (and stays) current until unlocked or done."""
     async with db.user_uow(user_id) as uow:
         await state.begin_write(uow)
@@ -162,7 +164,7 @@ async def lock(db: Database, user_id: UUID, item_id: UUID, now: datetime) -> Ite
         return await _finish(uow, item_id, item.arm_type, now)
 
 
-async def unlock(db: Database, user_id: UUID, item_id: UUID, now: datetime) -> ItemResult:
+async def unlock(db: Database, user_id: Principal, item_id: UUID, now: datetime) -> ItemResult:
     """Unlock an item: ranking decides again."""
     async with db.user_uow(user_id) as uow:
         await state.begin_write(uow)
@@ -172,7 +174,7 @@ async def unlock(db: Database, user_id: UUID, item_id: UUID, now: datetime) -> I
         return await _finish(uow, item_id, item.arm_type, now)
 
 
-async def select(db: Database, user_id: UUID, item_id: UUID, now: datetime) -> ItemResult:
+async def select(db: Database, user_id: Principal, item_id: UUID, now: datetime) -> ItemResult:
     """Pick an item by hand (clears any other manual pick); refused while another is locked."""
     async with db.user_uow(user_id) as uow:
         await state.begin_write(uow)
@@ -189,7 +191,7 @@ async def select(db: Database, user_id: UUID, item_id: UUID, now: datetime) -> I
         return await _finish(uow, item_id, item.arm_type, now)
 
 
-async def auto(db: Database, user_id: UUID, arm: Arm, now: datetime) -> TheaterNba:
+async def auto(db: Database, user_id: Principal, arm: Arm, now: datetime) -> TheaterNba:
     """Clear the manual pick of ``arm``: the score decides (a lock still wins)."""
     async with db.user_uow(user_id) as uow:
         await state.begin_write(uow)
@@ -214,7 +216,7 @@ async def _duplicate(
 
 async def progress(
     db: Database,
-    user_id: UUID,
+    user_id: Principal,
     item_id: UUID,
     minutes: int,
     now: datetime,
@@ -245,7 +247,7 @@ async def progress(
 
 async def done(
     db: Database,
-    user_id: UUID,
+    user_id: Principal,
     item_id: UUID,
     now: datetime,
     *,
@@ -275,5 +277,5 @@ async def done(
         return ItemResult(result.item, result.theater, log)
 
 
-async def all_theaters(db: Database, user_id: UUID, now: datetime) -> list[TheaterNba]:
+async def all_theaters(db: Database, user_id: Principal, now: datetime) -> list[TheaterNba]:
     return await view(db, user_id, ARMS, now)

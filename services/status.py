@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal
-from uuid import UUID
 
 from services import rules, state
-from services.db import Database
+from services.db import Database, Principal
 from services.errors import NotLinked
 from services.models import ARMS, Arm, GlobalMetrics, Theater, UserSettings
 from services.repos import execution_logs, global_metrics, nba_items, reflections, theaters
@@ -39,7 +38,7 @@ class StatusView:
     now: datetime
 
 
-async def status_view(db: Database, user_id: UUID, now: datetime) -> StatusView:
+async def status_view(db: Database, user_id: Principal, now: datetime) -> StatusView:
     """Both theaters, current NBAs, energy planned vs logged, overload with inputs and trend."""
     async with db.user_uow(user_id) as uow:
         settings = await state.begin_read(uow)
@@ -100,12 +99,19 @@ class HistoryEntry:
     minutes: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryView:
+    entries: list[HistoryEntry]
+    timezone: str
+
+
 async def history(
-    db: Database, user_id: UUID, arm: Arm | None, limit: int = 10
-) -> list[HistoryEntry]:
-    """The latest logs and reflections, newest first."""
+    db: Database, user_id: Principal, arm: Arm | None, limit: int = 10
+) -> HistoryView:
+    """The latest logs and reflections, newest first, and the zone to show them in."""
     limit = max(1, min(limit, HISTORY_MAX))
     async with db.user_uow(user_id) as uow:
+        settings = await state.begin_read(uow)
         logs = await execution_logs.recent(uow, arm, limit)
         refl = await reflections.recent(uow, arm, limit)
     entries = [
@@ -116,4 +122,4 @@ async def history(
         for r in refl
     ]
     entries.sort(key=lambda e: e.timestamp, reverse=True)
-    return entries[:limit]
+    return HistoryView(entries[:limit], settings.timezone)

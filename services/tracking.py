@@ -8,7 +8,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from services import rules, state, validation
-from services.db import Database
+from services.db import Database, Principal
 from services.errors import NotFound, NothingToUndo
 from services.models import Arm, ExecutionLog, Reflection, TheaterStatus
 from services.repos import execution_logs, global_metrics, reflections, theaters
@@ -26,7 +26,7 @@ class LogResult:
 
 async def log_time(
     db: Database,
-    user_id: UUID,
+    user_id: Principal,
     arm: Arm,
     minutes: int | None,
     action: str,
@@ -61,7 +61,7 @@ async def log_time(
 
 
 async def set_log_minutes(
-    db: Database, user_id: UUID, log_id: UUID, minutes: int, now: datetime
+    db: Database, user_id: Principal, log_id: UUID, minutes: int, now: datetime
 ) -> LogResult:
     """Attach minutes to a log after the fact (the Done confirmation's buttons)."""
     minutes = validation.check_minutes(minutes)
@@ -86,9 +86,10 @@ class UndoResult:
     last_activity: datetime
     status: TheaterStatus
     overload: rules.Overload
+    timezone: str
 
 
-async def undo_last(db: Database, user_id: UUID, now: datetime) -> UndoResult:
+async def undo_last(db: Database, user_id: Principal, now: datetime) -> UndoResult:
     """Remove the latest log if under 24 h old; last activity goes back to what remains."""
     async with db.user_uow(user_id) as uow:
         settings = await state.begin_write(uow)
@@ -108,12 +109,12 @@ async def undo_last(db: Database, user_id: UUID, now: datetime) -> UndoResult:
         status = rules.theater_status(
             previous, now, settings.idle_after_hours, blocked=theater.status == "blocked"
         )
-        return UndoResult(log, previous, status, overload)
+        return UndoResult(log, previous, status, overload, settings.timezone)
 
 
 async def reflect(
     db: Database,
-    user_id: UUID,
+    user_id: Principal,
     arm: Arm,
     evidence: str,
     now: datetime,
@@ -130,7 +131,7 @@ async def reflect(
 
 
 async def add_context(
-    db: Database, user_id: UUID, reflection_id: UUID, context: str
+    db: Database, user_id: Principal, reflection_id: UUID, context: str
 ) -> Reflection:
     """Set the context of an existing reflection."""
     cleaned = validation.clean_context(context)
@@ -145,7 +146,7 @@ async def add_context(
 
 
 async def set_progress(
-    db: Database, user_id: UUID, arm: Arm, value: int | Decimal, now: datetime
+    db: Database, user_id: Principal, arm: Arm, value: int | Decimal, now: datetime
 ) -> Decimal:
     """Set a theater's progress (0-100); returns the new combined progress."""
     progress = validation.check_progress(value)
@@ -158,7 +159,7 @@ async def set_progress(
 
 
 async def set_energy(
-    db: Database, user_id: UUID, ibm_share: int, now: datetime
+    db: Database, user_id: Principal, ibm_share: int, now: datetime
 ) -> tuple[int, int]:
     """Split energy: ibm gets ``ibm_share`` %, cs the rest."""
     ibm, cs = rules.energy_split(validation.check_energy(ibm_share))
@@ -171,7 +172,7 @@ async def set_energy(
 
 
 async def shift_energy(
-    db: Database, user_id: UUID, towards: Arm, points: int, now: datetime
+    db: Database, user_id: Principal, towards: Arm, points: int, now: datetime
 ) -> tuple[int, int]:
     """Move ``points`` of energy towards one theater (clamped to 0-100)."""
     async with db.user_uow(user_id) as uow:
@@ -186,7 +187,9 @@ async def shift_energy(
         return ibm, cs
 
 
-async def block(db: Database, user_id: UUID, arm: Arm, reason: str | None, now: datetime) -> None:
+async def block(
+    db: Database, user_id: Principal, arm: Arm, reason: str | None, now: datetime
+) -> None:
     """Block a theater: no idle nudges; it stays blocked through logging until unblocked."""
     cleaned = validation.clean_block_reason(reason)
     async with db.user_uow(user_id) as uow:
@@ -195,7 +198,7 @@ async def block(db: Database, user_id: UUID, arm: Arm, reason: str | None, now: 
         await uow.commit()
 
 
-async def unblock(db: Database, user_id: UUID, arm: Arm, now: datetime) -> TheaterStatus:
+async def unblock(db: Database, user_id: Principal, arm: Arm, now: datetime) -> TheaterStatus:
     """Unblock a theater; its status follows its last activity again."""
     async with db.user_uow(user_id) as uow:
         settings = await state.begin_write(uow)
@@ -206,7 +209,9 @@ async def unblock(db: Database, user_id: UUID, arm: Arm, now: datetime) -> Theat
         return status
 
 
-async def snooze(db: Database, user_id: UUID, arm: Arm, until: datetime, now: datetime) -> None:
+async def snooze(
+    db: Database, user_id: Principal, arm: Arm, until: datetime, now: datetime
+) -> None:
     """No idle nudges for ``arm`` until ``until``."""
     async with db.user_uow(user_id) as uow:
         await state.begin_write(uow)

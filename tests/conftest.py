@@ -11,14 +11,17 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from bot.embedded_db import EmbeddedPostgres
+from bot.local_api import BotApiEmulator
 from services.db import Database
 from services.migrations import apply_migrations
+from tests.harness import Chat, Clock, bot_running
 
 TEST_DB = "aelpher_test"
 
@@ -106,3 +109,29 @@ async def alice(db: Database) -> uuid.UUID:
 @pytest.fixture
 async def bob(db: Database) -> uuid.UUID:
     return await make_user(db, "bob@example.com")
+
+
+@pytest.fixture
+def emulator() -> Iterator[BotApiEmulator]:
+    with BotApiEmulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+async def bot(db: Database, database_dsn: str, emulator: BotApiEmulator) -> AsyncIterator[BotEnv]:
+    """The running bot plus a clock; ``bot.chat(user_id)`` gives a conversation."""
+    clock = Clock()
+    async with bot_running(emulator, database_dsn, clock=clock) as app:
+        yield BotEnv(emulator, app, clock)
+
+
+class BotEnv:
+    """The emulator, the running application and its clock."""
+
+    def __init__(self, emu: BotApiEmulator, app: Any, clock: Clock) -> None:
+        self.emu = emu
+        self.app = app
+        self.clock = clock
+
+    def chat(self, user_id: int, first_name: str = "Test") -> Chat:
+        return Chat(self.emu, user_id, first_name)

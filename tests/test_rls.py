@@ -156,3 +156,32 @@ async def test_unreachable_database_raises_quickly() -> None:
                 pass
     finally:
         await db.close()
+
+
+async def test_telegram_principal_resolves_in_the_same_transaction(
+    db: Database, alice: uuid.UUID, bob: uuid.UUID
+) -> None:
+    from services.db import TelegramUser
+    from services.errors import NotLinked
+
+    async with db.privileged() as uow:
+        await uow.execute(
+            "insert into telegram_links (telegram_user_id, user_id, chat_id, active)"
+            " values (11, %s, 11, false), (22, %s, 22, true)",
+            (alice, bob),
+        )
+        await uow.commit()
+    async with db.user_uow(TelegramUser(11)) as uow:
+        assert uow.user_id == alice
+        row = await uow.fetchone("select current_user as u, auth.uid() as uid")
+        assert row == {"u": "authenticated", "uid": alice}
+        assert [
+            r["user_id"] for r in await uow.fetchall("select user_id from telegram_links")
+        ] == [alice]
+        await uow.commit()
+    async with db.privileged() as uow:  # writing again switched the link back on
+        row = await uow.fetchone("select active from telegram_links where telegram_user_id = 11")
+        assert row == {"active": True}
+    with pytest.raises(NotLinked):
+        async with db.user_uow(TelegramUser(33)):
+            pass

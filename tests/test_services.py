@@ -229,7 +229,7 @@ async def test_reflection_and_history(db: Database) -> None:
     r = await tracking.reflect(db, user, "cs", "Passed the mock exam, 78%", T0)
     await tracking.add_context(db, user, r.id, "after two weeks of practice")
     await tracking.log_time(db, user, "cs", 45, "read chapter 3", T0 + timedelta(minutes=1))
-    entries = await status.history(db, user, "cs", 10)
+    entries = (await status.history(db, user, "cs", 10)).entries
     assert [(e.kind, e.text) for e in entries] == [
         ("log", "read chapter 3"),
         ("reflection", "Passed the mock exam, 78%"),

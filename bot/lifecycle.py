@@ -1,0 +1,47 @@
+"""Running an Application inside an event loop someone else owns (tests, console, benchmarks).
+
+``run_polling`` owns its loop and signals; this does the same steps in the same order
+(initialize → post_init → updater → start, then the reverse down to post_shutdown).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from telegram.ext import Application
+
+ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
+
+
+@asynccontextmanager
+async def running(
+    app: Application[Any, Any, Any, Any, Any, Any],
+    *,
+    poll_interval: float = 0.0,
+    poll_timeout: int = 1,
+) -> AsyncIterator[Application[Any, Any, Any, Any, Any, Any]]:
+    """Start ``app`` with long polling; stop it cleanly on exit."""
+    await app.initialize()
+    try:
+        if app.post_init is not None:
+            await app.post_init(app)
+        if app.updater is not None:
+            await app.updater.start_polling(
+                poll_interval=poll_interval,
+                timeout=poll_timeout,
+                allowed_updates=ALLOWED_UPDATES,
+            )
+        await app.start()
+        yield app
+    finally:
+        if app.updater is not None and app.updater.running:
+            await app.updater.stop()
+        if app.running:
+            await app.stop()
+        if app.post_stop is not None:
+            await app.post_stop(app)
+        await app.shutdown()
+        if app.post_shutdown is not None:
+            await app.post_shutdown(app)

@@ -1,0 +1,3411 @@
+"""A local Telegram Bot API server (emulator) over real HTTP.
+
+:class:`BotApiEmulator` serves the Bot API's JSON-over-HTTP protocol on ``127.0.0.1`` so that an
+unmodified python-telegram-bot ``Application`` can run against it::
+
+    with BotApiEmulator() as emu:
+        app = (
+            ApplicationBuilder()
+            .token(emu.token)
+            .base_url(emu.base_url)
+            .base_file_url(emu.file_base_url)
+            .build()
+        )
+        ...
+        emu.send_text(42, "/start")
+        [reply] = emu.wait_for_messages(42, 1)
+
+It has two users: the end-to-end tests and benchmarks, and the bot's local console mode, which
+prints what the bot sends (see :meth:`BotApiEmulator.subscribe`).
+
+The emulator validates requests the way Telegram does (text and caption length after entity
+parsing, HTML / MarkdownV2 / Markdown syntax, inline keyboard limits, "message is not modified",
+stale callback queries, unknown chats, blocked users, ...) and answers with Telegram's error
+format, so PTB raises its real exception classes (``BadRequest``, ``Forbidden``, ``RetryAfter``,
+``Conflict``, ``InvalidToken``).
+
+Threading model: the HTTP server (tornado) runs on its own thread with its own asyncio event loop.
+Every public method is thread-safe. Waiting helpers come in a blocking flavour
+(``wait_for_messages``) and an ``async`` flavour (``wait_messages``) that polls with
+:func:`asyncio.sleep`, so it works from any event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import itertools
+import json
+import logging
+import math
+import re
+import socket
+import struct
+import threading
+import time
+import zlib
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any, Final, Self
+from urllib.parse import urlsplit
+
+import tornado.httpclient
+import tornado.httpserver
+import tornado.ioloop
+import tornado.netutil
+import tornado.web
+
+__all__ = [
+    "BotApiEmulator",
+    "Call",
+    "CallbackAnswer",
+    "EntityParseError",
+    "FloodLimits",
+    "MessageVersion",
+    "ParsedText",
+    "SentMessage",
+    "WebhookDelivery",
+    "parse_html",
+    "parse_markdown",
+    "parse_markdown_v2",
+    "parse_text",
+    "utf16_len",
+]
+
+_LOGGER = logging.getLogger(__name__)
+
+JSONDict = dict[str, Any]
+
+# --------------------------------------------------------------------------------------------
+# Telegram limits and error texts
+# --------------------------------------------------------------------------------------------
+
+MAX_TEXT_LENGTH: Final = 4096
+MAX_CAPTION_LENGTH: Final = 1024
+MAX_CALLBACK_ANSWER_LENGTH: Final = 200
+MAX_CALLBACK_DATA_BYTES: Final = 64
+MAX_INLINE_BUTTONS: Final = 100
+MAX_INLINE_BUTTONS_PER_ROW: Final = 8
+MAX_ENTITIES: Final = 100
+MAX_COMMANDS: Final = 100
+MAX_PHOTO_BYTES: Final = 10 * 1024 * 1024
+MAX_UPLOAD_BYTES: Final = 50 * 1024 * 1024
+MAX_DOWNLOAD_BYTES: Final = 20 * 1024 * 1024
+
+ERR_NOT_MODIFIED: Final = (
+    "Bad Request: message is not modified: specified new message content and reply markup are "
+    "exactly the same as a current content and reply markup of the message"
+)
+ERR_CONFLICT_POLLING: Final = (
+    "Conflict: terminated by other getUpdates request; make sure that only one bot instance is "
+    "running"
+)
+ERR_CONFLICT_WEBHOOK: Final = (
+    "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete "
+    "the webhook first"
+)
+ERR_QUERY_TOO_OLD: Final = (
+    "Bad Request: query is too old and response timeout expired or query ID is invalid"
+)
+ERR_BLOCKED: Final = "Forbidden: bot was blocked by the user"
+ERR_CHAT_NOT_FOUND: Final = "Bad Request: chat not found"
+
+# Update types Telegram sends when allowed_updates was never set (or set to an empty list).
+_DEFAULT_EXCLUDED_UPDATES: Final = frozenset(
+    {"chat_member", "message_reaction", "message_reaction_count"}
+)
+
+_CHAT_ACTIONS: Final = frozenset(
+    {
+        "typing",
+        "upload_photo",
+        "record_video",
+        "upload_video",
+        "record_voice",
+        "upload_voice",
+        "upload_document",
+        "choose_sticker",
+        "find_location",
+        "record_video_note",
+        "upload_video_note",
+    }
+)
+
+_INLINE_BUTTON_ACTIONS: Final = (
+    "url",
+    "callback_data",
+    "web_app",
+    "login_url",
+    "switch_inline_query",
+    "switch_inline_query_current_chat",
+    "switch_inline_query_chosen_chat",
+    "copy_text",
+    "callback_game",
+    "pay",
+)
+
+_COMMAND_RE: Final = re.compile(r"^[a-z0-9_]{1,32}$")
+_SECRET_TOKEN_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+
+
+def utf16_len(text: str) -> int:
+    """Return the length of ``text`` in UTF-16 code units, the unit Telegram counts in."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _char16(char: str) -> int:
+    return 2 if ord(char) > 0xFFFF else 1
+
+
+# --------------------------------------------------------------------------------------------
+# Formatted text parsing (HTML, MarkdownV2, Markdown)
+# --------------------------------------------------------------------------------------------
+
+
+class EntityParseError(ValueError):
+    """The formatted text could not be parsed; ``str(exc)`` is Telegram's reason text."""
+
+    def __init__(self, reason: str, byte_offset: int | None = None) -> None:
+        self.reason = reason
+        self.byte_offset = byte_offset
+        text = reason if byte_offset is None else f"{reason} at byte offset {byte_offset}"
+        super().__init__(text)
+
+
+@dataclass(frozen=True)
+class ParsedText:
+    """Visible text plus message entities (offsets and lengths in UTF-16 code units)."""
+
+    text: str
+    entities: list[JSONDict]
+
+
+UserLookup = Callable[[int], JSONDict | None]
+
+
+def _byte_offset(source: str, index: int) -> int:
+    return len(source[:index].encode("utf-8", "surrogatepass"))
+
+
+def _decode_html_entity(source: str, index: int) -> tuple[str, int] | None:
+    """Decode an HTML entity starting at ``source[index] == "&"``.
+
+    Returns the decoded character and the index just past the ``;``, or ``None``.
+    """
+    end = source.find(";", index + 1, index + 12)
+    if end == -1:
+        return None
+    body = source[index + 1 : end]
+    named = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
+    if body in named:
+        return named[body], end + 1
+    code: int | None = None
+    if body[:2] in ("#x", "#X") and len(body) > 2:
+        with contextlib.suppress(ValueError):
+            code = int(body[2:], 16)
+    elif body[:1] == "#" and body[1:].isdigit():
+        code = int(body[1:])
+    if code is None or code <= 0 or code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+        return None
+    return chr(code), end + 1
+
+
+_HTML_TAG_TYPES: Final = {
+    "b": "bold",
+    "strong": "bold",
+    "i": "italic",
+    "em": "italic",
+    "u": "underline",
+    "ins": "underline",
+    "s": "strikethrough",
+    "strike": "strikethrough",
+    "del": "strikethrough",
+    "tg-spoiler": "spoiler",
+    "span": "spoiler",
+    "a": "text_link",
+    "tg-emoji": "custom_emoji",
+    "tg-time": "date_time",
+    "code": "code",
+    "pre": "pre",
+    "blockquote": "blockquote",
+}
+
+
+@dataclass
+class _OpenTag:
+    name: str
+    entity_type: str
+    offset: int
+    byte_offset: int
+    attrs: dict[str, str]
+    language: str | None = None
+
+
+def _is_space(char: str) -> bool:
+    return char in " \t\n\r\x0b\x0c"
+
+
+def parse_html(
+    source: str, *, strict: bool = True, user_lookup: UserLookup | None = None
+) -> ParsedText:
+    """Parse Telegram-flavoured HTML into visible text and entities.
+
+    Follows Telegram's (tdlib's) parser: only the documented tags, properly nested and closed,
+    the named entities ``&lt; &gt; &amp; &quot;`` and numeric entities. With ``strict`` (the
+    default) a bare ``&`` or ``>`` in text is an error, as the Bot API documentation demands;
+    real Telegram tolerates those two, which ``strict=False`` mirrors. A bare ``<`` is always an
+    error. Inside attribute values a bare ``&`` is accepted (URLs commonly contain one).
+    """
+    out: list[str] = []
+    pos = 0
+    stack: list[_OpenTag] = []
+    entities: list[JSONDict] = []
+    i = 0
+    n = len(source)
+    while i < n:
+        char = source[i]
+        if char == "&":
+            decoded = _decode_html_entity(source, i)
+            if decoded is not None:
+                out.append(decoded[0])
+                pos += _char16(decoded[0])
+                i = decoded[1]
+                continue
+            if strict:
+                raise EntityParseError(
+                    'Unescaped "&" (use "&amp;" or a valid entity)', _byte_offset(source, i)
+                )
+        elif char == ">" and strict:
+            raise EntityParseError('Unescaped ">" (use "&gt;")', _byte_offset(source, i))
+        if char != "<":
+            out.append(char)
+            pos += _char16(char)
+            i += 1
+            continue
+        tag_start = i
+        if i + 1 < n and source[i + 1] == "/":
+            end = source.find(">", i + 2)
+            if end == -1:
+                raise EntityParseError("Unclosed end tag", _byte_offset(source, tag_start))
+            name = source[i + 2 : end].strip().lower()
+            if not stack:
+                raise EntityParseError("Unexpected end tag", _byte_offset(source, tag_start))
+            top = stack[-1]
+            if name != top.name:
+                raise EntityParseError(
+                    f"Unmatched end tag at byte offset {_byte_offset(source, tag_start)}, "
+                    f'expected "</{top.name}>", found "</{name}>"'
+                )
+            stack.pop()
+            _close_html_tag(top, pos, stack, entities, user_lookup)
+            i = end + 1
+            continue
+        i, tag = _parse_html_start_tag(source, i, pos)
+        if tag.entity_type == "blockquote" and any(t.entity_type == "blockquote" for t in stack):
+            raise EntityParseError("Blockquotes can't be nested", _byte_offset(source, tag_start))
+        stack.append(tag)
+    if stack:
+        top = stack[-1]
+        raise EntityParseError(
+            f'Can\'t find end tag corresponding to start tag "{top.name}"', top.byte_offset
+        )
+    return _finish_parsed("".join(out), entities)
+
+
+def _parse_html_start_tag(source: str, i: int, pos: int) -> tuple[int, _OpenTag]:
+    n = len(source)
+    tag_start = i
+    byte_offset = _byte_offset(source, tag_start)
+    j = i + 1
+    while j < n and not _is_space(source[j]) and source[j] != ">":
+        j += 1
+    if j >= n:
+        raise EntityParseError("Unclosed start tag", byte_offset)
+    name = source[i + 1 : j].lower()
+    if name not in _HTML_TAG_TYPES:
+        if not name:
+            raise EntityParseError('Unescaped "<" (use "&lt;")', byte_offset)
+        raise EntityParseError(f'Unsupported start tag "{name}"', byte_offset)
+    attrs: dict[str, str] = {}
+    while True:
+        while j < n and _is_space(source[j]):
+            j += 1
+        if j >= n:
+            raise EntityParseError("Unclosed start tag", byte_offset)
+        if source[j] == ">":
+            j += 1
+            break
+        attr_start = j
+        while j < n and not _is_space(source[j]) and source[j] not in "=>":
+            j += 1
+        attr_name = source[attr_start:j].lower()
+        if not attr_name:
+            raise EntityParseError(
+                f'Empty attribute name in the tag "{name}"', _byte_offset(source, attr_start)
+            )
+        while j < n and _is_space(source[j]):
+            j += 1
+        if j >= n:
+            raise EntityParseError("Unclosed start tag", byte_offset)
+        if source[j] != "=":
+            if name == "blockquote" and attr_name == "expandable":
+                attrs[attr_name] = ""
+                continue
+            raise EntityParseError(
+                f'Expected equal sign in declaration of an attribute of the tag "{name}"',
+                _byte_offset(source, j),
+            )
+        j += 1
+        while j < n and _is_space(source[j]):
+            j += 1
+        if j >= n:
+            raise EntityParseError("Unclosed start tag", byte_offset)
+        if source[j] in "\"'":
+            quote = source[j]
+            close = source.find(quote, j + 1)
+            if close == -1:
+                raise EntityParseError("Unclosed start tag", byte_offset)
+            raw_value = source[j + 1 : close]
+            j = close + 1
+        else:
+            value_start = j
+            while j < n and not _is_space(source[j]) and source[j] != ">":
+                j += 1
+            raw_value = source[value_start:j]
+        attrs[attr_name] = _decode_attribute(raw_value)
+    entity_type = _HTML_TAG_TYPES[name]
+    if name == "span" and attrs.get("class") != "tg-spoiler":
+        raise EntityParseError('Tag "span" must have class "tg-spoiler"', byte_offset)
+    if name == "tg-emoji" and not attrs.get("emoji-id", "").isdigit():
+        raise EntityParseError("Invalid custom emoji identifier specified", byte_offset)
+    if name == "tg-time" and not attrs.get("unix", "").lstrip("-").isdigit():
+        raise EntityParseError("Invalid unix time specified", byte_offset)
+    if name == "blockquote" and "expandable" in attrs:
+        entity_type = "expandable_blockquote"
+    tag = _OpenTag(name, entity_type, pos, byte_offset, attrs)
+    return j, tag
+
+
+def _decode_attribute(raw: str) -> str:
+    parts: list[str] = []
+    k = 0
+    while k < len(raw):
+        if raw[k] == "&":
+            decoded = _decode_html_entity(raw, k)
+            if decoded is not None:
+                parts.append(decoded[0])
+                k = decoded[1]
+                continue
+        parts.append(raw[k])
+        k += 1
+    return "".join(parts)
+
+
+def _close_html_tag(
+    tag: _OpenTag,
+    pos: int,
+    stack: list[_OpenTag],
+    entities: list[JSONDict],
+    user_lookup: UserLookup | None,
+) -> None:
+    length = pos - tag.offset
+    etype = tag.entity_type
+    entity: JSONDict = {"type": etype, "offset": tag.offset, "length": length}
+    if etype == "code" and stack and stack[-1].entity_type == "pre":
+        cls = tag.attrs.get("class", "")
+        if cls.startswith("language-") and len(cls) > len("language-"):
+            stack[-1].language = cls[len("language-") :]
+        return
+    if etype == "text_link":
+        href = tag.attrs.get("href", "")
+        if not href:
+            return
+        mention = re.fullmatch(r"tg://user\?id=(\d+)", href)
+        if mention:
+            user_id = int(mention.group(1))
+            user = (user_lookup(user_id) if user_lookup else None) or {
+                "id": user_id,
+                "is_bot": False,
+                "first_name": "User",
+            }
+            entity = {"type": "text_mention", "offset": tag.offset, "length": length}
+            entity["user"] = user
+        else:
+            entity["url"] = href
+    elif etype == "pre" and tag.language:
+        entity["language"] = tag.language
+    elif etype == "custom_emoji":
+        entity["custom_emoji_id"] = tag.attrs["emoji-id"]
+    elif etype == "date_time":
+        entity["unix_time"] = int(tag.attrs["unix"])
+        if tag.attrs.get("format"):
+            entity["date_time_format"] = tag.attrs["format"]
+    if length > 0:
+        entities.append(entity)
+
+
+def _finish_parsed(text: str, entities: list[JSONDict]) -> ParsedText:
+    """Drop entities nested in code/pre, trim surrounding whitespace like Telegram, sort."""
+    code_ranges = [
+        (e["offset"], e["offset"] + e["length"]) for e in entities if e["type"] in ("code", "pre")
+    ]
+    kept: list[JSONDict] = []
+    for entity in entities:
+        start, end = entity["offset"], entity["offset"] + entity["length"]
+        inside = any(
+            lo <= start and end <= hi and (lo, hi) != (start, end) for lo, hi in code_ranges
+        )
+        if not inside:
+            kept.append(entity)
+    # Telegram strips leading and trailing whitespace (code points <= U+0020).
+    stripped_left = text.lstrip("".join(chr(c) for c in range(33)))
+    left16 = utf16_len(text) - utf16_len(stripped_left)
+    stripped = stripped_left.rstrip("".join(chr(c) for c in range(33)))
+    total16 = utf16_len(stripped)
+    result: list[JSONDict] = []
+    for entity in kept:
+        start = max(entity["offset"] - left16, 0)
+        end = min(entity["offset"] + entity["length"] - left16, total16)
+        if end > start:
+            moved = dict(entity)
+            moved["offset"], moved["length"] = start, end - start
+            result.append(moved)
+    result.sort(key=lambda e: (e["offset"], -e["length"]))
+    return ParsedText(stripped, result[:MAX_ENTITIES])
+
+
+_MDV2_RESERVED: Final = "_*[]()~`>#+-=|{}.!"
+_MDV2_NAMES: Final = {
+    "bold": "Bold",
+    "italic": "Italic",
+    "underline": "Underline",
+    "strikethrough": "Strikethrough",
+    "spoiler": "Spoiler",
+    "code": "Code",
+    "pre": "Pre",
+    "text_link": "TextUrl",
+    "custom_emoji": "CustomEmoji",
+}
+
+
+@dataclass
+class _MdOpen:
+    entity_type: str
+    offset: int
+    byte_offset: int
+    language: str | None = None
+
+
+def _reserved_error(char: str) -> EntityParseError:
+    return EntityParseError(
+        f"Character '{char}' is reserved and must be escaped with the preceding '\\'"
+    )
+
+
+def parse_markdown_v2(source: str, *, user_lookup: UserLookup | None = None) -> ParsedText:
+    """Parse Telegram MarkdownV2 into visible text and entities.
+
+    Every character of ``_*[]()~`>#+-=|{}.!`` outside an entity's syntax must be escaped with a
+    backslash; inside ``code``/``pre`` only ``\\`` and `````` need escaping. Blockquotes start
+    with ``>`` at the beginning of a line (``**>`` for expandable ones, closed by ``||``).
+    """
+    out: list[str] = []
+    pos = 0
+    stack: list[_MdOpen] = []
+    entities: list[JSONDict] = []
+    quote: _MdOpen | None = None
+    quote_end = 0
+    i = 0
+    n = len(source)
+    line_start = True
+
+    def close_quote(end: int) -> None:
+        nonlocal quote
+        if quote is not None and end > quote.offset:
+            entities.append(
+                {"type": quote.entity_type, "offset": quote.offset, "length": end - quote.offset}
+            )
+        quote = None
+
+    while i < n:
+        char = source[i]
+        in_code = bool(stack) and stack[-1].entity_type in ("code", "pre")
+        if line_start and not in_code:
+            line_start = False
+            if char == ">":
+                if quote is None:
+                    quote = _MdOpen("blockquote", pos, _byte_offset(source, i))
+                i += 1
+                continue
+            if source.startswith("**>", i):
+                if quote is None:
+                    quote = _MdOpen("expandable_blockquote", pos, _byte_offset(source, i))
+                i += 3
+                continue
+            if quote is not None:
+                close_quote(quote_end)
+        if char == "\\" and i + 1 < n and 0 < ord(source[i + 1]) <= 126:
+            out.append(source[i + 1])
+            pos += 1
+            i += 2
+            continue
+        if char == "\n":
+            quote_end = pos
+            out.append(char)
+            pos += 1
+            i += 1
+            line_start = True
+            continue
+        if in_code:
+            top = stack[-1]
+            is_end = char == "`" and (top.entity_type == "code" or source.startswith("```", i))
+            if not is_end:
+                out.append(char)
+                pos += _char16(char)
+                i += 1
+                continue
+        if char not in _MDV2_RESERVED:
+            out.append(char)
+            pos += _char16(char)
+            i += 1
+            continue
+        if (
+            char == "|"
+            and quote is not None
+            and quote.entity_type == "expandable_blockquote"
+            and source.startswith("||", i)
+            and (i + 2 == n or source[i + 2] == "\n")
+            and not any(o.entity_type == "spoiler" for o in stack)
+        ):
+            close_quote(pos)
+            i += 2
+            continue
+        top_type = stack[-1].entity_type if stack else None
+        nxt = source[i + 1] if i + 1 < n else ""
+        is_end = (
+            (top_type == "bold" and char == "*")
+            or (top_type == "italic" and char == "_" and nxt != "_")
+            or (top_type == "underline" and char == "_" and nxt == "_")
+            or (top_type == "strikethrough" and char == "~")
+            or (top_type == "spoiler" and char == "|" and nxt == "|")
+            or (top_type == "code" and char == "`")
+            or (top_type == "pre" and source.startswith("```", i))
+            or (top_type in ("text_link", "custom_emoji") and char == "]")
+        )
+        if not is_end:
+            byte_offset = _byte_offset(source, i)
+            if char == "_" and nxt == "_":
+                stack.append(_MdOpen("underline", pos, byte_offset))
+                i += 2
+            elif char == "_":
+                stack.append(_MdOpen("italic", pos, byte_offset))
+                i += 1
+            elif char == "*":
+                stack.append(_MdOpen("bold", pos, byte_offset))
+                i += 1
+            elif char == "~":
+                stack.append(_MdOpen("strikethrough", pos, byte_offset))
+                i += 1
+            elif char == "|" and nxt == "|":
+                stack.append(_MdOpen("spoiler", pos, byte_offset))
+                i += 2
+            elif char == "[":
+                stack.append(_MdOpen("text_link", pos, byte_offset))
+                i += 1
+            elif char == "!" and nxt == "[":
+                stack.append(_MdOpen("custom_emoji", pos, byte_offset))
+                i += 2
+            elif source.startswith("```", i):
+                i += 3
+                language: str | None = None
+                newline = source.find("\n", i)
+                if newline != -1:
+                    candidate = source[i:newline]
+                    if candidate and "`" not in candidate and " " not in candidate:
+                        language = candidate
+                        i = newline + 1
+                    elif not candidate:
+                        i = newline + 1
+                stack.append(_MdOpen("pre", pos, byte_offset, language))
+            elif char == "`":
+                stack.append(_MdOpen("code", pos, byte_offset))
+                i += 1
+            else:
+                raise _reserved_error(char)
+            continue
+        opened = stack.pop()
+        entity: JSONDict = {
+            "type": opened.entity_type,
+            "offset": opened.offset,
+            "length": pos - opened.offset,
+        }
+        if opened.entity_type in ("underline", "spoiler"):
+            i += 2
+        elif opened.entity_type == "pre":
+            i += 3
+            if opened.language:
+                entity["language"] = opened.language
+        elif opened.entity_type in ("text_link", "custom_emoji"):
+            i += 1
+            url: str
+            if i < n and source[i] == "(":
+                url_chars: list[str] = []
+                k = i + 1
+                while k < n and source[k] != ")":
+                    if source[k] == "\\" and k + 1 < n and 0 < ord(source[k + 1]) <= 126:
+                        k += 1
+                    url_chars.append(source[k])
+                    k += 1
+                if k >= n:
+                    raise EntityParseError("Can't find end of a URL", _byte_offset(source, i))
+                url = "".join(url_chars)
+                i = k + 1
+            else:
+                url = _tail16(out, entity)
+            if opened.entity_type == "custom_emoji":
+                match = re.fullmatch(r"tg://emoji\?id=(\d+)", url)
+                if not match:
+                    raise EntityParseError(
+                        "Custom emoji entity must contain a tg://emoji URL", opened.byte_offset
+                    )
+                entity["custom_emoji_id"] = match.group(1)
+            else:
+                mention = re.fullmatch(r"tg://user\?id=(\d+)", url)
+                if mention:
+                    user_id = int(mention.group(1))
+                    entity["type"] = "text_mention"
+                    entity["user"] = (user_lookup(user_id) if user_lookup else None) or {
+                        "id": user_id,
+                        "is_bot": False,
+                        "first_name": "User",
+                    }
+                elif url:
+                    entity["url"] = url
+                else:
+                    entity["length"] = 0
+        else:
+            i += 1
+        if entity["length"] > 0:
+            entities.append(entity)
+    if stack:
+        top = stack[-1]
+        raise EntityParseError(
+            f"Can't find end of {_MDV2_NAMES[top.entity_type]} entity", top.byte_offset
+        )
+    if quote is not None:
+        close_quote(pos)
+    return _finish_parsed("".join(out), entities)
+
+
+def _tail16(out: list[str], entity: JSONDict) -> str:
+    """Return the visible text covered by ``entity`` (used as URL for ``[url]`` links)."""
+    text = "".join(out)
+    encoded = text.encode("utf-16-le")
+    start = entity["offset"] * 2
+    return encoded[start:].decode("utf-16-le", "replace")
+
+
+def parse_markdown(source: str, *, user_lookup: UserLookup | None = None) -> ParsedText:
+    """Parse legacy Telegram Markdown (``*bold*``, ``_italic_``, ```code```, ``[t](url)``)."""
+    out: list[str] = []
+    pos = 0
+    entities: list[JSONDict] = []
+    i = 0
+    n = len(source)
+    while i < n:
+        char = source[i]
+        if char == "\\" and i + 1 < n and source[i + 1] in "_*`[":
+            out.append(source[i + 1])
+            pos += 1
+            i += 2
+            continue
+        if char not in "_*`[":
+            out.append(char)
+            pos += _char16(char)
+            i += 1
+            continue
+        begin = i
+        end_char = "]" if char == "[" else char
+        i += 1
+        is_pre = False
+        language: str | None = None
+        if char == "`" and source.startswith("``", i):
+            i += 2
+            is_pre = True
+            lang_end = i
+            while lang_end < n and not _is_space(source[lang_end]) and source[lang_end] != "`":
+                lang_end += 1
+            if lang_end < n and source[lang_end] == "\n" and lang_end > i:
+                language = source[i:lang_end]
+                i = lang_end + 1
+        offset = pos
+        while i < n and (source[i] != end_char or (is_pre and not source.startswith("```", i))):
+            out.append(source[i])
+            pos += _char16(source[i])
+            i += 1
+        if i >= n:
+            raise EntityParseError(
+                "Can't find end of the entity starting", _byte_offset(source, begin)
+            )
+        length = pos - offset
+        entity: JSONDict = {"type": "", "offset": offset, "length": length}
+        if char == "_":
+            entity["type"] = "italic"
+        elif char == "*":
+            entity["type"] = "bold"
+        elif char == "`":
+            entity["type"] = "pre" if is_pre else "code"
+            if language:
+                entity["language"] = language
+        i += 3 if is_pre else 1
+        if char == "[":
+            url = ""
+            if i < n and source[i] == "(":
+                close = source.find(")", i + 1)
+                if close != -1:
+                    url = source[i + 1 : close]
+                    i = close + 1
+            mention = re.fullmatch(r"tg://user\?id=(\d+)", url)
+            if mention:
+                user_id = int(mention.group(1))
+                entity["type"] = "text_mention"
+                entity["user"] = (user_lookup(user_id) if user_lookup else None) or {
+                    "id": user_id,
+                    "is_bot": False,
+                    "first_name": "User",
+                }
+            elif url:
+                entity["type"] = "text_link"
+                entity["url"] = url
+            else:
+                continue
+        if length > 0:
+            entities.append(entity)
+    return _finish_parsed("".join(out), entities)
+
+
+def parse_text(
+    text: str,
+    parse_mode: str | None,
+    *,
+    strict_html: bool = True,
+    user_lookup: UserLookup | None = None,
+) -> ParsedText:
+    """Parse ``text`` according to ``parse_mode`` (``None``/empty: plain text, only trimmed).
+
+    Raises:
+        EntityParseError: on a syntax error.
+        ValueError: on an unknown parse mode.
+    """
+    mode = (parse_mode or "").lower()
+    if mode == "html":
+        return parse_html(text, strict=strict_html, user_lookup=user_lookup)
+    if mode == "markdownv2":
+        return parse_markdown_v2(text, user_lookup=user_lookup)
+    if mode == "markdown":
+        return parse_markdown(text, user_lookup=user_lookup)
+    if mode:
+        raise ValueError(f"unsupported parse_mode {parse_mode!r}")
+    return _finish_parsed(text, [])
+
+
+# --------------------------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------------------------
+
+
+def _tiny_png(width: int = 2, height: int = 2) -> bytes:
+    """Build a small valid grey PNG (stdlib only)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    raw = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """Return ``(width, height)`` of a PNG, JPEG, GIF, WebP or BMP image, else ``None``."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) >= 24:
+        width, height = struct.unpack(">II", data[16:24])
+        return int(width), int(height)
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        width, height = struct.unpack("<HH", data[6:10])
+        return int(width), int(height)
+    if data.startswith(b"BM") and len(data) >= 26:
+        width, height = struct.unpack("<ii", data[18:26])
+        return abs(int(width)), abs(int(height))
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+        kind = data[12:16]
+        if kind == b"VP8 ":
+            width, height = struct.unpack("<HH", data[26:30])
+            return int(width) & 0x3FFF, int(height) & 0x3FFF
+        if kind == b"VP8L":
+            b0, b1, b2, b3 = data[21:25]
+            return 1 + (b0 | (b1 & 0x3F) << 8), 1 + ((b1 >> 6) | b2 << 2 | (b3 & 0x0F) << 10)
+        if kind == b"VP8X":
+            return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(
+                data[27:30], "little"
+            )
+        return None
+    if data.startswith(b"\xff\xd8"):
+        k = 2
+        while k + 9 < len(data):
+            if data[k] != 0xFF:
+                k += 1
+                continue
+            marker = data[k + 1]
+            if marker == 0xFF:
+                k += 1
+                continue
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                k += 2
+                continue
+            seg_len = int.from_bytes(data[k + 2 : k + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                height = int.from_bytes(data[k + 5 : k + 7], "big")
+                width = int.from_bytes(data[k + 7 : k + 9], "big")
+                return width, height
+            k += 2 + seg_len
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Public records
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MessageVersion:
+    """A previous version of a bot message, recorded when the message is edited."""
+
+    text: str | None
+    caption: str | None
+    plain_text: str
+    parse_mode: str | None
+    entities: list[JSONDict]
+    reply_markup: JSONDict | None
+    time: float
+
+
+def _buttons_of(markup: JSONDict | None) -> list[list[tuple[str, str | None]]]:
+    if not markup:
+        return []
+    rows = markup.get("inline_keyboard") or markup.get("keyboard") or []
+    result: list[list[tuple[str, str | None]]] = []
+    for row in rows:
+        buttons: list[tuple[str, str | None]] = []
+        for button in row:
+            if isinstance(button, str):
+                buttons.append((button, None))
+            else:
+                data = button.get("callback_data")
+                label = str(button.get("text", ""))
+                buttons.append((label, data if isinstance(data, str) else None))
+        result.append(buttons)
+    return result
+
+
+@dataclass
+class SentMessage:
+    """A message the bot sent, as the emulator stores it (a snapshot; edits update the store).
+
+    ``text`` and ``caption`` are the raw strings the bot sent (with markup); ``plain_text`` is
+    what the user sees (the parsed text, or the parsed caption for media messages).
+    """
+
+    message_id: int
+    chat_id: int
+    kind: str
+    text: str | None
+    plain_text: str
+    parse_mode: str | None
+    entities: list[JSONDict]
+    reply_markup: JSONDict | None
+    caption: str | None = None
+    document: bytes | None = None
+    photo: bytes | None = None
+    filename: str | None = None
+    mime_type: str | None = None
+    file_id: str | None = None
+    edits: int = 0
+    history: list[MessageVersion] = field(default_factory=list)
+    deleted: bool = False
+    date: int = 0
+    reply_to_message_id: int | None = None
+    message: JSONDict = field(default_factory=dict)
+
+    @property
+    def buttons(self) -> list[list[tuple[str, str | None]]]:
+        """Keyboard rows as ``(text, callback_data)`` pairs (``None`` for non-callback buttons)."""
+        return _buttons_of(self.reply_markup)
+
+    def callback_data(self, button_text: str) -> str:
+        """Return the callback data of the button labelled ``button_text``."""
+        for row in self.buttons:
+            for text, data in row:
+                if text == button_text and data is not None:
+                    return data
+        raise KeyError(f"no callback button {button_text!r} in {self.buttons!r}")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One Bot API request the emulator received."""
+
+    method: str
+    params: JSONDict
+    files: dict[str, str]
+    time: float
+    status: int
+    description: str | None
+    result: Any
+    transport: str
+
+    @property
+    def ok(self) -> bool:
+        """Whether the call succeeded."""
+        return self.status == HTTPStatus.OK
+
+
+@dataclass(frozen=True)
+class CallbackAnswer:
+    """An ``answerCallbackQuery`` call that succeeded."""
+
+    query_id: str
+    text: str | None
+    show_alert: bool
+    url: str | None
+    cache_time: int | None
+    time: float
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One attempt to POST an update to the webhook."""
+
+    update_id: int
+    url: str
+    attempt: int
+    status: int | None
+    error: str | None
+    time: float
+
+
+@dataclass(frozen=True)
+class FloodLimits:
+    """Optional flood control (429 ``Too Many Requests``) for message-sending methods.
+
+    Defaults follow Telegram's published guidance: 30 messages per second overall and
+    20 messages per minute per group. ``private_per_second`` limits a single private chat
+    (Telegram's "about one message per second", which it enforces loosely); ``None`` disables a
+    limit.
+    """
+
+    global_per_second: int | None = 30
+    group_per_minute: int | None = 20
+    private_per_second: int | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Internal state
+# --------------------------------------------------------------------------------------------
+
+
+class _ApiError(Exception):
+    def __init__(self, status: int, description: str, *, retry_after: int | None = None) -> None:
+        super().__init__(description)
+        self.status = status
+        self.description = description
+        self.retry_after = retry_after
+
+    def body(self) -> JSONDict:
+        body: JSONDict = {"ok": False, "error_code": self.status, "description": self.description}
+        if self.retry_after is not None:
+            body["parameters"] = {"retry_after": self.retry_after}
+        return body
+
+
+def _bad(description: str) -> _ApiError:
+    return _ApiError(400, f"Bad Request: {description}")
+
+
+@dataclass(frozen=True)
+class _Upload:
+    filename: str
+    data: bytes
+    content_type: str
+
+
+@dataclass(eq=False)
+class _StoredFile:
+    file_id: str
+    unique_id: str
+    data: bytes
+    filename: str | None
+    mime_type: str | None
+    width: int = 0
+    height: int = 0
+    path: str | None = None
+    source_url: str | None = None
+
+    def size_json(self) -> JSONDict:
+        return {
+            "file_id": self.file_id,
+            "file_unique_id": self.unique_id,
+            "width": self.width,
+            "height": self.height,
+            "file_size": len(self.data),
+        }
+
+    def document_json(self) -> JSONDict:
+        doc: JSONDict = {
+            "file_id": self.file_id,
+            "file_unique_id": self.unique_id,
+            "file_size": len(self.data),
+        }
+        if self.filename:
+            doc["file_name"] = self.filename
+        if self.mime_type:
+            doc["mime_type"] = self.mime_type
+        return doc
+
+
+@dataclass(eq=False)
+class _QueuedUpdate:
+    update: JSONDict
+    replay: bool
+    delivered: bool = False
+
+    @property
+    def update_id(self) -> int:
+        return int(self.update["update_id"])
+
+    @property
+    def kind(self) -> str:
+        return next((k for k in self.update if k != "update_id"), "")
+
+
+@dataclass(eq=False)
+class _Msg:
+    seq: int
+    chat_id: int
+    message_id: int
+    from_bot: bool
+    date: int
+    kind: str
+    text: str | None = None
+    caption: str | None = None
+    parse_mode: str | None = None
+    plain_text: str = ""
+    entities: list[JSONDict] = field(default_factory=list)
+    reply_markup: JSONDict | None = None
+    file: _StoredFile | None = None
+    edits: int = 0
+    edit_date: int | None = None
+    history: list[MessageVersion] = field(default_factory=list)
+    deleted: bool = False
+    reply_to: int | None = None
+    raw: JSONDict | None = None
+
+
+@dataclass
+class _Fault:
+    status: int
+    description: str
+    retry_after: int | None
+    remaining: int
+
+
+@dataclass
+class _Delay:
+    seconds: float
+    remaining: int
+
+
+@dataclass
+class _CallbackQuery:
+    query_id: str
+    chat_id: int
+    message_id: int
+    user_id: int
+    data: str | None
+    created: float
+    answered: bool = False
+
+
+class _RequestContext:
+    """Per-HTTP-request state shared between the handler and the method implementation."""
+
+    __slots__ = ("closed",)
+
+    def __init__(self) -> None:
+        self.closed = False
+
+
+# Parameters that are strings in the Bot API: PTB sends them raw (not JSON-encoded) in forms.
+_STRING_PARAMS: Final = frozenset(
+    {
+        "text",
+        "caption",
+        "parse_mode",
+        "callback_query_id",
+        "url",
+        "secret_token",
+        "ip_address",
+        "language_code",
+        "action",
+        "inline_message_id",
+        "business_connection_id",
+        "message_effect_id",
+        "file_id",
+        "emoji",
+        "title",
+        "description",
+        "short_description",
+        "name",
+        "photo",
+        "document",
+        "sticker",
+        "audio",
+        "video",
+        "animation",
+        "voice",
+        "video_note",
+        "thumbnail",
+        "certificate",
+        "query",
+        "custom_emoji_id",
+    }
+)
+
+
+def _coerce_form_value(name: str, raw: str) -> Any:
+    if name in _STRING_PARAMS:
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+class _Params:
+    """Typed access to request parameters, raising Telegram-style errors on bad types."""
+
+    def __init__(self, values: JSONDict, files: Mapping[str, _Upload]) -> None:
+        self.values = values
+        self.files = files
+
+    def raw(self, name: str) -> Any:
+        return self.values.get(name)
+
+    def str_opt(self, name: str) -> str | None:
+        value = self.values.get(name)
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        raise _bad(f'field "{name}" must be of type String')
+
+    def int_opt(self, name: str) -> int | None:
+        value = self.values.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool):
+            raise _bad(f'field "{name}" must be of type Integer')
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+            return int(value)
+        raise _bad(f'field "{name}" must be of type Integer')
+
+    def float_opt(self, name: str) -> float | None:
+        value = self.values.get(name)
+        if value is None:
+            return None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return float(value)
+        raise _bad(f'field "{name}" must be of type Number')
+
+    def bool_opt(self, name: str) -> bool:
+        value = self.values.get(name)
+        if isinstance(value, str):
+            return value.strip().lower() in ("true", "1")
+        return bool(value)
+
+    def json_opt(self, name: str) -> Any:
+        value = self.values.get(name)
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError as exc:
+                raise _bad(f"can't parse {name} JSON object") from exc
+        return value
+
+
+_MethodImpl = Callable[[_Params, _RequestContext], Awaitable[Any]]
+
+DEFAULT_TOKEN: Final = "123456:TEST-token-for-local-emulator"
+_POLL_INTERVAL: Final = 0.005
+
+
+class BotApiEmulator:
+    """A local Telegram Bot API server over real HTTP, for tests, benchmarks and console mode.
+
+    Args:
+        token: The bot token the server accepts; other tokens get 401 ``Unauthorized``.
+        bot_username: The bot's username (``getMe``).
+        bot_first_name: The bot's display name.
+        strict_html: Reject a bare ``&`` or ``>`` in HTML text, as the Bot API documentation
+            requires (real Telegram tolerates them). A bare ``<`` is always rejected.
+        flood_limits: Enable 429 flood control for message-sending methods.
+        webhook_max_attempts: Delivery attempts per update before the update is dropped.
+        webhook_retry_delay: First retry delay in seconds; it doubles on every retry.
+        webhook_timeout: Timeout of one webhook POST, in seconds.
+        callback_query_timeout: Seconds after which an unanswered callback query is "too old"
+            (``None``: never).
+    """
+
+    def __init__(
+        self,
+        token: str = DEFAULT_TOKEN,
+        bot_username: str = "aelpher_test_bot",
+        *,
+        bot_first_name: str = "Aelpher",
+        strict_html: bool = True,
+        flood_limits: FloodLimits | None = None,
+        webhook_max_attempts: int = 4,
+        webhook_retry_delay: float = 0.05,
+        webhook_timeout: float = 10.0,
+        callback_query_timeout: float | None = None,
+    ) -> None:
+        self.token = token
+        self.bot_username = bot_username
+        self.strict_html = strict_html
+        self.flood_limits = flood_limits
+        self.webhook_max_attempts = max(1, webhook_max_attempts)
+        self.webhook_retry_delay = webhook_retry_delay
+        self.webhook_timeout = webhook_timeout
+        self.callback_query_timeout = callback_query_timeout
+        prefix = token.split(":", 1)[0]
+        self.bot_user: JSONDict = {
+            "id": int(prefix) if prefix.isdigit() else 1,
+            "is_bot": True,
+            "first_name": bot_first_name,
+            "username": bot_username,
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+            "can_connect_to_business": False,
+            "has_main_web_app": False,
+        }
+
+        self._lock = threading.RLock()
+        self._users: dict[int, JSONDict] = {}
+        self._chats: dict[int, JSONDict] = {}
+        self._blocked: set[int] = set()
+        self._messages: dict[tuple[int, int], _Msg] = {}
+        self._next_message_ids: dict[int, int] = {}
+        self._seq = itertools.count(1)
+        self._visible_from_seq = 0
+        self._queue: deque[_QueuedUpdate] = deque()
+        self._next_update_id = 1
+        self._max_update_id = 0
+        self._allowed_updates: list[str] | None = None
+        self._poll_generation = 0
+        self._webhook_url = ""
+        self._webhook_secret: str | None = None
+        self._webhook_max_connections = 40
+        self._webhook_last_error: tuple[int, str] | None = None
+        self._commands: dict[tuple[str, str], list[JSONDict]] = {}
+        self._bot_texts: dict[tuple[str, str], str] = {}
+        self._menu_buttons: dict[int | None, JSONDict] = {}
+        self._files: dict[str, _StoredFile] = {}
+        self._files_by_path: dict[str, _StoredFile] = {}
+        self._file_counter = itertools.count(1)
+        self._callback_queries: dict[str, _CallbackQuery] = {}
+        self._callback_counter = itertools.count(1)
+        self._calls: list[Call] = []
+        self._callback_answers: list[CallbackAnswer] = []
+        self._webhook_deliveries: list[WebhookDelivery] = []
+        self._faults: dict[str, deque[_Fault]] = {}
+        self._delays: dict[str, deque[_Delay]] = {}
+        self._flood: dict[object, deque[float]] = {}
+        self._listeners: list[Callable[[str, SentMessage], None]] = []
+
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._waiters: set[asyncio.Future[None]] = set()
+        self._closing = False
+        self._port = 0
+        self._start_error: BaseException | None = None
+
+        self._methods: dict[str, tuple[str, _MethodImpl]] = {}
+        for name, impl in self._method_table().items():
+            self._methods[name.lower()] = (name, impl)
+
+    # ----------------------------------------------------------------------------------------
+    # Lifecycle
+    # ----------------------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The TCP port the server listens on (0 before :meth:`start`)."""
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """Bot API base URL for PTB's ``base_url`` (the token is appended by PTB)."""
+        return f"http://127.0.0.1:{self._port}/bot"
+
+    @property
+    def file_base_url(self) -> str:
+        """File download base URL for PTB's ``base_file_url``."""
+        return f"http://127.0.0.1:{self._port}/file/bot"
+
+    @property
+    def running(self) -> bool:
+        """Whether the server thread is running."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start the server thread; return once it listens on 127.0.0.1 (on a free port)."""
+        if self.running:
+            raise RuntimeError("BotApiEmulator is already running")
+        self._closing = False
+        self._start_error = None
+        ready = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(ready,), name="bot-api-emulator", daemon=True
+        )
+        self._thread.start()
+        if not ready.wait(timeout):
+            raise TimeoutError("BotApiEmulator did not start in time")
+        if self._start_error is not None:
+            raise RuntimeError("BotApiEmulator failed to start") from self._start_error
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server: end long polls, close connections, join the thread. Idempotent."""
+        thread, loop, stop_event = self._thread, self._loop, self._stop_event
+        if thread is None:
+            return
+        if loop is not None and stop_event is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stop_event.set)
+        if threading.current_thread() is thread:
+            return
+        thread.join(timeout)
+        if thread.is_alive():
+            raise TimeoutError("BotApiEmulator thread did not stop in time")
+        self._thread = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = f"listening on {self.base_url}" if self.running else "stopped"
+        return f"<BotApiEmulator @{self.bot_username} {state}>"
+
+    def _run(self, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+        ioloop: tornado.ioloop.IOLoop | None = None
+        try:
+            ioloop = loop.run_until_complete(self._create_ioloop())
+            loop.run_until_complete(self._serve(ready))
+        except BaseException as exc:  # surfaced by start()
+            self._start_error = exc
+            _LOGGER.exception("BotApiEmulator server failed")
+        finally:
+            ready.set()
+            pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            if ioloop is not None:
+                ioloop.close()
+            if not loop.is_closed():
+                loop.close()
+            asyncio.set_event_loop(None)
+            self._loop = None
+            self._port = 0 if self._start_error else self._port
+
+    @staticmethod
+    async def _create_ioloop() -> tornado.ioloop.IOLoop:
+        return tornado.ioloop.IOLoop.current()
+
+    async def _serve(self, ready: threading.Event) -> None:
+        self._stop_event = asyncio.Event()
+        app = tornado.web.Application(
+            [
+                (r"/bot([^/]*)/([^/]*)", _ApiHandler, {"emulator": self}),
+                (r"/file/bot([^/]*)/(.+)", _FileHandler, {"emulator": self}),
+            ],
+            default_handler_class=_NotFoundHandler,
+            log_function=_quiet_log,
+        )
+        server = tornado.httpserver.HTTPServer(
+            app, max_body_size=MAX_UPLOAD_BYTES + 8 * 1024 * 1024, max_buffer_size=None
+        )
+        sockets = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
+        server.add_sockets(sockets)
+        self._port = int(sockets[0].getsockname()[1])
+        webhook_task = asyncio.create_task(self._webhook_loop(), name="emulator-webhook")
+        ready.set()
+        _LOGGER.debug("Bot API emulator listening on %s", self.base_url)
+        try:
+            await self._stop_event.wait()
+        finally:
+            self._closing = True
+            self._notify_waiters()
+            server.stop()
+            webhook_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await webhook_task
+            await asyncio.sleep(0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(server.close_all_connections(), 3.0)
+
+    # ----------------------------------------------------------------------------------------
+    # Loop-side wake-ups
+    # ----------------------------------------------------------------------------------------
+
+    def _notify_waiters(self) -> None:
+        """Wake long polls and the webhook loop (must run on the emulator loop)."""
+        waiters, self._waiters = self._waiters, set()
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    def _wake(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._notify_waiters)
+
+    def _new_waiter(self) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.add(fut)
+        return fut
+
+    async def _await_waiter(self, fut: asyncio.Future[None], delay: float | None) -> None:
+        try:
+            await asyncio.wait_for(fut, delay)
+        except TimeoutError:
+            pass
+        finally:
+            self._waiters.discard(fut)
+
+    # ----------------------------------------------------------------------------------------
+    # Request execution
+    # ----------------------------------------------------------------------------------------
+
+    async def _execute(
+        self,
+        token: str,
+        method: str,
+        values: JSONDict,
+        files: Mapping[str, _Upload],
+        ctx: _RequestContext,
+        transport: str,
+    ) -> tuple[int, JSONDict]:
+        started = time.time()
+        entry = self._methods.get(method.lower())
+        name = entry[0] if entry else method
+        result: Any = None
+        try:
+            if token != self.token:
+                raise _ApiError(401, "Unauthorized")
+            if entry is None:
+                raise _ApiError(404, "Not Found")
+            delay = self._take_delay(name)
+            if delay:
+                await asyncio.sleep(delay)
+            fault = self._take_fault(name)
+            if fault is not None:
+                raise fault
+            result = await entry[1](_Params(values, files), ctx)
+            status, body = 200, {"ok": True, "result": result}
+        except _ApiError as err:
+            status, body = err.status, err.body()
+        except Exception:
+            _LOGGER.exception("Bot API emulator: %s failed", name)
+            status = 500
+            body = {"ok": False, "error_code": 500, "description": "Internal Server Error"}
+        description = None if status == 200 else str(body.get("description"))
+        if status != 200:
+            _LOGGER.debug("emulator %s -> %s %s", name, status, description)
+        call = Call(
+            method=name,
+            params=copy.deepcopy(values),
+            files={key: upload.filename for key, upload in files.items()},
+            time=started,
+            status=status,
+            description=description,
+            result=copy.deepcopy(result),
+            transport=transport,
+        )
+        with self._lock:
+            self._calls.append(call)
+        return status, body
+
+    def _take_fault(self, method: str) -> _ApiError | None:
+        with self._lock:
+            for key in (method.lower(), "*"):
+                queue = self._faults.get(key)
+                if queue:
+                    fault = queue[0]
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        queue.popleft()
+                    return _ApiError(
+                        fault.status, fault.description, retry_after=fault.retry_after
+                    )
+        return None
+
+    def _take_delay(self, method: str) -> float:
+        with self._lock:
+            for key in (method.lower(), "*"):
+                queue = self._delays.get(key)
+                if queue:
+                    delay = queue[0]
+                    delay.remaining -= 1
+                    if delay.remaining <= 0:
+                        queue.popleft()
+                    return delay.seconds
+        return 0.0
+
+    def _method_table(self) -> dict[str, _MethodImpl]:
+        return {
+            "getMe": self._m_get_me,
+            "logOut": self._m_true,
+            "close": self._m_true,
+            "getUpdates": self._m_get_updates,
+            "setWebhook": self._m_set_webhook,
+            "deleteWebhook": self._m_delete_webhook,
+            "getWebhookInfo": self._m_get_webhook_info,
+            "setMyCommands": self._m_set_my_commands,
+            "getMyCommands": self._m_get_my_commands,
+            "deleteMyCommands": self._m_delete_my_commands,
+            "setMyDescription": self._m_set_my_description,
+            "getMyDescription": self._m_get_my_description,
+            "setMyShortDescription": self._m_set_my_short_description,
+            "getMyShortDescription": self._m_get_my_short_description,
+            "setMyName": self._m_set_my_name,
+            "getMyName": self._m_get_my_name,
+            "setChatMenuButton": self._m_set_chat_menu_button,
+            "getChatMenuButton": self._m_get_chat_menu_button,
+            "sendMessage": self._m_send_message,
+            "sendPhoto": self._m_send_photo,
+            "sendDocument": self._m_send_document,
+            "editMessageText": self._m_edit_message_text,
+            "editMessageCaption": self._m_edit_message_caption,
+            "editMessageReplyMarkup": self._m_edit_message_reply_markup,
+            "deleteMessage": self._m_delete_message,
+            "deleteMessages": self._m_delete_messages,
+            "answerCallbackQuery": self._m_answer_callback_query,
+            "sendChatAction": self._m_send_chat_action,
+            "getChat": self._m_get_chat,
+            "getFile": self._m_get_file,
+        }
+
+    # ----------------------------------------------------------------------------------------
+    # Validation helpers (called on the loop thread)
+    # ----------------------------------------------------------------------------------------
+
+    def _user_lookup(self, user_id: int) -> JSONDict | None:
+        with self._lock:
+            user = self._users.get(user_id)
+            return dict(user) if user else None
+
+    def _parse(
+        self,
+        text: str,
+        parse_mode: str | None,
+        explicit_entities: Any,
+        *,
+        limit: int,
+        too_long: str,
+        empty: str | None,
+    ) -> ParsedText:
+        if explicit_entities is not None:
+            parsed = _finish_parsed(text, self._check_entities(text, explicit_entities))
+        else:
+            try:
+                parsed = parse_text(
+                    text,
+                    parse_mode,
+                    strict_html=self.strict_html,
+                    user_lookup=self._user_lookup,
+                )
+            except EntityParseError as exc:
+                raise _bad(f"can't parse entities: {exc}") from exc
+            except ValueError as exc:
+                raise _bad("unsupported parse_mode") from exc
+        if not parsed.text and empty is not None:
+            raise _bad(empty)
+        if utf16_len(parsed.text) > limit:
+            raise _bad(too_long)
+        return parsed
+
+    @staticmethod
+    def _check_entities(text: str, entities: Any) -> list[JSONDict]:
+        if not isinstance(entities, list):
+            raise _bad("can't parse entities JSON object")
+        total = utf16_len(text)
+        checked: list[JSONDict] = []
+        for entity in entities:
+            if not isinstance(entity, dict) or not isinstance(entity.get("type"), str):
+                raise _bad('can\'t parse MessageEntity: Field "type" must be of type String')
+            offset, length = entity.get("offset"), entity.get("length")
+            if not isinstance(offset, int) or not isinstance(length, int):
+                raise _bad("can't parse MessageEntity: offset and length must be Integers")
+            if offset < 0 or length < 0 or offset + length > total:
+                raise _bad("can't parse entities: entity is out of the text bounds")
+            if length:
+                checked.append(dict(entity))
+        return checked
+
+    @staticmethod
+    def _validate_markup(markup: Any, *, inline_only: bool = False) -> JSONDict | None:
+        if markup is None:
+            return None
+        if not isinstance(markup, dict):
+            raise _bad("can't parse reply keyboard markup JSON object")
+        if "inline_keyboard" in markup:
+            rows = markup["inline_keyboard"]
+            if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+                raise _bad("can't parse inline keyboard markup JSON object")
+            total = 0
+            for row in rows:
+                if len(row) > MAX_INLINE_BUTTONS_PER_ROW:
+                    raise _bad("reply markup is too long")
+                total += len(row)
+                for button in row:
+                    _validate_inline_button(button)
+            if total > MAX_INLINE_BUTTONS:
+                raise _bad("reply markup is too long")
+            return copy.deepcopy(markup)
+        if inline_only:
+            raise _bad("inline keyboard expected")
+        if "keyboard" in markup:
+            rows = markup["keyboard"]
+            if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+                raise _bad("can't parse keyboard markup JSON object")
+            for row in rows:
+                for button in row:
+                    label = button if isinstance(button, str) else None
+                    if isinstance(button, dict) and isinstance(button.get("text"), str):
+                        label = button["text"]
+                    if not label:
+                        raise _bad("can't parse keyboard button: Text must be non-empty")
+            return copy.deepcopy(markup)
+        if markup.get("remove_keyboard") is True or markup.get("force_reply") is True:
+            return copy.deepcopy(markup)
+        raise _bad("can't parse reply keyboard markup JSON object")
+
+    def _resolve_chat_id(self, p: _Params) -> int:
+        raw = p.raw("chat_id")
+        if raw is None or raw == "":
+            raise _bad("chat_id is empty")
+        if isinstance(raw, str) and raw.startswith("@"):
+            with self._lock:
+                for known_id, chat in self._chats.items():
+                    if chat.get("username", "").lower() == raw[1:].lower():
+                        return known_id
+            raise _bad("chat not found")
+        chat_id = p.int_opt("chat_id")
+        assert chat_id is not None
+        return chat_id
+
+    def _writable_chat(self, chat_id: int) -> JSONDict:
+        with self._lock:
+            chat = self._chats.get(chat_id)
+            if chat_id in self._blocked and (chat is None or chat["type"] == "private"):
+                raise _ApiError(403, ERR_BLOCKED)
+            if chat is None:
+                raise _ApiError(400, ERR_CHAT_NOT_FOUND)
+            return dict(chat)
+
+    def _check_flood(self, chat: JSONDict) -> None:
+        limits = self.flood_limits
+        if limits is None:
+            return
+        checks: list[tuple[object, int, float]] = []
+        if limits.global_per_second:
+            checks.append(("global", limits.global_per_second, 1.0))
+        if chat["type"] != "private" and limits.group_per_minute:
+            checks.append((("chat", chat["id"]), limits.group_per_minute, 60.0))
+        if chat["type"] == "private" and limits.private_per_second:
+            checks.append((("chat", chat["id"]), limits.private_per_second, 1.0))
+        now = time.monotonic()
+        with self._lock:
+            for key, limit, window in checks:
+                stamps = self._flood.setdefault(key, deque())
+                while stamps and stamps[0] <= now - window:
+                    stamps.popleft()
+                if len(stamps) >= limit:
+                    retry = max(1, math.ceil(stamps[0] + window - now))
+                    raise _ApiError(
+                        429, f"Too Many Requests: retry after {retry}", retry_after=retry
+                    )
+            for key, _limit, _window in checks:
+                self._flood[key].append(now)
+
+    def _reply_target(self, p: _Params, chat_id: int) -> int | None:
+        params = p.json_opt("reply_parameters")
+        message_id: int | None
+        allow = p.bool_opt("allow_sending_without_reply")
+        if isinstance(params, dict):
+            message_id = params.get("message_id")
+            allow = allow or bool(params.get("allow_sending_without_reply"))
+            target_chat = params.get("chat_id", chat_id)
+            if target_chat != chat_id:
+                return None
+        else:
+            message_id = p.int_opt("reply_to_message_id")
+        if message_id is None:
+            return None
+        with self._lock:
+            target = self._messages.get((chat_id, int(message_id)))
+            if target is None or target.deleted:
+                if allow:
+                    return None
+                raise _bad("message to be replied not found")
+        return int(message_id)
+
+    def _input_file(self, p: _Params, field_name: str, kind: str) -> _StoredFile:
+        upload = p.files.get(field_name)
+        if upload is None:
+            value = p.raw(field_name)
+            if value is None or value == "":
+                raise _bad(f"there is no {field_name} in the request")
+            if not isinstance(value, str):
+                raise _bad("wrong file identifier/HTTP URL specified")
+            if value.startswith("attach://"):
+                upload = p.files.get(value[len("attach://") :])
+                if upload is None:
+                    raise _bad("wrong file identifier/HTTP URL specified")
+            else:
+                with self._lock:
+                    existing = self._files.get(value)
+                if existing is not None:
+                    return existing
+                if not value.startswith(("http://", "https://")):
+                    raise _bad("wrong file identifier/HTTP URL specified")
+                name = urlsplit(value).path.rsplit("/", 1)[-1] or None
+                return self._store_file(b"", name, None, kind, source_url=value)
+        return self._store_file(upload.data, upload.filename, upload.content_type, kind)
+
+    def _store_file(
+        self,
+        data: bytes,
+        filename: str | None,
+        mime_type: str | None,
+        kind: str,
+        *,
+        source_url: str | None = None,
+    ) -> _StoredFile:
+        number = next(self._file_counter)
+        stored = _StoredFile(
+            file_id=f"EMU{kind[:3].upper()}{number:08d}",
+            unique_id=f"U{number:08d}",
+            data=data,
+            filename=filename,
+            mime_type=mime_type,
+            source_url=source_url,
+        )
+        size = image_size(data) if kind in ("photo", "sticker") else None
+        if size:
+            stored.width, stored.height = size
+        with self._lock:
+            self._files[stored.file_id] = stored
+        return stored
+
+    # ----------------------------------------------------------------------------------------
+    # Message store
+    # ----------------------------------------------------------------------------------------
+
+    def _alloc_message_id(self, chat_id: int) -> int:
+        with self._lock:
+            message_id = self._next_message_ids.get(chat_id, 1)
+            self._next_message_ids[chat_id] = message_id + 1
+            return message_id
+
+    def _message_json(self, msg: _Msg, *, with_reply: bool = True) -> JSONDict:
+        if msg.raw is not None:
+            return copy.deepcopy(msg.raw)
+        result: JSONDict = {
+            "message_id": msg.message_id,
+            "from": dict(self.bot_user),
+            "chat": dict(self._chats.get(msg.chat_id) or {"id": msg.chat_id, "type": "private"}),
+            "date": msg.date,
+        }
+        if msg.edit_date is not None:
+            result["edit_date"] = msg.edit_date
+        if msg.kind == "text":
+            result["text"] = msg.plain_text
+            if msg.entities:
+                result["entities"] = copy.deepcopy(msg.entities)
+        else:
+            assert msg.file is not None
+            if msg.kind == "photo":
+                result["photo"] = [msg.file.size_json()]
+            else:
+                result["document"] = msg.file.document_json()
+            if msg.plain_text:
+                result["caption"] = msg.plain_text
+                if msg.entities:
+                    result["caption_entities"] = copy.deepcopy(msg.entities)
+        if with_reply and msg.reply_to is not None:
+            target = self._messages.get((msg.chat_id, msg.reply_to))
+            if target is not None:
+                reply = self._message_json(target, with_reply=False)
+                reply.pop("reply_to_message", None)
+                result["reply_to_message"] = reply
+        inline = _inline_part(msg.reply_markup)
+        if inline is not None:
+            result["reply_markup"] = inline
+        return result
+
+    def _snapshot(self, msg: _Msg) -> SentMessage:
+        data = msg.file.data if msg.file is not None else None
+        return SentMessage(
+            message_id=msg.message_id,
+            chat_id=msg.chat_id,
+            kind=msg.kind,
+            text=msg.text,
+            plain_text=msg.plain_text,
+            parse_mode=msg.parse_mode,
+            entities=copy.deepcopy(msg.entities),
+            reply_markup=copy.deepcopy(msg.reply_markup),
+            caption=msg.caption,
+            document=data if msg.kind == "document" else None,
+            photo=data if msg.kind == "photo" else None,
+            filename=msg.file.filename if msg.file is not None else None,
+            mime_type=msg.file.mime_type if msg.file is not None else None,
+            file_id=msg.file.file_id if msg.file is not None else None,
+            edits=msg.edits,
+            history=list(msg.history),
+            deleted=msg.deleted,
+            date=msg.date,
+            reply_to_message_id=msg.reply_to,
+            message=self._message_json(msg),
+        )
+
+    def _emit(self, event: str, snapshot: SentMessage) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(event, snapshot)
+            except Exception:
+                _LOGGER.exception("Bot API emulator listener failed")
+
+    def _create_bot_message(
+        self,
+        chat_id: int,
+        kind: str,
+        *,
+        text: str | None,
+        caption: str | None,
+        parse_mode: str | None,
+        parsed: ParsedText,
+        reply_markup: JSONDict | None,
+        reply_to: int | None,
+        file: _StoredFile | None = None,
+    ) -> JSONDict:
+        with self._lock:
+            msg = _Msg(
+                seq=next(self._seq),
+                chat_id=chat_id,
+                message_id=self._alloc_message_id(chat_id),
+                from_bot=True,
+                date=int(time.time()),
+                kind=kind,
+                text=text,
+                caption=caption,
+                parse_mode=parse_mode,
+                plain_text=parsed.text,
+                entities=parsed.entities,
+                reply_markup=reply_markup,
+                file=file,
+                reply_to=reply_to,
+            )
+            self._messages[(chat_id, msg.message_id)] = msg
+            result = self._message_json(msg)
+            snapshot = self._snapshot(msg)
+        self._emit("sent", snapshot)
+        return result
+
+    def _editable(self, p: _Params) -> _Msg:
+        if p.raw("inline_message_id") is not None:
+            raise _bad("MESSAGE_ID_INVALID")
+        chat_id = self._resolve_chat_id(p)
+        message_id = p.int_opt("message_id")
+        if message_id is None:
+            raise _bad("message identifier is not specified")
+        self._writable_chat(chat_id)
+        with self._lock:
+            msg = self._messages.get((chat_id, message_id))
+            if msg is None or msg.deleted:
+                raise _bad("message to edit not found")
+            if not msg.from_bot:
+                raise _bad("message can't be edited")
+            return msg
+
+    def _apply_edit(
+        self,
+        msg: _Msg,
+        *,
+        text: str | None,
+        caption: str | None,
+        parse_mode: str | None,
+        parsed: ParsedText,
+        reply_markup: JSONDict | None,
+    ) -> JSONDict:
+        with self._lock:
+            old_inline = _inline_part(msg.reply_markup)
+            if (
+                parsed.text == msg.plain_text
+                and parsed.entities == msg.entities
+                and _inline_part(reply_markup) == old_inline
+            ):
+                raise _bad(ERR_NOT_MODIFIED[len("Bad Request: ") :])
+            msg.history.append(
+                MessageVersion(
+                    text=msg.text,
+                    caption=msg.caption,
+                    plain_text=msg.plain_text,
+                    parse_mode=msg.parse_mode,
+                    entities=copy.deepcopy(msg.entities),
+                    reply_markup=copy.deepcopy(msg.reply_markup),
+                    time=time.time(),
+                )
+            )
+            if msg.kind == "text":
+                msg.text = text
+            else:
+                msg.caption = caption
+            msg.parse_mode = parse_mode
+            msg.plain_text = parsed.text
+            msg.entities = parsed.entities
+            if reply_markup is not None or old_inline is not None:
+                msg.reply_markup = reply_markup
+            msg.edits += 1
+            msg.edit_date = int(time.time())
+            result = self._message_json(msg)
+            snapshot = self._snapshot(msg)
+        self._emit("edited", snapshot)
+        return result
+
+    # ----------------------------------------------------------------------------------------
+    # Bot API methods
+    # ----------------------------------------------------------------------------------------
+
+    async def _m_true(self, p: _Params, ctx: _RequestContext) -> Any:
+        return True
+
+    async def _m_get_me(self, p: _Params, ctx: _RequestContext) -> Any:
+        return dict(self.bot_user)
+
+    async def _m_get_updates(self, p: _Params, ctx: _RequestContext) -> Any:
+        offset = p.int_opt("offset")
+        limit = min(max(p.int_opt("limit") or 100, 1), 100)
+        timeout = max(p.float_opt("timeout") or 0.0, 0.0)
+        allowed = p.json_opt("allowed_updates")
+        if allowed is not None and (
+            not isinstance(allowed, list) or not all(isinstance(a, str) for a in allowed)
+        ):
+            raise _bad("can't parse allowed_updates JSON object")
+        with self._lock:
+            if self._webhook_url:
+                raise _ApiError(409, ERR_CONFLICT_WEBHOOK)
+            self._poll_generation += 1
+            generation = self._poll_generation
+            if allowed is not None:
+                self._allowed_updates = list(allowed)
+            self._confirm_updates(offset)
+        self._notify_waiters()  # terminates an older long poll
+        deadline = time.monotonic() + timeout
+        while True:
+            waiter = self._new_waiter()
+            with self._lock:
+                if self._poll_generation != generation:
+                    self._waiters.discard(waiter)
+                    raise _ApiError(409, ERR_CONFLICT_POLLING)
+                stop = self._closing or ctx.closed
+                batch = [] if stop else self._collect_updates(limit)
+            remaining = deadline - time.monotonic()
+            if batch or stop or remaining <= 0:
+                self._waiters.discard(waiter)
+                return batch
+            await self._await_waiter(waiter, remaining)
+
+    def _allowed(self, kind: str) -> bool:
+        allowed = self._allowed_updates
+        if not allowed:
+            return kind not in _DEFAULT_EXCLUDED_UPDATES
+        return kind in allowed
+
+    def _confirm_updates(self, offset: int | None) -> None:
+        if offset is None:
+            return
+        if offset < 0:
+            while len(self._queue) > -offset:
+                self._queue.popleft()
+            return
+        self._queue = deque(
+            q for q in self._queue if not (q.update_id < offset and (q.delivered or not q.replay))
+        )
+
+    def _collect_updates(self, limit: int) -> list[JSONDict]:
+        batch: list[_QueuedUpdate] = []
+        for queued in list(self._queue):
+            if not self._allowed(queued.kind):
+                self._queue.remove(queued)
+                continue
+            batch.append(queued)
+            if len(batch) >= limit:
+                break
+        for queued in batch:
+            queued.delivered = True
+        batch.sort(key=lambda q: q.update_id)
+        return [copy.deepcopy(q.update) for q in batch]
+
+    async def _m_set_webhook(self, p: _Params, ctx: _RequestContext) -> Any:
+        url = p.str_opt("url") or ""
+        secret = p.str_opt("secret_token")
+        allowed = p.json_opt("allowed_updates")
+        max_connections = p.int_opt("max_connections")
+        if url:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise _bad("bad webhook: invalid webhook URL specified")
+        if secret is not None and not _SECRET_TOKEN_RE.fullmatch(secret):
+            raise _bad("bad webhook: secret token contains unallowed characters")
+        if max_connections is not None and not 1 <= max_connections <= 100:
+            raise _bad("bad webhook: max_connections must be between 1 and 100")
+        if allowed is not None and not isinstance(allowed, list):
+            raise _bad("can't parse allowed_updates JSON object")
+        with self._lock:
+            if p.bool_opt("drop_pending_updates"):
+                self._queue.clear()
+            if allowed is not None:
+                self._allowed_updates = [str(a) for a in allowed]
+            if url != self._webhook_url:
+                self._webhook_last_error = None
+            self._webhook_url = url
+            self._webhook_secret = secret if url else None
+            self._webhook_max_connections = max_connections or 40
+            self._poll_generation += 1  # a webhook terminates long polling
+        self._notify_waiters()
+        return True
+
+    async def _m_delete_webhook(self, p: _Params, ctx: _RequestContext) -> Any:
+        with self._lock:
+            if p.bool_opt("drop_pending_updates"):
+                self._queue.clear()
+            self._webhook_url = ""
+            self._webhook_secret = None
+            self._webhook_last_error = None
+        self._notify_waiters()
+        return True
+
+    async def _m_get_webhook_info(self, p: _Params, ctx: _RequestContext) -> Any:
+        with self._lock:
+            info: JSONDict = {
+                "url": self._webhook_url,
+                "has_custom_certificate": False,
+                "pending_update_count": len(self._queue),
+            }
+            if self._webhook_url:
+                info["max_connections"] = self._webhook_max_connections
+                if self._allowed_updates:
+                    info["allowed_updates"] = list(self._allowed_updates)
+                if self._webhook_last_error is not None:
+                    info["last_error_date"], info["last_error_message"] = self._webhook_last_error
+            return info
+
+    def _command_key(self, p: _Params) -> tuple[str, str]:
+        scope = p.json_opt("scope") or {"type": "default"}
+        valid = {
+            "default",
+            "all_private_chats",
+            "all_group_chats",
+            "all_chat_administrators",
+            "chat",
+            "chat_administrators",
+            "chat_member",
+        }
+        if not isinstance(scope, dict) or scope.get("type") not in valid:
+            raise _bad("can't parse BotCommandScope JSON object")
+        if scope["type"].startswith("chat"):
+            chat_id = scope.get("chat_id")
+            with self._lock:
+                known = isinstance(chat_id, int) and chat_id in self._chats
+            if not known:
+                raise _bad("chat not found")
+        language = p.str_opt("language_code") or ""
+        if language and not re.fullmatch(r"[a-z]{2}", language):
+            raise _bad("invalid language code specified")
+        return json.dumps(scope, sort_keys=True), language
+
+    async def _m_set_my_commands(self, p: _Params, ctx: _RequestContext) -> Any:
+        commands = p.json_opt("commands")
+        if not isinstance(commands, list):
+            raise _bad("can't parse commands JSON object")
+        if len(commands) > MAX_COMMANDS:
+            raise _bad("too many commands specified")
+        stored: list[JSONDict] = []
+        for command in commands:
+            if not isinstance(command, dict):
+                raise _bad("can't parse BotCommand JSON object")
+            name, description = command.get("command"), command.get("description")
+            if not isinstance(name, str) or not _COMMAND_RE.fullmatch(name):
+                raise _bad("BOT_COMMAND_INVALID")
+            if not isinstance(description, str) or not 1 <= len(description.strip()) <= 256:
+                raise _bad("BOT_COMMAND_DESCRIPTION_INVALID")
+            stored.append({"command": name, "description": description})
+        key = self._command_key(p)
+        with self._lock:
+            if stored:
+                self._commands[key] = stored
+            else:
+                self._commands.pop(key, None)
+        return True
+
+    async def _m_get_my_commands(self, p: _Params, ctx: _RequestContext) -> Any:
+        key = self._command_key(p)
+        with self._lock:
+            return copy.deepcopy(self._commands.get(key, []))
+
+    async def _m_delete_my_commands(self, p: _Params, ctx: _RequestContext) -> Any:
+        key = self._command_key(p)
+        with self._lock:
+            self._commands.pop(key, None)
+        return True
+
+    def _set_bot_text(self, p: _Params, field_name: str, limit: int) -> bool:
+        value = p.str_opt(field_name) or ""
+        if len(value) > limit:
+            raise _bad(f"{field_name.replace('_', ' ')} is too long")
+        with self._lock:
+            self._bot_texts[(field_name, p.str_opt("language_code") or "")] = value
+        return True
+
+    def _get_bot_text(self, p: _Params, field_name: str) -> JSONDict:
+        language = p.str_opt("language_code") or ""
+        with self._lock:
+            value = self._bot_texts.get((field_name, language))
+            if value is None:
+                value = self._bot_texts.get((field_name, ""), "")
+        if field_name == "name" and not value:
+            value = str(self.bot_user["first_name"])
+        return {field_name: value}
+
+    async def _m_set_my_description(self, p: _Params, ctx: _RequestContext) -> Any:
+        return self._set_bot_text(p, "description", 512)
+
+    async def _m_get_my_description(self, p: _Params, ctx: _RequestContext) -> Any:
+        return self._get_bot_text(p, "description")
+
+    async def _m_set_my_short_description(self, p: _Params, ctx: _RequestContext) -> Any:
+        return self._set_bot_text(p, "short_description", 120)
+
+    async def _m_get_my_short_description(self, p: _Params, ctx: _RequestContext) -> Any:
+        return self._get_bot_text(p, "short_description")
+
+    async def _m_set_my_name(self, p: _Params, ctx: _RequestContext) -> Any:
+        return self._set_bot_text(p, "name", 64)
+
+    async def _m_get_my_name(self, p: _Params, ctx: _RequestContext) -> Any:
+        return self._get_bot_text(p, "name")
+
+    async def _m_set_chat_menu_button(self, p: _Params, ctx: _RequestContext) -> Any:
+        chat_id = self._resolve_chat_id(p) if p.raw("chat_id") is not None else None
+        if chat_id is not None:
+            self._writable_chat(chat_id)
+        button = p.json_opt("menu_button") or {"type": "default"}
+        if not isinstance(button, dict) or button.get("type") not in (
+            "default",
+            "commands",
+            "web_app",
+        ):
+            raise _bad("can't parse MenuButton JSON object")
+        with self._lock:
+            self._menu_buttons[chat_id] = dict(button)
+        return True
+
+    async def _m_get_chat_menu_button(self, p: _Params, ctx: _RequestContext) -> Any:
+        chat_id = self._resolve_chat_id(p) if p.raw("chat_id") is not None else None
+        with self._lock:
+            button = self._menu_buttons.get(chat_id) or self._menu_buttons.get(None)
+        return dict(button or {"type": "commands"})
+
+    async def _m_send_message(self, p: _Params, ctx: _RequestContext) -> Any:
+        chat_id = self._resolve_chat_id(p)
+        chat = self._writable_chat(chat_id)
+        text = p.str_opt("text")
+        if text is None:
+            raise _bad("message text is empty")
+        parse_mode = p.str_opt("parse_mode") or None
+        parsed = self._parse(
+            text,
+            parse_mode,
+            p.json_opt("entities"),
+            limit=MAX_TEXT_LENGTH,
+            too_long="message is too long",
+            empty="message text is empty",
+        )
+        markup = self._validate_markup(p.json_opt("reply_markup"))
+        reply_to = self._reply_target(p, chat_id)
+        self._check_flood(chat)
+        return self._create_bot_message(
+            chat_id,
+            "text",
+            text=text,
+            caption=None,
+            parse_mode=parse_mode,
+            parsed=parsed,
+            reply_markup=markup,
+            reply_to=reply_to,
+        )
+
+    async def _send_media(self, p: _Params, kind: str) -> Any:
+        chat_id = self._resolve_chat_id(p)
+        chat = self._writable_chat(chat_id)
+        stored = self._input_file(p, kind, kind)
+        if kind == "photo" and stored.source_url is None:
+            if len(stored.data) > MAX_PHOTO_BYTES:
+                raise _bad("file is too big")
+            if image_size(stored.data) is None:
+                raise _bad("IMAGE_PROCESS_FAILED")
+            width, height = stored.width, stored.height
+            if width + height > 10000 or max(width, height) > 20 * max(min(width, height), 1):
+                raise _bad("PHOTO_INVALID_DIMENSIONS")
+        if kind == "document" and stored.source_url is None:
+            if not stored.data:
+                raise _bad("file must be non-empty")
+            if len(stored.data) > MAX_UPLOAD_BYTES:
+                raise _ApiError(413, "Request Entity Too Large")
+        caption = p.str_opt("caption")
+        parse_mode = p.str_opt("parse_mode") or None
+        parsed = self._parse(
+            caption or "",
+            parse_mode,
+            p.json_opt("caption_entities"),
+            limit=MAX_CAPTION_LENGTH,
+            too_long="message caption is too long",
+            empty=None,
+        )
+        markup = self._validate_markup(p.json_opt("reply_markup"))
+        reply_to = self._reply_target(p, chat_id)
+        self._check_flood(chat)
+        return self._create_bot_message(
+            chat_id,
+            kind,
+            text=None,
+            caption=caption,
+            parse_mode=parse_mode,
+            parsed=parsed,
+            reply_markup=markup,
+            reply_to=reply_to,
+            file=stored,
+        )
+
+    async def _m_send_photo(self, p: _Params, ctx: _RequestContext) -> Any:
+        return await self._send_media(p, "photo")
+
+    async def _m_send_document(self, p: _Params, ctx: _RequestContext) -> Any:
+        return await self._send_media(p, "document")
+
+    async def _m_edit_message_text(self, p: _Params, ctx: _RequestContext) -> Any:
+        msg = self._editable(p)
+        text = p.str_opt("text")
+        if text is None:
+            raise _bad("message text is empty")
+        if msg.kind != "text":
+            raise _bad("there is no text in the message to edit")
+        parse_mode = p.str_opt("parse_mode") or None
+        parsed = self._parse(
+            text,
+            parse_mode,
+            p.json_opt("entities"),
+            limit=MAX_TEXT_LENGTH,
+            too_long="message is too long",
+            empty="message text is empty",
+        )
+        markup = self._validate_markup(p.json_opt("reply_markup"), inline_only=True)
+        return self._apply_edit(
+            msg, text=text, caption=None, parse_mode=parse_mode, parsed=parsed, reply_markup=markup
+        )
+
+    async def _m_edit_message_caption(self, p: _Params, ctx: _RequestContext) -> Any:
+        msg = self._editable(p)
+        if msg.kind == "text":
+            raise _bad("there is no caption in the message to edit")
+        caption = p.str_opt("caption")
+        parse_mode = p.str_opt("parse_mode") or None
+        parsed = self._parse(
+            caption or "",
+            parse_mode,
+            p.json_opt("caption_entities"),
+            limit=MAX_CAPTION_LENGTH,
+            too_long="message caption is too long",
+            empty=None,
+        )
+        markup = self._validate_markup(p.json_opt("reply_markup"), inline_only=True)
+        return self._apply_edit(
+            msg,
+            text=None,
+            caption=caption,
+            parse_mode=parse_mode,
+            parsed=parsed,
+            reply_markup=markup,
+        )
+
+    async def _m_edit_message_reply_markup(self, p: _Params, ctx: _RequestContext) -> Any:
+        msg = self._editable(p)
+        markup = self._validate_markup(p.json_opt("reply_markup"), inline_only=True)
+        with self._lock:
+            parsed = ParsedText(msg.plain_text, copy.deepcopy(msg.entities))
+            text, caption, parse_mode = msg.text, msg.caption, msg.parse_mode
+        return self._apply_edit(
+            msg,
+            text=text,
+            caption=caption,
+            parse_mode=parse_mode,
+            parsed=parsed,
+            reply_markup=markup,
+        )
+
+    def _delete(self, chat: JSONDict, message_id: int) -> bool:
+        with self._lock:
+            msg = self._messages.get((chat["id"], message_id))
+            if msg is None or msg.deleted:
+                return False
+            if not msg.from_bot and chat["type"] != "private":
+                raise _bad("message can't be deleted")
+            msg.deleted = True
+            snapshot = self._snapshot(msg) if msg.from_bot else None
+        if snapshot is not None:
+            self._emit("deleted", snapshot)
+        return True
+
+    async def _m_delete_message(self, p: _Params, ctx: _RequestContext) -> Any:
+        chat = self._writable_chat(self._resolve_chat_id(p))
+        message_id = p.int_opt("message_id")
+        if message_id is None:
+            raise _bad("message identifier is not specified")
+        if not self._delete(chat, message_id):
+            raise _bad("message to delete not found")
+        return True
+
+    async def _m_delete_messages(self, p: _Params, ctx: _RequestContext) -> Any:
+        chat = self._writable_chat(self._resolve_chat_id(p))
+        ids = p.json_opt("message_ids")
+        if not isinstance(ids, list) or not 1 <= len(ids) <= 100:
+            raise _bad("message_ids must contain 1-100 message identifiers")
+        for message_id in ids:
+            if isinstance(message_id, int):
+                with contextlib.suppress(_ApiError):
+                    self._delete(chat, message_id)
+        return True
+
+    async def _m_answer_callback_query(self, p: _Params, ctx: _RequestContext) -> Any:
+        query_id = p.str_opt("callback_query_id") or ""
+        text = p.str_opt("text")
+        if text is not None and utf16_len(text) > MAX_CALLBACK_ANSWER_LENGTH:
+            raise _bad("MESSAGE_TOO_LONG")
+        url = p.str_opt("url")
+        with self._lock:
+            query = self._callback_queries.get(query_id)
+            expired = (
+                query is not None
+                and self.callback_query_timeout is not None
+                and time.monotonic() - query.created > self.callback_query_timeout
+            )
+            if query is None or query.answered or expired:
+                raise _bad(ERR_QUERY_TOO_OLD[len("Bad Request: ") :])
+            query.answered = True
+            self._callback_answers.append(
+                CallbackAnswer(
+                    query_id=query_id,
+                    text=text,
+                    show_alert=p.bool_opt("show_alert"),
+                    url=url,
+                    cache_time=p.int_opt("cache_time"),
+                    time=time.time(),
+                )
+            )
+        return True
+
+    async def _m_send_chat_action(self, p: _Params, ctx: _RequestContext) -> Any:
+        self._writable_chat(self._resolve_chat_id(p))
+        if p.str_opt("action") not in _CHAT_ACTIONS:
+            raise _bad("wrong parameter action in request")
+        return True
+
+    async def _m_get_chat(self, p: _Params, ctx: _RequestContext) -> Any:
+        chat_id = self._resolve_chat_id(p)
+        with self._lock:
+            chat = self._chats.get(chat_id)
+            if chat is None:
+                raise _ApiError(400, ERR_CHAT_NOT_FOUND)
+            info = dict(chat)
+        info.update(
+            {
+                "accent_color_id": 0,
+                "max_reaction_count": 11,
+                "accepted_gift_types": {
+                    "unlimited_gifts": True,
+                    "limited_gifts": True,
+                    "unique_gifts": True,
+                    "premium_subscription": True,
+                    "gifts_from_channels": True,
+                },
+            }
+        )
+        return info
+
+    async def _m_get_file(self, p: _Params, ctx: _RequestContext) -> Any:
+        file_id = p.str_opt("file_id") or ""
+        with self._lock:
+            stored = self._files.get(file_id)
+            if stored is None:
+                raise _bad("invalid file_id")
+            if len(stored.data) > MAX_DOWNLOAD_BYTES:
+                raise _bad("file is too big")
+            if stored.path is None:
+                folder = "photos" if stored.file_id.startswith("EMUPHO") else "documents"
+                suffix = ""
+                if stored.filename and "." in stored.filename:
+                    suffix = "." + stored.filename.rsplit(".", 1)[-1]
+                elif folder == "photos":
+                    suffix = ".jpg"
+                stored.path = f"{folder}/file_{stored.unique_id}{suffix}"
+                self._files_by_path[stored.path] = stored
+            return {
+                "file_id": stored.file_id,
+                "file_unique_id": stored.unique_id,
+                "file_size": len(stored.data),
+                "file_path": stored.path,
+            }
+
+    def _file_bytes(self, token: str, path: str) -> bytes | None:
+        if token != self.token:
+            return None
+        with self._lock:
+            stored = self._files_by_path.get(path)
+            return stored.data if stored is not None else None
+
+    # ----------------------------------------------------------------------------------------
+    # Webhook delivery (runs on the emulator loop)
+    # ----------------------------------------------------------------------------------------
+
+    async def _webhook_loop(self) -> None:
+        client = tornado.httpclient.AsyncHTTPClient(force_instance=True)
+        try:
+            while not self._closing:
+                waiter = self._new_waiter()
+                with self._lock:
+                    item = self._next_webhook_item()
+                if item is None:
+                    await self._await_waiter(waiter, None)
+                    continue
+                self._waiters.discard(waiter)
+                await self._deliver(client, *item)
+        finally:
+            client.close()
+
+    def _next_webhook_item(self) -> tuple[str, str | None, _QueuedUpdate] | None:
+        if not self._webhook_url:
+            return None
+        while self._queue:
+            queued = self._queue[0]
+            if self._allowed(queued.kind):
+                return self._webhook_url, self._webhook_secret, queued
+            self._queue.popleft()
+        return None
+
+    async def _deliver(
+        self,
+        client: tornado.httpclient.AsyncHTTPClient,
+        url: str,
+        secret: str | None,
+        queued: _QueuedUpdate,
+    ) -> None:
+        headers = {"Content-Type": "application/json"}
+        if secret:
+            headers["X-Telegram-Bot-Api-Secret-Token"] = secret
+        body = json.dumps(queued.update)
+        attempt = 0
+        while True:
+            attempt += 1
+            status: int | None = None
+            error: str | None = None
+            reply = b""
+            try:
+                response = await client.fetch(
+                    tornado.httpclient.HTTPRequest(
+                        url,
+                        method="POST",
+                        body=body,
+                        headers=headers,
+                        request_timeout=self.webhook_timeout,
+                        connect_timeout=self.webhook_timeout,
+                    ),
+                    raise_error=False,
+                )
+                status = response.code
+                reply = response.body or b""
+                if response.error is not None and not 200 <= response.code < 300:
+                    error = f"Wrong response from the webhook: {response.code} {response.reason}"
+            except Exception as exc:
+                error = f"Connection failed: {type(exc).__name__}: {exc}"
+            ok = status is not None and 200 <= status < 300
+            with self._lock:
+                self._webhook_deliveries.append(
+                    WebhookDelivery(queued.update_id, url, attempt, status, error, time.time())
+                )
+                present = any(q is queued for q in self._queue)
+                if present and (ok or attempt >= self.webhook_max_attempts):
+                    self._queue.remove(queued)
+                if not ok:
+                    self._webhook_last_error = (int(time.time()), error or "Unknown error")
+                current = self._webhook_url == url
+            if ok:
+                await self._webhook_reply(reply)
+                return
+            if attempt >= self.webhook_max_attempts or not current or not present:
+                return
+            if self._closing:
+                return
+            await asyncio.sleep(self.webhook_retry_delay * 2 ** (attempt - 1))
+
+    async def _webhook_reply(self, reply: bytes) -> None:
+        """Execute a method call returned in the webhook response body, like Telegram."""
+        if not reply.strip():
+            return
+        try:
+            data = json.loads(reply)
+        except ValueError:
+            return
+        if isinstance(data, dict) and isinstance(data.get("method"), str):
+            values = {k: v for k, v in data.items() if k != "method"}
+            await self._execute(
+                self.token, data["method"], values, {}, _RequestContext(), "webhook-reply"
+            )
+
+    # ----------------------------------------------------------------------------------------
+    # Test side: users, chats and incoming updates
+    # ----------------------------------------------------------------------------------------
+
+    def _register(
+        self,
+        user_id: int,
+        chat_id: int | None,
+        chat_type: str,
+        first_name: str,
+        username: str | None,
+        language_code: str | None,
+        title: str | None = None,
+    ) -> tuple[JSONDict, JSONDict]:
+        if chat_id is None:
+            if chat_type != "private":
+                raise ValueError("chat_id is required for group chats")
+            chat_id = user_id
+        user: JSONDict = {"id": user_id, "is_bot": False, "first_name": first_name}
+        if username:
+            user["username"] = username
+        if language_code:
+            user["language_code"] = language_code
+        if chat_type == "private":
+            chat: JSONDict = {"id": chat_id, "type": "private", "first_name": first_name}
+            if username:
+                chat["username"] = username
+        else:
+            chat = {"id": chat_id, "type": chat_type, "title": title or f"Test chat {chat_id}"}
+        with self._lock:
+            self._users[user_id] = user
+            if chat_type == "private" or chat_id not in self._chats or title:
+                self._chats[chat_id] = chat
+            return dict(user), dict(self._chats[chat_id])
+
+    def register_user(
+        self,
+        user_id: int,
+        *,
+        first_name: str = "Test",
+        username: str | None = None,
+        language_code: str | None = None,
+    ) -> None:
+        """Make a private chat known (as if the user had started the bot) without an update."""
+        self._register(user_id, None, "private", first_name, username, language_code)
+
+    def register_chat(
+        self,
+        chat_id: int,
+        *,
+        chat_type: str = "supergroup",
+        title: str | None = None,
+    ) -> None:
+        """Make a group chat known to the bot without an update."""
+        if chat_type == "private":
+            raise ValueError("use register_user for private chats")
+        chat = {"id": chat_id, "type": chat_type, "title": title or f"Test chat {chat_id}"}
+        with self._lock:
+            self._chats[chat_id] = chat
+
+    def _enqueue(self, update: JSONDict) -> JSONDict:
+        with self._lock:
+            if "update_id" in update:
+                update_id = int(update["update_id"])
+                replay = update_id <= self._max_update_id
+            else:
+                update_id = self._next_update_id
+                update = {"update_id": update_id, **update}
+                replay = False
+            self._max_update_id = max(self._max_update_id, update_id)
+            self._next_update_id = max(self._next_update_id, update_id + 1)
+            self._queue.append(_QueuedUpdate(copy.deepcopy(update), replay))
+        self._wake()
+        return copy.deepcopy(update)
+
+    def _incoming(
+        self,
+        user_id: int,
+        content: JSONDict,
+        *,
+        chat_id: int | None,
+        chat_type: str,
+        first_name: str,
+        username: str | None,
+        language_code: str | None,
+        reply_to_message_id: int | None,
+    ) -> JSONDict:
+        user, chat = self._register(
+            user_id, chat_id, chat_type, first_name, username, language_code
+        )
+        with self._lock:
+            message_id = self._alloc_message_id(chat["id"])
+            message: JSONDict = {
+                "message_id": message_id,
+                "from": user,
+                "chat": chat,
+                "date": int(time.time()),
+                **content,
+            }
+            if reply_to_message_id is not None:
+                target = self._messages.get((chat["id"], reply_to_message_id))
+                if target is None:
+                    raise LookupError(f"no message {reply_to_message_id} in chat {chat['id']}")
+                message["reply_to_message"] = self._message_json(target, with_reply=False)
+            self._messages[(chat["id"], message_id)] = _Msg(
+                seq=next(self._seq),
+                chat_id=chat["id"],
+                message_id=message_id,
+                from_bot=False,
+                date=message["date"],
+                kind="incoming",
+                plain_text=str(content.get("text", content.get("caption", ""))),
+                raw=copy.deepcopy(message),
+            )
+        return self._enqueue({"message": message})
+
+    def send_text(
+        self,
+        user_id: int,
+        text: str,
+        *,
+        chat_id: int | None = None,
+        chat_type: str = "private",
+        first_name: str = "Test",
+        username: str | None = None,
+        language_code: str | None = None,
+        entities: list[JSONDict] | None = None,
+        reply_to_message_id: int | None = None,
+    ) -> JSONDict:
+        """Enqueue a text message from ``user_id`` and return the update (a copy).
+
+        ``chat_id`` defaults to ``user_id`` (private chat); group chats need a negative
+        ``chat_id`` and ``chat_type="group"`` or ``"supergroup"``. A leading ``/command`` gets a
+        ``bot_command`` entity unless ``entities`` is given.
+        """
+        content: JSONDict = {"text": text}
+        if entities is None:
+            match = re.match(r"/[A-Za-z0-9_]{1,32}(?:@[A-Za-z0-9_]{3,32})?(?![^\s])", text)
+            entities = (
+                [{"type": "bot_command", "offset": 0, "length": utf16_len(match.group(0))}]
+                if match
+                else []
+            )
+        if entities:
+            content["entities"] = entities
+        return self._incoming(
+            user_id,
+            content,
+            chat_id=chat_id,
+            chat_type=chat_type,
+            first_name=first_name,
+            username=username,
+            language_code=language_code,
+            reply_to_message_id=reply_to_message_id,
+        )
+
+    def send_photo_message(
+        self,
+        user_id: int,
+        *,
+        data: bytes | None = None,
+        caption: str | None = None,
+        chat_id: int | None = None,
+        chat_type: str = "private",
+        first_name: str = "Test",
+        username: str | None = None,
+    ) -> JSONDict:
+        """Enqueue a photo message (default: a tiny PNG); the bot can download it via getFile."""
+        stored = self._store_file(data or _tiny_png(), None, "image/png", "photo")
+        content: JSONDict = {"photo": [stored.size_json()]}
+        if caption:
+            content["caption"] = caption
+        return self._incoming(
+            user_id,
+            content,
+            chat_id=chat_id,
+            chat_type=chat_type,
+            first_name=first_name,
+            username=username,
+            language_code=None,
+            reply_to_message_id=None,
+        )
+
+    def send_document_message(
+        self,
+        user_id: int,
+        data: bytes,
+        filename: str,
+        *,
+        mime_type: str | None = None,
+        caption: str | None = None,
+        chat_id: int | None = None,
+        chat_type: str = "private",
+    ) -> JSONDict:
+        """Enqueue a document message; the bot can download it via getFile."""
+        stored = self._store_file(data, filename, mime_type, "document")
+        content: JSONDict = {"document": stored.document_json()}
+        if caption:
+            content["caption"] = caption
+        return self._incoming(
+            user_id,
+            content,
+            chat_id=chat_id,
+            chat_type=chat_type,
+            first_name="Test",
+            username=None,
+            language_code=None,
+            reply_to_message_id=None,
+        )
+
+    def send_sticker(
+        self, user_id: int, *, emoji: str = "👍", chat_id: int | None = None
+    ) -> JSONDict:
+        """Enqueue a sticker message (a non-text message the bot should cope with)."""
+        stored = self._store_file(_tiny_png(), "sticker.webp", "image/webp", "sticker")
+        sticker: JSONDict = {
+            "file_id": stored.file_id,
+            "file_unique_id": stored.unique_id,
+            "type": "regular",
+            "width": 512,
+            "height": 512,
+            "is_animated": False,
+            "is_video": False,
+            "emoji": emoji,
+            "file_size": len(stored.data),
+        }
+        return self._incoming(
+            user_id,
+            {"sticker": sticker},
+            chat_id=chat_id,
+            chat_type="private" if chat_id is None or chat_id > 0 else "supergroup",
+            first_name="Test",
+            username=None,
+            language_code=None,
+            reply_to_message_id=None,
+        )
+
+    def send_raw_update(self, update: JSONDict) -> JSONDict:
+        """Enqueue an arbitrary update dict; an ``update_id`` is assigned when missing.
+
+        Reusing an ``update_id`` that was already delivered replays the update (it is delivered
+        once more even though the bot confirmed that id). Chats and users found in the update's
+        message become known, so the bot can answer them.
+        """
+        for key in ("message", "edited_message", "channel_post", "business_message"):
+            message = update.get(key)
+            if isinstance(message, dict) and isinstance(message.get("chat"), dict):
+                chat = message["chat"]
+                with self._lock:
+                    self._chats.setdefault(int(chat["id"]), dict(chat))
+                    sender = message.get("from")
+                    if isinstance(sender, dict) and not sender.get("is_bot"):
+                        self._users.setdefault(int(sender["id"]), dict(sender))
+                    key_id = (int(chat["id"]), int(message.get("message_id", 0)))
+                    if key_id not in self._messages and key == "message":
+                        self._messages[key_id] = _Msg(
+                            seq=next(self._seq),
+                            chat_id=key_id[0],
+                            message_id=key_id[1],
+                            from_bot=False,
+                            date=int(message.get("date", time.time())),
+                            kind="incoming",
+                            raw=copy.deepcopy(message),
+                        )
+        return self._enqueue(copy.deepcopy(update))
+
+    def press(
+        self,
+        user_id: int,
+        message_id: int,
+        callback_data: str | None = None,
+        *,
+        chat_id: int | None = None,
+        button_text: str | None = None,
+        strict: bool = True,
+    ) -> JSONDict:
+        """Press an inline button on a message the bot sent; return the callback_query update.
+
+        Give either ``callback_data`` or ``button_text``. With ``strict`` the button must be on
+        the message's current keyboard (pass ``strict=False`` to simulate a stale client).
+        """
+        chat_id = user_id if chat_id is None else chat_id
+        with self._lock:
+            msg = self._messages.get((chat_id, message_id))
+            if msg is None or not msg.from_bot or msg.deleted:
+                raise LookupError(f"the bot has no message {message_id} in chat {chat_id}")
+            buttons = [b for row in _buttons_of(_inline_part(msg.reply_markup)) for b in row]
+            if button_text is not None:
+                found = [data for text, data in buttons if text == button_text and data]
+                if not found:
+                    raise LookupError(f"no callback button {button_text!r} in {buttons!r}")
+                callback_data = found[0]
+            if callback_data is None:
+                raise ValueError("give callback_data or button_text")
+            if strict and callback_data not in [data for _text, data in buttons]:
+                raise LookupError(
+                    f"message {message_id} has no button with callback_data "
+                    f"{callback_data!r}; buttons: {buttons!r}"
+                )
+            user = self._users.get(user_id) or {
+                "id": user_id,
+                "is_bot": False,
+                "first_name": "Test",
+            }
+            self._users.setdefault(user_id, user)
+            query_id = str(4_000_000_000_000 + next(self._callback_counter))
+            self._callback_queries[query_id] = _CallbackQuery(
+                query_id, chat_id, message_id, user_id, callback_data, time.monotonic()
+            )
+            query: JSONDict = {
+                "id": query_id,
+                "from": dict(user),
+                "message": self._message_json(msg),
+                "chat_instance": str(abs(chat_id) * 7919 % 10**12),
+                "data": callback_data,
+            }
+        return self._enqueue({"callback_query": query})
+
+    def block_user(self, user_id: int, *, notify: bool = True) -> None:
+        """The user blocks the bot: sends to their private chat get 403 until unblocked.
+
+        With ``notify`` (and a known chat) a ``my_chat_member`` update (status ``kicked``) is
+        enqueued, as Telegram does.
+        """
+        self._set_blocked(user_id, True, notify)
+
+    def unblock_user(self, user_id: int, *, notify: bool = True) -> None:
+        """Undo :meth:`block_user` (enqueues a ``my_chat_member`` update with ``member``)."""
+        self._set_blocked(user_id, False, notify)
+
+    def _set_blocked(self, user_id: int, blocked: bool, notify: bool) -> None:
+        with self._lock:
+            changed = (user_id in self._blocked) != blocked
+            if blocked:
+                self._blocked.add(user_id)
+            else:
+                self._blocked.discard(user_id)
+            chat = self._chats.get(user_id)
+            user = self._users.get(user_id)
+        if not (notify and changed and chat is not None and user is not None):
+            return
+        old, new = ("member", "kicked") if blocked else ("kicked", "member")
+        old_member: JSONDict = {"status": old, "user": dict(self.bot_user)}
+        new_member: JSONDict = {"status": new, "user": dict(self.bot_user)}
+        for member in (old_member, new_member):
+            if member["status"] == "kicked":
+                member["until_date"] = 0
+        self._enqueue(
+            {
+                "my_chat_member": {
+                    "chat": dict(chat),
+                    "from": dict(user),
+                    "date": int(time.time()),
+                    "old_chat_member": old_member,
+                    "new_chat_member": new_member,
+                }
+            }
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # Test side: inspection
+    # ----------------------------------------------------------------------------------------
+
+    def sent(self, chat_id: int | None = None) -> list[SentMessage]:
+        """Messages the bot sent (snapshots, oldest first), optionally for one chat.
+
+        Deleted messages are included with ``deleted=True``. Messages from before
+        :meth:`clear` are left out.
+        """
+        with self._lock:
+            messages = sorted(
+                (
+                    m
+                    for m in self._messages.values()
+                    if m.from_bot
+                    and m.seq > self._visible_from_seq
+                    and (chat_id is None or m.chat_id == chat_id)
+                ),
+                key=lambda m: m.seq,
+            )
+            return [self._snapshot(m) for m in messages]
+
+    def message(self, chat_id: int, message_id: int) -> SentMessage:
+        """The current state of one bot message (even from before :meth:`clear`)."""
+        with self._lock:
+            msg = self._messages.get((chat_id, message_id))
+            if msg is None or not msg.from_bot:
+                raise LookupError(f"the bot has no message {message_id} in chat {chat_id}")
+            return self._snapshot(msg)
+
+    def calls(self, method: str | None = None) -> list[Call]:
+        """Every API call received (oldest first), optionally only one method (any case)."""
+        with self._lock:
+            calls = list(self._calls)
+        if method is None:
+            return calls
+        return [c for c in calls if c.method.lower() == method.lower()]
+
+    @property
+    def callback_answers(self) -> list[CallbackAnswer]:
+        """Successful ``answerCallbackQuery`` calls (oldest first)."""
+        with self._lock:
+            return list(self._callback_answers)
+
+    @property
+    def webhook_deliveries(self) -> list[WebhookDelivery]:
+        """Every webhook POST attempt (oldest first)."""
+        with self._lock:
+            return list(self._webhook_deliveries)
+
+    @property
+    def webhook_url(self) -> str:
+        """The webhook URL set by the bot ("" when polling)."""
+        with self._lock:
+            return self._webhook_url
+
+    @property
+    def pending_updates(self) -> int:
+        """Updates not yet confirmed by getUpdates (or not yet delivered to the webhook)."""
+        with self._lock:
+            return len(self._queue)
+
+    def commands(self, scope: JSONDict | None = None, language_code: str = "") -> list[JSONDict]:
+        """The commands set with setMyCommands for a scope (default scope by default)."""
+        key = (json.dumps(scope or {"type": "default"}, sort_keys=True), language_code)
+        with self._lock:
+            return copy.deepcopy(self._commands.get(key, []))
+
+    def clear(self) -> None:
+        """Forget sent messages, calls, callback answers and webhook deliveries.
+
+        Chats, users, files, pending updates and the messages themselves stay known to the
+        server, so the bot can still edit or delete earlier messages; they are just no longer
+        reported by :meth:`sent`.
+        """
+        with self._lock:
+            self._visible_from_seq = next(self._seq)
+            self._calls.clear()
+            self._callback_answers.clear()
+            self._webhook_deliveries.clear()
+
+    def subscribe(self, listener: Callable[[str, SentMessage], None]) -> Callable[[], None]:
+        """Call ``listener(event, message)`` for "sent", "edited" and "deleted" bot messages.
+
+        Listeners run on the emulator thread and must be quick. Returns an unsubscribe function.
+        """
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def dump(self, limit: int = 20) -> str:
+        """A human-readable summary of recent bot messages and API calls (for failures)."""
+        lines = ["Bot messages:"]
+        for msg in self.sent()[-limit:]:
+            flags = " (deleted)" if msg.deleted else ""
+            flags += f" (edited x{msg.edits})" if msg.edits else ""
+            lines.append(
+                f"  chat={msg.chat_id} #{msg.message_id} {msg.kind}{flags}: "
+                f"{msg.plain_text[:120]!r} buttons={msg.buttons}"
+            )
+        if len(lines) == 1:
+            lines.append("  (none)")
+        lines.append("Recent API calls:")
+        for call in self.calls()[-limit:]:
+            outcome = "ok" if call.ok else f"{call.status} {call.description}"
+            chat = call.params.get("chat_id")
+            where = f" chat={chat}" if chat is not None else ""
+            lines.append(f"  {call.method}{where} -> {outcome}")
+        lines.append(f"Pending updates: {self.pending_updates}")
+        return "\n".join(lines)
+
+    # ----------------------------------------------------------------------------------------
+    # Test side: fault injection
+    # ----------------------------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        method: str,
+        *,
+        status: int = 500,
+        description: str | None = None,
+        retry_after: int | None = None,
+        times: int = 1,
+    ) -> None:
+        """Make the next ``times`` calls of ``method`` ("*": any method) fail without effect.
+
+        For status 429 ``retry_after`` defaults to 1 second, so PTB raises ``RetryAfter``.
+        """
+        if status == 429 and retry_after is None:
+            retry_after = 1
+        if description is None:
+            description = _default_error_description(status, retry_after)
+        key = method if method == "*" else self._canonical(method).lower()
+        with self._lock:
+            self._faults.setdefault(key, deque()).append(
+                _Fault(status, description, retry_after, max(times, 1))
+            )
+
+    def slow_next(self, method: str, seconds: float, *, times: int = 1) -> None:
+        """Delay the next ``times`` calls of ``method`` ("*": any) before they are executed.
+
+        The call still takes effect, so a client that times out meanwhile sees ``TimedOut``
+        although the message was sent, as happens with the real API.
+        """
+        key = method if method == "*" else self._canonical(method).lower()
+        with self._lock:
+            self._delays.setdefault(key, deque()).append(_Delay(seconds, max(times, 1)))
+
+    def _canonical(self, method: str) -> str:
+        entry = self._methods.get(method.lower())
+        return entry[0] if entry else method
+
+    # ----------------------------------------------------------------------------------------
+    # Test side: waiting
+    # ----------------------------------------------------------------------------------------
+
+    def _messages_probe(self, chat_id: int | None, count: int) -> list[SentMessage] | None:
+        messages = self.sent(chat_id)
+        return messages if len(messages) >= count else None
+
+    def _calls_probe(self, method: str, count: int) -> list[Call] | None:
+        calls = self.calls(method)
+        return calls if len(calls) >= count else None
+
+    def _consumed_probe(self) -> bool | None:
+        return True if self.pending_updates == 0 else None
+
+    def _timeout_message(self, what: str, timeout: float) -> str:
+        return f"Timed out after {timeout:g}s waiting for {what}.\n{self.dump()}"
+
+    def wait_for_messages(
+        self, chat_id: int | None, count: int = 1, timeout: float = 10.0
+    ) -> list[SentMessage]:
+        """Block until the bot sent at least ``count`` messages to ``chat_id`` (None: any).
+
+        Raises:
+            TimeoutError: with a dump of recent messages and calls.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self._messages_probe(chat_id, count)
+            if found is not None:
+                return found
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    self._timeout_message(f"{count} message(s) in chat {chat_id}", timeout)
+                )
+            time.sleep(_POLL_INTERVAL)
+
+    async def wait_messages(
+        self,
+        chat_id: int | None,
+        count: int = 1,
+        timeout: float = 10.0,  # noqa: ASYNC109 - the spec'd API; a deadline over many polls
+    ) -> list[SentMessage]:
+        """Async :meth:`wait_for_messages` (polls with :func:`asyncio.sleep`)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self._messages_probe(chat_id, count)
+            if found is not None:
+                return found
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    self._timeout_message(f"{count} message(s) in chat {chat_id}", timeout)
+                )
+            await asyncio.sleep(_POLL_INTERVAL)
+
+    def wait_for_calls(self, method: str, count: int = 1, timeout: float = 10.0) -> list[Call]:
+        """Block until at least ``count`` calls of ``method`` were received."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self._calls_probe(method, count)
+            if found is not None:
+                return found
+            if time.monotonic() >= deadline:
+                raise TimeoutError(self._timeout_message(f"{count} {method} call(s)", timeout))
+            time.sleep(_POLL_INTERVAL)
+
+    async def wait_calls(
+        self,
+        method: str,
+        count: int = 1,
+        timeout: float = 10.0,  # noqa: ASYNC109 - the spec'd API; a deadline over many polls
+    ) -> list[Call]:
+        """Async :meth:`wait_for_calls`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self._calls_probe(method, count)
+            if found is not None:
+                return found
+            if time.monotonic() >= deadline:
+                raise TimeoutError(self._timeout_message(f"{count} {method} call(s)", timeout))
+            await asyncio.sleep(_POLL_INTERVAL)
+
+    def wait_for_updates_consumed(self, timeout: float = 10.0) -> None:
+        """Block until every enqueued update was confirmed (polling) or delivered (webhook)."""
+        deadline = time.monotonic() + timeout
+        while self._consumed_probe() is None:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(self._timeout_message("updates to be consumed", timeout))
+            time.sleep(_POLL_INTERVAL)
+
+    async def wait_updates_consumed(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Async :meth:`wait_for_updates_consumed`."""
+        deadline = time.monotonic() + timeout
+        while self._consumed_probe() is None:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(self._timeout_message("updates to be consumed", timeout))
+            await asyncio.sleep(_POLL_INTERVAL)
+
+
+# --------------------------------------------------------------------------------------------
+# Module helpers and HTTP handlers
+# --------------------------------------------------------------------------------------------
+
+
+def _validate_inline_button(button: Any) -> None:
+    if not isinstance(button, dict):
+        raise _bad("can't parse inline keyboard button: InlineKeyboardButton must be an Object")
+    text = button.get("text")
+    if not isinstance(text, str):
+        raise _bad('can\'t parse inline keyboard button: Field "text" must be of type String')
+    if not text.strip():
+        raise _bad("can't parse inline keyboard button: Text must be non-empty")
+    actions = [key for key in _INLINE_BUTTON_ACTIONS if key in button]
+    if not actions:
+        raise _bad(
+            "can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard"
+        )
+    if len(actions) > 1:
+        raise _bad(
+            "can't parse inline keyboard button: exactly one of "
+            + ", ".join(_INLINE_BUTTON_ACTIONS)
+            + " must be specified"
+        )
+    if "callback_data" in button:
+        data = button["callback_data"]
+        if not isinstance(data, str) or not 1 <= len(data.encode("utf-8")) <= 64:
+            raise _bad("BUTTON_DATA_INVALID")
+    if "url" in button:
+        url = button["url"]
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https", "tg")
+            or not (parts.netloc or parts.scheme == "tg")
+        ):
+            raise _bad("BUTTON_URL_INVALID")
+
+
+def _inline_part(markup: JSONDict | None) -> JSONDict | None:
+    """The part of a reply markup Telegram echoes in Message.reply_markup."""
+    if not markup or "inline_keyboard" not in markup:
+        return None
+    rows = [list(row) for row in markup["inline_keyboard"] if row]
+    return {"inline_keyboard": copy.deepcopy(rows)} if rows else None
+
+
+def _default_error_description(status: int, retry_after: int | None) -> str:
+    defaults = {
+        400: "Bad Request: injected failure",
+        401: "Unauthorized",
+        403: ERR_BLOCKED,
+        404: "Not Found",
+        409: ERR_CONFLICT_POLLING,
+        429: f"Too Many Requests: retry after {retry_after}",
+        500: "Internal Server Error",
+        502: "Bad Gateway",
+    }
+    if status in defaults:
+        return defaults[status]
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"Error {status}"
+
+
+def _quiet_log(handler: tornado.web.RequestHandler) -> None:
+    """Tornado access log hook: only log at DEBUG level."""
+    if _LOGGER.isEnabledFor(logging.DEBUG):
+        request = handler.request
+        _LOGGER.debug("%s %s -> %s", request.method, request.path, handler.get_status())
+
+
+def _extract_params(
+    request: tornado.httputil.HTTPServerRequest,
+) -> tuple[JSONDict, dict[str, _Upload], str]:
+    values: JSONDict = {}
+    for name, raw_values in request.query_arguments.items():
+        values[name] = _coerce_form_value(name, raw_values[-1].decode("utf-8", "replace"))
+    content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    files: dict[str, _Upload] = {}
+    if content_type == "application/json":
+        transport = "json"
+        if request.body.strip():
+            try:
+                body = json.loads(request.body)
+            except ValueError as exc:
+                raise _bad("can't parse JSON encoded request") from exc
+            if not isinstance(body, dict):
+                raise _bad("can't parse JSON encoded request")
+            values.update(body)
+    else:
+        transport = {
+            "multipart/form-data": "multipart",
+            "application/x-www-form-urlencoded": "form",
+        }.get(content_type, "query")
+        for name, raw_values in request.body_arguments.items():
+            values[name] = _coerce_form_value(name, raw_values[-1].decode("utf-8", "replace"))
+        for name, uploads in request.files.items():
+            upload = uploads[-1]
+            files[name] = _Upload(upload.filename, upload.body, upload.content_type)
+    return values, files, transport
+
+
+class _ApiHandler(tornado.web.RequestHandler):
+    """``/bot<token>/<method>``: one Bot API call."""
+
+    emulator: BotApiEmulator
+    ctx: _RequestContext
+
+    def initialize(self, emulator: BotApiEmulator) -> None:
+        self.emulator = emulator
+        self.ctx = _RequestContext()
+
+    async def get(self, *args: str, **kwargs: str) -> None:
+        await self._serve(args[0], args[1])
+
+    async def post(self, *args: str, **kwargs: str) -> None:
+        await self._serve(args[0], args[1])
+
+    def on_connection_close(self) -> None:
+        self.ctx.closed = True
+        self.emulator._notify_waiters()
+
+    async def _serve(self, token: str, method: str) -> None:
+        try:
+            values, files, transport = _extract_params(self.request)
+        except _ApiError as err:
+            status, body = err.status, err.body()
+        else:
+            status, body = await self.emulator._execute(
+                token, method, values, files, self.ctx, transport
+            )
+        if self.ctx.closed:
+            return
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body, ensure_ascii=False))
+
+
+class _FileHandler(tornado.web.RequestHandler):
+    """``/file/bot<token>/<file_path>``: download a file (after getFile)."""
+
+    emulator: BotApiEmulator
+
+    def initialize(self, emulator: BotApiEmulator) -> None:
+        self.emulator = emulator
+
+    def get(self, *args: str, **kwargs: str) -> None:
+        data = self.emulator._file_bytes(args[0], args[1])
+        if data is None:
+            self.set_status(404)
+            self.set_header("Content-Type", "application/json")
+            self.finish(json.dumps({"ok": False, "error_code": 404, "description": "Not Found"}))
+            return
+        self.set_header("Content-Type", "application/octet-stream")
+        self.finish(data)
+
+
+class _NotFoundHandler(tornado.web.RequestHandler):
+    """Any other path: Telegram's 404."""
+
+    def prepare(self) -> None:
+        self.set_status(404)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"ok": False, "error_code": 404, "description": "Not Found"}))

@@ -1,0 +1,107 @@
+"""Helpers every handler module shares: dependencies, the user, replies, and usage errors."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from telegram import InlineKeyboardMarkup, Message, Update
+from telegram.constants import ChatType
+from telegram.error import BadRequest
+from telegram.ext import ContextTypes
+
+from handlers.deps import Deps, get_deps
+from handlers.render import split_message
+from services.db import TelegramUser
+
+logger = logging.getLogger(__name__)
+
+Context = ContextTypes.DEFAULT_TYPE
+
+
+class Usage(Exception):
+    """Malformed arguments: the error handler replies with the command's usage line."""
+
+    def __init__(self, usage: str, problem: str | None = None) -> None:
+        super().__init__(problem or usage)
+        self.usage = usage
+        self.problem = problem
+
+
+def deps(context: Context) -> Deps:
+    return get_deps(context.bot_data)
+
+
+def now(context: Context) -> datetime:
+    return deps(context).clock()
+
+
+def me(update: Update) -> TelegramUser:
+    """The pressing/sending user as a principal for the services (resolved under RLS)."""
+    assert update.effective_user is not None
+    return TelegramUser(update.effective_user.id)
+
+
+def message_key(update: Update) -> str:
+    """An idempotency key for this update: the same message or button press twice → one write.
+
+    A button press is keyed on the message it sits on and its data, so a double tap on the
+    same button of the same message records once.
+    """
+    query = update.callback_query
+    if query is not None and query.message is not None:
+        return f"cb:{query.message.chat.id}:{query.message.message_id}:{query.data}"
+    msg = update.effective_message
+    assert msg is not None
+    return f"msg:{msg.chat.id}:{msg.message_id}"
+
+
+async def reply(
+    update: Update, text: str, markup: InlineKeyboardMarkup | None = None
+) -> Message | None:
+    """Send ``text`` (split at 4096 characters); the keyboard goes on the last part."""
+    chat = update.effective_chat
+    if chat is None:
+        return None
+    parts = split_message(text)
+    sent: Message | None = None
+    for n, part in enumerate(parts, 1):
+        sent = await chat.send_message(part, reply_markup=markup if n == len(parts) else None)
+    return sent
+
+
+async def edit(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
+    """Redraw the pressed message in place (or send anew if it can't be edited)."""
+    query = update.callback_query
+    assert query is not None
+    parts = split_message(text)
+    try:
+        await query.edit_message_text(parts[0], reply_markup=markup if len(parts) == 1 else None)
+    except BadRequest as exc:
+        if "not modified" in str(exc).lower():
+            return
+        if "can't be edited" not in str(exc) and "not found" not in str(exc):
+            raise
+        await reply(update, text, markup)
+        return
+    for n, part in enumerate(parts[1:], 2):
+        await query.get_bot().send_message(
+            query.message.chat.id if query.message else update.effective_chat.id,  # type: ignore[union-attr]
+            part,
+            reply_markup=markup if n == len(parts) else None,
+        )
+
+
+def is_private(update: Update) -> bool:
+    chat = update.effective_chat
+    return chat is not None and chat.type == ChatType.PRIVATE
+
+
+def args_of(context: Context) -> list[str]:
+    return list(context.args or [])
+
+
+def user_data(context: Context) -> dict[str, Any]:
+    assert context.user_data is not None
+    return context.user_data

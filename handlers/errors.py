@@ -1,0 +1,94 @@
+"""The error handler: domain errors become specific replies; the rest is logged, never shown."""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import Update
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
+
+from handlers.common import Context, Usage, deps, reply
+from handlers.render import esc
+from services import accounts
+from services.db import DatabaseUnavailable
+from services.errors import DomainError, NotLinked
+
+logger = logging.getLogger(__name__)
+
+UNREACHABLE = (
+    "⚠️ I can't reach the database right now, so nothing was changed. Please try again in a minute."
+)
+INTERNAL = (
+    "Sorry, something went wrong on my side and nothing was changed. It has been logged;"
+    " please try again."
+)
+
+
+def describe(update: object) -> str:
+    """Update id, user, chat and what was asked (a command name or callback area), no text."""
+    if not isinstance(update, Update):
+        return "no update"
+    user = update.effective_user.id if update.effective_user else None
+    chat = update.effective_chat.id if update.effective_chat else None
+    what = "other"
+    if update.callback_query is not None:
+        what = "callback " + (update.callback_query.data or "").split(":", 2)[0]
+    elif update.effective_message is not None and update.effective_message.text:
+        first = update.effective_message.text.split(maxsplit=1)[0]
+        what = first if first.startswith("/") else "text"
+    return f"update={update.update_id} user={user} chat={chat} {what}"
+
+
+def not_linked_text(context: Context) -> str:
+    if deps(context).supabase_url:
+        return "You're not linked yet. Send /link to connect your Aelpher account."
+    return "You're not set up yet. Send /start to begin."
+
+
+async def on_error(update: object, context: Context) -> None:
+    """Reply specifically to what the user can fix; log everything else with context."""
+    error = context.error
+    if isinstance(error, BadRequest) and "not modified" in str(error).lower():
+        return
+    if isinstance(error, Forbidden):
+        chat = update.effective_chat if isinstance(update, Update) else None
+        logger.info("bot blocked (%s)", describe(update))
+        if chat is not None:
+            await accounts.deactivate_chat(deps(context).db, chat.id)
+        return
+    if isinstance(error, RetryAfter | TimedOut | NetworkError) and not isinstance(
+        error, BadRequest
+    ):
+        logger.warning("telegram unavailable: %s (%s)", type(error).__name__, describe(update))
+        return
+    if not isinstance(update, Update):
+        logger.error("error outside an update", exc_info=error)
+        return
+    if isinstance(error, Usage):
+        text = f"{esc(error.problem)}\n" if error.problem else ""
+        text += f"Usage: {error.usage}"
+    elif isinstance(error, NotLinked):
+        text = not_linked_text(context)
+    elif isinstance(error, DomainError):
+        text = esc(error.user_message)
+    elif isinstance(error, DatabaseUnavailable):
+        logger.warning("database unavailable (%s)", describe(update))
+        text = UNREACHABLE
+    else:
+        logger.error("unhandled error (%s)", describe(update), exc_info=error)
+        text = INTERNAL
+    try:
+        if update.callback_query is not None:
+            await update.callback_query.answer(_plain(text)[:200], show_alert=True)
+        else:
+            await reply(update, text)
+    except Exception:  # the reply itself failed (Telegram down): logged, never raised
+        logger.warning("could not send the error reply (%s)", describe(update), exc_info=True)
+
+
+def _plain(text: str) -> str:
+    """Callback answers are plain text: drop the few tags our messages use."""
+    import re
+    from html import unescape
+
+    return unescape(re.sub(r"</?(b|i|code)>", "", text))

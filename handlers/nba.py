@@ -1,0 +1,319 @@
+"""/nba, /add and the NBA buttons (lock, unlock, progress, done, choose, auto, manage)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from telegram import Update
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ConversationHandler,
+    MessageHandler,
+    filters,
+)
+
+from handlers import render
+from handlers.callbacks import BadCallback, decode, encode, pattern
+from handlers.common import Context, Usage, args_of, deps, edit, me, message_key, now, reply
+from handlers.conversation import conversation
+from services import nba
+from services.errors import DomainError
+from services.models import ARMS, parse_arm
+from services.validation import parse_int
+
+ADD_USAGE = (
+    "<code>/add ibm|cs gap(0-5) title</code>, e.g. <code>/add cs 4 Read SICP chapter 3</code>"
+)
+NBA_USAGE = "<code>/nba</code> or <code>/nba ibm|cs</code>"
+ADD_ARM, ADD_GAP, ADD_TITLE = "ADD_ARM", "ADD_GAP", "ADD_TITLE"
+
+
+async def nba_command(update: Update, context: Context) -> None:
+    """Show the current NBA of each theater (or one) with its buttons."""
+    args = args_of(context)
+    if len(args) > 1:
+        raise Usage(NBA_USAGE)
+    arms = [parse_arm(args[0])] if args else list(ARMS)
+    views = await nba.view(deps(context).db, me(update), arms, now(context))
+    for view in views:
+        await reply(update, render.render_theater_nba(view), render.theater_nba_keyboard(view))
+
+
+# --- /add -------------------------------------------------------------------------------
+
+
+async def _save_item(update: Update, context: Context, arm: str, gap: int, title: str) -> None:
+    result = await nba.add_item(
+        deps(context).db, me(update), parse_arm(arm), gap, title, now(context)
+    )
+    note = f"➕ Added to <b>{result.item.arm_type}</b>: {render.esc(result.item.title)}"
+    await reply(
+        update,
+        render.render_theater_nba(result.theater, note),
+        render.theater_nba_keyboard(result.theater),
+    )
+
+
+def _gap_keyboard() -> Any:
+    return render.keyboard([[(str(g), encode("add", "gap", g)) for g in range(6)]])
+
+
+async def add_start(update: Update, context: Context) -> str | int:
+    """Add at once with all arguments; otherwise ask for what is missing."""
+    args = args_of(context)
+    draft: dict[str, Any] = {}
+    if args:
+        draft["arm"] = parse_arm(args[0])
+    if len(args) >= 2:
+        draft["gap"] = parse_int(args[1], "gap")
+        if not 0 <= draft["gap"] <= 5:
+            nba_gap_check(draft["gap"])
+    if len(args) >= 3:
+        await _save_item(update, context, draft["arm"], draft["gap"], " ".join(args[2:]))
+        return ConversationHandler.END
+    context.user_data["add"] = draft  # type: ignore[index]
+    return await _ask_next(update, context)
+
+
+def nba_gap_check(gap: int) -> None:
+    from services.validation import check_gap
+
+    check_gap(gap)
+
+
+async def _ask_next(update: Update, context: Context) -> str | int:
+    draft: dict[str, Any] = context.user_data["add"]  # type: ignore[index]
+    send = edit if update.callback_query else reply
+    if "arm" not in draft:
+        await send(
+            update,
+            "Add a Next Best Action to which theater?",
+            render.keyboard([render.arm_buttons("add")]),
+        )
+        return ADD_ARM
+    if "gap" not in draft:
+        await send(
+            update,
+            f"<b>{draft['arm']}</b>: how big is the gap it closes? 0 = small … 5 = large.",
+            _gap_keyboard(),
+        )
+        return ADD_GAP
+    await send(
+        update, f"<b>{draft['arm']}</b>, gap {draft['gap']}: what's the action? Send its title."
+    )
+    return ADD_TITLE
+
+
+async def add_pick_arm(update: Update, context: Context) -> str | int:
+    """Take the theater from a button."""
+    query = update.callback_query
+    assert query is not None
+    await query.answer()
+    context.user_data.setdefault("add", {})["arm"] = decode(query.data).arm()  # type: ignore[union-attr]
+    return await _ask_next(update, context)
+
+
+async def add_pick_gap(update: Update, context: Context) -> str | int:
+    """Take the gap from a button."""
+    query = update.callback_query
+    assert query is not None
+    await query.answer()
+    context.user_data.setdefault("add", {})["gap"] = decode(query.data).number(0, 0, 5)  # type: ignore[union-attr]
+    return await _ask_next(update, context)
+
+
+async def add_typed_gap(update: Update, context: Context) -> str | int:
+    """Accept a typed gap too."""
+    assert update.effective_message is not None
+    gap = parse_int(update.effective_message.text or "", "gap")
+    nba_gap_check(gap)
+    context.user_data["add"]["gap"] = gap  # type: ignore[index]
+    return await _ask_next(update, context)
+
+
+async def add_title(update: Update, context: Context) -> str | int:
+    """Save the item with the typed title."""
+    assert update.effective_message is not None
+    draft = context.user_data["add"]  # type: ignore[index]
+    await _save_item(
+        update, context, draft["arm"], draft["gap"], update.effective_message.text or ""
+    )
+    context.user_data.pop("add", None)  # type: ignore[union-attr]
+    return ConversationHandler.END
+
+
+# --- buttons ----------------------------------------------------------------------------
+
+
+async def nba_button(update: Update, context: Context) -> None:
+    """Every n:… button: act on the item, then redraw this theater in place."""
+    query = update.callback_query
+    assert query is not None
+    try:
+        cb = decode(query.data)
+        arm = cb.arm(0)
+    except BadCallback:
+        await query.answer("That button is no longer valid.")
+        return
+    db, who, t = deps(context).db, me(update), now(context)
+    try:
+        if cb.verb == "v":
+            view = (await nba.view(db, who, [arm], t))[0]
+            await query.answer()
+            await edit(update, render.render_theater_nba(view), render.theater_nba_keyboard(view))
+        elif cb.verb == "ch":
+            view = (await nba.view(db, who, [arm], t))[0]
+            await query.answer()
+            await edit(update, render.render_candidates(view), render.candidates_keyboard(view))
+        elif cb.verb == "au":
+            view = await nba.auto(db, who, arm, t)
+            await query.answer("Back to automatic ranking.")
+            await edit(update, render.render_theater_nba(view), render.theater_nba_keyboard(view))
+        elif cb.verb in ("lk", "ul", "sel"):
+            action = {"lk": nba.lock, "ul": nba.unlock, "sel": nba.select}[cb.verb]
+            result = await action(db, who, cb.uuid(1), t)
+            await query.answer({"lk": "Locked.", "ul": "Unlocked.", "sel": "Selected."}[cb.verb])
+            await edit(
+                update,
+                render.render_theater_nba(result.theater),
+                render.theater_nba_keyboard(result.theater),
+            )
+        elif cb.verb == "pg":
+            view = (await nba.view(db, who, [arm], t))[0]
+            entry = next((e for e in view.ranked if e.item.id == cb.uuid(1)), None)
+            if entry is None:
+                raise nba.ItemGone()
+            await query.answer()
+            keys = render.minutes_keyboard(("n", "pm", arm, entry.item.id), encode("n", "v", arm))
+            await edit(update, render.render_progress_prompt(entry.item.title), keys)
+        elif cb.verb == "pm":
+            minutes = cb.number(2, 1, 1440)
+            result = await nba.progress(
+                db, who, cb.uuid(1), minutes, t, dedupe_key=message_key(update)
+            )
+            await query.answer("Already recorded." if result.duplicate else "Progress logged.")
+            note = f"▶ Logged {minutes} min on “{render.esc(result.item.title)}”."
+            await edit(
+                update,
+                render.render_theater_nba(result.theater, note),
+                render.theater_nba_keyboard(result.theater),
+            )
+        elif cb.verb == "dn":
+            result = await nba.done(db, who, cb.uuid(1), t, dedupe_key=message_key(update))
+            await query.answer("Done!")
+            await edit(update, render.render_done(result), render.done_keyboard(result))
+        elif cb.verb == "mg":
+            view = (await nba.view(db, who, [arm], t))[0]
+            entry = next((e for e in view.ranked if e.item.id == cb.uuid(1)), None)
+            if entry is None:
+                raise nba.ItemGone()
+            await query.answer()
+            await edit(
+                update,
+                render.render_manage(entry.item.title, entry.item.gap),
+                render.manage_keyboard(arm, entry.item.id, entry.item.gap),
+            )
+        elif cb.verb == "eg":
+            result = await nba.edit_item(db, who, cb.uuid(1), t, gap=cb.number(2, 0, 5))
+            await query.answer(f"Gap set to {result.item.gap}.")
+            await edit(
+                update,
+                render.render_theater_nba(result.theater),
+                render.theater_nba_keyboard(result.theater),
+            )
+        elif cb.verb == "dq":
+            view = (await nba.view(db, who, [arm], t))[0]
+            entry = next((e for e in view.ranked if e.item.id == cb.uuid(1)), None)
+            if entry is None:
+                raise nba.ItemGone()
+            await query.answer()
+            await edit(
+                update,
+                f"Delete “{render.esc(entry.item.title)}”? This can't be undone.",
+                render.keyboard(
+                    [
+                        [
+                            ("🗑 Yes, delete", encode("n", "dy", arm, entry.item.id)),
+                            ("Keep it", encode("n", "v", arm)),
+                        ]
+                    ]
+                ),
+            )
+        elif cb.verb == "dy":
+            view = await nba.delete_item(db, who, cb.uuid(1), t)
+            await query.answer("Deleted.")
+            await edit(
+                update,
+                render.render_theater_nba(view, "🗑 Deleted."),
+                render.theater_nba_keyboard(view),
+            )
+        else:
+            await query.answer("That button is no longer valid.")
+    except nba.ItemGone:
+        view = (await nba.view(db, who, [arm], t))[0]
+        await query.answer("That changed — here is the fresh view.")
+        await edit(update, render.render_theater_nba(view), render.theater_nba_keyboard(view))
+    except BadCallback:
+        await query.answer("That button is no longer valid.")
+    except DomainError as exc:
+        await query.answer(exc.user_message[:200], show_alert=True)
+
+
+async def done_minutes(update: Update, context: Context) -> None:
+    """Attach minutes to the log a Done just wrote (d:m:<log>:<minutes>)."""
+    from services import tracking
+
+    query = update.callback_query
+    assert query is not None
+    try:
+        cb = decode(query.data)
+        result = await tracking.set_log_minutes(
+            deps(context).db, me(update), cb.uuid(0), cb.number(1, 1, 1440), now(context)
+        )
+    except BadCallback:
+        await query.answer("That button is no longer valid.")
+        return
+    except DomainError:
+        await query.answer("That log is gone.")
+        return
+    await query.answer(f"Added {result.log.duration} min.")
+    arm = result.log.arm_type
+    text = (
+        f"✅ {render.esc(result.log.action)} · {result.log.duration} min logged.\n"
+        f"Overload risk {render.num(result.overload.risk)}%."
+    )
+    await edit(update, text, render.keyboard([[(f"View {arm}", encode("n", "v", arm))]]))
+
+
+def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    app.add_handler(CommandHandler("nba", nba_command))
+    app.add_handler(
+        conversation(
+            "add",
+            entry_points=[
+                CommandHandler("add", add_start),
+                CallbackQueryHandler(add_start_button, pattern=r"^add:arm:"),
+            ],
+            states={
+                ADD_ARM: [CallbackQueryHandler(add_pick_arm, pattern=r"^add:arm:")],
+                ADD_GAP: [
+                    CallbackQueryHandler(add_pick_gap, pattern=r"^add:gap:"),
+                    MessageHandler(filters.TEXT & ~filters.COMMAND, add_typed_gap),
+                ],
+                ADD_TITLE: [MessageHandler(filters.TEXT & ~filters.COMMAND, add_title)],
+            },
+        )
+    )
+    app.add_handler(CallbackQueryHandler(nba_button, pattern=pattern("n")))
+    app.add_handler(CallbackQueryHandler(done_minutes, pattern=pattern("d")))
+
+
+async def add_start_button(update: Update, context: Context) -> str | int:
+    """The "Add one" button under an empty theater: start /add with that theater."""
+    query = update.callback_query
+    assert query is not None
+    await query.answer()
+    context.user_data["add"] = {"arm": decode(query.data).arm()}  # type: ignore[index]
+    return await _ask_next(update, context)

@@ -1,0 +1,304 @@
+"""Rendering: pure functions from service results to HTML text and inline keyboards.
+
+Rules every renderer keeps: user-supplied strings go through :func:`esc`; HTML tags open and
+close on the same line, so :func:`split_message` can cut long replies at line boundaries.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from handlers.callbacks import encode
+from services import rules
+from services.models import ARMS, Arm
+from services.nba import ItemResult, TheaterNba
+from services.status import HistoryEntry, StatusView
+from services.tracking import LogResult, UndoResult
+
+MESSAGE_LIMIT = 4096
+MINUTE_CHOICES = (15, 25, 45, 60, 90)
+STATUS_ICON = {"active": "🟢", "warm": "🟡", "idle": "🔴", "blocked": "⛔"}
+ARM_NAME = {"ibm": "ibm · job", "cs": "cs · study"}
+
+
+def num(value: object) -> str:
+    """A number as people write it: 40, 12.5, 78.75 (no trailing zeros)."""
+    from decimal import Decimal
+
+    if isinstance(value, Decimal | int):
+        return rules.format_number(value)
+    return str(value)
+
+
+def esc(text: object) -> str:
+    """Escape user text for Telegram's HTML parse mode."""
+    return html.escape(str(text), quote=False)
+
+
+def short(text: str, limit: int) -> str:
+    """Cut to ``limit`` characters with an ellipsis (for button labels)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """Split at line boundaries into chunks of at most ``limit`` characters.
+
+    A single line longer than the limit is cut hard (renderers never put tags on such lines:
+    only escaped user text can be that long).
+    """
+    chunks: list[str] = []
+    current = ""
+    for line in text.split("\n"):
+        while len(line) > limit:
+            if current:
+                chunks.append(current)
+                current = ""
+            cut = limit
+            amp = line.rfind("&", 0, cut)  # never cut inside an escaped entity
+            if amp != -1 and ";" not in line[amp:cut]:
+                cut = amp
+            chunks.append(line[:cut])
+            line = line[cut:]
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate) > limit:
+            chunks.append(current)
+            current = line
+        else:
+            current = candidate
+    if current or not chunks:
+        chunks.append(current)
+    return [c for c in chunks if c.strip()] or [text[:limit] or "…"]
+
+
+def keyboard(rows: Iterable[Sequence[tuple[str, str]]]) -> InlineKeyboardMarkup:
+    """Build an inline keyboard from rows of (label, callback data)."""
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(label, callback_data=data) for label, data in row] for row in rows]
+    )
+
+
+def arm_buttons(area: str, verb: str = "arm") -> list[tuple[str, str]]:
+    return [(ARM_NAME[arm], encode(area, verb, arm)) for arm in ARMS]
+
+
+# --- NBA screens ------------------------------------------------------------------------
+
+
+def _flags(entry: rules.RankedItem) -> str:
+    if entry.item.is_locked:
+        return " 🔒 locked"
+    if entry.item.is_manually_selected:
+        return " ✋ chosen by you"
+    return ""
+
+
+def render_theater_nba(view: TheaterNba, note: str | None = None) -> str:
+    lines = []
+    if note:
+        lines += [note, ""]
+    icon = STATUS_ICON.get(view.status, "")
+    lines.append(f"<b>{esc(view.arm)}</b> {icon} {esc(view.status)}")
+    current = view.current
+    if current is None:
+        lines.append("No open Next Best Action.")
+        lines.append(f"Add one: <code>/add {view.arm} 3 What to do next</code>")
+    else:
+        lines.append(f"➤ <b>{esc(current.item.title)}</b>{_flags(current)}")
+        lines.append(f"<i>{esc(current.explanation)}</i>")
+        if view.others:
+            lines.append(f"{len(view.others)} more waiting.")
+    return "\n".join(lines)
+
+
+def theater_nba_keyboard(view: TheaterNba) -> InlineKeyboardMarkup | None:
+    current = view.current
+    arm = view.arm
+    if current is None:
+        return keyboard([[("➕ Add one", encode("add", "arm", arm))]])
+    item = current.item
+    lock = (
+        ("🔓 Unlock", encode("n", "ul", arm, item.id))
+        if item.is_locked
+        else ("🔒 Lock", encode("n", "lk", arm, item.id))
+    )
+    rows: list[list[tuple[str, str]]] = [
+        [
+            lock,
+            ("▶ Progress", encode("n", "pg", arm, item.id)),
+            ("✅ Done", encode("n", "dn", arm, item.id)),
+        ]
+    ]
+    second = []
+    if view.others:
+        second.append(("🔀 Choose another", encode("n", "ch", arm)))
+    if item.is_manually_selected:
+        second.append(("🤖 Auto", encode("n", "au", arm)))
+    second.append(("⚙ Manage", encode("n", "mg", arm, item.id)))
+    rows.append(second)
+    return keyboard(rows)
+
+
+def render_candidates(view: TheaterNba) -> str:
+    lines = [f"<b>{esc(view.arm)}</b>: choose the item to work on"]
+    for n, entry in enumerate(view.ranked, 1):
+        mark = "➤ " if entry.is_current else ""
+        score = rules.format_number(entry.score)
+        lines.append(f"{n}. {mark}{esc(entry.item.title)}{_flags(entry)} · score {score}")
+    return "\n".join(lines)
+
+
+def candidates_keyboard(view: TheaterNba) -> InlineKeyboardMarkup:
+    rows = [
+        [(f"{n}. {short(e.item.title, 40)}", encode("n", "sel", view.arm, e.item.id))]
+        for n, e in enumerate(view.ranked[:20], 1)
+        if not e.is_current
+    ]
+    rows.append([("↩ Back", encode("n", "v", view.arm))])
+    return keyboard(rows)
+
+
+def minutes_keyboard(
+    prefix: Sequence[str | UUID], back: str, choices: Sequence[int] = MINUTE_CHOICES
+) -> InlineKeyboardMarkup:
+    """A row of minute buttons, each ``prefix + (minutes,)``, and a Back button."""
+    row = [(f"{m} min", encode(*prefix, m)) for m in choices]
+    return keyboard([row, [("↩ Back", back)]])
+
+
+def render_progress_prompt(title: str) -> str:
+    return (
+        f"How long did you work on <b>{esc(title)}</b>?\n"
+        "<i>Other amounts: /log with the minutes.</i>"
+    )
+
+
+def render_manage(title: str, gap: int) -> str:
+    return f"<b>{esc(title)}</b>\nGap now {gap}. Set a new gap, or delete the item."
+
+
+def manage_keyboard(arm: Arm, item_id: UUID, gap: int) -> InlineKeyboardMarkup:
+    gaps = [
+        (f"•{g}•" if g == gap else str(g), encode("n", "eg", arm, item_id, g)) for g in range(6)
+    ]
+    return keyboard(
+        [
+            gaps,
+            [
+                ("🗑 Delete", encode("n", "dq", arm, item_id)),
+                ("↩ Back", encode("n", "v", arm)),
+            ],
+        ]
+    )
+
+
+def render_done(result: ItemResult) -> str:
+    lines = [f"✅ Done: <b>{esc(result.item.title)}</b>"]
+    nxt = result.theater.current
+    if nxt is not None:
+        lines.append(f"Next up in {esc(result.theater.arm)}: <b>{esc(nxt.item.title)}</b>")
+    else:
+        lines.append(f"No open items left in {esc(result.theater.arm)}.")
+    if result.log is not None and result.log.duration is None:
+        lines.append("How long did it take? Tap to add the minutes.")
+    elif result.log is not None:
+        lines.append(f"Logged {result.log.duration} min.")
+    return "\n".join(lines)
+
+
+def done_keyboard(result: ItemResult) -> InlineKeyboardMarkup:
+    rows: list[list[tuple[str, str]]] = []
+    if result.log is not None and result.log.duration is None:
+        rows.append([(f"{m}", encode("n", "dm", result.log.id, m)) for m in MINUTE_CHOICES])
+    rows.append([(f"View {result.theater.arm}", encode("n", "v", result.theater.arm))])
+    return keyboard(rows)
+
+
+# --- logs, status, history --------------------------------------------------------------
+
+
+def render_log(result: LogResult) -> str:
+    log = result.log
+    minutes = f"{log.duration} min" if log.duration else "no time"
+    head = "Already logged" if result.duplicate else "Logged"
+    lines = [f"📝 {head} in <b>{esc(log.arm_type)}</b>: {esc(log.action)} ({minutes})"]
+    if log.details:
+        lines.append(f"<i>{esc(log.details)}</i>")
+    lines.append(
+        f"Overload risk {rules.format_number(result.overload.risk)}%: "
+        f"{esc(result.overload.describe())}."
+    )
+    lines.append("Wrong? /undo removes it.")
+    return "\n".join(lines)
+
+
+def render_undo(result: UndoResult) -> str:
+    log = result.log
+    return (
+        f"↩ Removed the log “{esc(log.action)}” from <b>{esc(log.arm_type)}</b>.\n"
+        f"Last activity there is back to {esc(when(result.last_activity, result.timezone))}"
+        f" ({esc(result.status)})."
+    )
+
+
+def when(moment: datetime, tz: str) -> str:
+    return moment.astimezone(ZoneInfo(tz)).strftime("%a %d %b %H:%M")
+
+
+def render_status(view: StatusView) -> str:
+    tz = view.settings.timezone
+    lines = ["<b>Status</b>"]
+    for t in view.theaters:
+        icon = STATUS_ICON.get(t.status, "")
+        lines.append("")
+        head = f"<b>{esc(t.theater.arm_type)}</b> {icon} {esc(t.status)}"
+        if t.status == "blocked" and t.theater.blocked_reason:
+            head += f" ({esc(t.theater.blocked_reason)})"
+        lines.append(head)
+        lines.append(f"Progress {esc(rules.progress_bar(t.theater.total_progress))}")
+        logged = (
+            f"{rules.format_number(t.minute_share)}%"
+            if t.minutes_7d or any(x.minutes_7d for x in view.theaters)
+            else "nothing logged"
+        )
+        lines.append(
+            f"Energy: planned {t.energy_share}% · logged in 7 days {logged}"
+            f" ({rules.format_number(t.minutes_7d)} min)"
+        )
+        lines.append(f"Last activity: {esc(when(t.theater.last_activity, tz))}")
+        if t.current is not None:
+            lines.append(
+                f"NBA: {esc(t.current.item.title)} · score {rules.format_number(t.current.score)}"
+            )
+        else:
+            lines.append("NBA: none open")
+    lines.append("")
+    lines.append(f"Combined progress: {rules.format_number(view.combined_progress)}%")
+    lines.append(
+        f"Overload risk: <b>{rules.format_number(view.overload.risk)}%</b> ({esc(view.trend)})"
+    )
+    lines.append(f"{esc(view.overload.describe())}.")
+    return "\n".join(lines)
+
+
+def render_history(entries: Sequence[HistoryEntry], tz: str, arm: Arm | None) -> str:
+    where = f" in {arm}" if arm else ""
+    if not entries:
+        return f"Nothing recorded{where} yet. Try <code>/log cs 25 what you did</code>."
+    lines = [f"<b>Recent{esc(where)}</b>"]
+    for e in entries:
+        stamp = esc(when(e.timestamp, tz))
+        if e.kind == "log":
+            minutes = f" · {e.minutes} min" if e.minutes else ""
+            lines.append(f"📝 {stamp} <b>{esc(e.arm)}</b> {esc(e.text)}{minutes}")
+        else:
+            lines.append(f"💡 {stamp} <b>{esc(e.arm)}</b> {esc(e.text)}")
+        if e.detail:
+            lines.append(f"    <i>{esc(e.detail)}</i>")
+    return "\n".join(lines)

@@ -1,0 +1,369 @@
+"""/log, /reflect, /progress, /energy, /block, /unblock, /undo, /status, /history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from telegram import Update
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    ConversationHandler,
+    MessageHandler,
+    filters,
+)
+
+from handlers import render
+from handlers.callbacks import decode, encode
+from handlers.common import Context, Usage, args_of, deps, me, message_key, now, reply, user_data
+from handlers.conversation import conversation
+from services import status, tracking
+from services.models import parse_arm
+from services.status import HISTORY_MAX
+from services.validation import check_minutes, parse_decimal, parse_int
+
+LOG_USAGE = "<code>/log ibm|cs minutes action</code>, e.g. <code>/log cs 45 read chapter 3</code>"
+REFLECT_USAGE = (
+    "<code>/reflect ibm|cs evidence</code>,"
+    " e.g. <code>/reflect cs Passed the mock exam, 78%</code>"
+)
+PROGRESS_USAGE = "<code>/progress ibm|cs 0-100</code>, e.g. <code>/progress cs 40</code>"
+ENERGY_USAGE = (
+    "<code>/energy 0-100</code> (your ibm share; cs gets the rest), e.g. <code>/energy 60</code>"
+)
+BLOCK_USAGE = "<code>/block ibm|cs [reason]</code>, e.g. <code>/block ibm travelling</code>"
+UNBLOCK_USAGE = "<code>/unblock ibm|cs</code>"
+HISTORY_USAGE = (
+    f"<code>/history [ibm|cs] [1-{HISTORY_MAX}]</code>, e.g. <code>/history cs 10</code>"
+)
+
+LOG_ARM, LOG_MINUTES, LOG_ACTION, LOG_DETAILS = (
+    "LOG_ARM",
+    "LOG_MINUTES",
+    "LOG_ACTION",
+    "LOG_DETAILS",
+)
+REFLECT_ARM, REFLECT_EVIDENCE, REFLECT_CONTEXT = (
+    "REFLECT_ARM",
+    "REFLECT_EVIDENCE",
+    "REFLECT_CONTEXT",
+)
+
+
+# --- /log -------------------------------------------------------------------------------
+
+
+async def _save_log(update: Update, context: Context, draft: dict[str, Any]) -> None:
+    result = await tracking.log_time(
+        deps(context).db,
+        me(update),
+        parse_arm(draft["arm"]),
+        draft.get("minutes"),
+        draft["action"],
+        now(context),
+        details=draft.get("details"),
+        dedupe_key=message_key(update),
+    )
+    await reply(update, render.render_log(result))
+
+
+async def log_start(update: Update, context: Context) -> str | int:
+    """Log at once with all arguments; otherwise ask for what is missing."""
+    args = args_of(context)
+    draft: dict[str, Any] = {}
+    if args:
+        draft["arm"] = parse_arm(args[0])
+    if len(args) >= 2:
+        draft["minutes"] = check_minutes(parse_int(args[1], "minutes"))
+    if len(args) >= 3:
+        draft["action"] = " ".join(args[2:])
+        await _save_log(update, context, draft)
+        return ConversationHandler.END
+    user_data(context)["log"] = draft
+    return await _log_next(update, context)
+
+
+async def _log_next(update: Update, context: Context) -> str | int:
+    draft = user_data(context)["log"]
+    if "arm" not in draft:
+        await reply(
+            update, "Log time in which theater?", render.keyboard([render.arm_buttons("log")])
+        )
+        return LOG_ARM
+    if "minutes" not in draft:
+        row = [(f"{m}", encode("log", "min", m)) for m in render.MINUTE_CHOICES]
+        await reply(
+            update,
+            f"<b>{draft['arm']}</b>: how many minutes? Tap or type a number (1-1440).",
+            render.keyboard([row]),
+        )
+        return LOG_MINUTES
+    if "action" not in draft:
+        await reply(update, f"<b>{draft['arm']}</b>, {draft['minutes']} min: what did you do?")
+        return LOG_ACTION
+    await reply(
+        update,
+        "Any details to add? Send them, or tap Skip.",
+        render.keyboard([[("Skip", encode("log", "skip"))]]),
+    )
+    return LOG_DETAILS
+
+
+async def log_pick(update: Update, context: Context) -> str | int:
+    """Theater or minutes from a button."""
+    query = update.callback_query
+    assert query is not None
+    await query.answer()
+    cb = decode(query.data)
+    draft = user_data(context).setdefault("log", {})
+    if cb.verb == "arm":
+        draft["arm"] = cb.arm()
+    elif cb.verb == "min":
+        draft["minutes"] = cb.number(0, 1, 1440)
+    if query.message is not None:
+        await query.edit_message_reply_markup(None)
+    return await _log_next(update, context)
+
+
+async def log_typed_minutes(update: Update, context: Context) -> str | int:
+    """Minutes typed as a number."""
+    assert update.effective_message is not None
+    minutes = check_minutes(parse_int(update.effective_message.text or "", "minutes"))
+    user_data(context)["log"]["minutes"] = minutes
+    return await _log_next(update, context)
+
+
+async def log_action(update: Update, context: Context) -> str | int:
+    """The action text."""
+    from services.validation import clean_action
+
+    assert update.effective_message is not None
+    user_data(context)["log"]["action"] = clean_action(update.effective_message.text or "")
+    return await _log_next(update, context)
+
+
+async def log_details(update: Update, context: Context) -> str | int:
+    """Details (typed) or Skip; then save."""
+    draft = user_data(context)["log"]
+    if update.callback_query is not None:
+        await update.callback_query.answer()
+        await update.callback_query.edit_message_reply_markup(None)
+    elif update.effective_message is not None:
+        draft["details"] = update.effective_message.text
+    await _save_log(update, context, draft)
+    user_data(context).pop("log", None)
+    return ConversationHandler.END
+
+
+# --- /reflect ---------------------------------------------------------------------------
+
+
+async def _save_reflection(update: Update, context: Context, arm: str, evidence: str) -> None:
+    found = await tracking.reflect(
+        deps(context).db, me(update), parse_arm(arm), evidence, now(context)
+    )
+    await reply(
+        update,
+        f"💡 Reflection saved in <b>{found.arm_type}</b>: {render.esc(found.evidence)}",
+        render.keyboard([[("➕ Add context", encode("r", "ctx", found.id))]]),
+    )
+
+
+async def reflect_start(update: Update, context: Context) -> str | int:
+    """Save at once with theater and evidence; otherwise ask."""
+    args = args_of(context)
+    if len(args) >= 2:
+        await _save_reflection(update, context, args[0], " ".join(args[1:]))
+        return ConversationHandler.END
+    draft: dict[str, Any] = {}
+    if args:
+        draft["arm"] = parse_arm(args[0])
+    user_data(context)["reflect"] = draft
+    return await _reflect_next(update, context)
+
+
+async def _reflect_next(update: Update, context: Context) -> str | int:
+    draft = user_data(context)["reflect"]
+    if "arm" not in draft:
+        await reply(
+            update,
+            "A reflection for which theater?",
+            render.keyboard([render.arm_buttons("reflect")]),
+        )
+        return REFLECT_ARM
+    await reply(
+        update,
+        f"<b>{draft['arm']}</b>: what's the evidence? An objective fact, like "
+        "<i>mock exam 78%</i> or <i>PR #12 merged</i>.",
+    )
+    return REFLECT_EVIDENCE
+
+
+async def reflect_pick(update: Update, context: Context) -> str | int:
+    query = update.callback_query
+    assert query is not None
+    await query.answer()
+    user_data(context).setdefault("reflect", {})["arm"] = decode(query.data).arm()
+    await query.edit_message_reply_markup(None)
+    return await _reflect_next(update, context)
+
+
+async def reflect_evidence(update: Update, context: Context) -> str | int:
+    assert update.effective_message is not None
+    draft = user_data(context)["reflect"]
+    await _save_reflection(update, context, draft["arm"], update.effective_message.text or "")
+    user_data(context).pop("reflect", None)
+    return ConversationHandler.END
+
+
+async def context_start(update: Update, context: Context) -> str | int:
+    """The "Add context" button: ask for the text."""
+    query = update.callback_query
+    assert query is not None
+    await query.answer()
+    user_data(context)["reflect"] = {"id": decode(query.data).uuid().hex}
+    await reply(update, "Send the context for that reflection (up to 2000 characters).")
+    return REFLECT_CONTEXT
+
+
+async def context_text(update: Update, context: Context) -> str | int:
+    from uuid import UUID
+
+    assert update.effective_message is not None
+    draft = user_data(context)["reflect"]
+    found = await tracking.add_context(
+        deps(context).db, me(update), UUID(hex=draft["id"]), update.effective_message.text or ""
+    )
+    user_data(context).pop("reflect", None)
+    await reply(update, f"💡 Context added to “{render.esc(found.evidence)}”.")
+    return ConversationHandler.END
+
+
+# --- one-line setters -------------------------------------------------------------------
+
+
+async def progress_command(update: Update, context: Context) -> None:
+    """Set a theater's progress."""
+    args = args_of(context)
+    if len(args) != 2:
+        raise Usage(PROGRESS_USAGE)
+    arm = parse_arm(args[0])
+    value = parse_decimal(args[1], "progress", percent=True)
+    combined = await tracking.set_progress(deps(context).db, me(update), arm, value, now(context))
+    await reply(
+        update,
+        f"📈 <b>{arm}</b> progress set to {render.num(value)}%."
+        f" Combined progress {render.num(combined)}%.",
+    )
+
+
+async def energy_command(update: Update, context: Context) -> None:
+    """Split energy between the theaters."""
+    args = args_of(context)
+    if len(args) != 1:
+        raise Usage(ENERGY_USAGE)
+    ibm, cs = await tracking.set_energy(
+        deps(context).db, me(update), parse_int(args[0], "energy", percent=True), now(context)
+    )
+    await reply(update, f"⚡ Energy: ibm {ibm}% · cs {cs}%.")
+
+
+async def block_command(update: Update, context: Context) -> None:
+    """Block a theater (no idle nudges) with an optional reason."""
+    args = args_of(context)
+    if not args:
+        raise Usage(BLOCK_USAGE)
+    arm = parse_arm(args[0])
+    reason = " ".join(args[1:]) or None
+    await tracking.block(deps(context).db, me(update), arm, reason, now(context))
+    why = f" ({render.esc(reason)})" if reason else ""
+    await reply(update, f"⛔ <b>{arm}</b> is blocked{why}. No idle nudges until /unblock {arm}.")
+
+
+async def unblock_command(update: Update, context: Context) -> None:
+    """Unblock a theater."""
+    args = args_of(context)
+    if len(args) != 1:
+        raise Usage(UNBLOCK_USAGE)
+    arm = parse_arm(args[0])
+    state = await tracking.unblock(deps(context).db, me(update), arm, now(context))
+    await reply(update, f"✅ <b>{arm}</b> is unblocked; it is {state} now.")
+
+
+async def undo_command(update: Update, context: Context) -> None:
+    """Remove the latest log (under 24 hours old)."""
+    result = await tracking.undo_last(deps(context).db, me(update), now(context))
+    await reply(update, render.render_undo(result))
+
+
+async def status_command(update: Update, context: Context) -> None:
+    """Both theaters, energy planned vs logged, overload risk with its inputs."""
+    view = await status.status_view(deps(context).db, me(update), now(context))
+    await reply(update, render.render_status(view))
+
+
+async def history_command(update: Update, context: Context) -> None:
+    """Recent logs and reflections."""
+    args = args_of(context)
+    if len(args) > 2:
+        raise Usage(HISTORY_USAGE)
+    arm = None
+    limit = 10
+    for arg in args:
+        if arg.isdigit():
+            limit = parse_int(arg, "count")
+            if not 1 <= limit <= HISTORY_MAX:
+                from services.errors import OutOfRange
+
+                raise OutOfRange("count", limit, 1, HISTORY_MAX)
+        else:
+            arm = parse_arm(arg)
+    found = await status.history(deps(context).db, me(update), arm, limit)
+    await reply(update, render.render_history(found.entries, found.timezone, arm))
+
+
+def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    text = filters.TEXT & ~filters.COMMAND
+    app.add_handler(
+        conversation(
+            "log",
+            entry_points=[CommandHandler("log", log_start)],
+            states={
+                LOG_ARM: [CallbackQueryHandler(log_pick, pattern=r"^log:arm:")],
+                LOG_MINUTES: [
+                    CallbackQueryHandler(log_pick, pattern=r"^log:min:"),
+                    MessageHandler(text, log_typed_minutes),
+                ],
+                LOG_ACTION: [MessageHandler(text, log_action)],
+                LOG_DETAILS: [
+                    CallbackQueryHandler(log_details, pattern=r"^log:skip"),
+                    MessageHandler(text, log_details),
+                ],
+            },
+        )
+    )
+    app.add_handler(
+        conversation(
+            "reflect",
+            entry_points=[
+                CommandHandler("reflect", reflect_start),
+                CallbackQueryHandler(context_start, pattern=r"^r:ctx:"),
+            ],
+            states={
+                REFLECT_ARM: [CallbackQueryHandler(reflect_pick, pattern=r"^reflect:arm:")],
+                REFLECT_EVIDENCE: [MessageHandler(text, reflect_evidence)],
+                REFLECT_CONTEXT: [MessageHandler(text, context_text)],
+            },
+        )
+    )
+    for name, callback in (
+        ("progress", progress_command),
+        ("energy", energy_command),
+        ("block", block_command),
+        ("unblock", unblock_command),
+        ("undo", undo_command),
+        ("status", status_command),
+        ("history", history_command),
+    ):
+        app.add_handler(CommandHandler(name, callback))

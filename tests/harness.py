@@ -1,0 +1,108 @@
+"""End-to-end harness: the real Application, over HTTP, against the local Bot API emulator."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bot.app import build_application
+from bot.lifecycle import running
+from bot.local_api import BotApiEmulator, SentMessage
+from bot.settings import Settings, load_settings
+
+
+@dataclass
+class Clock:
+    """A controllable clock for the bot (real time unless set)."""
+
+    fixed: datetime | None = None
+
+    def __call__(self) -> datetime:
+        return self.fixed if self.fixed is not None else datetime.now(UTC)
+
+    def set(self, moment: datetime) -> None:
+        self.fixed = moment
+
+    def advance(self, **delta: float) -> datetime:
+        self.fixed = self() + timedelta(**delta)
+        return self.fixed
+
+
+@dataclass
+class Chat:
+    """One Telegram user talking to the bot in a private chat."""
+
+    emu: BotApiEmulator
+    user_id: int
+    first_name: str = "Test"
+    seen: int = field(default=0)
+
+    async def send(
+        self, text: str, *, replies: int = 1, timeout: float = 10.0
+    ) -> list[SentMessage]:
+        """Send a message and wait for ``replies`` new bot messages; return them."""
+        self.emu.send_text(self.user_id, text, first_name=self.first_name)
+        return await self._wait(replies, timeout)
+
+    async def press(
+        self, message: SentMessage, button_text: str, *, replies: int = 0, timeout: float = 10.0
+    ) -> list[SentMessage]:
+        """Press a button; wait until the callback was answered and ``replies`` new messages."""
+        answered = len(self.emu.calls("answerCallbackQuery"))
+        self.emu.press(self.user_id, message.message_id, button_text=button_text)
+        await self.emu.wait_calls("answerCallbackQuery", answered + 1, timeout)
+        return await self._wait(replies, timeout)
+
+    async def press_data(
+        self, message_id: int, data: str, *, strict: bool = False, timeout: float = 10.0
+    ) -> None:
+        answered = len(self.emu.calls("answerCallbackQuery"))
+        self.emu.press(self.user_id, message_id, data, strict=strict)
+        await self.emu.wait_calls("answerCallbackQuery", answered + 1, timeout)
+
+    async def _wait(self, count: int, timeout: float) -> list[SentMessage]:
+        if count == 0:
+            await self.emu.wait_updates_consumed(timeout)
+            self.seen = len(self.emu.sent(self.user_id))
+            return []
+        found = await self.emu.wait_messages(self.user_id, self.seen + count, timeout)
+        new = found[self.seen :]
+        self.seen = len(found)
+        return new
+
+    def message(self, message_id: int) -> SentMessage:
+        return self.emu.message(self.user_id, message_id)
+
+    def last(self) -> SentMessage:
+        return self.emu.sent(self.user_id)[-1]
+
+
+def test_settings(**overrides: Any) -> Settings:
+    return load_settings(_env_file=None, **overrides)
+
+
+@asynccontextmanager
+async def bot_running(
+    emu: BotApiEmulator,
+    dsn: str,
+    *,
+    clock: Clock | None = None,
+    settings: Settings | None = None,
+    **build: Any,
+) -> AsyncIterator[Any]:
+    """Build and run the real Application against ``emu`` and the database at ``dsn``."""
+    app = build_application(
+        settings or test_settings(),
+        dsn,
+        token=emu.token,
+        base_url=emu.base_url,
+        base_file_url=emu.file_base_url,
+        run_migrations=False,
+        deps_overrides={"clock": clock or Clock()},
+        **build,
+    )
+    async with running(app):
+        yield app

@@ -1,0 +1,39 @@
+"""The bot end to end: commands in their one-line form, through HTTP, against real PostgreSQL."""
+
+from __future__ import annotations
+
+from tests.conftest import BotEnv
+
+
+async def test_start_then_one_line_commands(bot: BotEnv) -> None:
+    chat = bot.chat(1001)
+    (welcome,) = await chat.send("/start")
+    assert "Welcome to Aelpher" in welcome.plain_text
+    (added,) = await chat.send("/add cs 4 Read SICP chapter 3")
+    assert "Added to cs" in added.plain_text and "Read SICP chapter 3" in added.plain_text
+    (logged,) = await chat.send("/log cs 45 read chapter 3")
+    assert "Logged in cs: read chapter 3 (45 min)" in logged.plain_text
+    (refl,) = await chat.send("/reflect cs Passed the mock exam, 78%")
+    assert "Passed the mock exam, 78%" in refl.plain_text
+    (prog,) = await chat.send("/progress cs 40")
+    assert "cs progress set to 40%" in prog.plain_text
+    (energy,) = await chat.send("/energy 60")
+    assert "ibm 60% · cs 40%" in energy.plain_text
+    (blocked,) = await chat.send("/block ibm travelling")
+    assert "ibm is blocked (travelling)" in blocked.plain_text
+    (nba_cs,) = await chat.send("/nba cs")
+    assert "Read SICP chapter 3" in nba_cs.plain_text
+    assert "gap 4 (+40)" in nba_cs.plain_text
+    (hist,) = await chat.send("/history cs 10")
+    assert "read chapter 3" in hist.plain_text and "mock exam" in hist.plain_text
+    (status,) = await chat.send("/status")
+    assert "blocked (travelling)" in status.plain_text
+    assert "0.8 h of your 40 h weekly capacity" in status.plain_text
+    (unblocked,) = await chat.send("/unblock ibm")
+    assert "ibm is unblocked" in unblocked.plain_text
+    (undone,) = await chat.send("/undo")
+    assert "Removed the log “read chapter 3”" in undone.plain_text
+    (helped,) = await chat.send("/help")
+    assert "/log cs 45 read chapter 3" in helped.plain_text
+    commands = [c["command"] for c in bot.emu.commands()]
+    assert {"nba", "log", "add", "status", "help"} <= set(commands)
