@@ -215,7 +215,7 @@ def render_done(result: ItemResult) -> str:
 def done_keyboard(result: ItemResult) -> InlineKeyboardMarkup:
     rows: list[list[tuple[str, str]]] = []
     if result.log is not None and result.log.duration is None:
-        rows.append([(f"{m}", encode("n", "dm", result.log.id, m)) for m in MINUTE_CHOICES])
+        rows.append([(f"{m} min", encode("d", "m", result.log.id, m)) for m in MINUTE_CHOICES])
     rows.append([(f"View {result.theater.arm}", encode("n", "v", result.theater.arm))])
     return keyboard(rows)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class Chat:
         answered = len(self.emu.calls("answerCallbackQuery"))
         self.emu.press(self.user_id, message.message_id, button_text=button_text)
         await self.emu.wait_calls("answerCallbackQuery", answered + 1, timeout)
+        await self.settle()
         return await self._wait(replies, timeout)
 
     async def press_data(
@@ -62,6 +64,19 @@ class Chat:
         answered = len(self.emu.calls("answerCallbackQuery"))
         self.emu.press(self.user_id, message_id, data, strict=strict)
         await self.emu.wait_calls("answerCallbackQuery", answered + 1, timeout)
+        await self.settle()
+
+    async def settle(self, quiet: float = 0.15, timeout: float = 10.0) -> None:
+        """Wait until the bot made no API call for ``quiet`` seconds (its handler finished)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        count = -1
+        while loop.time() < deadline:
+            now_count = len(self.emu.calls())
+            if now_count == count:
+                return
+            count = now_count
+            await asyncio.sleep(quiet)
 
     async def _wait(self, count: int, timeout: float) -> list[SentMessage]:
         if count == 0:

@@ -1,0 +1,271 @@
+"""End-to-end flows: buttons, guided conversations, restarts, isolation, groups, bad input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bot.local_api import BotApiEmulator
+from services.db import Database
+from tests.conftest import BotEnv
+from tests.harness import Chat, Clock, bot_running
+
+
+async def rows(db: Database, sql: str, *params: object) -> list[dict[str, Any]]:
+    async with db.privileged() as uow:
+        return [dict(r) for r in await uow.fetchall(sql, params or None)]
+
+
+async def started(bot: BotEnv, user_id: int = 2001) -> Chat:
+    chat = bot.chat(user_id)
+    await chat.send("/start")
+    return chat
+
+
+async def test_ranking_flow_through_nba_buttons(bot: BotEnv, db: Database) -> None:
+    chat = await started(bot)
+    await chat.send("/add cs 2 Read chapter 1")
+    await chat.send("/add cs 1 Exercises")
+    await chat.send("/add cs 0 Notes")
+    (view,) = await chat.send("/nba cs")
+    assert "➤ Read chapter 1" in view.plain_text
+
+    await chat.press(view, "🔒 Lock")
+    assert "🔒 locked" in chat.message(view.message_id).plain_text
+    (added,) = await chat.send("/add cs 5 Mock exam")
+    assert "➤ Read chapter 1" in added.plain_text  # the locked item stays current
+
+    await chat.press(added, "🔓 Unlock")
+    assert "➤ Mock exam" in chat.message(added.message_id).plain_text
+
+    await chat.press(added, "✅ Done")
+    done = chat.message(added.message_id)
+    assert "Done: Mock exam" in done.plain_text
+    assert "Next up in cs: Read chapter 1" in done.plain_text
+    await chat.press(done, "25 min")
+    assert "25 min logged" in chat.message(added.message_id).plain_text
+    logs = await rows(db, "select action, duration from execution_logs")
+    assert logs == [{"action": "Done: Mock exam", "duration": 25}]
+
+
+async def test_choose_another_and_auto(bot: BotEnv) -> None:
+    chat = await started(bot)
+    await chat.send("/add ibm 5 Top")
+    (view,) = await chat.send("/add ibm 1 Low")
+    await chat.press(view, "🔀 Choose another")
+    listing = chat.message(view.message_id)
+    assert "choose the item" in listing.plain_text
+    await chat.press(listing, "2. Low")
+    picked = chat.message(view.message_id)
+    assert "➤ Low ✋ chosen by you" in picked.plain_text
+    await chat.press(picked, "🤖 Auto")
+    assert "➤ Top" in chat.message(view.message_id).plain_text
+
+
+async def test_progress_button_double_tap_records_once(bot: BotEnv, db: Database) -> None:
+    chat = await started(bot)
+    (view,) = await chat.send("/add cs 3 Read")
+    await chat.press(view, "▶ Progress")
+    prompt = chat.message(view.message_id)
+    data = prompt.callback_data("25 min")
+    await chat.press_data(view.message_id, data, strict=True)
+    await chat.press_data(view.message_id, data)  # the same button again (stale client)
+    logs = await rows(db, "select action, duration from execution_logs")
+    assert logs == [{"action": "Read", "duration": 25}]
+
+
+async def test_guided_log_through_buttons(bot: BotEnv, db: Database) -> None:
+    chat = await started(bot)
+    (ask_arm,) = await chat.send("/log")
+    assert "which theater" in ask_arm.plain_text
+    (ask_minutes,) = await chat.press(ask_arm, "cs · study", replies=1)
+    assert "how many minutes" in ask_minutes.plain_text
+    (ask_action,) = await chat.press(ask_minutes, "45", replies=1)
+    assert "what did you do" in ask_action.plain_text
+    (ask_details,) = await chat.send("read chapter 3")
+    assert "details" in ask_details.plain_text
+    (saved,) = await chat.press(ask_details, "Skip", replies=1)
+    assert "Logged in cs: read chapter 3 (45 min)" in saved.plain_text
+    logs = await rows(db, "select arm_type, action, duration, details from execution_logs")
+    assert logs == [
+        {"arm_type": "cs", "action": "read chapter 3", "duration": 45, "details": None}
+    ]
+
+
+async def test_guided_log_forgives_bad_input(bot: BotEnv, db: Database) -> None:
+    chat = await started(bot)
+    await chat.send("/log ibm")
+    (bad,) = await chat.send("lots")
+    assert "Minutes must be a whole number" in bad.plain_text
+    (bad,) = await chat.send("2000")
+    assert "between 1 and 1440" in bad.plain_text
+    await chat.send("30")
+    await chat.send("standup")
+    (saved,) = await chat.send("sprint planning notes")
+    assert "Logged in ibm: standup (30 min)" in saved.plain_text
+    logs = await rows(db, "select action, details from execution_logs")
+    assert logs == [{"action": "standup", "details": "sprint planning notes"}]
+
+
+async def test_guided_add_through_buttons(bot: BotEnv, db: Database) -> None:
+    chat = await started(bot)
+    (ask_arm,) = await chat.send("/add")
+    (ask_gap,) = await chat.press(ask_arm, "ibm · job", replies=0) or [chat.last()]
+    gap_msg = chat.message(ask_arm.message_id)
+    assert "how big is the gap" in gap_msg.plain_text
+    await chat.press(gap_msg, "3")
+    assert "what's the action" in chat.message(ask_arm.message_id).plain_text
+    (saved,) = await chat.send("Write the design doc")
+    assert "Added to ibm" in saved.plain_text
+    items = await rows(db, "select arm_type, gap, title, is_current from nba_items")
+    assert items == [
+        {"arm_type": "ibm", "gap": 3, "title": "Write the design doc", "is_current": True}
+    ]
+    del ask_gap
+
+
+async def test_cancel_leaves_the_conversation(bot: BotEnv, db: Database) -> None:
+    chat = await started(bot)
+    await chat.send("/log cs")
+    (cancelled,) = await chat.send("/cancel")
+    assert "Cancelled" in cancelled.plain_text
+    (after,) = await chat.send("45")
+    assert "I read commands" in after.plain_text  # no longer inside /log
+    assert await rows(db, "select 1 from execution_logs") == []
+
+
+async def test_conversation_times_out(bot: BotEnv, db: Database) -> None:
+    chat = await started(bot)
+    await chat.send("/log cs")
+    await chat.settle()
+    handler = next(h for h in bot.app.handlers[0] if getattr(h, "name", None) == "log")
+    assert handler.conversation_timeout == 600
+    (job,) = handler.timeout_jobs.values()
+    job.schedule_removal()
+    await job.run(bot.app)  # what the job queue does ten minutes later
+    (timed_out,) = await chat._wait(1, 10)
+    assert "timed out after 10 minutes" in timed_out.plain_text
+    (after,) = await chat.send("45")
+    assert "I read commands" in after.plain_text
+
+
+async def test_conversation_resumes_after_restart(
+    db: Database, database_dsn: str, emulator: BotApiEmulator
+) -> None:
+    clock = Clock()
+    async with bot_running(emulator, database_dsn, clock=clock):
+        chat = Chat(emulator, 3001)
+        await chat.send("/start")
+        await chat.send("/log cs 20")
+        asked = chat.last()
+        assert "what did you do" in asked.plain_text
+    async with bot_running(emulator, database_dsn, clock=clock):
+        await chat.send("after the restart")
+        (saved,) = await chat.send("no details")
+        assert "Logged in cs: after the restart (20 min)" in saved.plain_text
+    assert await rows(db, "select action, duration from execution_logs") == [
+        {"action": "after the restart", "duration": 20}
+    ]
+
+
+async def test_two_users_never_see_each_other(bot: BotEnv, db: Database) -> None:
+    alice = await started(bot, 4001)
+    bob = await started(bot, 4002)
+    (a_item,) = await alice.send("/add cs 4 Alice's secret plan")
+    await alice.send("/log cs 30 alice work")
+    (b_nba,) = await bob.send("/nba cs")
+    (b_hist,) = await bob.send("/history")
+    (b_status,) = await bob.send("/status")
+    for message in (b_nba, b_hist, b_status):
+        assert "Alice" not in message.plain_text and "alice work" not in message.plain_text
+    # Bob forges Alice's lock and done buttons: nothing changes.
+    for label in ("🔒 Lock", "✅ Done"):
+        data = a_item.callback_data(label)
+        bob.emu.send_text(4002, "/nba cs")  # bob needs a bot message to press on
+        (own,) = await bob._wait(1, 10)
+        await bob.press_data(own.message_id, data)
+    items = await rows(db, "select is_locked, completed_at from nba_items")
+    assert items == [{"is_locked": False, "completed_at": None}]
+    assert len(await rows(db, "select 1 from execution_logs")) == 1
+
+
+async def test_group_chat_gets_one_polite_line(bot: BotEnv, db: Database) -> None:
+    bot.emu.send_text(5001, "/start", chat_id=-100123, chat_type="group")
+    (msg,) = await bot.emu.wait_messages(-100123, 1)
+    assert msg.plain_text == "I only work in private chats: please message me directly."
+    bot.emu.send_text(5001, "/log cs 45 x", chat_id=-100123, chat_type="group")
+    await bot.emu.wait_updates_consumed()
+    assert len(bot.emu.sent(-100123)) == 2
+    assert await rows(db, "select 1 from telegram_links") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/frobnicate", "I don't know that command"),
+        ("/add cs 9 Title", "Gap must be between 0 and 5 (got 9)"),
+        ("/add xyz 3 Title", "Unknown theater 'xyz': use ibm or cs."),
+        ("/add cs four Title", "Gap must be a whole number (got 'four')"),
+        ("/log cs 0 nothing", "Minutes must be between 1 and 1440"),
+        ("/log cs 99999 a lot", "Minutes must be between 1 and 1440"),
+        ("/log cs 45 " + "x" * 201, "Action is too long: 201 characters, the limit is 200."),
+        ("/progress cs 140", "Progress must be between 0 and 100"),
+        ("/progress cs", "Usage: /progress ibm|cs 0-100"),
+        ("/energy", "Usage: /energy 0-100"),
+        ("/energy 101", "Energy must be between 0 and 100"),
+        ("/block", "Usage: /block ibm|cs [reason]"),
+        ("/unblock cs ibm", "Usage: /unblock ibm|cs"),
+        ("/history cs 500", "Count must be between 1 and 50"),
+        ("/nba cs ibm", "Usage: /nba"),
+        ("/undo", "Nothing to undo: you have no logs yet."),
+        ("hello there", "I read commands"),
+        ("/reflect cs " + "e" * 2001, "Evidence is too long: 2001 characters, the limit is 2000."),
+    ],
+)
+async def test_bad_input_gets_a_specific_reply(
+    bot: BotEnv, db: Database, text: str, expected: str
+) -> None:
+    chat = await started(bot)
+    (reply,) = await chat.send(text)
+    assert expected in reply.plain_text
+    for table in ("nba_items", "execution_logs", "reflections"):
+        assert await rows(db, f"select 1 from {table}") == []
+
+
+async def test_non_text_message_gets_a_hint(bot: BotEnv) -> None:
+    chat = await started(bot)
+    bot.emu.send_sticker(chat.user_id)
+    (hint,) = await chat._wait(1, 10)
+    assert "I can only read text" in hint.plain_text
+
+
+async def test_not_started_user_is_told_to_start(bot: BotEnv) -> None:
+    chat = bot.chat(6001)
+    (reply,) = await chat.send("/nba")
+    assert "Send /start to begin" in reply.plain_text
+
+
+async def test_allowed_ids_refuse_others(
+    db: Database, database_dsn: str, emulator: BotApiEmulator
+) -> None:
+    from tests.harness import test_settings
+
+    settings = test_settings(allowed_telegram_user_ids="7001")
+    async with bot_running(emulator, database_dsn, settings=settings):
+        stranger = Chat(emulator, 7002)
+        (refused,) = await stranger.send("/start")
+        assert "this Aelpher bot is private" in refused.plain_text
+        owner = Chat(emulator, 7001)
+        (welcome,) = await owner.send("/start")
+        assert "Welcome" in welcome.plain_text
+    assert len(await rows(db, "select 1 from telegram_links")) == 1
+
+
+async def test_long_history_is_split_at_line_boundaries(bot: BotEnv) -> None:
+    chat = await started(bot)
+    for n in range(25):
+        await chat.send(f"/reflect cs {n:02d} " + "<evidence & more> " * 100)
+    replies = await chat.send("/history cs 25", replies=2)
+    assert all(len(m.plain_text) <= 4096 for m in replies)
+    assert "24 <evidence & more>" in replies[0].plain_text
