@@ -1279,6 +1279,7 @@ class BotApiEmulator:
         webhook_timeout: Timeout of one webhook POST, in seconds.
         callback_query_timeout: Seconds after which an unanswered callback query is "too old"
             (``None``: never).
+        max_recorded_calls: How many API calls :meth:`calls` keeps (oldest are dropped).
     """
 
     def __init__(
@@ -1293,6 +1294,7 @@ class BotApiEmulator:
         webhook_retry_delay: float = 0.05,
         webhook_timeout: float = 10.0,
         callback_query_timeout: float | None = None,
+        max_recorded_calls: int = 100_000,
     ) -> None:
         self.token = token
         self.bot_username = bot_username
@@ -1328,6 +1330,7 @@ class BotApiEmulator:
         self._max_update_id = 0
         self._allowed_updates: list[str] | None = None
         self._poll_generation = 0
+        self._poll_terminated_by = ERR_CONFLICT_POLLING
         self._webhook_url = ""
         self._webhook_secret: str | None = None
         self._webhook_max_connections = 40
@@ -1340,7 +1343,11 @@ class BotApiEmulator:
         self._file_counter = itertools.count(1)
         self._callback_queries: dict[str, _CallbackQuery] = {}
         self._callback_counter = itertools.count(1)
-        self._calls: list[Call] = []
+        self._calls: deque[Call] = deque(maxlen=max_recorded_calls)
+        self._call_counts: dict[str, int] = {}
+        self._in_flight = 0
+        self._last_activity = time.monotonic()
+        self._sent_counts: dict[int | None, int] = {}
         self._callback_answers: list[CallbackAnswer] = []
         self._webhook_deliveries: list[WebhookDelivery] = []
         self._faults: dict[str, deque[_Fault]] = {}
@@ -1456,6 +1463,7 @@ class BotApiEmulator:
                 loop.close()
             asyncio.set_event_loop(None)
             self._loop = None
+            self._waiters = set()
             self._port = 0 if self._start_error else self._port
 
     @staticmethod
@@ -1541,10 +1549,16 @@ class BotApiEmulator:
         entry = self._methods.get(method.lower())
         name = entry[0] if entry else method
         result: Any = None
+        polling = name == "getUpdates"
+        if not polling:
+            with self._lock:
+                self._in_flight += 1
+                self._last_activity = time.monotonic()
         try:
             if token != self.token:
                 raise _ApiError(401, "Unauthorized")
             if entry is None:
+                _LOGGER.warning("Bot API emulator: method %r is not implemented (404)", method)
                 raise _ApiError(404, "Not Found")
             delay = self._take_delay(name)
             if delay:
@@ -1575,6 +1589,10 @@ class BotApiEmulator:
         )
         with self._lock:
             self._calls.append(call)
+            self._call_counts[name.lower()] = self._call_counts.get(name.lower(), 0) + 1
+            if not polling:
+                self._in_flight -= 1
+                self._last_activity = time.monotonic()
         return status, body
 
     def _take_fault(self, method: str) -> _ApiError | None:
@@ -1786,6 +1804,8 @@ class BotApiEmulator:
         allow = p.bool_opt("allow_sending_without_reply")
         if isinstance(params, dict):
             message_id = params.get("message_id")
+            if not isinstance(message_id, int) or isinstance(message_id, bool):
+                raise _bad("can't parse ReplyParameters: message_id must be an Integer")
             allow = allow or bool(params.get("allow_sending_without_reply"))
             target_chat = params.get("chat_id", chat_id)
             if target_chat != chat_id:
@@ -1961,6 +1981,8 @@ class BotApiEmulator:
                 reply_to=reply_to,
             )
             self._messages[(chat_id, msg.message_id)] = msg
+            for key in (chat_id, None):
+                self._sent_counts[key] = self._sent_counts.get(key, 0) + 1
             result = self._message_json(msg)
             snapshot = self._snapshot(msg)
         self._emit("sent", snapshot)
@@ -2050,6 +2072,7 @@ class BotApiEmulator:
             if self._webhook_url:
                 raise _ApiError(409, ERR_CONFLICT_WEBHOOK)
             self._poll_generation += 1
+            self._poll_terminated_by = ERR_CONFLICT_POLLING
             generation = self._poll_generation
             if allowed is not None:
                 self._allowed_updates = list(allowed)
@@ -2061,7 +2084,7 @@ class BotApiEmulator:
             with self._lock:
                 if self._poll_generation != generation:
                     self._waiters.discard(waiter)
-                    raise _ApiError(409, ERR_CONFLICT_POLLING)
+                    raise _ApiError(409, self._poll_terminated_by)
                 stop = self._closing or ctx.closed
                 batch = [] if stop else self._collect_updates(limit)
             remaining = deadline - time.monotonic()
@@ -2126,7 +2149,9 @@ class BotApiEmulator:
             self._webhook_url = url
             self._webhook_secret = secret if url else None
             self._webhook_max_connections = max_connections or 40
-            self._poll_generation += 1  # a webhook terminates long polling
+            if url:  # a webhook terminates long polling
+                self._poll_generation += 1
+                self._poll_terminated_by = "Conflict: terminated by setWebhook request"
         self._notify_waiters()
         return True
 
@@ -2698,6 +2723,7 @@ class BotApiEmulator:
             self._max_update_id = max(self._max_update_id, update_id)
             self._next_update_id = max(self._next_update_id, update_id + 1)
             self._queue.append(_QueuedUpdate(copy.deepcopy(update), replay))
+            self._last_activity = time.monotonic()
         self._wake()
         return copy.deepcopy(update)
 
@@ -3063,6 +3089,8 @@ class BotApiEmulator:
         """
         with self._lock:
             self._visible_from_seq = next(self._seq)
+            self._sent_counts.clear()
+            self._call_counts.clear()
             self._calls.clear()
             self._callback_answers.clear()
             self._webhook_deliveries.clear()
@@ -3149,15 +3177,29 @@ class BotApiEmulator:
     # ----------------------------------------------------------------------------------------
 
     def _messages_probe(self, chat_id: int | None, count: int) -> list[SentMessage] | None:
-        messages = self.sent(chat_id)
-        return messages if len(messages) >= count else None
+        with self._lock:
+            if self._sent_counts.get(chat_id, 0) < count:
+                return None
+        return self.sent(chat_id)
 
     def _calls_probe(self, method: str, count: int) -> list[Call] | None:
+        with self._lock:
+            if self._call_counts.get(method.lower(), 0) < count:
+                return None
         calls = self.calls(method)
         return calls if len(calls) >= count else None
 
     def _consumed_probe(self) -> bool | None:
         return True if self.pending_updates == 0 else None
+
+    def _idle_probe(self, quiet: float) -> bool | None:
+        with self._lock:
+            idle = (
+                not self._queue
+                and self._in_flight == 0
+                and time.monotonic() - self._last_activity >= quiet
+            )
+        return True if idle else None
 
     def _timeout_message(self, what: str, timeout: float) -> str:
         return f"Timed out after {timeout:g}s waiting for {what}.\n{self.dump()}"
@@ -3185,7 +3227,7 @@ class BotApiEmulator:
         self,
         chat_id: int | None,
         count: int = 1,
-        timeout: float = 10.0,  # noqa: ASYNC109 - the spec'd API; a deadline over many polls
+        timeout: float = 10.0,
     ) -> list[SentMessage]:
         """Async :meth:`wait_for_messages` (polls with :func:`asyncio.sleep`)."""
         deadline = time.monotonic() + timeout
@@ -3214,7 +3256,7 @@ class BotApiEmulator:
         self,
         method: str,
         count: int = 1,
-        timeout: float = 10.0,  # noqa: ASYNC109 - the spec'd API; a deadline over many polls
+        timeout: float = 10.0,
     ) -> list[Call]:
         """Async :meth:`wait_for_calls`."""
         deadline = time.monotonic() + timeout
@@ -3227,19 +3269,44 @@ class BotApiEmulator:
             await asyncio.sleep(_POLL_INTERVAL)
 
     def wait_for_updates_consumed(self, timeout: float = 10.0) -> None:
-        """Block until every enqueued update was confirmed (polling) or delivered (webhook)."""
+        """Block until every enqueued update was confirmed (polling) or delivered (webhook).
+
+        The bot's handler may still be running then; see :meth:`wait_for_idle`.
+        """
         deadline = time.monotonic() + timeout
         while self._consumed_probe() is None:
             if time.monotonic() >= deadline:
                 raise TimeoutError(self._timeout_message("updates to be consumed", timeout))
             time.sleep(_POLL_INTERVAL)
 
-    async def wait_updates_consumed(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    async def wait_updates_consumed(self, timeout: float = 10.0) -> None:
         """Async :meth:`wait_for_updates_consumed`."""
         deadline = time.monotonic() + timeout
         while self._consumed_probe() is None:
             if time.monotonic() >= deadline:
                 raise TimeoutError(self._timeout_message("updates to be consumed", timeout))
+            await asyncio.sleep(_POLL_INTERVAL)
+
+    def wait_for_idle(self, quiet: float = 0.1, timeout: float = 10.0) -> None:
+        """Block until the bot looks idle: every update consumed, no API request (other than
+        getUpdates) in flight, and no update or request for ``quiet`` seconds.
+
+        Note that an update counts as consumed once PTB *confirms* it (on its next getUpdates),
+        which happens before its handler finishes; use this method to wait for the handler.
+        A handler that pauses for longer than ``quiet`` between two API calls looks idle.
+        """
+        deadline = time.monotonic() + timeout
+        while self._idle_probe(quiet) is None:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(self._timeout_message("the bot to become idle", timeout))
+            time.sleep(_POLL_INTERVAL)
+
+    async def wait_idle(self, quiet: float = 0.1, timeout: float = 10.0) -> None:
+        """Async :meth:`wait_for_idle`."""
+        deadline = time.monotonic() + timeout
+        while self._idle_probe(quiet) is None:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(self._timeout_message("the bot to become idle", timeout))
             await asyncio.sleep(_POLL_INTERVAL)
 
 

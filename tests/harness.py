@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -68,19 +67,12 @@ class Chat:
 
     async def settle(self, quiet: float = 0.15, timeout: float = 10.0) -> None:
         """Wait until the bot made no API call for ``quiet`` seconds (its handler finished)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        count = -1
-        while loop.time() < deadline:
-            now_count = len(self.emu.calls())
-            if now_count == count:
-                return
-            count = now_count
-            await asyncio.sleep(quiet)
+        await self.emu.wait_idle(quiet=quiet, timeout=timeout)
 
     async def _wait(self, count: int, timeout: float) -> list[SentMessage]:
         if count == 0:
             await self.emu.wait_updates_consumed(timeout)
+            await self.settle()
             self.seen = len(self.emu.sent(self.user_id))
             return []
         found = await self.emu.wait_messages(self.user_id, self.seen + count, timeout)

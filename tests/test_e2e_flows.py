@@ -195,7 +195,8 @@ async def test_group_chat_gets_one_polite_line(bot: BotEnv, db: Database) -> Non
     (msg,) = await bot.emu.wait_messages(-100123, 1)
     assert msg.plain_text == "I only work in private chats: please message me directly."
     bot.emu.send_text(5001, "/log cs 45 x", chat_id=-100123, chat_type="group")
-    await bot.emu.wait_updates_consumed()
+    await bot.emu.wait_messages(-100123, 2)
+    await bot.emu.wait_idle()
     assert len(bot.emu.sent(-100123)) == 2
     assert await rows(db, "select 1 from telegram_links") == []
 
