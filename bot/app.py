@@ -9,11 +9,13 @@ from telegram import BotCommand, LinkPreviewOptions
 from telegram.constants import ParseMode
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, Defaults
 
-from bot.database import make_database, migrate
+from bot.database import make_database, migrate, wait_for_database
 from bot.persistence import PostgresPersistence
 from bot.settings import Settings
 from handlers import register_handlers
 from handlers.deps import DEPS_KEY, Deps
+from handlers.outbox import REPLAY_INTERVAL_SECONDS, replay_job
+from services.outbox import Outbox
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +57,10 @@ def build_application(
     if real_token is None:
         raise ValueError("a bot token is required to build the application")
     db = make_database(settings, dsn)
+    outbox = Outbox(settings.data_dir / "outbox.sqlite3")
     deps = Deps(
         db=db,
+        outbox=outbox,
         allowed_user_ids=settings.allowed_telegram_user_ids,
         supabase_url=settings.supabase_url,
         supabase_anon_key=(
@@ -66,6 +70,7 @@ def build_application(
     )
 
     async def prepare_database() -> None:
+        await wait_for_database(dsn)
         if run_migrations:
             await migrate(dsn)
 
@@ -77,10 +82,15 @@ def build_application(
         if db.pool.closed:
             await db.open()
         await app.bot.set_my_commands([BotCommand(c, d) for c, d in COMMANDS])
+        assert app.job_queue is not None
+        app.job_queue.run_repeating(
+            replay_job, interval=REPLAY_INTERVAL_SECONDS, first=1.0, name="outbox-replay"
+        )
         logger.info("bot @%s ready", app.bot.username)
 
     async def post_shutdown(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         await db.close()
+        outbox.close()
 
     builder = (
         ApplicationBuilder()

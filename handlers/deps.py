@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from services.db import Database
+from services.outbox import Outbox
 
 
 def utc_now() -> datetime:
@@ -23,6 +24,7 @@ class Deps:
     supabase_url: str | None = None
     supabase_anon_key: str | None = None
     clock: Callable[[], datetime] = field(default=utc_now)
+    outbox: Outbox | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

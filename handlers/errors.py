@@ -62,7 +62,10 @@ async def on_error(update: object, context: Context) -> None:
         logger.warning("telegram unavailable: %s (%s)", type(error).__name__, describe(update))
         return
     if not isinstance(update, Update):
-        logger.error("error outside an update", exc_info=error)
+        if isinstance(error, DatabaseUnavailable):
+            logger.warning("database unavailable outside an update: %s", error)
+        else:
+            logger.error("error outside an update", exc_info=error)
         return
     if isinstance(error, Usage):
         text = f"{esc(error.problem)}\n" if error.problem else ""

@@ -16,7 +16,18 @@ from telegram.ext import (
 
 from handlers import render
 from handlers.callbacks import BadCallback, decode, encode, pattern
-from handlers.common import Context, Usage, args_of, deps, edit, me, message_key, now, reply
+from handlers.common import (
+    Context,
+    Usage,
+    args_of,
+    deps,
+    edit,
+    me,
+    message_key,
+    now,
+    perform,
+    reply,
+)
 from handlers.conversation import conversation
 from services import nba
 from services.errors import DomainError
@@ -45,9 +56,9 @@ async def nba_command(update: Update, context: Context) -> None:
 
 
 async def _save_item(update: Update, context: Context, arm: str, gap: int, title: str) -> None:
-    result = await nba.add_item(
-        deps(context).db, me(update), parse_arm(arm), gap, title, now(context)
-    )
+    result = await perform(update, context, "add_item", arm=parse_arm(arm), gap=gap, title=title)
+    if result is None:
+        return
     note = f"➕ Added to <b>{result.item.arm_type}</b>: {render.esc(result.item.title)}"
     await reply(
         update,

@@ -16,12 +16,23 @@ from telegram.ext import (
 
 from handlers import render
 from handlers.callbacks import decode, encode
-from handlers.common import Context, Usage, args_of, deps, me, message_key, now, reply, user_data
+from handlers.common import (
+    Context,
+    Usage,
+    args_of,
+    deps,
+    me,
+    message_key,
+    now,
+    perform,
+    reply,
+    user_data,
+)
 from handlers.conversation import conversation
 from services import status, tracking
 from services.models import parse_arm
 from services.status import HISTORY_MAX
-from services.validation import check_minutes, parse_decimal, parse_int
+from services.validation import check_energy, check_minutes, parse_decimal, parse_int
 
 LOG_USAGE = "<code>/log ibm|cs minutes action</code>, e.g. <code>/log cs 45 read chapter 3</code>"
 REFLECT_USAGE = (
@@ -55,17 +66,18 @@ REFLECT_ARM, REFLECT_EVIDENCE, REFLECT_CONTEXT = (
 
 
 async def _save_log(update: Update, context: Context, draft: dict[str, Any]) -> None:
-    result = await tracking.log_time(
-        deps(context).db,
-        me(update),
-        parse_arm(draft["arm"]),
-        draft.get("minutes"),
-        draft["action"],
-        now(context),
+    result = await perform(
+        update,
+        context,
+        "log_time",
+        arm=parse_arm(draft["arm"]),
+        minutes=draft.get("minutes"),
+        action=draft["action"],
         details=draft.get("details"),
         dedupe_key=message_key(update),
     )
-    await reply(update, render.render_log(result))
+    if result is not None:
+        await reply(update, render.render_log(result))
 
 
 async def log_start(update: Update, context: Context) -> str | int:
@@ -160,9 +172,9 @@ async def log_details(update: Update, context: Context) -> str | int:
 
 
 async def _save_reflection(update: Update, context: Context, arm: str, evidence: str) -> None:
-    found = await tracking.reflect(
-        deps(context).db, me(update), parse_arm(arm), evidence, now(context)
-    )
+    found = await perform(update, context, "reflect", arm=parse_arm(arm), evidence=evidence)
+    if found is None:
+        return
     await reply(
         update,
         f"💡 Reflection saved in <b>{found.arm_type}</b>: {render.esc(found.evidence)}",
@@ -250,7 +262,9 @@ async def progress_command(update: Update, context: Context) -> None:
         raise Usage(PROGRESS_USAGE)
     arm = parse_arm(args[0])
     value = parse_decimal(args[1], "progress", percent=True)
-    combined = await tracking.set_progress(deps(context).db, me(update), arm, value, now(context))
+    combined = await perform(update, context, "set_progress", arm=arm, value=str(value))
+    if combined is None:
+        return
     await reply(
         update,
         f"📈 <b>{arm}</b> progress set to {render.num(value)}%."
@@ -263,9 +277,11 @@ async def energy_command(update: Update, context: Context) -> None:
     args = args_of(context)
     if len(args) != 1:
         raise Usage(ENERGY_USAGE)
-    ibm, cs = await tracking.set_energy(
-        deps(context).db, me(update), parse_int(args[0], "energy", percent=True), now(context)
-    )
+    share = check_energy(parse_int(args[0], "energy", percent=True))
+    result = await perform(update, context, "set_energy", ibm_share=share)
+    if result is None:
+        return
+    ibm, cs = result
     await reply(update, f"⚡ Energy: ibm {ibm}% · cs {cs}%.")
 
 
@@ -276,7 +292,8 @@ async def block_command(update: Update, context: Context) -> None:
         raise Usage(BLOCK_USAGE)
     arm = parse_arm(args[0])
     reason = " ".join(args[1:]) or None
-    await tracking.block(deps(context).db, me(update), arm, reason, now(context))
+    if await perform(update, context, "block", arm=arm, reason=reason) is None:
+        return
     why = f" ({render.esc(reason)})" if reason else ""
     await reply(update, f"⛔ <b>{arm}</b> is blocked{why}. No idle nudges until /unblock {arm}.")
 
@@ -287,7 +304,9 @@ async def unblock_command(update: Update, context: Context) -> None:
     if len(args) != 1:
         raise Usage(UNBLOCK_USAGE)
     arm = parse_arm(args[0])
-    state = await tracking.unblock(deps(context).db, me(update), arm, now(context))
+    state = await perform(update, context, "unblock", arm=arm)
+    if state is None:
+        return
     await reply(update, f"✅ <b>{arm}</b> is unblocked; it is {state} now.")
 
 

@@ -17,7 +17,9 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -64,6 +66,35 @@ class TelegramUser:
 
 
 Principal = UUID | TelegramUser
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """A write from the outbox being applied: recorded in ``sync_queue`` in the same
+    transaction, so it is applied at most once however often the replay runs."""
+
+    id: UUID
+    operation: str
+    table_name: str
+    payload: str
+    timestamp: datetime
+
+
+class AlreadyApplied(Exception):
+    """The outbox entry was applied before (its id is in ``sync_queue``)."""
+
+
+#: Set by the outbox replayer around one service call; the first user unit of work claims it.
+REPLAY: ContextVar[Replay | None] = ContextVar("aelpher_replay", default=None)
+
+_CLAIM_REPLAY = (
+    "with claimed as (insert into sync_queue"
+    " (id, user_id, operation, table_name, payload, timestamp, synced)"
+    " values (%(id)s, auth.uid(), %(op)s, %(table)s, %(payload)s::jsonb, %(ts)s, true)"
+    " on conflict (id) do nothing returning id)"
+    " update global_metrics set last_sync_time = now()"
+    " where exists (select 1 from claimed) returning 1 as claimed"
+)
 
 
 class DatabaseUnavailable(Exception):
@@ -169,6 +200,21 @@ class Database:
                     if row is None:
                         raise NotLinked()
                     uow.user_id = row["user_id"]
+                replay = REPLAY.get()
+                if replay is not None and who is not None:
+                    REPLAY.set(None)  # one claim per service call
+                    cur = await conn.execute(
+                        _CLAIM_REPLAY,
+                        {
+                            "id": replay.id,
+                            "op": replay.operation,
+                            "table": replay.table_name,
+                            "payload": replay.payload,
+                            "ts": replay.timestamp,
+                        },
+                    )
+                    if await cur.fetchone() is None:
+                        raise AlreadyApplied(str(replay.id))
                 yield uow
                 if not uow.committed:
                     raise psycopg.Rollback(tx)

@@ -189,13 +189,14 @@ async def shift_energy(
 
 async def block(
     db: Database, user_id: Principal, arm: Arm, reason: str | None, now: datetime
-) -> None:
+) -> TheaterStatus:
     """Block a theater: no idle nudges; it stays blocked through logging until unblocked."""
     cleaned = validation.clean_block_reason(reason)
     async with db.user_uow(user_id) as uow:
         await state.begin_write(uow)
         await theaters.set_blocked(uow, arm, cleaned, "blocked", now)
         await uow.commit()
+        return "blocked"
 
 
 async def unblock(db: Database, user_id: Principal, arm: Arm, now: datetime) -> TheaterStatus:

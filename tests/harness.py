@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -87,7 +88,9 @@ class Chat:
         return self.emu.sent(self.user_id)[-1]
 
 
-def test_settings(**overrides: Any) -> Settings:
+def make_settings(**overrides: Any) -> Settings:
+    """Settings for a test: no .env, and a fresh DATA_DIR unless one is given."""
+    overrides.setdefault("data_dir", tempfile.mkdtemp(prefix="aelpher-test-"))
     return load_settings(_env_file=None, **overrides)
 
 
@@ -102,7 +105,7 @@ async def bot_running(
 ) -> AsyncIterator[Any]:
     """Build and run the real Application against ``emu`` and the database at ``dsn``."""
     app = build_application(
-        settings or test_settings(),
+        settings or make_settings(),
         dsn,
         token=emu.token,
         base_url=emu.base_url,
