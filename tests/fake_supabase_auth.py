@@ -275,7 +275,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get(API_VERSION_HEADER) == API_VERSION:
             self._send(exc.status, {"code": exc.code, "message": exc.message}, versioned=True)
         else:
-            self._send(exc.status, {"code": exc.status, "error_code": exc.code, "msg": exc.message})
+            self._send(
+                exc.status, {"code": exc.status, "error_code": exc.code, "msg": exc.message}
+            )
 
     def _send(self, status: int, payload: Any, *, versioned: bool = False) -> None:
         data = b"" if payload is None else json.dumps(payload).encode()

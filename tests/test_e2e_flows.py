@@ -250,9 +250,9 @@ async def test_not_started_user_is_told_to_start(bot: BotEnv) -> None:
 async def test_allowed_ids_refuse_others(
     db: Database, database_dsn: str, emulator: BotApiEmulator
 ) -> None:
-    from tests.harness import test_settings
+    from tests.harness import make_settings
 
-    settings = test_settings(allowed_telegram_user_ids="7001")
+    settings = make_settings(allowed_telegram_user_ids="7001")
     async with bot_running(emulator, database_dsn, settings=settings):
         stranger = Chat(emulator, 7002)
         (refused,) = await stranger.send("/start")
