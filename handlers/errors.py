@@ -95,3 +95,9 @@ def _plain(text: str) -> str:
     from html import unescape
 
     return unescape(re.sub(r"</?(b|i|code)>", "", text))
+
+
+async def unknown_button(update: Update, context: Context) -> None:
+    """A button no handler claims (an old message, or forged data): say so, change nothing."""
+    if update.callback_query is not None:
+        await update.callback_query.answer("That button is no longer valid. Send /help.")
