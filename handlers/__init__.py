@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from telegram.ext import Application
+from telegram.ext import Application, CallbackQueryHandler
 
 
 def register_handlers(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Add every handler module's handlers, most specific first, fallbacks last."""
-    from handlers import basic, data, errors, link, nba, onboarding, stats, tracking
+    from handlers import (
+        basic,
+        data,
+        errors,
+        link,
+        nba,
+        onboarding,
+        stats,
+        tracking,
+    )
 
     basic.register_gate(app)
     link.register(app)
@@ -20,4 +29,5 @@ def register_handlers(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     onboarding.register(app)  # owns /start: after every other conversation, before basic
     basic.register(app)
     basic.register_fallbacks(app)
+    app.add_handler(CallbackQueryHandler(errors.unknown_button))
     app.add_error_handler(errors.on_error)

@@ -15,6 +15,7 @@ from telegram.ext import (
 )
 
 from handlers.common import Context, args_of, deps, is_private, now, reply
+from handlers.onboarding import begin_onboarding
 from services import accounts
 
 HELP = """<b>Aelpher</b> keeps two theaters: <b>ibm</b> (your job) and <b>cs</b> (your study).
@@ -64,15 +65,19 @@ async def private_only(update: Update, context: Context) -> None:
         raise ApplicationHandlerStop
 
 
-async def start(update: Update, context: Context) -> None:
-    """Create or find the account (local mode) or point to /link (Supabase mode)."""
+async def start(update: Update, context: Context) -> str | None:
+    """Create or find the account (local mode) or point to /link (Supabase mode).
+
+    The entry point of the onboarding conversation (handlers/onboarding.py): returns its
+    first state for a just-created account, None otherwise.
+    """
     user = update.effective_user
     chat = update.effective_chat
     assert user is not None and chat is not None
     d = deps(context)
     if d.allowed_user_ids and user.id not in d.allowed_user_ids:
         await reply(update, "Sorry, this Aelpher bot is private. Ask its owner to let you in.")
-        return
+        return None
     if d.supabase_url:
         link = await accounts.find_link(d.db, user.id)
         if link is None:
@@ -81,17 +86,22 @@ async def start(update: Update, context: Context) -> None:
                 "👋 Welcome to <b>Aelpher</b>. Send /link to connect your "
                 "Aelpher account with a one-time code sent to your email.",
             )
-            return
+            return None
         await accounts.reactivate(d.db, user.id, chat.id)
         created = False
     else:
         _, created = await accounts.create_local_account(
             d.db, user.id, chat.id, user.first_name, now(context)
         )
-    await reply(update, WELCOME_NEW if created else WELCOME_BACK)
+    if created:  # the welcome and the first onboarding question, in one message
+        state = await begin_onboarding(update, context, intro=WELCOME_NEW)
+    else:
+        await reply(update, WELCOME_BACK)
+        state = None
     payload = args_of(context)
     if payload and payload[0] in ("help",):
         await reply(update, HELP)
+    return state
 
 
 async def help_command(update: Update, context: Context) -> None:

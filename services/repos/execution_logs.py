@@ -78,3 +78,14 @@ async def recent(uow: UnitOfWork, arm: Arm | None, limit: int) -> list[Execution
         {"arm": arm, "limit": limit},
     )
     return [ExecutionLog.from_row(r) for r in rows]
+
+
+async def between(uow: UnitOfWork, since: datetime, until: datetime) -> list[ExecutionLog]:
+    """Logs with a duration written in (since, until], oldest first (for /stats)."""
+    rows = await uow.fetchall(
+        f"select {_COLUMNS} from execution_logs"
+        " where timestamp > %s and timestamp <= %s and duration is not null"
+        " order by timestamp, id",
+        (since, until),
+    )
+    return [ExecutionLog.from_row(r) for r in rows]

@@ -1,0 +1,557 @@
+"""/stats, /export, /delete and the first-run onboarding: rules, services and end to end."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bot.local_api import image_size
+from handlers import data as data_handlers
+from handlers.stats import render_chart
+from services import accounts, preferences, rules, stats
+from services.db import Database
+from services.errors import Conflict, InvalidTimezone, OutOfRange
+from services.export import csv_value, export_data, json_value
+from services.repos.user_data import TABLE_NAMES
+from tests.conftest import BotEnv
+from tests.harness import Chat
+
+BERLIN = ZoneInfo("Europe/Berlin")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+async def rows(db: Database, sql: str, *params: object) -> list[dict[str, Any]]:
+    async with db.privileged() as uow:
+        return [dict(r) for r in await uow.fetchall(sql, params or None)]
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def log(at: datetime, arm: str, minutes: int) -> stats.LoggedMinutes:
+    return stats.LoggedMinutes(at, arm, minutes)  # type: ignore[arg-type]
+
+
+# --- the 14-day series, across the end of daylight saving time ---------------------------
+
+# Europe/Berlin leaves summer time on Sunday 2026-10-25 at 03:00 CEST (01:00 UTC): that local
+# day lasts 25 hours, from 2026-10-24 22:00 UTC to 2026-10-25 23:00 UTC.
+DST_NOW = datetime(2026, 10, 30, 12, 0, tzinfo=BERLIN)
+DST_LOGS = [
+    # 00:30 CEST on the 25th is still the 24th in UTC: it belongs to the 25th.
+    log(utc(2026, 10, 24, 22, 30), "cs", 30),
+    # 02:30 happens twice on the 25th; the second one (CET) is 01:30 UTC.
+    log(datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=BERLIN), "ibm", 60),
+    # 23:30 CET on the 25th (22:30 UTC): still the 25th, the 25th hour of that day.
+    log(datetime(2026, 10, 25, 23, 30, tzinfo=BERLIN), "cs", 45),
+    # 00:15 CET on the 26th is the 25th in UTC: it belongs to the 26th.
+    log(utc(2026, 10, 25, 23, 15), "ibm", 20),
+    # Before the 14 days (they start on 2026-10-17): only the risk windows count these.
+    log(utc(2026, 10, 11, 12, 0), "ibm", 600),
+    # 2026-10-19 00:30 CEST = 2026-10-18 22:30 UTC: 168.5 h before the 25th ends, so outside
+    # its trailing 7 × 24 h (a window of 7 local days would have counted it).
+    log(utc(2026, 10, 18, 22, 30), "ibm", 100),
+    # After now: ignored.
+    log(utc(2026, 10, 30, 18, 0), "cs", 500),
+]
+
+
+def test_series_has_14_local_days_ending_today() -> None:
+    series = stats.daily_series(DST_LOGS, DST_NOW, "Europe/Berlin", 10)
+    assert len(series) == 14
+    assert series[0].day.isoformat() == "2026-10-17"
+    assert series[-1].day.isoformat() == "2026-10-30"
+    assert series[-1].is_today and not any(d.is_today for d in series[:-1])
+    assert [d.hours for d in series if d.hours != 24] == [25]
+
+
+def test_logs_belong_to_their_local_day_across_the_dst_change() -> None:
+    by_day = {
+        d.day.isoformat(): dict(d.minutes)
+        for d in stats.daily_series(DST_LOGS, DST_NOW, "Europe/Berlin", 10)
+    }
+    assert by_day["2026-10-24"] == {"ibm": 0, "cs": 0}
+    assert by_day["2026-10-25"] == {"ibm": 60, "cs": 75}
+    assert by_day["2026-10-26"] == {"ibm": 20, "cs": 0}
+    assert by_day["2026-10-19"] == {"ibm": 100, "cs": 0}
+    assert by_day["2026-10-30"] == {"ibm": 0, "cs": 0}  # the future log is not counted
+    assert sum(sum(m.values()) for m in by_day.values()) == 255
+
+
+def test_risk_is_computed_at_the_end_of_each_local_day() -> None:
+    series = {
+        d.day.isoformat(): d for d in stats.daily_series(DST_LOGS, DST_NOW, "Europe/Berlin", 10)
+    }
+    day = series["2026-10-25"]
+    assert day.start == utc(2026, 10, 24, 22, 0)
+    assert day.risk_at == utc(2026, 10, 25, 23, 0)  # the next local midnight, 25 h later
+    # (2026-10-18 23:00, 2026-10-25 23:00] UTC holds 30 + 60 + 45 minutes: the 100 minutes
+    # half an hour before the window and the 20 minutes after its end do not count.
+    assert day.risk == rules.overload(135, 10).risk == Decimal("22.50")
+    # The 600 minutes of 2026-10-11 12:00 UTC count for the 17th (ends 10-17 22:00 UTC),
+    # not for the 18th (ends 10-18 22:00 UTC, 7 days and 10 hours later).
+    assert series["2026-10-18"].risk == Decimal("0.00")
+    assert series["2026-10-17"].risk == rules.overload(600, 10).risk == Decimal("100.00")
+    # Today is not over: its risk is the one at now, as /status shows it.
+    today = series["2026-10-30"]
+    assert today.risk_at == DST_NOW.astimezone(UTC)
+    assert today.risk == rules.overload(30 + 60 + 45 + 20, 10).risk == Decimal("25.83")
+
+
+def test_spring_forward_day_is_23_hours_and_keeps_its_late_log() -> None:
+    # 2026-03-29: clocks jump from 02:00 to 03:00 CET -> CEST.
+    now = datetime(2026, 4, 1, 9, 0, tzinfo=BERLIN)
+    late = datetime(2026, 3, 29, 23, 30, tzinfo=BERLIN)  # 21:30 UTC
+    series = {
+        d.day.isoformat(): d
+        for d in stats.daily_series([log(late, "cs", 40)], now, "Europe/Berlin", 40)
+    }
+    assert series["2026-03-29"].hours == 23
+    assert series["2026-03-29"].minutes["cs"] == 40
+    assert series["2026-03-30"].minutes["cs"] == 0
+
+
+def test_the_caption_sums_hours_per_theater() -> None:
+    series = stats.daily_series(DST_LOGS, DST_NOW, "Europe/Berlin", 10)
+    view = stats.StatsView(series, "Europe/Berlin", 10, 80, {"ibm": 60, "cs": 40}, DST_NOW)
+    assert view.totals == {"ibm": 180, "cs": 75}
+    assert view.caption() == "Last 14 days: ibm 3 h · cs 1.3 h · risk 26% now"
+
+
+def test_chart_is_a_phone_sized_png() -> None:
+    series = stats.daily_series(DST_LOGS, DST_NOW, "Europe/Berlin", 10)
+    view = stats.StatsView(series, "Europe/Berlin", 10, 80, {"ibm": 60, "cs": 40}, DST_NOW)
+    png = render_chart(view)
+    assert png.startswith(PNG_SIGNATURE)
+    assert len(png) > 20_000
+    assert image_size(png) == (1200, 800)
+
+
+# --- the series read from the database ------------------------------------------------------
+
+
+async def insert_log(db: Database, user: UUID, arm: str, minutes: int, at: datetime) -> None:
+    async with db.privileged() as uow:
+        await uow.execute(
+            "insert into execution_logs (user_id, arm_type, action, duration, timestamp)"
+            " values (%s, %s, 'work', %s, %s)",
+            (user, arm, minutes, at),
+        )
+        await uow.commit()
+
+
+async def test_stats_view_reads_the_users_logs_in_their_time_zone(
+    db: Database, alice: UUID, bob: UUID
+) -> None:
+    start = utc(2026, 10, 1)
+    for user in (alice, bob):
+        await accounts.ensure_account(db, user, start)
+    await preferences.update_preferences(
+        db, alice, now=start, timezone="Europe/Berlin", weekly_capacity_hours=10
+    )
+    for entry in DST_LOGS:
+        await insert_log(db, alice, entry.arm, entry.minutes, entry.timestamp)
+    await insert_log(db, bob, "cs", 900, utc(2026, 10, 25, 12, 0))  # never Alice's
+
+    view = await stats.stats_view(db, alice, DST_NOW)
+
+    expected = stats.daily_series(DST_LOGS, DST_NOW, "Europe/Berlin", 10)
+    assert view.days == expected
+    assert view.timezone == "Europe/Berlin" and view.capacity_hours == 10
+    assert view.energy == {"ibm": 50, "cs": 50}
+    day = next(d for d in view.days if d.day.isoformat() == "2026-10-25")
+    assert dict(day.minutes) == {"ibm": 60, "cs": 75} and day.risk == Decimal("22.50")
+
+
+# --- preferences ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("07:30", time(7, 30)),
+        ("7:05", time(7, 5)),
+        ("0730", time(7, 30)),
+        ("9", time(9, 0)),
+        ("21.15", time(21, 15)),
+        (" 23:59 ", time(23, 59)),
+    ],
+)
+def test_parse_time_of_day(text: str, expected: time) -> None:
+    assert preferences.parse_time_of_day(text) == expected
+
+
+@pytest.mark.parametrize("text", ["24:00", "7:5", "noon", "", "12:60"])
+def test_parse_time_of_day_refuses(text: str) -> None:
+    with pytest.raises(preferences.InvalidTimeOfDay, match="Time must look like 07:30"):
+        preferences.parse_time_of_day(text)
+
+
+async def test_update_preferences_validates_each_value(db: Database, alice: UUID) -> None:
+    now = utc(2026, 10, 1)
+    await accounts.ensure_account(db, alice, now)
+    with pytest.raises(InvalidTimezone):
+        await preferences.update_preferences(db, alice, now=now, timezone="Mars/Olympus")
+    with pytest.raises(OutOfRange, match="between 1 and 168 hours"):
+        await preferences.update_preferences(db, alice, now=now, weekly_capacity_hours=200)
+    with pytest.raises(Conflict, match="Quiet hours need both"):
+        await preferences.update_preferences(db, alice, now=now, quiet_start=None)
+    for name in ("user_id", "overload_snoozed_until"):
+        with pytest.raises(ValueError, match="not a preference"):
+            await preferences.update_preferences(db, alice, now=now, **{name: None})
+    fresh = await preferences.update_preferences(
+        db, alice, now=now, timezone="asia/kolkata", brief_time="8:00", review_day=6
+    )
+    assert (fresh.timezone, fresh.brief_time, fresh.review_day) == ("Asia/Kolkata", time(8), 6)
+
+
+async def test_new_capacity_recomputes_the_risk(db: Database, alice: UUID) -> None:
+    now = utc(2026, 10, 1, 12)
+    await accounts.ensure_account(db, alice, now)
+    await insert_log(db, alice, "cs", 600, now - timedelta(hours=1))
+    await preferences.update_preferences(db, alice, now=now, weekly_capacity_hours=20)
+    (metrics,) = await rows(db, "select overload_risk from global_metrics")
+    assert metrics["overload_risk"] == Decimal("50.00")
+
+
+# --- /stats end to end ---------------------------------------------------------------------
+
+
+async def started(bot: BotEnv, user_id: int) -> Chat:
+    chat = bot.chat(user_id)
+    await chat.send("/start")
+    await chat.send("/cancel")  # no onboarding questions in these tests
+    return chat
+
+
+async def test_stats_sends_a_png_chart_with_its_numbers(bot: BotEnv) -> None:
+    chat = await started(bot, 9001)
+    await chat.send("/log cs 45 read chapter 3")
+    await chat.send("/log ibm 90 sprint review")
+    (photo,) = await chat.send("/stats")
+    assert photo.kind == "photo"
+    assert photo.photo is not None and photo.photo.startswith(PNG_SIGNATURE)
+    assert len(photo.photo) > 20_000
+    assert image_size(photo.photo) == (1200, 800)
+    # 135 min of a 40 h week: 5.625 % -> "6%"
+    assert photo.plain_text == "Last 14 days: ibm 1.5 h · cs 0.8 h · risk 6% now"
+
+
+async def test_stats_without_logs_is_a_friendly_text(bot: BotEnv) -> None:
+    chat = await started(bot, 9002)
+    (reply,) = await chat.send("/stats")
+    assert reply.kind == "text"
+    assert "Nothing logged in the last 14 days" in reply.plain_text
+
+
+# --- /export ---------------------------------------------------------------------------------
+
+
+async def user_of(db: Database, telegram_user_id: int) -> UUID:
+    (link,) = await rows(
+        db, "select user_id from telegram_links where telegram_user_id = %s", telegram_user_id
+    )
+    user_id: UUID = link["user_id"]
+    return user_id
+
+
+async def fill(bot: BotEnv, db: Database, telegram_user_id: int, name: str) -> UUID:
+    """A user with a row in every per-user table."""
+    chat = await started(bot, telegram_user_id)
+    await chat.send(f'/add cs 4 {name}\'s plan, "quoted", with a comma')
+    await chat.send(f"/log ibm 30 {name} standup")
+    await chat.send(f"/reflect cs {name} passed the mock exam, 78%")
+    await chat.send("/progress cs 42.5")
+    user = await user_of(db, telegram_user_id)
+    async with db.privileged() as uow:
+        await uow.execute(
+            "insert into nudges (user_id, kind, arm_type, dedupe_key, status)"
+            " values (%s, 'idle', 'cs', %s, 'sent')",
+            (user, f"idle:cs:{name}"),
+        )
+        await uow.execute(
+            "insert into sync_queue (user_id, operation, table_name, payload)"
+            " values (%s, 'INSERT', 'execution_logs', %s::jsonb)",
+            (user, json.dumps({"action": f"{name} offline", "minutes": 20})),
+        )
+        await uow.commit()
+    return user
+
+
+async def user_rows(db: Database, table: str, user: UUID) -> list[dict[str, Any]]:
+    return await rows(db, f"select * from {table} where user_id = %s", user)
+
+
+async def test_export_has_every_row_of_the_user_and_none_of_another(
+    bot: BotEnv, db: Database
+) -> None:
+    alice = await fill(bot, db, 9101, "Alice")
+    bob = await fill(bot, db, 9102, "Bob")
+
+    result = await export_data(db, alice, datetime.now(UTC))
+
+    document = result.document()
+    assert document["user_id"] == str(alice)
+    assert list(document["tables"]) == list(TABLE_NAMES)
+    for table in TABLE_NAMES:
+        expected = [
+            {k: json_value(v) for k, v in row.items()} for row in await user_rows(db, table, alice)
+        ]
+        exported = document["tables"][table]
+        assert expected, f"the fixture must put a row in {table}"
+        key = "telegram_user_id" if table == "telegram_links" else "user_id"
+        key = "id" if exported and "id" in exported[0] else key
+        assert sorted(exported, key=lambda r: str(r[key])) == sorted(
+            expected, key=lambda r: str(r[key])
+        ), table
+    text = result.json_bytes().decode()
+    assert str(bob) not in text and "Bob" not in text
+    assert json.loads(text) == document
+    # decimals are exact strings, datetimes ISO 8601 in UTC
+    (theater,) = [t for t in document["tables"]["theaters"] if t["arm_type"] == "cs"]
+    assert theater["total_progress"] == "42.50"
+    assert theater["created_at"].endswith("+00:00")
+
+
+async def test_export_sends_json_and_zip_of_csvs(bot: BotEnv, db: Database) -> None:
+    alice = await fill(bot, db, 9201, "Alice")
+    await fill(bot, db, 9202, "Bob")
+    chat = bot.chat(9201)
+    chat.seen = len(bot.emu.sent(9201))
+    as_json, as_zip = await chat.send("/export", replies=2)
+
+    today = datetime.now(UTC).strftime("%Y%m%d")
+    assert as_json.kind == as_zip.kind == "document"
+    assert as_json.filename == f"aelpher-export-{today}.json"
+    assert as_zip.filename == f"aelpher-export-{today}.zip"
+    assert as_json.document is not None and as_zip.document is not None
+    document = json.loads(as_json.document)
+    assert document["user_id"] == str(alice)
+    assert {t: len(r) for t, r in document["tables"].items()} == {
+        t: len(await user_rows(db, t, alice)) for t in TABLE_NAMES
+    }
+
+    with zipfile.ZipFile(io.BytesIO(as_zip.document)) as archive:
+        assert sorted(archive.namelist()) == sorted(f"{t}.csv" for t in TABLE_NAMES)
+        for table in TABLE_NAMES:
+            text = archive.read(f"{table}.csv").decode("utf-8")
+            header, *body = list(csv.reader(io.StringIO(text, newline="")))
+            exported = document["tables"][table]
+            assert header == list(exported[0])
+            assert body == [[csv_value(row[c]) for c in header] for row in exported]
+    logs = document["tables"]["nba_items"]
+    assert logs[0]["title"] == 'Alice\'s plan, "quoted", with a comma'
+
+
+# --- /delete ---------------------------------------------------------------------------------
+
+
+async def counts_of(db: Database, user: UUID) -> dict[str, int]:
+    return {t: len(await user_rows(db, t, user)) for t in TABLE_NAMES}
+
+
+async def test_delete_asks_first_and_keep_deletes_nothing(bot: BotEnv, db: Database) -> None:
+    alice = await fill(bot, db, 9301, "Alice")
+    before = await counts_of(db, alice)
+    chat = bot.chat(9301)
+    chat.seen = len(bot.emu.sent(9301))
+    (prompt,) = await chat.send("/delete")
+    assert "Delete all your Aelpher data?" in prompt.plain_text
+    assert "time logs: 1 (execution_logs)" in prompt.plain_text
+    assert "theaters: 2 (theaters)" in prompt.plain_text
+    assert [label for row in prompt.buttons for label, _ in row] == [
+        "Yes, delete everything",
+        "Keep my data",
+    ]
+    assert await counts_of(db, alice) == before  # asking deletes nothing
+
+    await chat.press(prompt, "Keep my data")
+    assert chat.message(prompt.message_id).plain_text == data_handlers.KEPT
+    assert await counts_of(db, alice) == before
+    # The used prompt's confirm button (a stale client) is no longer honoured.
+    await chat.press_data(prompt.message_id, prompt.callback_data("Yes, delete everything"))
+    assert await counts_of(db, alice) == before
+
+
+async def test_confirmed_delete_removes_every_row_of_the_user_only(
+    bot: BotEnv, db: Database
+) -> None:
+    alice = await fill(bot, db, 9401, "Alice")
+    bob = await fill(bot, db, 9402, "Bob")
+    bob_before = await counts_of(db, bob)
+    chat = bot.chat(9401)
+    chat.seen = len(bot.emu.sent(9401))
+    (prompt,) = await chat.send("/delete")
+
+    await chat.press(prompt, "Yes, delete everything")
+
+    done = chat.message(prompt.message_id).plain_text
+    assert done.startswith("🗑 Deleted")
+    assert "time logs: 1 (execution_logs)" in done and "Telegram link: 1" in done
+    assert await counts_of(db, alice) == dict.fromkeys(TABLE_NAMES, 0)
+    assert await counts_of(db, bob) == bob_before
+    assert await rows(db, "select 1 from auth.users where id = %s", alice) == [{"?column?": 1}]
+    (after,) = await chat.send("/nba")
+    assert "Send /start to begin" in after.plain_text
+    (again,) = await chat.send("/start")  # a fresh account, with the first-run questions
+    assert "Welcome to Aelpher" in again.plain_text and "1/3 · Time zone" in again.plain_text
+    assert await user_of(db, 9401) != alice
+
+
+async def test_forged_confirmation_from_another_user_deletes_nothing(
+    bot: BotEnv, db: Database
+) -> None:
+    alice = await fill(bot, db, 9501, "Alice")
+    bob = await fill(bot, db, 9502, "Bob")
+    before = {alice: await counts_of(db, alice), bob: await counts_of(db, bob)}
+    alice_chat, bob_chat = bot.chat(9501), bot.chat(9502)
+    alice_chat.seen = len(bot.emu.sent(9501))
+    bob_chat.seen = len(bot.emu.sent(9502))
+    (alice_prompt,) = await alice_chat.send("/delete")
+    forged = alice_prompt.callback_data("Yes, delete everything")
+
+    # Bob replays Alice's confirmation on a message of his own…
+    (own,) = await bob_chat.send("/status")
+    await bob_chat.press_data(own.message_id, forged)
+    # …and on his own /delete prompt, whose confirmation he never pressed.
+    (bob_prompt,) = await bob_chat.send("/delete")
+    await bob_chat.press_data(bob_prompt.message_id, forged)
+
+    assert await counts_of(db, alice) == before[alice]
+    assert await counts_of(db, bob) == before[bob]
+    answers = [c.params.get("text") for c in bot.emu.calls("answerCallbackQuery")]
+    assert answers[-2:] == [data_handlers.STALE, data_handlers.STALE]
+
+
+async def test_confirmation_expires(bot: BotEnv, db: Database) -> None:
+    alice = await fill(bot, db, 9601, "Alice")
+    before = await counts_of(db, alice)
+    chat = bot.chat(9601)
+    chat.seen = len(bot.emu.sent(9601))
+    (prompt,) = await chat.send("/delete")
+    bot.clock.set(datetime.now(UTC) + timedelta(minutes=11))
+    await chat.press(prompt, "Yes, delete everything")
+    assert await counts_of(db, alice) == before
+
+
+# --- onboarding ------------------------------------------------------------------------------
+
+
+async def settings_of(db: Database, telegram_user_id: int) -> dict[str, Any]:
+    (found,) = await rows(
+        db,
+        "select s.timezone, s.weekly_capacity_hours, s.brief_time from user_settings s"
+        " join telegram_links l using (user_id) where l.telegram_user_id = %s",
+        telegram_user_id,
+    )
+    return found
+
+
+async def test_onboarding_with_buttons(bot: BotEnv, db: Database) -> None:
+    chat = bot.chat(9701)
+    (welcome,) = await chat.send("/start")
+    assert "Welcome to Aelpher" in welcome.plain_text
+    assert "1/3 · Time zone" in welcome.plain_text
+    assert [label for label, _ in welcome.buttons[0]] == ["Europe/London", "Europe/Berlin"]
+
+    await chat.press(welcome, "Europe/Berlin")
+    step = chat.message(welcome.message_id)
+    assert "✅ Saved: time zone Europe/Berlin." in step.plain_text
+    assert "2/3 · Weekly capacity" in step.plain_text
+    await chat.press(step, "50 h")
+    step = chat.message(welcome.message_id)
+    assert "3/3 · Daily brief" in step.plain_text
+    await chat.press(step, "08:00")
+    done = chat.message(welcome.message_id)
+    assert "All set!" in done.plain_text
+    assert "Time zone Europe/Berlin · capacity 50 h/week · daily brief 08:00" in done.plain_text
+    assert "/add cs 4 Read SICP chapter 3" in done.plain_text
+    assert done.buttons == []
+
+    assert await settings_of(db, 9701) == {
+        "timezone": "Europe/Berlin",
+        "weekly_capacity_hours": 50,
+        "brief_time": time(8, 0),
+    }
+    (back,) = await chat.send("/start")  # a second /start asks nothing
+    assert "Welcome back" in back.plain_text and back.buttons == []
+
+
+async def test_onboarding_by_typing(bot: BotEnv, db: Database) -> None:
+    chat = bot.chat(9702)
+    await chat.send("/start")
+    (bad,) = await chat.send("Mars/Olympus")
+    assert "Unknown time zone 'Mars/Olympus'" in bad.plain_text
+    (close,) = await chat.send("Kolkata")
+    assert "Did you mean Asia/Kolkata?" in close.plain_text
+    (capacity,) = await chat.send("asia/singapore")
+    assert "✅ Saved: time zone Asia/Singapore." in capacity.plain_text
+    assert "2/3 · Weekly capacity" in capacity.plain_text
+    (too_much,) = await chat.send("500")
+    assert "Weekly capacity must be between 1 and 168 hours (got 500)" in too_much.plain_text
+    (brief,) = await chat.send("35 h")
+    assert "3/3 · Daily brief" in brief.plain_text
+    (bad_time,) = await chat.send("25:00")
+    assert "Time must look like 07:30" in bad_time.plain_text
+    (done,) = await chat.send("07:15")
+    assert "All set!" in done.plain_text
+    assert await settings_of(db, 9702) == {
+        "timezone": "Asia/Singapore",
+        "weekly_capacity_hours": 35,
+        "brief_time": time(7, 15),
+    }
+
+
+async def test_onboarding_skips_keep_the_defaults(bot: BotEnv, db: Database) -> None:
+    chat = bot.chat(9703)
+    (welcome,) = await chat.send("/start")
+    await chat.press(welcome, "Skip (keep UTC)")
+    step = chat.message(welcome.message_id)
+    assert "Skipped: keeping time zone UTC." in step.plain_text
+    await chat.press(step, "Skip (keep 40 h)")
+    await chat.press(chat.message(welcome.message_id), "Skip")
+    assert "All set!" in chat.message(welcome.message_id).plain_text
+    assert await settings_of(db, 9703) == {
+        "timezone": "UTC",
+        "weekly_capacity_hours": 40,
+        "brief_time": None,
+    }
+
+
+async def test_cancel_leaves_onboarding_and_keeps_the_answers(bot: BotEnv, db: Database) -> None:
+    chat = bot.chat(9704)
+    (welcome,) = await chat.send("/start")
+    await chat.press(welcome, "Asia/Tokyo")
+    (stopped,) = await chat.send("/cancel")
+    assert "no more questions" in stopped.plain_text
+    assert "What you already answered is saved" in stopped.plain_text
+    (after,) = await chat.send("35")  # no longer an answer
+    assert "I read commands" in after.plain_text
+    assert (await settings_of(db, 9704))["timezone"] == "Asia/Tokyo"
+    assert (await settings_of(db, 9704))["weekly_capacity_hours"] == 40
+
+
+async def test_other_commands_work_during_onboarding(bot: BotEnv, db: Database) -> None:
+    chat = bot.chat(9705)
+    (welcome,) = await chat.send("/start")
+    await chat.press(welcome, "Europe/London")  # now asking for the capacity
+    await chat.send("/log cs")  # another conversation takes its own answers first
+    (asked,) = await chat.send("45")
+    assert "what did you do" in asked.plain_text
+    (saved,) = await chat.send("read chapter 3")
+    await chat.send("no details")
+    (capacity,) = await chat.send("30")  # and onboarding picks up where it was
+    assert "3/3 · Daily brief" in capacity.plain_text
+    assert (await settings_of(db, 9705))["weekly_capacity_hours"] == 30
+    assert await rows(db, "select duration from execution_logs") == [{"duration": 45}]
+    del saved
