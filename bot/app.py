@@ -14,6 +14,7 @@ from bot.persistence import PostgresPersistence
 from bot.settings import Settings
 from bot.telegram_io import LoggingApplication, ResilientRateLimiter
 from handlers import register_handlers
+from handlers.conversation import TIMEOUT_SECONDS
 from handlers.deps import DEPS_KEY, Deps
 from handlers.outbox import REPLAY_INTERVAL_SECONDS, replay_job
 from services.outbox import Outbox
@@ -53,6 +54,7 @@ def build_application(
     concurrent_updates: bool | int = False,
     run_migrations: bool = True,
     deps_overrides: dict[str, Any] | None = None,
+    database_wait_seconds: float | None = None,
 ) -> Application[Any, Any, Any, Any, Any, Any]:
     """Build the bot: HTML defaults, rate limiter, handlers, pool opened in post_init."""
     real_token = token or (
@@ -74,13 +76,15 @@ def build_application(
     )
 
     async def prepare_database() -> None:
-        await wait_for_database(dsn)
+        await wait_for_database(dsn, give_up_after=database_wait_seconds)
         if run_migrations:
             await migrate(dsn)
 
     # PTB loads persistence before post_init, so the persistence prepares the database (runs
     # the migrations, opens the pool) the first time it is used.
-    persistence = PostgresPersistence(db, prepare=prepare_database)
+    persistence = PostgresPersistence(
+        db, prepare=prepare_database, conversation_max_age=TIMEOUT_SECONDS
+    )
 
     async def post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         if db.pool.closed:
@@ -120,4 +124,5 @@ def build_application(
     app = builder.build()
     app.bot_data[DEPS_KEY] = deps
     register_handlers(app)
+
     return app

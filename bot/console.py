@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 import threading
 import time
@@ -47,6 +48,8 @@ logger = logging.getLogger(__name__)
 CONSOLE_USER_ID = 1
 QUIET_SECONDS = 0.3
 MAX_WAIT_SECONDS = 10.0
+# The console gives up on an unreachable DATABASE_URL instead of waiting for it like a server.
+DATABASE_WAIT_SECONDS = 15.0
 _POLL_SECONDS = 0.02
 _QUIT = frozenset({"/quit", "/exit"})
 
@@ -91,7 +94,7 @@ def run_console_session(
                 secrets=secrets,
             )
             asyncio.run(console.run(handle.dsn, stdin))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, or SIGTERM
         stdout.write("\n")
     except Exception as exc:
         logger.debug("console session failed", exc_info=True)
@@ -143,6 +146,11 @@ class _Console:
     async def run(self, dsn: str, stdin: TextIO) -> None:
         loop = asyncio.get_running_loop()
         self.loop = loop
+        task = asyncio.current_task()
+        if task is not None:
+            # SIGTERM stops the session as cleanly as Ctrl-C (asyncio.run handles SIGINT).
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signal.SIGTERM, task.cancel)
         self.toasts_seen = len(self.emu.callback_answers)
         app = build_application(
             self.settings,
@@ -150,6 +158,7 @@ class _Console:
             token=self.emu.token,
             base_url=self.emu.base_url,
             base_file_url=self.emu.file_base_url,
+            database_wait_seconds=DATABASE_WAIT_SECONDS,
         )
         unsubscribe = self.emu.subscribe(self._listener)
         try:
@@ -178,26 +187,33 @@ class _Console:
                 if self.interactive:
                     self._write("\n")
                 return
-            text = line.rstrip("\r\n")
-            if not text.strip():
+            text = line.strip()
+            if not text:
                 continue
+            button = self._button(text)
             if not self.interactive:
-                self._write(f"you> {text}\n")
-            if text.strip().lower() in _QUIT:
+                self._write(f"you> {text}" + (f"  [{button[2]}]" if button else "") + "\n")
+            if text.lower() in _QUIT:
                 return
-            if self._handle(text.strip()):
+            self.last_activity = time.monotonic()
+            if button is not None:
+                sent = self._press(*button)
+            else:
+                self.emu.send_text(self.user_id, text, first_name=self.first_name)
+                sent = True
+            if sent:
                 await self._settle(app)
 
-    def _handle(self, text: str) -> bool:
-        """Send ``text`` (or press the button it names); False when nothing was sent."""
-        self.last_activity = time.monotonic()
-        if text.isdecimal():
-            number = int(text)
-            target = self._current_keyboard()
-            if target is not None and 1 <= number <= len(target[1]):
-                return self._press(target[0], number, *target[1][number - 1])
-        self.emu.send_text(self.user_id, text, first_name=self.first_name)
-        return True
+    def _button(self, text: str) -> tuple[int, int, str, str | None] | None:
+        """(message id, number, label, callback data) when ``text`` names a shown button."""
+        target = self._current_keyboard()
+        if not text.isdecimal() or target is None:
+            return None
+        number = int(text)
+        if not 1 <= number <= len(target[1]):
+            return None
+        label, data = target[1][number - 1]
+        return target[0], number, label, data
 
     def _press(self, message_id: int, number: int, label: str, data: str | None) -> bool:
         if data is None:

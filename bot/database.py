@@ -57,17 +57,30 @@ def make_database(settings: Settings, dsn: str) -> Database:
     )
 
 
-async def wait_for_database(dsn: str, *, max_delay: float = 30.0) -> None:
+class DatabaseNeverAnswered(RuntimeError):
+    """The database stayed unreachable for as long as the caller was willing to wait."""
+
+
+async def wait_for_database(
+    dsn: str, *, max_delay: float = 30.0, give_up_after: float | None = None
+) -> None:
     """Block until the database accepts a connection, retrying with backoff.
 
     A bot restarted during a database outage waits here (saying so in the log) instead of
-    crashing; Telegram keeps the updates that arrive meanwhile.
+    crashing; Telegram keeps the updates that arrive meanwhile. With ``give_up_after``
+    (seconds), raise DatabaseNeverAnswered after that long instead.
     """
+    loop = asyncio.get_running_loop()
+    deadline = None if give_up_after is None else loop.time() + give_up_after
     delay = 0.5
     while True:
         try:
             conn = await psycopg.AsyncConnection.connect(dsn, connect_timeout=5)
         except psycopg.OperationalError as exc:
+            if deadline is not None and loop.time() + delay > deadline:
+                raise DatabaseNeverAnswered(
+                    f"the database did not answer ({_first_line(exc)})"
+                ) from None
             logger.warning(
                 "database unreachable (%s); retrying in %.0f s", _first_line(exc), delay
             )

@@ -88,7 +88,15 @@ class PostgresPersistence(BasePersistence[dict[Any, Any], dict[Any, Any], dict[A
     ``update_interval`` seconds and once more at shutdown; callback data is not supported.
     """
 
-    __slots__ = ("_db", "_prepare", "_ready", "_ready_lock", "_warned", "_writers")
+    __slots__ = (
+        "_conversation_max_age",
+        "_db",
+        "_prepare",
+        "_ready",
+        "_ready_lock",
+        "_warned",
+        "_writers",
+    )
 
     def __init__(
         self,
@@ -97,6 +105,7 @@ class PostgresPersistence(BasePersistence[dict[Any, Any], dict[Any, Any], dict[A
         update_interval: float = 5,
         store_data: PersistenceInput | None = None,
         prepare: Callable[[], Awaitable[object]] | None = None,
+        conversation_max_age: float | None = None,
     ) -> None:
         store = store_data or DEFAULT_STORE
         if store.callback_data:
@@ -104,6 +113,7 @@ class PostgresPersistence(BasePersistence[dict[Any, Any], dict[Any, Any], dict[A
         super().__init__(store_data=store, update_interval=update_interval)
         self._db = db
         self._prepare = prepare
+        self._conversation_max_age = conversation_max_age
         self._ready = False
         self._ready_lock = asyncio.Lock()
         self._writers = asyncio.Semaphore(_WRITERS)
@@ -171,7 +181,12 @@ class PostgresPersistence(BasePersistence[dict[Any, Any], dict[Any, Any], dict[A
         return None
 
     async def get_conversations(self, name: str) -> dict[ConversationKey, object]:
-        stored = await self._load(conversation_kind(name))
+        """Conversations in progress; with ``conversation_max_age``, only those written within
+        it: a conversation that timed out while the bot was down does not come back (PTB's
+        timeout jobs are not persisted)."""
+        db = await self._database()
+        async with db.privileged() as uow:
+            stored = await repo.load_kind(uow, conversation_kind(name), self._conversation_max_age)
         return {decode_key(key): state for key, state in stored.items()}
 
     # Writing (called by Application.update_persistence, periodically and at shutdown)

@@ -238,6 +238,13 @@ def render_log(result: LogResult) -> str:
     return "\n".join(lines)
 
 
+def log_keyboard(result: LogResult) -> InlineKeyboardMarkup | None:
+    """An "Add details" button under a new log without details."""
+    if result.duplicate or result.log.details:
+        return None
+    return keyboard([[("➕ Add details", encode("l", "det", result.log.id))]])
+
+
 def render_undo(result: UndoResult) -> str:
     log = result.log
     return (
@@ -262,15 +269,11 @@ def render_status(view: StatusView) -> str:
             head += f" ({esc(t.theater.blocked_reason)})"
         lines.append(head)
         lines.append(f"Progress {esc(rules.progress_bar(t.theater.total_progress))}")
-        logged = (
-            f"{rules.format_number(t.minute_share)}%"
-            if t.minutes_7d or any(x.minutes_7d for x in view.theaters)
-            else "nothing logged"
-        )
-        lines.append(
-            f"Energy: planned {t.energy_share}% · logged in 7 days {logged}"
-            f" ({rules.format_number(t.minutes_7d)} min)"
-        )
+        if any(x.minutes_7d for x in view.theaters):
+            logged = f"logged {num(t.minute_share)}% ({t.minutes_7d} min) in 7 days"
+        else:
+            logged = "nothing logged in 7 days"
+        lines.append(f"Energy: planned {t.energy_share}% · {logged}")
         lines.append(f"Last activity: {esc(when(t.theater.last_activity, tz))}")
         if t.current is not None:
             lines.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from telegram import Update
 from telegram.ext import (
@@ -77,7 +78,7 @@ async def _save_log(update: Update, context: Context, draft: dict[str, Any]) -> 
         dedupe_key=message_key(update),
     )
     if result is not None:
-        await reply(update, render.render_log(result))
+        await reply(update, render.render_log(result), render.log_keyboard(result))
 
 
 async def log_start(update: Update, context: Context) -> str | int:
@@ -111,15 +112,8 @@ async def _log_next(update: Update, context: Context) -> str | int:
             render.keyboard([row]),
         )
         return LOG_MINUTES
-    if "action" not in draft:
-        await reply(update, f"<b>{draft['arm']}</b>, {draft['minutes']} min: what did you do?")
-        return LOG_ACTION
-    await reply(
-        update,
-        "Any details to add? Send them, or tap Skip.",
-        render.keyboard([[("Skip", encode("log", "skip"))]]),
-    )
-    return LOG_DETAILS
+    await reply(update, f"<b>{draft['arm']}</b>, {draft['minutes']} min: what did you do?")
+    return LOG_ACTION
 
 
 async def log_pick(update: Update, context: Context) -> str | int:
@@ -147,24 +141,34 @@ async def log_typed_minutes(update: Update, context: Context) -> str | int:
 
 
 async def log_action(update: Update, context: Context) -> str | int:
-    """The action text."""
-    from services.validation import clean_action
-
+    """The action text: the log is saved now (details can follow with a button)."""
     assert update.effective_message is not None
-    user_data(context)["log"]["action"] = clean_action(update.effective_message.text or "")
-    return await _log_next(update, context)
+    draft = user_data(context)["log"]
+    draft["action"] = update.effective_message.text or ""
+    await _save_log(update, context, draft)
+    user_data(context).pop("log", None)
+    return ConversationHandler.END
+
+
+async def details_start(update: Update, context: Context) -> str | int:
+    """The "Add details" button under a log: ask for them."""
+    query = update.callback_query
+    assert query is not None
+    await query.answer()
+    user_data(context)["log"] = {"id": decode(query.data).uuid().hex}
+    await reply(update, "Send the details for that log (up to 2000 characters), or /cancel.")
+    return LOG_DETAILS
 
 
 async def log_details(update: Update, context: Context) -> str | int:
-    """Details (typed) or Skip; then save."""
+    """Store the typed details on the log."""
+    assert update.effective_message is not None
     draft = user_data(context)["log"]
-    if update.callback_query is not None:
-        await update.callback_query.answer()
-        await update.callback_query.edit_message_reply_markup(None)
-    elif update.effective_message is not None:
-        draft["details"] = update.effective_message.text
-    await _save_log(update, context, draft)
+    result = await tracking.set_log_details(
+        deps(context).db, me(update), UUID(hex=draft["id"]), update.effective_message.text or ""
+    )
     user_data(context).pop("log", None)
+    await reply(update, f"📝 Details added to “{render.esc(result.log.action)}”.")
     return ConversationHandler.END
 
 
@@ -347,7 +351,10 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     app.add_handler(
         conversation(
             "log",
-            entry_points=[CommandHandler("log", log_start)],
+            entry_points=[
+                CommandHandler("log", log_start),
+                CallbackQueryHandler(details_start, pattern=r"^l:det:"),
+            ],
             states={
                 LOG_ARM: [CallbackQueryHandler(log_pick, pattern=r"^log:arm:")],
                 LOG_MINUTES: [
@@ -355,10 +362,7 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
                     MessageHandler(text, log_typed_minutes),
                 ],
                 LOG_ACTION: [MessageHandler(text, log_action)],
-                LOG_DETAILS: [
-                    CallbackQueryHandler(log_details, pattern=r"^log:skip"),
-                    MessageHandler(text, log_details),
-                ],
+                LOG_DETAILS: [MessageHandler(text, log_details)],
             },
         )
     )

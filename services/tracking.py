@@ -67,17 +67,29 @@ async def set_log_minutes(
     minutes = validation.check_minutes(minutes)
     async with db.user_uow(user_id) as uow:
         settings = await state.begin_write(uow)
-        changed = await uow.fetchone(
-            "update execution_logs set duration = %s where id = %s"
-            " returning id, user_id, arm_type, action, details, duration, timestamp",
-            (minutes, log_id),
-        )
+        changed = await execution_logs.set_duration(uow, log_id, minutes)
         if changed is None:
             raise NotFound("log")
         overload = await state.recompute_risk(uow, now, settings)
-        theater = await state.theater(uow, changed["arm_type"])
+        theater = await state.theater(uow, changed.arm_type)
         await uow.commit()
-        return LogResult(ExecutionLog.from_row(changed), theater.status, overload)
+        return LogResult(changed, theater.status, overload)
+
+
+async def set_log_details(
+    db: Database, user_id: Principal, log_id: UUID, details: str
+) -> LogResult:
+    """Add details to one of the user's logs."""
+    cleaned = validation.clean_details(details)
+    async with db.user_uow(user_id) as uow:
+        settings = await state.begin_write(uow)
+        changed = await execution_logs.set_details(uow, log_id, cleaned)
+        if changed is None:
+            raise NotFound("log")
+        overload = await state.risk_at(uow, changed.timestamp, settings.weekly_capacity_hours)
+        theater = await state.theater(uow, changed.arm_type)
+        await uow.commit()
+        return LogResult(changed, theater.status, overload)
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,13 +83,15 @@ async def test_guided_log_through_buttons(bot: BotEnv, db: Database) -> None:
     assert "how many minutes" in ask_minutes.plain_text
     (ask_action,) = await chat.press(ask_minutes, "45", replies=1)
     assert "what did you do" in ask_action.plain_text
-    (ask_details,) = await chat.send("read chapter 3")
-    assert "details" in ask_details.plain_text
-    (saved,) = await chat.press(ask_details, "Skip", replies=1)
+    (saved,) = await chat.send("read chapter 3")
     assert "Logged in cs: read chapter 3 (45 min)" in saved.plain_text
+    (ask_details,) = await chat.press(saved, "➕ Add details", replies=1)
+    assert "Send the details" in ask_details.plain_text
+    (added,) = await chat.send("pages 120-160")
+    assert "Details added to “read chapter 3”" in added.plain_text
     logs = await rows(db, "select arm_type, action, duration, details from execution_logs")
     assert logs == [
-        {"arm_type": "cs", "action": "read chapter 3", "duration": 45, "details": None}
+        {"arm_type": "cs", "action": "read chapter 3", "duration": 45, "details": "pages 120-160"}
     ]
 
 
@@ -101,11 +103,12 @@ async def test_guided_log_forgives_bad_input(bot: BotEnv, db: Database) -> None:
     (bad,) = await chat.send("2000")
     assert "between 1 and 1440" in bad.plain_text
     await chat.send("30")
-    await chat.send("standup")
-    (saved,) = await chat.send("sprint planning notes")
+    (bad,) = await chat.send("x" * 201)
+    assert "Action is too long: 201 characters, the limit is 200." in bad.plain_text
+    (saved,) = await chat.send("standup")
     assert "Logged in ibm: standup (30 min)" in saved.plain_text
     logs = await rows(db, "select action, details from execution_logs")
-    assert logs == [{"action": "standup", "details": "sprint planning notes"}]
+    assert logs == [{"action": "standup", "details": None}]
 
 
 async def test_guided_add_through_buttons(bot: BotEnv, db: Database) -> None:
@@ -161,8 +164,7 @@ async def test_conversation_resumes_after_restart(
         asked = chat.last()
         assert "what did you do" in asked.plain_text
     async with bot_running(emulator, database_dsn, clock=clock):
-        await chat.send("after the restart")
-        (saved,) = await chat.send("no details")
+        (saved,) = await chat.send("after the restart")
         assert "Logged in cs: after the restart (20 min)" in saved.plain_text
     assert await rows(db, "select action, duration from execution_logs") == [
         {"action": "after the restart", "duration": 20}
@@ -270,3 +272,22 @@ async def test_long_history_is_split_at_line_boundaries(bot: BotEnv) -> None:
     replies = await chat.send("/history cs 25", replies=2)
     assert all(len(m.plain_text) <= 4096 for m in replies)
     assert "24 <evidence & more>" in replies[0].plain_text
+
+
+async def test_conversation_that_timed_out_while_down_does_not_come_back(
+    db: Database, database_dsn: str, emulator: BotApiEmulator
+) -> None:
+    async with bot_running(emulator, database_dsn):
+        chat = Chat(emulator, 3002)
+        await chat.send("/start")
+        await chat.send("/log cs 20")  # asks what was done
+    async with db.privileged() as uow:  # the bot stays down for 11 minutes
+        await uow.execute(
+            "update bot_persistence set updated_at = now() - interval '11 minutes'"
+            " where kind like 'conv:%'"
+        )
+        await uow.commit()
+    async with bot_running(emulator, database_dsn):
+        (reply,) = await chat.send("hello")
+        assert "I read commands" in reply.plain_text
+    assert await rows(db, "select 1 from execution_logs") == []

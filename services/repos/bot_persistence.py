@@ -13,7 +13,10 @@ from psycopg.types.json import Jsonb
 
 from services.db import UnitOfWork
 
-_LOAD = "select key, data from bot_persistence where kind = %s"
+_LOAD = (
+    "select key, data from bot_persistence where kind = %s"
+    " and (%s::float8 is null or updated_at > now() - make_interval(secs => %s::float8))"
+)
 
 _UPSERT = (
     "insert into bot_persistence (kind, key, data) values (%s, %s, %s)"
@@ -23,9 +26,12 @@ _UPSERT = (
 _DELETE = "delete from bot_persistence where kind = %s and key = %s"
 
 
-async def load_kind(uow: UnitOfWork, kind: str) -> dict[str, Any]:
-    """Every stored value of one kind, by key."""
-    rows = await uow.fetchall(_LOAD, (kind,))
+async def load_kind(
+    uow: UnitOfWork, kind: str, max_age_seconds: float | None = None
+) -> dict[str, Any]:
+    """Every stored value of one kind, by key (only those written in the last
+    ``max_age_seconds``, if given)."""
+    rows = await uow.fetchall(_LOAD, (kind, max_age_seconds, max_age_seconds))
     return {row["key"]: row["data"] for row in rows}
 
 

@@ -89,3 +89,19 @@ async def between(uow: UnitOfWork, since: datetime, until: datetime) -> list[Exe
         (since, until),
     )
     return [ExecutionLog.from_row(r) for r in rows]
+
+
+async def set_duration(uow: UnitOfWork, log_id: UUID, minutes: int) -> ExecutionLog | None:
+    row = await uow.fetchone(
+        f"update execution_logs set duration = %s where id = %s returning {_COLUMNS}",
+        (minutes, log_id),
+    )
+    return ExecutionLog.from_row(row) if row else None
+
+
+async def set_details(uow: UnitOfWork, log_id: UUID, details: str | None) -> ExecutionLog | None:
+    row = await uow.fetchone(
+        f"update execution_logs set details = %s where id = %s returning {_COLUMNS}",
+        (details, log_id),
+    )
+    return ExecutionLog.from_row(row) if row else None

@@ -1,0 +1,184 @@
+"""The local console: a scripted session through ``python -m bot console``, and its output."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import sys
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+from bot.console import _Console
+from bot.local_api import (
+    DEFAULT_TOKEN,
+    BotApiEmulator,
+    CallbackAnswer,
+    MessageVersion,
+    SentMessage,
+)
+from services.db import Database
+from tests.harness import make_settings as make_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SCRIPT = "/start\n/add cs 4 Read SICP chapter 3\n/nba\n\n1\n/status\n/quit\n/help\n"
+
+
+def as_url(dsn: str) -> str:
+    """DATABASE_URL must be a URL; the embedded test server gives a key=value string."""
+    if dsn.startswith(("postgres://", "postgresql://")):
+        return dsn
+    params = {k: str(v) for k, v in conninfo_to_dict(dsn).items()}
+    user = quote(params.pop("user", "postgres"), safe="")
+    password = params.pop("password", None)
+    auth = f"{user}:{quote(password, safe='')}" if password else user
+    dbname = quote(params.pop("dbname", "postgres"), safe="")
+    host = params.pop("host", "localhost")
+    if host.startswith("/"):
+        params["host"] = host
+        host = ""
+    port = params.pop("port", None)
+    netloc = f"{auth}@{host}" + (f":{port}" if port else "")
+    return f"postgresql://{netloc}/{dbname}" + (f"?{urlencode(params)}" if params else "")
+
+
+@pytest.mark.slow
+async def test_piped_session_prints_a_transcript(
+    db: Database, database_dsn: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"}
+    env.update(
+        PYTHONPATH=str(ROOT), DATABASE_URL=as_url(database_dsn), DATA_DIR=str(tmp_path / "data")
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "console",
+        cwd=tmp_path,
+        env=env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        raw_out, raw_err = await asyncio.wait_for(proc.communicate(SCRIPT.encode()), 90)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+    out, err = raw_out.decode(), raw_err.decode()
+    assert proc.returncode == 0, f"stdout:\n{out}\nstderr:\n{err}"
+
+    transcript = f"stdout:\n{out}\nstderr:\n{err}"
+    lines = out.splitlines()
+    assert lines[0].startswith("Local console: using DATABASE_URL"), transcript
+    # Each reply follows the line that caused it, in order; "1" pressed Lock on the NBA card.
+    markers = [
+        "you> /start",
+        "Welcome to Aelpher",
+        "you> /add cs 4 Read SICP chapter 3",
+        "bot> ➕ Added to cs: Read SICP chapter 3",
+        "[1] 🔒 Lock  [2] ▶ Progress  [3] ✅ Done",
+        "you> /nba",
+        "you> 1  [🔒 Lock]",
+        "bot (toast)> Locked.",
+        "bot (edited)> ",
+        "🔒 locked",
+        "you> /status",
+        "Overload risk",
+    ]
+    positions = [out.find(marker) for marker in markers]
+    assert -1 not in positions and positions == sorted(positions), transcript
+    # Empty lines are skipped; /quit ends the session before the rest of the input.
+    assert out.rstrip().endswith("you> /quit"), transcript
+    assert "you> /help" not in out and "you> \n" not in out
+    for secret in (database_dsn, as_url(database_dsn), DEFAULT_TOKEN):
+        assert secret not in out and secret not in err
+
+
+def _message(message_id: int, kind: str = "text", **fields: object) -> SentMessage:
+    values: dict[str, object] = {
+        "message_id": message_id,
+        "chat_id": 1,
+        "kind": kind,
+        "text": None,
+        "plain_text": "",
+        "parse_mode": None,
+        "entities": [],
+        "reply_markup": None,
+        **fields,
+    }
+    return SentMessage(**values)  # type: ignore[arg-type]
+
+
+def _keyboard(*rows: list[str]) -> dict[str, object]:
+    return {
+        "inline_keyboard": [[{"text": t, "callback_data": t.lower()} for t in row] for row in rows]
+    }
+
+
+def test_output_format(tmp_path: Path) -> None:
+    emu = BotApiEmulator()
+    out = io.StringIO()
+    console = _Console(
+        make_settings(data_dir=tmp_path),
+        emu,
+        out,
+        interactive=False,
+        user_id=1,
+        first_name="You",
+        secrets=[emu.token],
+    )
+    nba = _message(
+        5,
+        plain_text="cs\nRead SICP",
+        reply_markup=_keyboard(["Lock", "Progress"], ["Manage"]),
+    )
+    console._on_message("sent", nba)
+    assert out.getvalue() == (
+        "bot> cs\n     Read SICP\n     [1] Lock  [2] Progress\n     [3] Manage\n"
+    )
+    assert console._button("2") == (5, 2, "Progress", "progress")
+    assert console._button("4") is None and console._button("two") is None
+
+    # A press answered with a toast, then an edit; an edit that only drops the keyboard is quiet.
+    emu._callback_answers.append(CallbackAnswer("q", "Locked.", False, None, None, 0.0))
+    old = MessageVersion(None, None, "cs\nRead SICP", None, [], None, 0.0)
+    edited = _message(
+        5, plain_text="cs\nRead SICP 🔒", history=[old], reply_markup=_keyboard(["Unlock"])
+    )
+    console._on_message("edited", edited)
+    locked = MessageVersion(None, None, "cs\nRead SICP 🔒", None, [], None, 0.0)
+    console._on_message("edited", _message(5, plain_text="cs\nRead SICP 🔒", history=[locked]))
+    assert out.getvalue().split("[3] Manage\n", 1)[1] == (
+        "bot (toast)> Locked.\n"
+        "bot (edited)> cs\n"
+        "              Read SICP 🔒\n"
+        "              [1] Unlock\n"
+    )
+    assert console._button("1") is None
+
+    # Output arriving while the prompt waits goes on its own line, then the prompt comes back.
+    console._show_prompt()
+    console._on_message("sent", _message(9, plain_text="⏰ Nudge"))
+    assert out.getvalue().endswith("you> \nbot> ⏰ Nudge\nyou> ")
+    console.prompt_shown = False
+
+    # Photos and documents are saved under DATA_DIR/console; secrets never show.
+    start = len(out.getvalue())
+    console._on_message("sent", _message(6, "photo", photo=b"\x89PNG...", plain_text="Chart"))
+    console._on_message(
+        "sent", _message(7, "document", document=b"{}", filename="export.json", plain_text="")
+    )
+    console._on_message("sent", _message(8, plain_text=f"token {emu.token}"))
+    assert out.getvalue()[start:] == (
+        f"bot> [photo saved to {tmp_path / 'console' / 'photo-6.png'}] Chart\n"
+        f"bot> [document saved to {tmp_path / 'console' / 'export.json'}]\n"
+        "bot> token ***\n"
+    )
+    assert (tmp_path / "console" / "photo-6.png").read_bytes() == b"\x89PNG..."
+    assert (tmp_path / "console" / "export.json").read_bytes() == b"{}"
