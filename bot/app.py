@@ -11,6 +11,7 @@ from telegram.ext import Application, ApplicationBuilder, Defaults
 
 from bot.database import make_database, migrate, wait_for_database
 from bot.persistence import PostgresPersistence
+from bot.scheduler import schedule_jobs
 from bot.settings import Settings
 from bot.telegram_io import LoggingApplication, ResilientRateLimiter
 from handlers import register_handlers
@@ -124,5 +125,5 @@ def build_application(
     app = builder.build()
     app.bot_data[DEPS_KEY] = deps
     register_handlers(app)
-
+    schedule_jobs(app, settings.scan_interval_seconds)
     return app

@@ -15,7 +15,9 @@ def register_handlers(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         errors,
         link,
         nba,
+        nudges,
         onboarding,
+        settings,
         stats,
         tracking,
     )
@@ -26,6 +28,8 @@ def register_handlers(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     tracking.register(app)
     data.register(app)
     stats.register(app)
+    nudges.register(app)  # nudge buttons, and my_chat_member (blocked / unblocked)
+    settings.register(app)  # before onboarding: a value typed in /settings is for /settings
     onboarding.register(app)  # owns /start: after every other conversation, before basic
     basic.register(app)
     basic.register_fallbacks(app)

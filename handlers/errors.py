@@ -34,8 +34,8 @@ def describe(update: object) -> str:
     if update.callback_query is not None:
         what = "callback " + (update.callback_query.data or "").split(":", 2)[0]
     elif update.effective_message is not None and update.effective_message.text:
-        first = update.effective_message.text.split(maxsplit=1)[0]
-        what = first if first.startswith("/") else "text"
+        words = update.effective_message.text.split(maxsplit=1)
+        what = words[0] if words and words[0].startswith("/") else "text"
     return f"update={update.update_id} user={user} chat={chat} {what}"
 
 

@@ -1,0 +1,424 @@
+"""Nudges on Telegram: the scan job, the four messages, their buttons, and block/unblock.
+
+The decisions live in :mod:`services.nudges`; this module renders, sends (translating PTB's
+errors into the service's ``SendFailed``/``Blocked``) and handles the ``g:…`` buttons. Every
+button acts through the pressing user's own unit of work, so forged data changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from telegram import Bot, ChatMember, InlineKeyboardMarkup, Update
+from telegram.constants import ChatType
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
+from telegram.ext import Application, CallbackQueryHandler, ChatMemberHandler
+
+from handlers import render
+from handlers.callbacks import BadCallback, Callback, decode, encode, pattern
+from handlers.common import Context, deps, edit, me, message_key, now
+from handlers.render import esc, keyboard, num, short
+from services import accounts, nba, nudges, tracking
+from services.db import Database, DatabaseUnavailable, TelegramUser
+from services.errors import DomainError
+from services.models import ARMS, Arm
+
+logger = logging.getLogger(__name__)
+
+LOG_MINUTES = 25
+SNOOZE = timedelta(days=1)
+SHIFT_POINTS = 10
+CAPACITY_CHOICES = (30, 35, 40, 45, 50, 60)
+_TITLE = 80
+_EVIDENCE = 80
+
+
+# --- the scan job ---------------------------------------------------------------------------
+
+
+def make_sender(bot: Bot) -> nudges.Send:
+    """A ``send`` for :func:`services.nudges.run_scan` that renders and sends one nudge."""
+
+    async def send(chat_id: int, nudge: nudges.Nudge) -> None:
+        text, markup = render_nudge(nudge)
+        try:
+            await bot.send_message(chat_id, text, reply_markup=markup)
+        except Forbidden as exc:
+            raise nudges.Blocked(_why(exc)) from exc
+        except RetryAfter as exc:
+            raise nudges.SendFailed(False, _why(exc), retry_after=_seconds(exc)) from exc
+        except BadRequest as exc:  # before NetworkError: BadRequest subclasses it
+            raise nudges.SendFailed(True, _why(exc)) from exc
+        except NetworkError as exc:  # includes TimedOut and 5xx
+            raise nudges.SendFailed(False, _why(exc)) from exc
+        except TelegramError as exc:
+            raise nudges.SendFailed(False, _why(exc)) from exc
+
+    return send
+
+
+def _why(exc: TelegramError) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _seconds(exc: RetryAfter) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = exc.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+async def nudge_scan_job(context: Context) -> None:
+    """Run one nudge scan: decide, claim and send what is due (the repeating job)."""
+    d = deps(context)
+    try:
+        report = await nudges.run_scan(d.db, d.clock(), make_sender(context.bot))
+    except DatabaseUnavailable as exc:
+        logger.warning("nudge scan skipped: database unavailable (%s)", exc)
+        return
+    if report.claimed or report.retried or report.failed:
+        logger.info(
+            "nudge scan: %d due, %d claimed, %d retried, %d sent, %d withdrawn, %d failed,"
+            " %d blocked, %d deferred",
+            report.due,
+            report.claimed,
+            report.retried,
+            report.sent,
+            report.cancelled,
+            report.failed,
+            report.blocked,
+            report.deferred,
+        )
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+def _days(value: Decimal) -> str:
+    return f"{num(value)} day" if value == 1 else f"{num(value)} days"
+
+
+def _hours(minutes: int) -> str:
+    return num((Decimal(minutes) / 60).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
+
+
+def render_idle(n: nudges.IdleNudge) -> str:
+    lines = [
+        f"🔴 <b>{esc(n.arm)}</b> has been idle for {_days(n.days_idle)}"
+        f" (last activity {esc(render.when(n.last_activity, n.timezone))})."
+    ]
+    if n.current is not None:
+        lines.append(f"➤ Next: <b>{esc(short(n.current.title, _TITLE))}</b>")
+        lines.append(f"<i>{esc(n.current.explanation)}</i>")
+        lines.append(f"Even {LOG_MINUTES} minutes gets it moving again.")
+    else:
+        lines.append("No open Next Best Action there yet.")
+        lines.append(f"Add one: <code>/add {esc(n.arm)} 3 What to do next</code>")
+    return "\n".join(lines)
+
+
+def idle_keyboard(n: nudges.IdleNudge) -> InlineKeyboardMarkup:
+    log = (
+        encode("g", "lg", n.arm, n.current.item_id)
+        if n.current is not None
+        else encode("g", "lg", n.arm)
+    )
+    return keyboard(
+        [
+            [(f"▶ Log {LOG_MINUTES} min", log)],
+            [
+                ("💤 Snooze 1 day", encode("g", "sz", n.arm)),
+                ("⛔ Block", encode("g", "bk", n.arm)),
+            ],
+        ]
+    )
+
+
+def render_overload(n: nudges.OverloadNudge) -> str:
+    o = n.overload
+    return (
+        f"⚠️ Overload risk <b>{num(o.risk)}%</b>, at or over your {n.threshold}% threshold.\n"
+        f"{esc(o.describe())}.\n"
+        f"Plan a lighter day, or adjust your capacity if {o.capacity_hours} h no longer fits."
+    )
+
+
+def overload_keyboard() -> InlineKeyboardMarkup:
+    return keyboard(
+        [[("💤 Snooze 1 day", encode("g", "os")), ("⏱ Adjust capacity", encode("g", "cap"))]]
+    )
+
+
+def render_brief(n: nudges.BriefNudge) -> str:
+    lines = [f"☀️ <b>Daily brief</b> · {n.local_date.strftime('%a %d %b')}"]
+    for t in n.theaters:
+        icon = render.STATUS_ICON.get(t.status, "")
+        status = esc(t.status)
+        if t.status == "blocked" and t.blocked_reason:
+            status += f" ({esc(short(t.blocked_reason, 60))})"
+        lines.append("")
+        lines.append(
+            f"{icon} <b>{esc(t.arm)}</b> {status} · progress {num(t.progress)}%"
+            f" · energy {t.energy}%"
+        )
+        if t.current is not None:
+            lines.append(f"➤ {esc(short(t.current.title, _TITLE))}")
+        else:
+            lines.append(f"No open NBA: <code>/add {esc(t.arm)} 3 What to do next</code>")
+    lines.append("")
+    lines.append(
+        f"Combined progress {num(n.combined_progress)}% · overload risk"
+        f" <b>{num(n.overload.risk)}%</b>"
+    )
+    lines.append(f"{esc(n.overload.describe())}.")
+    return "\n".join(lines)
+
+
+def brief_keyboard() -> InlineKeyboardMarkup:
+    return keyboard([[(f"View {arm}", encode("n", "v", arm)) for arm in ARMS]])
+
+
+def render_review(n: nudges.ReviewNudge) -> str:
+    lines = [f"📅 <b>Weekly review</b> · {esc(n.week)} (the last 7 days)"]
+    for t in n.theaters:
+        lines.append("")
+        share = f"{num(t.minute_share)}% of your time" if n.total_minutes else "no time logged"
+        lines.append(
+            f"<b>{esc(t.arm)}</b>: {_hours(t.minutes)} h · {share} vs {t.energy_share}% planned"
+        )
+        done = "; ".join(esc(short(title, _TITLE)) for title in t.done_titles)
+        lines.append(
+            f"✅ {t.done} NBA{'s' if t.done != 1 else ''} done" + (f": {done}" if done else "")
+        )
+        evidence = "; ".join(esc(short(e, _EVIDENCE)) for e in t.evidence)
+        lines.append(
+            f"💡 {t.reflections} reflection{'s' if t.reflections != 1 else ''}"
+            + (f": {evidence}" if evidence else "")
+        )
+    lines.append("")
+    if n.total_minutes == 0:
+        lines.append("Nothing logged this week: /log records what you do.")
+    elif n.drifted is None:
+        lines.append("Your time matched your energy plan.")
+    else:
+        lines.append(
+            f"Furthest from plan: <b>{esc(n.drifted)}</b>, {num(n.drift_points)} points over"
+            " its energy share."
+        )
+    lines.append(f"Overload risk {num(n.overload.risk)}%.")
+    return "\n".join(lines)
+
+
+def review_keyboard(n: nudges.ReviewNudge) -> InlineKeyboardMarkup | None:
+    if not n.can_shift or n.drifted is None:
+        return None
+    data = encode("g", "sh", n.drifted, n.energy_ibm)
+    return keyboard([[(f"⚖ Shift energy {SHIFT_POINTS} points to {n.drifted}", data)]])
+
+
+def render_nudge(n: nudges.Nudge) -> tuple[str, InlineKeyboardMarkup | None]:
+    """The message and buttons of any nudge."""
+    if isinstance(n, nudges.IdleNudge):
+        return render_idle(n), idle_keyboard(n)
+    if isinstance(n, nudges.OverloadNudge):
+        return render_overload(n), overload_keyboard()
+    if isinstance(n, nudges.BriefNudge):
+        return render_brief(n), brief_keyboard()
+    return render_review(n), review_keyboard(n)
+
+
+def capacity_keyboard(current: int) -> InlineKeyboardMarkup:
+    return keyboard(
+        [
+            [
+                (f"•{h}•" if h == current else f"{h} h", encode("g", "cs", h))
+                for h in CAPACITY_CHOICES
+            ]
+        ]
+    )
+
+
+# --- buttons --------------------------------------------------------------------------------
+
+Action = Callable[[Update, Callback, Database, TelegramUser, Any], Awaitable[None]]
+
+
+async def _answer(update: Update, text: str | None = None, alert: bool = False) -> None:
+    assert update.callback_query is not None
+    await update.callback_query.answer(text, show_alert=alert)
+
+
+async def _fresh_theater(
+    update: Update, db: Database, who: TelegramUser, arm: Arm, t: Any
+) -> None:
+    view = (await nba.view(db, who, [arm], t))[0]
+    await _answer(update, "That changed — here is the fresh view.")
+    await edit(update, render.render_theater_nba(view), render.theater_nba_keyboard(view))
+
+
+async def log_minutes(
+    update: Update, cb: Callback, db: Database, who: TelegramUser, t: Any
+) -> None:
+    """Log 25 minutes on the theater's current NBA (once, however often it is tapped)."""
+    arm = cb.arm(0)
+    key = message_key(update)
+    if len(cb.args) < 2:
+        logged = await tracking.log_time(
+            db, who, arm, LOG_MINUTES, f"{LOG_MINUTES} min on {arm}", t, dedupe_key=key
+        )
+        await _answer(update, "Already recorded." if logged.duplicate else "Logged.")
+        await edit(update, render.render_log(logged), brief_keyboard())
+        return
+    try:
+        result = await nba.progress(db, who, cb.uuid(1), LOG_MINUTES, t, dedupe_key=key)
+    except nba.ItemGone:
+        await _fresh_theater(update, db, who, arm, t)
+        return
+    await _answer(
+        update, "Already recorded." if result.duplicate else f"Logged {LOG_MINUTES} min."
+    )
+    note = f"▶ Logged {LOG_MINUTES} min on “{esc(result.item.title)}”."
+    await edit(
+        update,
+        render.render_theater_nba(result.theater, note),
+        render.theater_nba_keyboard(result.theater),
+    )
+
+
+async def snooze_theater(
+    update: Update, cb: Callback, db: Database, who: TelegramUser, t: Any
+) -> None:
+    """No idle nudges for this theater for a day."""
+    arm = cb.arm(0)
+    until = t + SNOOZE
+    await tracking.snooze(db, who, arm, until, t)
+    settings = await nudges.get_settings(db, who)
+    await _answer(update, "Snoozed for a day.")
+    await edit(
+        update,
+        f"💤 No idle reminders for <b>{esc(arm)}</b> until"
+        f" {esc(render.when(until, settings.timezone))}.",
+        keyboard([[(f"View {arm}", encode("n", "v", arm))]]),
+    )
+
+
+async def block_theater(
+    update: Update, cb: Callback, db: Database, who: TelegramUser, t: Any
+) -> None:
+    """Block the theater: no idle nudges until /unblock."""
+    arm = cb.arm(0)
+    await tracking.block(db, who, arm, None, t)
+    await _answer(update, f"{arm} blocked.")
+    await edit(
+        update,
+        f"⛔ <b>{esc(arm)}</b> is blocked: no idle reminders until you send"
+        f" <code>/unblock {esc(arm)}</code>.",
+    )
+
+
+async def snooze_overload(
+    update: Update, cb: Callback, db: Database, who: TelegramUser, t: Any
+) -> None:
+    """No overload nudges for a day."""
+    until = await nudges.snooze_overload(db, who, t + SNOOZE, t)
+    settings = await nudges.get_settings(db, who)
+    await _answer(update, "Snoozed for a day.")
+    await edit(
+        update,
+        f"💤 No overload reminders until {esc(render.when(until, settings.timezone))}.",
+        keyboard([[("⏱ Adjust capacity", encode("g", "cap"))]]),
+    )
+
+
+async def capacity_menu(
+    update: Update, cb: Callback, db: Database, who: TelegramUser, t: Any
+) -> None:
+    """Offer weekly capacities as buttons."""
+    settings = await nudges.get_settings(db, who)
+    await _answer(update)
+    await edit(
+        update,
+        f"Your weekly capacity is {settings.weekly_capacity_hours} h. How many hours can you"
+        " really give in a week? (Any value from 1 to 168: /settings.)",
+        capacity_keyboard(settings.weekly_capacity_hours),
+    )
+
+
+async def set_capacity(
+    update: Update, cb: Callback, db: Database, who: TelegramUser, t: Any
+) -> None:
+    """Store the chosen weekly capacity and show the new risk."""
+    hours = cb.number(0, 1, 168)
+    overload = await nudges.set_capacity(db, who, hours, t)
+    await _answer(update, f"Capacity set to {hours} h.")
+    await edit(
+        update,
+        f"⏱ Weekly capacity set to {hours} h.\n"
+        f"Overload risk now {num(overload.risk)}%: {esc(overload.describe())}.",
+    )
+
+
+async def shift_energy(
+    update: Update, cb: Callback, db: Database, who: TelegramUser, t: Any
+) -> None:
+    """Shift 10 points of energy to the theater the week drifted to (once)."""
+    arm = cb.arm(0)
+    expected = cb.number(1, 0, 100)
+    try:
+        ibm, cs = await nudges.shift_energy_toward(db, who, arm, SHIFT_POINTS, expected, t)
+    except nudges.EnergyChanged as exc:
+        await _answer(update, "That changed.")
+        await edit(update, esc(exc.user_message))
+        return
+    await _answer(update, "Energy shifted.")
+    await edit(update, f"⚖ Energy now ibm {ibm}% · cs {cs}%.")
+
+
+ACTIONS: dict[str, Action] = {
+    "lg": log_minutes,
+    "sz": snooze_theater,
+    "bk": block_theater,
+    "os": snooze_overload,
+    "cap": capacity_menu,
+    "cs": set_capacity,
+    "sh": shift_energy,
+}
+
+
+async def nudge_button(update: Update, context: Context) -> None:
+    """Every g:… button under a nudge, acting for the user who pressed it."""
+    query = update.callback_query
+    assert query is not None
+    try:
+        cb = decode(query.data)
+        action = ACTIONS.get(cb.verb)
+        if action is None:
+            raise BadCallback("unknown verb")
+        await action(update, cb, deps(context).db, me(update), now(context))
+    except BadCallback:
+        await query.answer("That button is no longer valid.")
+    except DomainError as exc:
+        await query.answer(exc.user_message[:200], show_alert=True)
+
+
+async def chat_member_changed(update: Update, context: Context) -> None:
+    """The user blocked the bot (stop nudging that chat) or unblocked it (start again)."""
+    change = update.my_chat_member
+    if change is None or change.chat.type != ChatType.PRIVATE:
+        return
+    db = deps(context).db
+    status = change.new_chat_member.status
+    if status in (ChatMember.BANNED, ChatMember.LEFT):
+        await accounts.deactivate_chat(db, change.chat.id)
+    elif status in (ChatMember.MEMBER, ChatMember.ADMINISTRATOR, ChatMember.OWNER):
+        await accounts.reactivate(db, change.from_user.id, change.chat.id)
+
+
+def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    app.add_handler(CallbackQueryHandler(nudge_button, pattern=pattern("g")))
+    app.add_handler(ChatMemberHandler(chat_member_changed, ChatMemberHandler.MY_CHAT_MEMBER))
