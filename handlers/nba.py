@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from telegram import Update
+from telegram import CallbackQuery, Update
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -15,7 +18,7 @@ from telegram.ext import (
 )
 
 from handlers import render
-from handlers.callbacks import BadCallback, decode, encode, pattern
+from handlers.callbacks import BadCallback, Callback, decode, encode, pattern
 from handlers.common import (
     Context,
     Usage,
@@ -29,9 +32,10 @@ from handlers.common import (
     reply,
 )
 from handlers.conversation import conversation
-from services import nba
+from services import nba, rules
+from services.db import Database, TelegramUser
 from services.errors import DomainError
-from services.models import ARMS, parse_arm
+from services.models import ARMS, Arm, parse_arm
 from services.validation import parse_int
 
 ADD_USAGE = (
@@ -158,116 +162,136 @@ async def add_title(update: Update, context: Context) -> str | int:
 # --- buttons ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Press:
+    """One n:… button press: who pressed, which theater, the decoded data, and the time."""
+
+    update: Update
+    db: Database
+    who: TelegramUser
+    arm: Arm
+    cb: Callback
+    at: datetime
+
+    @property
+    def query(self) -> CallbackQuery:
+        assert self.update.callback_query is not None
+        return self.update.callback_query
+
+    async def redraw(self, view: nba.TheaterNba, toast: str | None = None, note: str = "") -> None:
+        await self.query.answer(toast)
+        await edit(
+            self.update, render.render_theater_nba(view, note or None),
+            render.theater_nba_keyboard(view),
+        )  # fmt: skip
+
+    async def fresh(self) -> nba.TheaterNba:
+        return (await nba.view(self.db, self.who, [self.arm], self.at))[0]
+
+    async def entry(self) -> rules.RankedItem:
+        """The pressed item as ranked now; ItemGone if it is no longer open."""
+        view = await self.fresh()
+        found = next((e for e in view.ranked if e.item.id == self.cb.uuid(1)), None)
+        if found is None:
+            raise nba.ItemGone()
+        return found
+
+
+async def _show(p: Press) -> None:
+    await p.redraw(await p.fresh())
+
+
+async def _choose(p: Press) -> None:
+    view = await p.fresh()
+    await p.query.answer()
+    await edit(p.update, render.render_candidates(view), render.candidates_keyboard(view))
+
+
+async def _auto(p: Press) -> None:
+    await p.redraw(await nba.auto(p.db, p.who, p.arm, p.at), "Back to automatic ranking.")
+
+
+async def _flag(p: Press) -> None:
+    action = {"lk": nba.lock, "ul": nba.unlock, "sel": nba.select}[p.cb.verb]
+    result = await action(p.db, p.who, p.cb.uuid(1), p.at)
+    await p.redraw(
+        result.theater, {"lk": "Locked.", "ul": "Unlocked.", "sel": "Selected."}[p.cb.verb]
+    )
+
+
+async def _ask_minutes(p: Press) -> None:
+    entry = await p.entry()
+    await p.query.answer()
+    keys = render.minutes_keyboard(("n", "pm", p.arm, entry.item.id), encode("n", "v", p.arm))
+    await edit(p.update, render.render_progress_prompt(entry.item.title), keys)
+
+
+async def _progress(p: Press) -> None:
+    minutes = p.cb.number(2, 1, 1440)
+    result = await nba.progress(
+        p.db, p.who, p.cb.uuid(1), minutes, p.at, dedupe_key=message_key(p.update)
+    )
+    note = f"▶ Logged {minutes} min on “{render.esc(result.item.title)}”."
+    await p.redraw(
+        result.theater, "Already recorded." if result.duplicate else "Progress logged.", note
+    )
+
+
+async def _done(p: Press) -> None:
+    result = await nba.done(p.db, p.who, p.cb.uuid(1), p.at, dedupe_key=message_key(p.update))
+    await p.query.answer("Done!")
+    await edit(p.update, render.render_done(result), render.done_keyboard(result))
+
+
+async def _manage(p: Press) -> None:
+    entry = await p.entry()
+    await p.query.answer()
+    await edit(
+        p.update, render.render_manage(entry.item.title, entry.item.gap),
+        render.manage_keyboard(p.arm, entry.item.id, entry.item.gap),
+    )  # fmt: skip
+
+
+async def _set_gap(p: Press) -> None:
+    result = await nba.edit_item(p.db, p.who, p.cb.uuid(1), p.at, gap=p.cb.number(2, 0, 5))
+    await p.redraw(result.theater, f"Gap set to {result.item.gap}.")
+
+
+async def _ask_delete(p: Press) -> None:
+    entry = await p.entry()
+    await p.query.answer()
+    buttons = [[("🗑 Yes, delete", encode("n", "dy", p.arm, entry.item.id)),
+                ("Keep it", encode("n", "v", p.arm))]]  # fmt: skip
+    await edit(
+        p.update, f"Delete “{render.esc(entry.item.title)}”? This can't be undone.",
+        render.keyboard(buttons),
+    )  # fmt: skip
+
+
+async def _delete(p: Press) -> None:
+    view = await nba.delete_item(p.db, p.who, p.cb.uuid(1), p.at)
+    await p.redraw(view, "Deleted.", "🗑 Deleted.")
+
+
+VERBS: dict[str, Callable[[Press], Awaitable[None]]] = {
+    "v": _show, "ch": _choose, "au": _auto, "lk": _flag, "ul": _flag, "sel": _flag,
+    "pg": _ask_minutes, "pm": _progress, "dn": _done, "mg": _manage, "eg": _set_gap,
+    "dq": _ask_delete, "dy": _delete,
+}  # fmt: skip
+
+
 async def nba_button(update: Update, context: Context) -> None:
     """Every n:… button: act on the item, then redraw this theater in place."""
     query = update.callback_query
     assert query is not None
     try:
         cb = decode(query.data)
-        arm = cb.arm(0)
-    except BadCallback:
+        press = Press(update, deps(context).db, me(update), cb.arm(0), cb, now(context))
+        await VERBS[cb.verb](press)
+    except (BadCallback, KeyError):
         await query.answer("That button is no longer valid.")
-        return
-    db, who, t = deps(context).db, me(update), now(context)
-    try:
-        if cb.verb == "v":
-            view = (await nba.view(db, who, [arm], t))[0]
-            await query.answer()
-            await edit(update, render.render_theater_nba(view), render.theater_nba_keyboard(view))
-        elif cb.verb == "ch":
-            view = (await nba.view(db, who, [arm], t))[0]
-            await query.answer()
-            await edit(update, render.render_candidates(view), render.candidates_keyboard(view))
-        elif cb.verb == "au":
-            view = await nba.auto(db, who, arm, t)
-            await query.answer("Back to automatic ranking.")
-            await edit(update, render.render_theater_nba(view), render.theater_nba_keyboard(view))
-        elif cb.verb in ("lk", "ul", "sel"):
-            action = {"lk": nba.lock, "ul": nba.unlock, "sel": nba.select}[cb.verb]
-            result = await action(db, who, cb.uuid(1), t)
-            await query.answer({"lk": "Locked.", "ul": "Unlocked.", "sel": "Selected."}[cb.verb])
-            await edit(
-                update,
-                render.render_theater_nba(result.theater),
-                render.theater_nba_keyboard(result.theater),
-            )
-        elif cb.verb == "pg":
-            view = (await nba.view(db, who, [arm], t))[0]
-            entry = next((e for e in view.ranked if e.item.id == cb.uuid(1)), None)
-            if entry is None:
-                raise nba.ItemGone()
-            await query.answer()
-            keys = render.minutes_keyboard(("n", "pm", arm, entry.item.id), encode("n", "v", arm))
-            await edit(update, render.render_progress_prompt(entry.item.title), keys)
-        elif cb.verb == "pm":
-            minutes = cb.number(2, 1, 1440)
-            result = await nba.progress(
-                db, who, cb.uuid(1), minutes, t, dedupe_key=message_key(update)
-            )
-            await query.answer("Already recorded." if result.duplicate else "Progress logged.")
-            note = f"▶ Logged {minutes} min on “{render.esc(result.item.title)}”."
-            await edit(
-                update,
-                render.render_theater_nba(result.theater, note),
-                render.theater_nba_keyboard(result.theater),
-            )
-        elif cb.verb == "dn":
-            result = await nba.done(db, who, cb.uuid(1), t, dedupe_key=message_key(update))
-            await query.answer("Done!")
-            await edit(update, render.render_done(result), render.done_keyboard(result))
-        elif cb.verb == "mg":
-            view = (await nba.view(db, who, [arm], t))[0]
-            entry = next((e for e in view.ranked if e.item.id == cb.uuid(1)), None)
-            if entry is None:
-                raise nba.ItemGone()
-            await query.answer()
-            await edit(
-                update,
-                render.render_manage(entry.item.title, entry.item.gap),
-                render.manage_keyboard(arm, entry.item.id, entry.item.gap),
-            )
-        elif cb.verb == "eg":
-            result = await nba.edit_item(db, who, cb.uuid(1), t, gap=cb.number(2, 0, 5))
-            await query.answer(f"Gap set to {result.item.gap}.")
-            await edit(
-                update,
-                render.render_theater_nba(result.theater),
-                render.theater_nba_keyboard(result.theater),
-            )
-        elif cb.verb == "dq":
-            view = (await nba.view(db, who, [arm], t))[0]
-            entry = next((e for e in view.ranked if e.item.id == cb.uuid(1)), None)
-            if entry is None:
-                raise nba.ItemGone()
-            await query.answer()
-            await edit(
-                update,
-                f"Delete “{render.esc(entry.item.title)}”? This can't be undone.",
-                render.keyboard(
-                    [
-                        [
-                            ("🗑 Yes, delete", encode("n", "dy", arm, entry.item.id)),
-                            ("Keep it", encode("n", "v", arm)),
-                        ]
-                    ]
-                ),
-            )
-        elif cb.verb == "dy":
-            view = await nba.delete_item(db, who, cb.uuid(1), t)
-            await query.answer("Deleted.")
-            await edit(
-                update,
-                render.render_theater_nba(view, "🗑 Deleted."),
-                render.theater_nba_keyboard(view),
-            )
-        else:
-            await query.answer("That button is no longer valid.")
     except nba.ItemGone:
-        view = (await nba.view(db, who, [arm], t))[0]
-        await query.answer("That changed — here is the fresh view.")
-        await edit(update, render.render_theater_nba(view), render.theater_nba_keyboard(view))
-    except BadCallback:
-        await query.answer("That button is no longer valid.")
+        await press.redraw(await press.fresh(), "That changed — here is the fresh view.")
     except DomainError as exc:
         await query.answer(exc.user_message[:200], show_alert=True)
 

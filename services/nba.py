@@ -6,7 +6,7 @@ changes what it must, re-ranks the theater and refreshes the derived state, then
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -225,24 +225,13 @@ async def progress(
 ) -> ItemResult:
     """Record progress on an item: a log of ``minutes``, the early-progress bonus, activity."""
     minutes = validation.check_minutes(minutes)
-    async with db.user_uow(user_id) as uow:
-        settings = await state.begin_write(uow)
-        item = await nba_items.get(uow, item_id)
-        if item is None:
-            raise ItemGone()
-        if (dup := await _duplicate(uow, item, dedupe_key, now)) is not None:
-            return dup
-        if item.completed_at is not None:
-            raise ItemGone()
-        log = await execution_logs.insert(
-            uow, item.arm_type, item.title, None, minutes, now, dedupe_key
-        )
-        await nba_items.set_flags(uow, item_id, now=now, early_bonus=True)
-        theater = await state.theater(uow, item.arm_type)
-        await state.refresh_status(uow, theater, now, settings, last_activity=now)
-        await state.recompute_risk(uow, now, settings)
-        result = await _finish(uow, item_id, item.arm_type, now)
-        return ItemResult(result.item, result.theater, log)
+
+    async def apply(uow: UnitOfWork, item: NbaItem) -> None:
+        await nba_items.set_flags(uow, item.id, now=now, early_bonus=True)
+
+    return await _work_on_item(
+        db, user_id, item_id, now, minutes, dedupe_key, lambda title: title, apply
+    )
 
 
 async def done(
@@ -257,6 +246,29 @@ async def done(
     """Complete an item: a "Done: <title>" log, completed_at, the next item becomes current."""
     if minutes is not None:
         minutes = validation.check_minutes(minutes)
+
+    async def apply(uow: UnitOfWork, item: NbaItem) -> None:
+        await nba_items.complete(uow, item.id, now)
+
+    return await _work_on_item(
+        db, user_id, item_id, now, minutes, dedupe_key, rules.done_action, apply
+    )
+
+
+async def _work_on_item(
+    db: Database,
+    user_id: Principal,
+    item_id: UUID,
+    now: datetime,
+    minutes: int | None,
+    dedupe_key: str | None,
+    action: Callable[[str], str],
+    apply: Callable[[UnitOfWork, NbaItem], Awaitable[None]],
+) -> ItemResult:
+    """Log work on an open item, change it (``apply``), mark activity, re-rank: one transaction.
+
+    A repeated ``dedupe_key`` returns the earlier result and writes nothing.
+    """
     async with db.user_uow(user_id) as uow:
         settings = await state.begin_write(uow)
         item = await nba_items.get(uow, item_id)
@@ -267,9 +279,9 @@ async def done(
         if item.completed_at is not None:
             raise ItemGone()
         log = await execution_logs.insert(
-            uow, item.arm_type, rules.done_action(item.title), None, minutes, now, dedupe_key
+            uow, item.arm_type, action(item.title), None, minutes, now, dedupe_key
         )
-        await nba_items.complete(uow, item_id, now)
+        await apply(uow, item)
         theater = await state.theater(uow, item.arm_type)
         await state.refresh_status(uow, theater, now, settings, last_activity=now)
         await state.recompute_risk(uow, now, settings)
