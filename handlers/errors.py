@@ -9,9 +9,18 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Time
 
 from handlers.common import Context, Usage, deps, reply
 from handlers.render import esc
+from handlers.usage import USAGES
 from services import accounts
 from services.db import DatabaseUnavailable
-from services.errors import DomainError, NotLinked
+from services.errors import (
+    DomainError,
+    Empty,
+    InvalidTheater,
+    NotANumber,
+    NotLinked,
+    OutOfRange,
+    TooLong,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +46,21 @@ def describe(update: object) -> str:
         words = update.effective_message.text.split(maxsplit=1)
         what = words[0] if words and words[0].startswith("/") else "text"
     return f"update={update.update_id} user={user} chat={chat} {what}"
+
+
+# Errors about what was typed: a one-line command that causes one also gets its usage line.
+INPUT_ERRORS = (OutOfRange, NotANumber, InvalidTheater, TooLong, Empty)
+
+
+def usage_of(update: Update) -> str | None:
+    """The usage line of the command this message is, if it is a command with arguments."""
+    message = update.message
+    if message is None or not message.text or not message.text.startswith("/"):
+        return None
+    words = message.text.split()
+    if len(words) < 2:
+        return None
+    return USAGES.get(words[0][1:].split("@")[0].lower())
 
 
 def not_linked_text(context: Context) -> str:
@@ -74,6 +98,9 @@ async def on_error(update: object, context: Context) -> None:
         text = not_linked_text(context)
     elif isinstance(error, DomainError):
         text = esc(error.user_message)
+        usage = usage_of(update)
+        if usage is not None and isinstance(error, INPUT_ERRORS):
+            text += f"\nUsage: {usage}"
     elif isinstance(error, DatabaseUnavailable):
         logger.warning("database unavailable (%s)", describe(update))
         text = UNREACHABLE

@@ -32,16 +32,13 @@ from handlers.common import (
     reply,
 )
 from handlers.conversation import conversation
+from handlers.usage import NBA_USAGE
 from services import nba, rules
 from services.db import Database, TelegramUser
 from services.errors import DomainError
 from services.models import ARMS, Arm, parse_arm
 from services.validation import parse_int
 
-ADD_USAGE = (
-    "<code>/add ibm|cs gap(0-5) title</code>, e.g. <code>/add cs 4 Read SICP chapter 3</code>"
-)
-NBA_USAGE = "<code>/nba</code> or <code>/nba ibm|cs</code>"
 ADD_ARM, ADD_GAP, ADD_TITLE = "ADD_ARM", "ADD_GAP", "ADD_TITLE"
 
 

@@ -25,6 +25,7 @@ from handlers.callbacks import BadCallback, Callback, decode, encode, pattern
 from handlers.common import Context, Usage, args_of, deps, edit, me, now, reply, user_data
 from handlers.conversation import conversation
 from handlers.render import esc, keyboard
+from handlers.usage import SETTINGS_USAGE
 from services import nudges
 from services.errors import DomainError
 from services.models import UserSettings
@@ -33,14 +34,6 @@ from services.validation import check_timezone, parse_int
 TYPING = "SETTINGS_TYPING"
 DRAFT = "settings"
 
-SETTINGS_USAGE = (
-    "<code>/settings</code> for the menu, or one setting at once:\n"
-    "<code>/settings tz Europe/Berlin</code> · <code>/settings quiet 22:00-08:00</code> ·"
-    " <code>/settings brief 08:00</code> · <code>/settings review sun 18:00</code> ·"
-    " <code>/settings idle 48</code> · <code>/settings overload 85</code> ·"
-    " <code>/settings capacity 45</code> (<code>off</code> turns quiet hours, the brief or"
-    " the review off)"
-)
 
 ZONES = (
     "UTC",

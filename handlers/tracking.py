@@ -30,25 +30,17 @@ from handlers.common import (
     user_data,
 )
 from handlers.conversation import conversation
+from handlers.usage import (
+    BLOCK_USAGE,
+    ENERGY_USAGE,
+    HISTORY_USAGE,
+    PROGRESS_USAGE,
+    UNBLOCK_USAGE,
+)
 from services import status, tracking
 from services.models import parse_arm
 from services.status import HISTORY_MAX
 from services.validation import check_energy, check_minutes, parse_decimal, parse_int
-
-LOG_USAGE = "<code>/log ibm|cs minutes action</code>, e.g. <code>/log cs 45 read chapter 3</code>"
-REFLECT_USAGE = (
-    "<code>/reflect ibm|cs evidence</code>,"
-    " e.g. <code>/reflect cs Passed the mock exam, 78%</code>"
-)
-PROGRESS_USAGE = "<code>/progress ibm|cs 0-100</code>, e.g. <code>/progress cs 40</code>"
-ENERGY_USAGE = (
-    "<code>/energy 0-100</code> (your ibm share; cs gets the rest), e.g. <code>/energy 60</code>"
-)
-BLOCK_USAGE = "<code>/block ibm|cs [reason]</code>, e.g. <code>/block ibm travelling</code>"
-UNBLOCK_USAGE = "<code>/unblock ibm|cs</code>"
-HISTORY_USAGE = (
-    f"<code>/history [ibm|cs] [1-{HISTORY_MAX}]</code>, e.g. <code>/history cs 10</code>"
-)
 
 LOG_ARM, LOG_MINUTES, LOG_ACTION, LOG_DETAILS = (
     "LOG_ARM",

@@ -291,3 +291,27 @@ async def test_conversation_that_timed_out_while_down_does_not_come_back(
         (reply,) = await chat.send("hello")
         assert "I read commands" in reply.plain_text
     assert await rows(db, "select 1 from execution_logs") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "usage"),
+    [
+        ("/log cs abc read", "Usage: /log ibm|cs minutes action"),
+        ("/add cs 9 Title", "Usage: /add ibm|cs gap(0-5) title"),
+        ("/progress xyz 40", "Usage: /progress ibm|cs 0-100"),
+    ],
+)
+async def test_malformed_one_line_command_shows_its_usage(
+    bot: BotEnv, text: str, usage: str
+) -> None:
+    chat = await started(bot)
+    (reply,) = await chat.send(text)
+    assert usage in reply.plain_text
+
+
+async def test_typed_step_errors_do_not_repeat_the_usage(bot: BotEnv) -> None:
+    chat = await started(bot)
+    await chat.send("/log cs")
+    (reply,) = await chat.send("abc")
+    assert "Minutes must be a whole number" in reply.plain_text
+    assert "Usage" not in reply.plain_text
