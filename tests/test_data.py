@@ -17,9 +17,9 @@ import pytest
 from bot.local_api import image_size
 from handlers import data as data_handlers
 from handlers.stats import render_chart
-from services import accounts, preferences, rules, stats
+from services import accounts, nudges, preferences, rules, stats
 from services.db import Database
-from services.errors import Conflict, InvalidTimezone, OutOfRange
+from services.errors import InvalidTimezone, OutOfRange
 from services.export import csv_value, export_data, json_value
 from services.repos.user_data import TABLE_NAMES
 from tests.conftest import BotEnv
@@ -188,13 +188,13 @@ async def test_stats_view_reads_the_users_logs_in_their_time_zone(
     ],
 )
 def test_parse_time_of_day(text: str, expected: time) -> None:
-    assert preferences.parse_time_of_day(text) == expected
+    assert nudges.parse_clock(text) == expected
 
 
 @pytest.mark.parametrize("text", ["24:00", "7:5", "noon", "", "12:60"])
 def test_parse_time_of_day_refuses(text: str) -> None:
-    with pytest.raises(preferences.InvalidTimeOfDay, match="Time must look like 07:30"):
-        preferences.parse_time_of_day(text)
+    with pytest.raises(nudges.InvalidSetting, match="must be a 24-hour time like 08:00"):
+        nudges.parse_clock(text)
 
 
 async def test_update_preferences_validates_each_value(db: Database, alice: UUID) -> None:
@@ -204,15 +204,18 @@ async def test_update_preferences_validates_each_value(db: Database, alice: UUID
         await preferences.update_preferences(db, alice, now=now, timezone="Mars/Olympus")
     with pytest.raises(OutOfRange, match="between 1 and 168 hours"):
         await preferences.update_preferences(db, alice, now=now, weekly_capacity_hours=200)
-    with pytest.raises(Conflict, match="Quiet hours need both"):
+    with pytest.raises(nudges.InvalidSetting, match="Quiet hours need both"):
         await preferences.update_preferences(db, alice, now=now, quiet_start=None)
     for name in ("user_id", "overload_snoozed_until"):
-        with pytest.raises(ValueError, match="not a preference"):
+        with pytest.raises(ValueError, match="not a nudge setting"):
             await preferences.update_preferences(db, alice, now=now, **{name: None})
     fresh = await preferences.update_preferences(
-        db, alice, now=now, timezone="asia/kolkata", brief_time="8:00", review_day=6
-    )
-    assert (fresh.timezone, fresh.brief_time, fresh.review_day) == ("Asia/Kolkata", time(8), 6)
+        db, alice, now=now, timezone="asia/kolkata", brief_time="8:00", review_day=6,
+        review_time="18:30",
+    )  # fmt: skip
+    assert (fresh.timezone, fresh.brief_time, fresh.review_day, fresh.review_time) == (
+        "Asia/Kolkata", time(8), 6, time(18, 30),
+    )  # fmt: skip
 
 
 async def test_new_capacity_recomputes_the_risk(db: Database, alice: UUID) -> None:
@@ -502,7 +505,7 @@ async def test_onboarding_by_typing(bot: BotEnv, db: Database) -> None:
     (brief,) = await chat.send("35 h")
     assert "3/3 · Daily brief" in brief.plain_text
     (bad_time,) = await chat.send("25:00")
-    assert "Time must look like 07:30" in bad_time.plain_text
+    assert "must be a 24-hour time like 08:00" in bad_time.plain_text
     (done,) = await chat.send("07:15")
     assert "All set!" in done.plain_text
     assert await settings_of(db, 9702) == {
