@@ -13,7 +13,7 @@ from bot.database import make_database, migrate, wait_for_database
 from bot.persistence import PostgresPersistence
 from bot.scheduler import schedule_jobs
 from bot.settings import Settings
-from bot.telegram_io import LoggingApplication, ResilientRateLimiter
+from bot.telegram_io import LoggingApplication, PerUserUpdateProcessor, ResilientRateLimiter
 from handlers import register_handlers
 from handlers.conversation import TIMEOUT_SECONDS
 from handlers.deps import DEPS_KEY, Deps
@@ -52,7 +52,7 @@ def build_application(
     token: str | None = None,
     base_url: str | None = None,
     base_file_url: str | None = None,
-    concurrent_updates: bool | int = False,
+    concurrent_updates: bool | int | None = None,
     run_migrations: bool = True,
     deps_overrides: dict[str, Any] | None = None,
     database_wait_seconds: float | None = None,
@@ -114,7 +114,7 @@ def build_application(
         )
         .application_class(LoggingApplication)
         .rate_limiter(ResilientRateLimiter())
-        .concurrent_updates(concurrent_updates)
+        .concurrent_updates(PerUserUpdateProcessor(_concurrency(concurrent_updates, settings)))
         .persistence(persistence)
         .post_init(post_init)
         .post_shutdown(post_shutdown)
@@ -127,3 +127,12 @@ def build_application(
     register_handlers(app)
     schedule_jobs(app, settings.scan_interval_seconds)
     return app
+
+
+def _concurrency(requested: bool | int | None, settings: Settings) -> int:
+    """How many users' updates run at once: by default one per database connection."""
+    if requested is None or requested is True:
+        return settings.db_pool_max_size
+    if requested is False:
+        return 1
+    return max(1, int(requested))

@@ -66,6 +66,14 @@ def is_plain_json(value: object) -> bool:
     return False
 
 
+_UNKNOWN = "\x00unknown"
+
+
+def _fingerprint(data: Any) -> str:
+    """A stable text form of a JSON value, to tell an unchanged value from a changed one."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
 def conversation_kind(name: str) -> str:
     return f"{CONVERSATION_PREFIX}{name}"
 
@@ -96,6 +104,7 @@ class PostgresPersistence(BasePersistence[dict[Any, Any], dict[Any, Any], dict[A
         "_ready_lock",
         "_warned",
         "_writers",
+        "_written",
     )
 
     def __init__(
@@ -114,6 +123,8 @@ class PostgresPersistence(BasePersistence[dict[Any, Any], dict[Any, Any], dict[A
         self._db = db
         self._prepare = prepare
         self._conversation_max_age = conversation_max_age
+        # What was last written (or loaded) per (kind, key): None for "no row".
+        self._written: dict[tuple[str, str], str | None] = {}
         self._ready = False
         self._ready_lock = asyncio.Lock()
         self._writers = asyncio.Semaphore(_WRITERS)
@@ -136,17 +147,29 @@ class PostgresPersistence(BasePersistence[dict[Any, Any], dict[Any, Any], dict[A
     async def _load(self, kind: str) -> dict[str, Any]:
         db = await self._database()
         async with db.privileged() as uow:
-            return await repo.load_kind(uow, kind)
+            found = await repo.load_kind(uow, kind)
+        for key, data in found.items():
+            self._written[(kind, key)] = _fingerprint(data)
+        return found
 
     async def _store(self, kind: str, key: str, data: Any) -> None:
-        """Upsert ``data``, or delete the row when ``data`` is None or an empty dict."""
+        """Upsert ``data``, or delete the row when ``data`` is None or an empty dict.
+
+        PTB hands over every user it saw since the last flush; a value equal to what this
+        process last wrote (or loaded) is not written again.
+        """
+        empty = data is None or data == {}
+        fingerprint = None if empty else _fingerprint(data)
+        if self._written.get((kind, key), _UNKNOWN) == fingerprint:
+            return
         db = await self._database()
         async with self._writers, db.privileged() as uow:
-            if data is None or data == {}:
+            if empty:
                 await repo.delete(uow, kind, key)
             else:
                 await repo.upsert(uow, kind, key, data)
             await uow.commit()
+        self._written[(kind, key)] = fingerprint
 
     def _warn_once(self, what: str, key: object) -> None:
         """Log a skipped value once per ``what`` and key: the key only, never the value."""
@@ -187,6 +210,8 @@ class PostgresPersistence(BasePersistence[dict[Any, Any], dict[Any, Any], dict[A
         db = await self._database()
         async with db.privileged() as uow:
             stored = await repo.load_kind(uow, conversation_kind(name), self._conversation_max_age)
+        for key, state in stored.items():
+            self._written[(conversation_kind(name), key)] = _fingerprint(state)
         return {decode_key(key): state for key, state in stored.items()}
 
     # Writing (called by Application.update_persistence, periodically and at shutdown)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from telegram import Update
 from telegram.error import BadRequest, NetworkError, TimedOut
-from telegram.ext import AIORateLimiter, Application
+from telegram.ext import AIORateLimiter, Application, BaseUpdateProcessor
 
 from handlers.errors import describe
 
@@ -78,3 +78,37 @@ class LoggingApplication(Application):  # type: ignore[type-arg]
                     describe(update),
                     1000 * (time.perf_counter() - started),
                 )
+
+
+class PerUserUpdateProcessor(BaseUpdateProcessor):
+    """Handle updates of different users concurrently, and each user's updates in order.
+
+    PTB's own concurrency is per update, which would let two steps of one person's
+    conversation race; keying on the user keeps conversations and double taps ordered while
+    a burst from many users uses the database pool in parallel.
+    """
+
+    def __init__(self, max_concurrent_updates: int) -> None:
+        super().__init__(max_concurrent_updates)
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        key = 0
+        if isinstance(update, Update):
+            if update.effective_user is not None:
+                key = update.effective_user.id
+            elif update.effective_chat is not None:
+                key = update.effective_chat.id
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                await coroutine
+        finally:
+            if not lock.locked() and self._locks.get(key) is lock:
+                del self._locks[key]
+
+    async def initialize(self) -> None:
+        """Nothing to set up."""
+
+    async def shutdown(self) -> None:
+        """Nothing to release."""

@@ -13,6 +13,7 @@ Cross-user work (the nudge scan, account creation and linking, the bot's own sta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+from psycopg import pq, sql
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -34,24 +36,29 @@ logger = logging.getLogger(__name__)
 # Supabase sets this on the `authenticated` role; SET ROLE does not apply role settings, so the
 # unit of work applies it itself.
 STATEMENT_TIMEOUT = "8s"
+STATEMENT_TIMEOUT_LIT = sql.Literal(STATEMENT_TIMEOUT)
 
-_IMPERSONATE = (
-    "select set_config('role', 'authenticated', true),"
-    " set_config('request.jwt.claims', %(claims)s, true),"
-    " set_config('statement_timeout', %(timeout)s, true)"
+# BEGIN and the impersonation go to the server as one simple query (one round trip); the
+# values are quoted by psycopg.sql, never formatted by hand.
+_IMPERSONATE = sql.SQL(
+    "begin;"
+    " select set_config('role', 'authenticated', true),"
+    " set_config('request.jwt.claims', {claims}, true),"
+    " set_config('statement_timeout', {timeout}, true)"
 )
 
 
 # The only SQL outside services/repos: resolving a Telegram user must happen in the same
 # statement that switches role, before any repository can run.
-_IMPERSONATE_TELEGRAM = (
-    "with link as (select user_id, active from telegram_links"
-    "              where telegram_user_id = %(tg)s)"
+_IMPERSONATE_TELEGRAM = sql.SQL(
+    "begin;"
+    " with link as (select user_id, active from telegram_links"
+    "               where telegram_user_id = {tg})"
     " select link.user_id, link.active,"
     " set_config('role', 'authenticated', true),"
     " set_config('request.jwt.claims',"
     "   json_build_object('sub', link.user_id, 'role', 'authenticated')::text, true),"
-    " set_config('statement_timeout', %(timeout)s, true)"
+    " set_config('statement_timeout', {timeout}, true)"
     " from link"
 )
 
@@ -134,6 +141,56 @@ class UnitOfWork:
         return cur.rowcount
 
 
+async def _begin(conn: psycopg.AsyncConnection[DictRow], who: Principal | None) -> DictRow | None:
+    """Open the transaction and, for a user, impersonate them: one round trip."""
+    if who is None:
+        await conn.execute("begin")
+        return None
+    if isinstance(who, UUID):
+        claims = json.dumps({"sub": str(who), "role": "authenticated"})
+        query = _IMPERSONATE.format(claims=sql.Literal(claims), timeout=STATEMENT_TIMEOUT_LIT)
+    else:
+        query = _IMPERSONATE_TELEGRAM.format(
+            tg=sql.Literal(who.telegram_user_id), timeout=STATEMENT_TIMEOUT_LIT
+        )
+    cur = await conn.execute(query)
+    cur.nextset()  # past BEGIN's empty result, to the select's
+    return await cur.fetchone()
+
+
+async def _end(conn: psycopg.AsyncConnection[DictRow], *, commit: bool) -> None:
+    """Commit if the work said so, else roll back (quietly, if the connection is gone)."""
+    if conn.info.transaction_status == pq.TransactionStatus.IDLE:
+        return
+    if commit and conn.info.transaction_status == pq.TransactionStatus.INTRANS:
+        await conn.execute("commit")
+        return
+    # A broken connection: the pool discards it and the server has rolled back already.
+    with contextlib.suppress(psycopg.OperationalError):
+        await conn.execute("rollback")
+
+
+async def _claim_replay(conn: psycopg.AsyncConnection[DictRow], who: Principal | None) -> None:
+    """During an outbox replay, record the entry in sync_queue first (AlreadyApplied if it
+    was applied before)."""
+    replay = REPLAY.get()
+    if replay is None or who is None:
+        return
+    REPLAY.set(None)  # one claim per service call
+    cur = await conn.execute(
+        _CLAIM_REPLAY,
+        {
+            "id": replay.id,
+            "op": replay.operation,
+            "table": replay.table_name,
+            "payload": replay.payload,
+            "ts": replay.timestamp,
+        },
+    )
+    if await cur.fetchone() is None:
+        raise AlreadyApplied(str(replay.id))
+
+
 def _is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError | PoolTimeout) and not isinstance(
         exc, psycopg.errors.QueryCanceled
@@ -198,42 +255,22 @@ class Database:
         self, who: Principal | None, inactive: list[int]
     ) -> AsyncIterator[UnitOfWork]:
         try:
-            async with self.pool.connection() as conn, conn.transaction() as tx:
+            async with self.pool.connection() as conn:
                 uow = UnitOfWork(conn, who if isinstance(who, UUID) else None)
-                if isinstance(who, UUID):
-                    claims = json.dumps({"sub": str(who), "role": "authenticated"})
-                    await conn.execute(
-                        _IMPERSONATE, {"claims": claims, "timeout": STATEMENT_TIMEOUT}
-                    )
-                elif isinstance(who, TelegramUser):
-                    cur = await conn.execute(
-                        _IMPERSONATE_TELEGRAM,
-                        {"tg": who.telegram_user_id, "timeout": STATEMENT_TIMEOUT},
-                    )
-                    row = await cur.fetchone()
-                    if row is None:
-                        raise NotLinked()
-                    uow.user_id = row["user_id"]
-                    if not row["active"]:
-                        inactive.append(who.telegram_user_id)
-                replay = REPLAY.get()
-                if replay is not None and who is not None:
-                    REPLAY.set(None)  # one claim per service call
-                    cur = await conn.execute(
-                        _CLAIM_REPLAY,
-                        {
-                            "id": replay.id,
-                            "op": replay.operation,
-                            "table": replay.table_name,
-                            "payload": replay.payload,
-                            "ts": replay.timestamp,
-                        },
-                    )
-                    if await cur.fetchone() is None:
-                        raise AlreadyApplied(str(replay.id))
-                yield uow
-                if not uow.committed:
-                    raise psycopg.Rollback(tx)
+                row = await _begin(conn, who)
+                try:
+                    if isinstance(who, TelegramUser):
+                        if row is None:
+                            raise NotLinked()
+                        uow.user_id = row["user_id"]
+                        if not row["active"]:
+                            inactive.append(who.telegram_user_id)
+                    await _claim_replay(conn, who)
+                    yield uow
+                except BaseException:
+                    await _end(conn, commit=False)
+                    raise
+                await _end(conn, commit=uow.committed)
         except Exception as exc:
             if _is_connection_error(exc):
                 raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
