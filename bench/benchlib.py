@@ -1,0 +1,778 @@
+"""Shared pieces of the benchmark scripts: machine info, a fresh database, the running bot,
+reply timing through the emulator, and database-call counters.
+
+Imported by ``bench/*.py`` (run as ``python bench/<script>.py`` from the repository root, so
+this folder is on ``sys.path``). Nothing here changes the product: the counters wrap
+``services.db.Database._transaction_inner`` and psycopg's ``AsyncConnection.wait`` in the
+benchmark process only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import multiprocessing
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from aiolimiter import AsyncLimiter
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from telegram import Update
+from telegram.ext import Application, ApplicationHandlerStop, CommandHandler, ContextTypes
+from telegram.request import HTTPXRequest
+
+# The repository root first on the path: `python bench/x.py` puts only bench/ there, and an
+# editable install made before the packages had an __init__.py maps them as namespaces.
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bot.app import build_application  # noqa: E402
+from bot.embedded_db import EmbeddedPostgres  # noqa: E402
+from bot.lifecycle import running  # noqa: E402
+from bot.local_api import BotApiEmulator, SentMessage  # noqa: E402
+from bot.settings import load_settings  # noqa: E402
+from services.db import Database  # noqa: E402
+from services.migrations import apply_migrations  # noqa: E402
+
+AnyApp = Application[Any, Any, Any, Any, Any, Any]
+
+#: What the database work in progress belongs to: an update's kind while a handler runs it,
+#: "background" for everything else (persistence flushes, jobs).
+LABEL: ContextVar[str] = ContextVar("bench_label", default="background")
+
+
+# --- machine and statistics -------------------------------------------------------------------
+
+
+def meminfo_mb(key: str = "MemTotal") -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith(f"{key}:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def print_machine(script: str, argv: list[str]) -> None:
+    """The header every script prints: command, machine, date."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    mem = meminfo_mb()
+    avail = meminfo_mb("MemAvailable")
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+    print(f"# {script} {' '.join(argv)}".rstrip())
+    print(
+        f"machine: cores={cores} cpu={cpu_model()!r}"
+        f" mem_total_mb={mem:.0f} mem_available_mb={avail:.0f}"
+        if mem is not None and avail is not None
+        else f"machine: cores={cores} cpu={cpu_model()!r}"
+    )
+    print(
+        f"python={platform.python_version()} platform={platform.platform()}"
+        f" loadavg_1m={load[0]:.2f}"
+    )
+    print(
+        f"date={dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}"
+        f" cpu_pressure_avg10={cpu_pressure()} py_loop_ms={python_loop_ms():.0f}"
+    )
+    sys.stdout.flush()
+
+
+def cpu_pressure() -> str:
+    """The share of the last 10 s some task waited for a CPU (/proc/pressure/cpu): how busy
+    this shared machine was with other work when the bench started."""
+    try:
+        first = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+        return first.split()[1].split("=")[1] + "%"
+    except (OSError, IndexError):
+        return "n/a"
+
+
+def python_loop_ms() -> float:
+    """A fixed pure-Python loop (best of 3), to compare this CPU with another machine's."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        sum(i * i for i in range(1_000_000))
+        best = min(best, time.perf_counter() - started)
+    return 1000 * best
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100), linear between the two nearest ranks."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+# --- processes ------------------------------------------------------------------------------
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _stat_fields(path: Path) -> list[str]:
+    text = path.read_text()
+    return text[text.rindex(")") + 2 :].split()  # fields from the 3rd (state) on
+
+
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User + system CPU time of a process (or one of its threads), seconds; 0 if gone."""
+    path = Path(f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat")
+    try:
+        fields = _stat_fields(path)
+    except (OSError, ValueError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int(_stat_fields(entry / "stat")[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+def status_kb(pid: int, key: str) -> int:
+    """A ``/proc/<pid>/status`` value in kB (e.g. VmRSS), 0 if unavailable."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{key}:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def pss_kb(pid: int) -> int:
+    """Proportional set size (shared pages divided among their users), kB."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def postgres_pids(pgdata: Path) -> list[int]:
+    """The postmaster of ``pgdata`` and its children (backends, checkpointer, WAL writer...)."""
+    try:
+        postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return []
+    return [postmaster, *children(postmaster)]
+
+
+def thread_id(name: str) -> int | None:
+    """The kernel id of the thread called ``name`` in this process."""
+    for thread in threading.enumerate():
+        if thread.name == name:
+            return thread.native_id
+    return None
+
+
+# --- the database ---------------------------------------------------------------------------
+
+
+def _dsn_for(server_dsn: str, dbname: str) -> str:
+    params = conninfo_to_dict(server_dsn)
+    params["dbname"] = dbname
+    return make_conninfo(**params)  # type: ignore[arg-type]
+
+
+@dataclass
+class BenchDatabase:
+    """A fresh, migrated database on the embedded server (temporary folder) or on a given one."""
+
+    server_dsn: str
+    dsn: str
+    name: str
+    _server: EmbeddedPostgres | None = None
+    _tmp: Path | None = None
+
+    def xacts(self) -> int:
+        """``xact_commit + xact_rollback`` of the bench database (asked from another database,
+        so the question itself is not counted)."""
+        with psycopg.connect(self.server_dsn, autocommit=True) as conn:
+            row = conn.execute(
+                "select xact_commit + xact_rollback from pg_stat_database where datname = %s",
+                (self.name,),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def postgres_pids(self) -> list[int]:
+        """The embedded server's processes ([] for a server given by URL)."""
+        return postgres_pids(self._server.pgdata) if self._server is not None else []
+
+    def close(self) -> None:
+        with (
+            contextlib.suppress(psycopg.Error),
+            psycopg.connect(self.server_dsn, autocommit=True) as conn,
+        ):
+            conn.execute(f'drop database if exists "{self.name}" with (force)')
+        if self._server is not None:
+            self._server.stop()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def open_database(server_url: str | None) -> BenchDatabase:
+    """Create ``aelpher_bench_<random>`` on ``server_url`` (a maintenance DSN), or on an
+    embedded server started in a temporary folder, and apply the migrations."""
+    tmp: Path | None = None
+    server: EmbeddedPostgres | None = None
+    if server_url is None:
+        tmp = Path(tempfile.mkdtemp(prefix="aelpher-bench-pg-"))
+        server = EmbeddedPostgres(tmp)
+        server_url = server.start()
+    name = f"aelpher_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'create database "{name}"')
+    dsn = _dsn_for(server_url, name)
+    asyncio.run(apply_migrations(dsn))
+    return BenchDatabase(server_url, dsn, name, server, tmp)
+
+
+# --- counting database work -----------------------------------------------------------------
+
+
+@dataclass
+class DbCounters:
+    """Transactions, round trips and statements, per label (see :data:`LABEL`)."""
+
+    transactions: Counter[str] = field(default_factory=Counter)
+    round_trips: Counter[str] = field(default_factory=Counter)
+    statements: Counter[str] = field(default_factory=Counter)
+    texts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    #: time spent in ``execute`` per statement text (with ``record_texts``), seconds
+    text_seconds: defaultdict[str, defaultdict[str, float]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(float))
+    )
+    #: wall time spent waiting for the database (all round trips), seconds
+    db_seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    #: Bot API requests made (getUpdates excluded) and the time they took, seconds
+    api_calls: Counter[str] = field(default_factory=Counter)
+    api_seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    record_texts: bool = True
+    #: every transaction and every new connection since the counters were installed (never
+    #: reset); the server counts one transaction per backend start too
+    all_transactions: int = 0
+    all_connections: int = 0
+
+    def reset(self) -> None:
+        self.transactions.clear()
+        self.round_trips.clear()
+        self.statements.clear()
+        self.texts.clear()
+        self.text_seconds.clear()
+        self.db_seconds.clear()
+        self.api_calls.clear()
+        self.api_seconds.clear()
+
+    def copy(self) -> DbCounters:
+        return DbCounters(
+            transactions=self.transactions.copy(),
+            round_trips=self.round_trips.copy(),
+            statements=self.statements.copy(),
+            texts={k: v.copy() for k, v in self.texts.items()},
+            text_seconds=defaultdict(
+                lambda: defaultdict(float),
+                {k: defaultdict(float, v) for k, v in self.text_seconds.items()},
+            ),
+            db_seconds=defaultdict(float, self.db_seconds),
+            api_calls=self.api_calls.copy(),
+            api_seconds=defaultdict(float, self.api_seconds),
+            record_texts=self.record_texts,
+            all_transactions=self.all_transactions,
+            all_connections=self.all_connections,
+        )
+
+
+_installed: DbCounters | None = None
+
+
+def _on_first_io(gen: Generator[Any, Any, Any], counts: Counter[str], label: str) -> Any:
+    """Delegate to psycopg's generator ``gen``, counting one round trip under ``label`` if it
+    waits for the server at all (a COMMIT on an idle connection, say, returns at once)."""
+    try:
+        request = gen.send(None)
+    except StopIteration as stop:
+        return stop.value
+    counts[label] += 1
+    while True:
+        try:
+            answer = yield request
+        except GeneratorExit:
+            gen.close()
+            raise
+        except BaseException as exc:  # thrown in by the waiting function
+            try:
+                request = gen.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                request = gen.send(answer)
+            except StopIteration as stop:
+                return stop.value
+
+
+def install_counters() -> DbCounters:
+    """Wrap the unit of work and psycopg so that every transaction, server round trip and
+    statement is counted under the current :data:`LABEL` (benchmark process only), with the
+    time spent waiting for the database and for Bot API requests (getUpdates excluded).
+
+    Round trips are ``AsyncConnection.wait`` calls that reach the server: one per statement,
+    one per BEGIN, one per COMMIT/ROLLBACK (the pool's own COMMIT on an idle connection
+    returns without one and is not counted).
+    """
+    global _installed
+    if _installed is not None:
+        return _installed
+    counters = DbCounters()
+    original_tx = Database._transaction_inner
+    original_wait = psycopg.AsyncConnection.wait
+    original_execute = psycopg.AsyncCursor.execute
+    original_request = HTTPXRequest.do_request
+    original_connect = psycopg.AsyncConnection.connect.__func__  # type: ignore[attr-defined]
+
+    def transaction_inner(db: Database, who: Any, inactive: list[int]) -> Any:
+        counters.transactions[LABEL.get()] += 1
+        counters.all_transactions += 1
+        return original_tx(db, who, inactive)
+
+    async def wait(conn: Any, gen: Any, *args: Any, **kwargs: Any) -> Any:
+        label = LABEL.get()
+        started = time.perf_counter()
+        try:
+            counted = _on_first_io(gen, counters.round_trips, label)
+            return await original_wait(conn, counted, *args, **kwargs)
+        finally:
+            counters.db_seconds[label] += time.perf_counter() - started
+
+    async def connect(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        counters.all_connections += 1
+        return await original_connect(cls, *args, **kwargs)
+
+    async def do_request(request: Any, url: str, *args: Any, **kwargs: Any) -> Any:
+        if url.endswith("/getUpdates"):
+            return await original_request(request, url, *args, **kwargs)
+        label = LABEL.get()
+        counters.api_calls[label] += 1
+        started = time.perf_counter()
+        try:
+            return await original_request(request, url, *args, **kwargs)
+        finally:
+            counters.api_seconds[label] += time.perf_counter() - started
+
+    async def execute(cur: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        label = LABEL.get()
+        counters.statements[label] += 1
+        if not counters.record_texts:
+            return await original_execute(cur, query, *args, **kwargs)
+        text = query if isinstance(query, str) else str(query)
+        key = " ".join(text.split())[:90]
+        counters.texts[label][key] += 1
+        started = time.perf_counter()
+        try:
+            return await original_execute(cur, query, *args, **kwargs)
+        finally:
+            counters.text_seconds[label][key] += time.perf_counter() - started
+
+    Database._transaction_inner = transaction_inner  # type: ignore[method-assign,assignment]
+    psycopg.AsyncConnection.wait = wait  # type: ignore[method-assign,assignment]
+    psycopg.AsyncCursor.execute = execute  # type: ignore[method-assign,assignment]
+    HTTPXRequest.do_request = do_request  # type: ignore[method-assign,assignment]
+    psycopg.AsyncConnection.connect = classmethod(connect)  # type: ignore[method-assign,assignment]
+    _installed = counters
+    return counters
+
+
+class Tracker:
+    """Wraps ``app.process_update``: runs each update under ``LABEL = classify(update)``
+    for the counters, times its handling, counts finished updates, tells when none is left."""
+
+    def __init__(self, classify: Callable[[Update], str] | None = None) -> None:
+        self.classify = classify or classify_update
+        self.handler_ms: dict[str, list[float]] = defaultdict(list)
+        self.processed = 0
+        self.in_flight = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self._changed = asyncio.Event()
+
+    def install(self, app: AnyApp) -> None:
+        process = app.process_update
+
+        async def process_update(update: object) -> None:
+            label = self.classify(update) if isinstance(update, Update) else "other"
+            token = LABEL.set(label)
+            self.in_flight += 1
+            self.idle.clear()
+            started = time.perf_counter()
+            try:
+                await process(update)
+            finally:
+                self.handler_ms[label].append(1000 * (time.perf_counter() - started))
+                LABEL.reset(token)
+                self.in_flight -= 1
+                self.processed += 1
+                self._changed.set()
+                if self.in_flight == 0:
+                    self.idle.set()
+
+        app.process_update = process_update  # type: ignore[method-assign]
+
+    async def wait_processed(self, count: int, timeout: float = 60.0) -> float:
+        """Wait until ``count`` updates were handled in all; return when (perf_counter)."""
+        deadline = time.perf_counter() + timeout
+        while self.processed < count:
+            self._changed.clear()
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                raise TimeoutError(f"{self.processed} updates handled, expected {count}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+        return time.perf_counter()
+
+
+async def echo(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The baseline handler: reply with the text after /echo, then stop (registered in group
+    -2, before the private-chat gate, by :func:`add_echo`)."""
+    assert update.effective_message is not None and update.effective_chat is not None
+    text = (update.effective_message.text or "").partition(" ")[2] or "echo"
+    await update.effective_chat.send_message(text)
+    raise ApplicationHandlerStop
+
+
+async def echo2(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Like :func:`echo`, but two messages one after the other (one more Bot API call)."""
+    assert update.effective_chat is not None
+    await update.effective_chat.send_message("echo one")
+    await update.effective_chat.send_message("echo two")
+    raise ApplicationHandlerStop
+
+
+def add_echo(app: AnyApp) -> None:
+    """``/echo`` and ``/echo2`` in group -2, before the private-chat gate."""
+    app.add_handler(CommandHandler("echo", echo), group=-2)
+    app.add_handler(CommandHandler("echo2", echo2), group=-2)
+
+
+def classify_update(update: Update) -> str:
+    """``/command`` for commands, ``button`` for callback queries, ``text`` otherwise."""
+    if update.callback_query is not None:
+        return "button"
+    text = update.effective_message.text if update.effective_message else None
+    if text and text.startswith("/"):
+        return text.split()[0].split("@")[0]
+    return "text"
+
+
+class ExtraRoundTrips:
+    """Adds ``count`` ``select 1`` round trips to the next unit of work once armed (the
+    sensitivity bench: what one more round trip costs a command, all else equal)."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.armed = False
+        self.added = 0
+        inner = Database._transaction_inner
+
+        @asynccontextmanager
+        async def transaction_inner(db: Database, who: Any, inactive: list[int]) -> Any:
+            async with inner(db, who, inactive) as uow:
+                if self.armed:
+                    self.armed = False
+                    for _ in range(self.count):
+                        await uow.execute("select 1")
+                    self.added += self.count
+                yield uow
+
+        Database._transaction_inner = transaction_inner  # type: ignore[method-assign,assignment]
+
+
+#: set by the sensitivity bench; ``latency.sender`` arms it for kinds ending in "+rt"
+EXTRA: ExtraRoundTrips | None = None
+
+
+def extra_round_trips(count: int) -> ExtraRoundTrips:
+    global EXTRA
+    EXTRA = ExtraRoundTrips(count)
+    return EXTRA
+
+
+# --- the running bot --------------------------------------------------------------------------
+
+
+def set_overall_rate(app: AnyApp, rate: float) -> None:
+    """Replace the overall bucket of PTB's AIORateLimiter (30 messages/s in the product,
+    Telegram's broadcast limit) with a fresh one of ``rate`` per second; the limiter itself
+    stays in the request path."""
+    limiter = app.bot.rate_limiter
+    if limiter is not None and getattr(limiter, "_base_limiter", None) is not None:
+        limiter._base_limiter = AsyncLimiter(rate, 1)
+
+
+#: the overall rate the benches use unless they measure the limiter itself
+UNLIMITED = 1_000_000.0
+
+
+@asynccontextmanager
+async def bot_running(
+    emu: BotApiEmulator | RemoteEmulator,
+    dsn: str,
+    *,
+    concurrent_updates: bool | int = False,
+    before_start: Callable[[AnyApp], None] | None = None,
+    rate_limited: bool = False,
+    **settings_overrides: Any,
+) -> AsyncIterator[AnyApp]:
+    """The product's Application (``build_application``) against ``emu`` and ``dsn``; the
+    rate limiter's overall bucket raised unless ``rate_limited``."""
+    data_dir = Path(tempfile.mkdtemp(prefix="aelpher-bench-data-"))
+    settings = load_settings(_env_file=None, data_dir=data_dir, **settings_overrides)
+    app = build_application(
+        settings,
+        dsn,
+        token=emu.token,
+        base_url=emu.base_url,
+        base_file_url=emu.file_base_url,
+        concurrent_updates=concurrent_updates,
+        run_migrations=False,
+    )
+    if not rate_limited:
+        set_overall_rate(app, UNLIMITED)
+    if before_start is not None:
+        before_start(app)
+    try:
+        async with running(app, poll_interval=0.0, poll_timeout=1):
+            yield app
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+class Replies:
+    """Times the bot's messages per chat as the emulator receives them ("sent" and "edited").
+
+    The listener runs on the emulator thread when the sendMessage/editMessageText request is
+    being served, i.e. the moment the reply reaches "Telegram".
+    """
+
+    def __init__(self, emu: BotApiEmulator) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._lock = threading.Lock()
+        self.times: dict[int, list[float]] = defaultdict(list)
+        self.messages: dict[int, list[SentMessage]] = defaultdict(list)
+        self._waiters: dict[int, list[tuple[int, asyncio.Future[float]]]] = defaultdict(list)
+        self._unsubscribe = emu.subscribe(self._on_event)
+
+    def close(self) -> None:
+        self._unsubscribe()
+
+    def _on_event(self, event: str, message: SentMessage) -> None:
+        now = time.perf_counter()
+        if event not in ("sent", "edited"):
+            return
+        with self._lock:
+            self.times[message.chat_id].append(now)
+            self.messages[message.chat_id].append(message)
+        self._loop.call_soon_threadsafe(self._wake, message.chat_id)
+
+    def _wake(self, chat_id: int) -> None:
+        with self._lock:
+            have = len(self.times[chat_id])
+            times = list(self.times[chat_id])
+        keep = []
+        for count, fut in self._waiters[chat_id]:
+            if have >= count:
+                if not fut.done():
+                    fut.set_result(times[count - 1])
+            else:
+                keep.append((count, fut))
+        self._waiters[chat_id] = keep
+
+    def count(self, chat_id: int) -> int:
+        with self._lock:
+            return len(self.times[chat_id])
+
+    async def wait(self, chat_id: int, count: int, timeout: float = 15.0) -> float:
+        """Wait until ``chat_id`` has ``count`` bot messages; return when the last arrived."""
+        with self._lock:
+            times = self.times[chat_id]
+            if len(times) >= count:
+                return times[count - 1]
+        fut: asyncio.Future[float] = self._loop.create_future()
+        self._waiters[chat_id].append((count, fut))
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"chat {chat_id}: {self.count(chat_id)} bot messages, expected {count}"
+            ) from None
+
+
+def nba_message(emu: BotApiEmulator, chat_id: int, arm: str = "cs") -> SentMessage:
+    """The latest /nba message of ``arm`` that has a Lock/Unlock button."""
+    for msg in reversed(emu.sent(chat_id)):
+        for row in msg.buttons:
+            for _text, data in row:
+                if data and data.startswith(("n:lk:", "n:ul:")) and f":{arm}:" in data:
+                    return msg
+    raise LookupError(f"no /nba {arm} message with a lock button in chat {chat_id}")
+
+
+def lock_button(emu: BotApiEmulator, chat_id: int, message_id: int) -> str:
+    """The current Lock/Unlock callback data of a /nba message."""
+    for row in emu.message(chat_id, message_id).buttons:
+        for _text, data in row:
+            if data and data.startswith(("n:lk:", "n:ul:")):
+                return data
+    raise LookupError(f"message {message_id} has no lock button")
+
+
+async def onboard_users(
+    emu: BotApiEmulator, replies: Replies, users: list[int], timeout: float = 60.0
+) -> dict[int, int]:
+    """Each user: /start, /cancel (ends onboarding), two NBAs, /nba. Returns, per user, the
+    message id of their /nba cs message (the one the button bench presses)."""
+    steps: list[tuple[str, int]] = [
+        ("/start", 1),
+        ("/cancel", 1),
+        ("/add cs 3 Read SICP chapter 3", 1),
+        ("/add ibm 2 Write the design doc", 1),
+        ("/nba", 2),
+    ]
+    for text, expected in steps:
+        targets = {}
+        for user in users:
+            targets[user] = replies.count(user) + expected
+            emu.send_text(user, text, first_name=f"U{user}")
+        await asyncio.gather(*(replies.wait(u, c, timeout) for u, c in targets.items()))
+    return {user: nba_message(emu, user).message_id for user in users}
+
+
+@contextlib.contextmanager
+def emulator() -> Iterator[BotApiEmulator]:
+    with BotApiEmulator() as emu:
+        yield emu
+
+
+# --- the emulator in a process of its own -----------------------------------------------------
+
+#: one update to enqueue: (kind, user id, argument); kind "text" (argument: the text) or
+#: "press" (argument: "<message id> <callback data>")
+Item = tuple[str, int, str]
+
+
+def _emulator_process(conn: Connection) -> None:
+    """Child process: serve a BotApiEmulator and answer the parent's requests on ``conn``."""
+    with BotApiEmulator() as emu:
+        conn.send((emu.token, emu.base_url, emu.file_base_url))
+        while True:
+            request, arg = conn.recv()
+            if request == "stop":
+                conn.send(None)
+                return
+            if request == "enqueue":
+                for kind, user, text in arg:
+                    if kind == "text":
+                        emu.send_text(user, text, first_name=f"U{user}")
+                    else:
+                        message_id, data = text.split(" ", 1)
+                        emu.press(user, int(message_id), data, strict=False)
+                conn.send(len(arg))
+            elif request == "lock_buttons":
+                found = {}
+                for user in arg:
+                    msg = nba_message(emu, user)
+                    found[user] = (msg.message_id, lock_button(emu, user, msg.message_id))
+                conn.send(found)
+            elif request == "calls":
+                conn.send(len(emu.calls()))
+            elif request == "failed_calls":
+                failed: Counter[str] = Counter()
+                for call in emu.calls()[arg:]:
+                    if not call.ok:
+                        reason = (call.description or "").split(":")[-1].strip()[:50]
+                        failed[f"{call.method} {call.status} {reason}"] += 1
+                conn.send(failed)
+            elif request == "count_text":
+                conn.send(sum(1 for m in emu.sent() if arg in m.plain_text))
+            else:
+                conn.send(ValueError(f"unknown request {request!r}"))
+
+
+class RemoteEmulator:
+    """The Bot API emulator in a child process: its HTTP serving does not compete with the
+    bot for this process's GIL, as Telegram would not. Driven over a pipe."""
+
+    def __init__(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_emulator_process, args=(child,), daemon=True)
+        self.process.start()
+        self.token, self.base_url, self.file_base_url = self._conn.recv()
+        self._lock = threading.Lock()
+
+    def call(self, request: str, arg: Any = None) -> Any:
+        with self._lock:
+            self._conn.send((request, arg))
+            answer = self._conn.recv()
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def acall(self, request: str, arg: Any = None) -> Any:
+        """:meth:`call` in a thread, so the bot's event loop keeps running meanwhile."""
+        return await asyncio.to_thread(self.call, request, arg)
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            with contextlib.suppress(OSError, EOFError):
+                self.call("stop")
+            self.process.join(10)
+        if self.process.is_alive():
+            self.process.kill()

@@ -1,0 +1,274 @@
+"""Command latency against a bare echo handler, in one run, over HTTP, on real PostgreSQL.
+
+    python bench/latency.py [--n 200] [--users 50] [--warmup 20] [--database-url DSN] [--sql]
+
+The product's Application (``bot.app.build_application``) runs against the local Bot API
+emulator (``bot.local_api``) over HTTP, long polling with poll interval 0, on a fresh
+database (the embedded PostgreSQL in a temporary folder unless ``--database-url`` names a
+server whose maintenance connection string it is). A ``/echo`` CommandHandler is added in group
+-2 (before the private-chat gate); it replies with its text and stops.
+
+Each of ``--users`` users sends /start, /cancel, adds two NBAs and asks /nba. Then, after
+``--warmup`` unrecorded rounds, ``--n`` rounds each send, from rotating users, one update at
+a time and waiting for the bot to be idle again: echo, /nba, echo, /log, echo, /status, echo,
+the Lock/Unlock button of that user's /nba message, and two references that are not main
+commands: echo, /help (no database work), echo, /nba cs (one theater: one message instead of
+two). Latency is the time from enqueueing the update in the emulator to the emulator
+receiving the last message the update causes (/nba: both theaters' messages; the button:
+the editMessageText), taken by an emulator listener (``BotApiEmulator.subscribe``). The
+overall 30 messages/s bucket of the rate limiter is raised for the run (its code stays in the
+path): this bench sends one update at a time far faster than that, and would otherwise
+measure the limiter.
+
+Transactions, round trips and statements per command, and the time spent waiting for
+PostgreSQL and for Bot API requests, are counted in this process by wrapping the unit of
+work, psycopg and PTB's HTTP request (``benchlib.install_counters``); the transactions are
+checked against ``pg_stat_database`` (xact_commit + xact_rollback) for the whole run.
+``--sql`` lists each command's statements with their mean time.
+
+The last line is ``ratio_p50_max=<largest command p50 / echo p50>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import benchlib
+from benchlib import (
+    AnyApp,
+    BenchDatabase,
+    DbCounters,
+    Replies,
+    Tracker,
+    add_echo,
+    bot_running,
+    classify_update,
+    emulator,
+    install_counters,
+    lock_button,
+    onboard_users,
+    open_database,
+    percentile,
+    print_machine,
+)
+from telegram import Update
+
+from bot.local_api import BotApiEmulator
+
+COMMANDS = ("/nba", "/log", "/status", "button")
+ECHO = "/echo"
+#: measured too, for reference, not main commands: /help (no database work), /nba of one
+#: theater (one message instead of two), and /echo2 (the echo sending two messages in turn:
+#: the baseline of the same shape for commands that make two Bot API calls)
+REFERENCE = ("/help", "/nba cs", "/echo2")
+#: bot messages ("sent" or "edited") each kind causes (other commands: 1)
+EXPECTED = {"/nba": 2, "/echo2": 2}
+
+
+def classify(update: Update) -> str:
+    """The kind of an update as this bench names it (``/nba cs`` apart from ``/nba``)."""
+    text = update.effective_message.text if update.effective_message else None
+    return text if text in REFERENCE else classify_update(update)
+
+
+def sender(
+    emu: BotApiEmulator, kind: str, user: int, round_no: int, nba_ids: dict[int, int]
+) -> Callable[[], Any]:
+    """A zero-argument function that enqueues one update of ``kind`` from ``user``; a kind
+    ending in "+rt" is that command with the extra round trips of ``benchlib.EXTRA``."""
+    if kind.endswith("+rt"):
+        send = sender(emu, kind.removesuffix("+rt"), user, round_no, nba_ids)
+
+        def armed() -> Any:
+            assert benchlib.EXTRA is not None
+            benchlib.EXTRA.armed = True
+            return send()
+
+        return armed
+    if kind in (ECHO, "/echo2"):
+        return lambda: emu.send_text(user, f"{kind} ping {round_no}")
+    if kind == "/log":
+        return lambda: emu.send_text(user, f"/log cs 25 bench round {round_no}")
+    if kind == "button":
+        data = lock_button(emu, user, nba_ids[user])  # looked up before the clock starts
+        return lambda: emu.press(user, nba_ids[user], data)
+    return lambda: emu.send_text(user, kind)
+
+
+async def one(
+    emu: BotApiEmulator,
+    replies: Replies,
+    tracker: Tracker,
+    kind: str,
+    user: int,
+    round_no: int,
+    nba_ids: dict[int, int],
+) -> float:
+    """Send one update, wait for its replies and for the bot to be idle; latency in ms."""
+    send = sender(emu, kind, user, round_no, nba_ids)
+    target = replies.count(user) + EXPECTED.get(kind, 1)
+    started = time.perf_counter()
+    send()
+    replied = await replies.wait(user, target)
+    await asyncio.wait_for(tracker.idle.wait(), 15)
+    return 1000 * (replied - started)
+
+
+async def rounds(
+    emu: BotApiEmulator,
+    replies: Replies,
+    tracker: Tracker,
+    users: list[int],
+    nba_ids: dict[int, int],
+    count: int,
+    first: int,
+    kinds: tuple[str, ...] = (*COMMANDS, *REFERENCE),
+) -> dict[str, list[float]]:
+    """``count`` rounds: for each kind, an echo then that kind, each from the next user."""
+    samples: dict[str, list[float]] = defaultdict(list)
+    step = 0
+    for r in range(first, first + count):
+        for kind in kinds:
+            user = users[step % len(users)]
+            step += 1
+            samples[ECHO].append(await one(emu, replies, tracker, ECHO, user, r, nba_ids))
+            samples[kind].append(await one(emu, replies, tracker, kind, user, r, nba_ids))
+    return samples
+
+
+def report(
+    samples: dict[str, list[float]],
+    tracker: Tracker,
+    counters: DbCounters,
+    show_sql: bool,
+) -> float:
+    """Print the table; return the largest p50 ratio of the main commands."""
+    echo_p50 = percentile(samples[ECHO], 50)
+    echo2_p50 = percentile(samples["/echo2"], 50)
+    print()
+    print(
+        f"{'update':<8} {'n':>4} {'p50_ms':>7} {'p95_ms':>7} {'ratio_p50':>9} {'same_calls':>10}"
+        f" {'handler_p50_ms':>14} {'tx/cmd':>6} {'round_trips/cmd':>15}"
+        f" {'statements/cmd':>14} {'db_ms/cmd':>9} {'api_calls/cmd':>13} {'api_ms/cmd':>10}"
+    )
+    worst = 0.0
+    for kind in (ECHO, *COMMANDS, *REFERENCE):
+        values = samples[kind]
+        n = len(values)
+        p50, p95 = percentile(values, 50), percentile(values, 95)
+        ratio = p50 / echo_p50
+        calls = counters.api_calls[kind] / n
+        same_calls = p50 / (echo2_p50 if calls > 1.5 else echo_p50)
+        if kind in COMMANDS:
+            worst = max(worst, ratio)
+        print(
+            f"{kind:<8} {n:>4} {p50:>7.2f} {p95:>7.2f} {ratio:>9.2f} {same_calls:>10.2f}"
+            f" {percentile(tracker.handler_ms.get(kind, []), 50):>14.2f}"
+            f" {counters.transactions[kind] / n:>6.2f}"
+            f" {counters.round_trips[kind] / n:>15.2f}"
+            f" {counters.statements[kind] / n:>14.2f}"
+            f" {1000 * counters.db_seconds[kind] / n:>9.2f}"
+            f" {counters.api_calls[kind] / n:>13.2f}"
+            f" {1000 * counters.api_seconds[kind] / n:>10.2f}"
+        )
+    total_updates = sum(len(v) for v in samples.values())
+    background = counters.transactions["background"]
+    print(
+        "(ratio_p50 = p50 / echo p50, the target's ratio; same_calls = p50 / p50 of the echo"
+        " making as many Bot API calls (/echo or /echo2); /help (no database work), /nba cs"
+        " (one theater, one message) and /echo2 are references, not main commands; db_ms and"
+        " api_ms are means of the time spent waiting for PostgreSQL and for Bot API requests)"
+    )
+    print(
+        f"background work during the measured rounds (persistence flushes, jobs): {background}"
+        f" transactions, {counters.round_trips['background']} round trips"
+        f" = {background / total_updates:.2f} transactions per update"
+    )
+    if show_sql:
+        for kind in COMMANDS:
+            n = len(samples[kind])
+            print(f"\nstatements of {kind} (per update; mean ms per execution):")
+            seconds = counters.text_seconds[kind]
+            for text, times in counters.texts.get(kind, Counter()).most_common():
+                print(f"  {times / n:5.2f} x {1000 * seconds[text] / times:5.2f} ms  {text}")
+        print("\nstatements of background work (whole measured phase):")
+        for text, times in counters.texts.get("background", Counter()).most_common():
+            print(f"  {times:5d} x {text}")
+    return worst
+
+
+async def bench(db: BenchDatabase, args: argparse.Namespace) -> float:
+    counters = install_counters()
+    tracker = Tracker(classify)
+
+    def prepare(app: AnyApp) -> None:
+        add_echo(app)
+        tracker.install(app)
+
+    xacts_before = db.xacts()
+    tx_before, conn_before = counters.all_transactions, counters.all_connections
+    with emulator() as emu:
+        async with bot_running(emu, db.dsn, before_start=prepare) as app:
+            replies = Replies(emu)
+            users = list(range(100_001, 100_001 + args.users))
+            nba_ids = await onboard_users(emu, replies, users)
+            await app.update_persistence()  # write the set-up's conversation states now
+            await rounds(emu, replies, tracker, users, nba_ids, args.warmup, 0)
+            counters.reset()
+            tracker.handler_ms.clear()
+            started = time.perf_counter()
+            samples = await rounds(emu, replies, tracker, users, nba_ids, args.n, args.warmup)
+            elapsed = time.perf_counter() - started
+            measured = counters.copy()
+            replies.close()
+    # The pool is closed now, so the server has flushed the backends' statistics.
+    await asyncio.sleep(0.5)
+    server_xacts = db.xacts() - xacts_before
+    total = sum(len(v) for v in samples.values())
+    print(
+        f"users={args.users} rounds={args.n} warmup_rounds={args.warmup}"
+        f" updates_measured={total} in {elapsed:.1f} s"
+    )
+    worst = report(samples, tracker, measured, args.sql)
+    counted = counters.all_transactions - tx_before
+    connections = counters.all_connections - conn_before
+    print(
+        "check: pg_stat_database xact_commit+xact_rollback delta for the bench database over"
+        f" the whole run = {server_xacts}; counted in process: {counted} transactions +"
+        f" {connections} connections opened (each backend start commits one) ="
+        f" {counted + connections}"
+    )
+    return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200, help="measured rounds (default 200)")
+    parser.add_argument("--users", type=int, default=50, help="distinct users (default 50)")
+    parser.add_argument("--warmup", type=int, default=20, help="unrecorded rounds (default 20)")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="maintenance DSN of a PostgreSQL server to create the bench database on"
+        " (default: an embedded server in a temporary folder)",
+    )
+    parser.add_argument("--sql", action="store_true", help="list the statements per command")
+    args = parser.parse_args(argv)
+    print_machine("python bench/latency.py", sys.argv[1:] if argv is None else argv)
+    db = open_database(args.database_url)
+    try:
+        worst = asyncio.run(bench(db, args))
+    finally:
+        db.close()
+    print(f"ratio_p50_max={worst:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

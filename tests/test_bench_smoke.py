@@ -1,0 +1,60 @@
+"""The benchmark scripts run end to end with tiny sizes and print their result line.
+
+Only the format of the last line is checked, never a timing: the figures themselves are in
+docs/performance.md, measured by hand on a known machine.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SCRIPTS = [
+    pytest.param(
+        ["bench/latency.py", "--n", "3", "--users", "3", "--warmup", "1"],
+        r"ratio_p50_max=\d+\.\d+",
+        id="latency",
+    ),
+    pytest.param(
+        [
+            "bench/throughput.py",
+            *("--n", "24", "--users", "6", "--echo-n", "12", "--rate-limited-n", "8"),
+        ],
+        r"updates_per_second=\d+\.\d+",
+        id="throughput",
+    ),
+    pytest.param(
+        ["bench/sensitivity.py", "--n", "3", "--users", "3", "--warmup", "1", "--extra", "2"],
+        r"ms_per_round_trip=-?\d+\.\d+",
+        id="sensitivity",
+    ),
+    pytest.param(
+        ["bench/footprint.py", "--n", "1", "--idle", "0.5"],
+        r"startup_seconds=\d+\.\d+",
+        id="footprint",
+    ),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("argv", "last_line"), SCRIPTS)
+def test_bench_script_prints_its_result_last(argv: list[str], last_line: str) -> None:
+    done = subprocess.run(
+        [sys.executable, *argv],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].startswith(f"# python {argv[0]}")
+    assert any(line.startswith("machine: cores=") for line in lines[:3])
+    assert re.fullmatch(last_line, lines[-1]), lines[-5:]
