@@ -2,20 +2,26 @@
 
 Every public function is one unit of work for one user: it takes the user's write lock,
 changes what it must, re-ranks the theater and refreshes the derived state, then commits.
+
+A change reads what it needs once, after the lock (the item, its theater and the theater's
+open items, in one statement), decides the change and the new ranking in Python
+(:mod:`services.rules`), writes every changed row in one statement, and builds the theater it
+returns from those rows as the database stored them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from uuid import UUID
 
 from services import rules, state, validation
 from services.db import Database, Principal, UnitOfWork
-from services.errors import Conflict, NotFound
-from services.models import ARMS, Arm, ExecutionLog, NbaItem, TheaterStatus
+from services.errors import Conflict, NotFound, NotLinked
+from services.models import ARMS, Arm, ExecutionLog, NbaItem, Theater, TheaterStatus
 from services.repos import execution_logs, nba_items
+from services.repos.nba_items import ItemContext
 
 
 class ItemGone(NotFound):
@@ -52,10 +58,8 @@ class ItemResult:
     duplicate: bool = False
 
 
-async def _theater_nba(uow: UnitOfWork, arm: Arm, now: datetime) -> TheaterNba:
-    theater = await state.theater(uow, arm)
-    items = await nba_items.open_items(uow, arm)
-    return TheaterNba(arm, theater.status, tuple(rules.rank(items, now)))
+def _theater_nba(theater: Theater, items: Sequence[NbaItem], now: datetime) -> TheaterNba:
+    return TheaterNba(theater.arm_type, theater.status, tuple(rules.rank(items, now)))
 
 
 async def view(
@@ -63,23 +67,79 @@ async def view(
 ) -> list[TheaterNba]:
     """The ranked items of the given theaters (fresh scores as of ``now``)."""
     async with db.user_uow(user_id) as uow:
-        return [await _theater_nba(uow, arm, now) for arm in arms]
+        found = await nba_items.theaters_with_items(uow, arms)
+    views = []
+    for arm in arms:
+        if arm not in found:
+            raise NotLinked()
+        views.append(_theater_nba(found[arm].theater, found[arm].items, now))
+    return views
 
 
-async def _open_item(uow: UnitOfWork, item_id: UUID) -> NbaItem:
-    item = await nba_items.get(uow, item_id)  # RLS: another user's id reads as missing
-    if item is None or item.completed_at is not None:
-        raise ItemGone()
-    return item
-
-
-async def _finish(uow: UnitOfWork, item_id: UUID, arm: Arm, now: datetime) -> ItemResult:
-    await state.rerank(uow, arm, now)
-    theater = await _theater_nba(uow, arm, now)
-    item = await nba_items.get(uow, item_id)
-    assert item is not None
+async def _save(
+    uow: UnitOfWork,
+    theater: Theater | None,
+    open_items: Sequence[NbaItem],
+    changed: Mapping[UUID, NbaItem],
+    now: datetime,
+    *,
+    delete: UUID | None = None,
+) -> tuple[TheaterNba, dict[UUID, NbaItem]]:
+    """Store ``changed`` (new states of some of the theater's ``open_items``, read after the
+    lock) and ``delete`` with the theater re-ranked, in one statement, and commit: the theater
+    as it now stands (built from the rows as stored, not read again) and those rows."""
+    if theater is None:
+        raise NotLinked()
+    final, changes = state.plan_items(open_items, changed, now, delete=delete)
+    stored = await nba_items.apply_changes(uow, changes)
     await uow.commit()
-    return ItemResult(item, theater)
+    return _theater_nba(theater, state.as_stored(final, stored), now), stored
+
+
+Decide = Callable[[ItemContext, NbaItem], dict[UUID, NbaItem]]
+
+
+async def _change_item(
+    db: Database,
+    user_id: Principal,
+    item_id: UUID,
+    now: datetime,
+    decide: Decide,
+    *,
+    delete: bool = False,
+) -> tuple[NbaItem, TheaterNba]:
+    """Take the lock, read the item, its theater and the theater's open items (one
+    statement), let ``decide`` (which may raise) give the new states of the items it changes,
+    re-rank, write every changed row (one statement), commit: the item as stored and its
+    theater as it now stands. ``delete``: delete the item (open or done) instead; otherwise
+    it must be open."""
+    async with db.user_uow(user_id) as uow:
+        await state.lock(uow)
+        ctx = await nba_items.item_context(uow, item_id)
+        # RLS: another user's id reads as missing
+        if ctx is None or (not delete and ctx.item.completed_at is not None):
+            raise ItemGone()
+        item = ctx.item
+        changed = {} if delete else decide(ctx, item)
+        theater, stored = await _save(
+            uow, ctx.theater, ctx.items, changed, now, delete=item.id if delete else None
+        )
+        return stored.get(item.id, item), theater
+
+
+def _flagged(item: NbaItem, now: datetime, **flags: bool) -> NbaItem:
+    """``item`` with the given flags and ``last_updated`` = ``now``, as a flag change
+    stores it."""
+    return replace(item, last_updated=now, **flags)  # type: ignore[arg-type]
+
+
+def _without_manual(items: Sequence[NbaItem], now: datetime) -> dict[UUID, NbaItem]:
+    """The open manual picks among ``items``, cleared."""
+    return {
+        i.id: _flagged(i, now, is_manually_selected=False)
+        for i in items
+        if i.is_manually_selected and i.completed_at is None
+    }
 
 
 async def add_item(
@@ -96,9 +156,12 @@ async def add_item(
     gap = validation.check_gap(gap)
     description = validation.clean_description(description)
     async with db.user_uow(user_id) as uow:
-        await state.begin_write(uow)
-        item_id = await nba_items.insert(uow, arm, title, gap, description, now)
-        return await _finish(uow, item_id, arm, now)
+        await state.lock(uow)
+        item, found = await nba_items.insert_with_items(uow, arm, title, gap, description, now)
+        if found is None:
+            raise NotLinked()
+        theater, stored = await _save(uow, found.theater, found.items, {}, now)
+        return ItemResult(stored.get(item.id, item), theater)
 
 
 async def edit_item(
@@ -113,37 +176,29 @@ async def edit_item(
     """Change an open item's title and/or gap."""
     new_title = validation.clean_title(title) if title is not None else None
     new_gap = validation.check_gap(gap) if gap is not None else None
-    async with db.user_uow(user_id) as uow:
-        await state.begin_write(uow)
-        item = await _open_item(uow, item_id)
-        await nba_items.update_fields(
-            uow,
-            item_id,
+
+    def decide(ctx: ItemContext, item: NbaItem) -> dict[UUID, NbaItem]:
+        edited = replace(
+            item,
             title=new_title if new_title is not None else item.title,
             gap=new_gap if new_gap is not None else item.gap,
-            now=now,
+            last_updated=now,
         )
-        return await _finish(uow, item_id, item.arm_type, now)
+        return {item.id: edited}
+
+    return ItemResult(*await _change_item(db, user_id, item_id, now, decide))
 
 
 async def delete_item(
     db: Database, user_id: Principal, item_id: UUID, now: datetime
 ) -> TheaterNba:
     """Delete an item (open or done) and re-rank its theater."""
-    async with db.user_uow(user_id) as uow:
-        await state.begin_write(uow)
-        item = await nba_items.get(uow, item_id)
-        if item is None:
-            raise ItemGone()
-        await nba_items.delete(uow, item_id)
-        await state.rerank(uow, item.arm_type, now)
-        theater = await _theater_nba(uow, item.arm_type, now)
-        await uow.commit()
-        return theater
+    _, theater = await _change_item(db, user_id, item_id, now, lambda ctx, item: {}, delete=True)
+    return theater
 
 
-async def _locked_other(uow: UnitOfWork, item: NbaItem) -> NbaItem | None:
-    for other in await nba_items.open_items(uow, item.arm_type):
+def _locked_other(ctx: ItemContext, item: NbaItem) -> NbaItem | None:
+    for other in ctx.items:
         if other.is_locked and other.id != item.id:
             return other
     return None
@@ -151,67 +206,56 @@ async def _locked_other(uow: UnitOfWork, item: NbaItem) -> NbaItem | None:
 
 async def lock(db: Database, user_id: Principal, item_id: UUID, now: datetime) -> ItemResult:
     """Lock an item: it becomes (and stays) current until unlocked or done."""
-    async with db.user_uow(user_id) as uow:
-        await state.begin_write(uow)
-        item = await _open_item(uow, item_id)
-        other = await _locked_other(uow, item)
+
+    def decide(ctx: ItemContext, item: NbaItem) -> dict[UUID, NbaItem]:
+        other = _locked_other(ctx, item)
         if other is not None:
             raise Conflict(
                 f"“{other.title}” is already locked in {item.arm_type}: unlock it first."
             )
-        if not item.is_locked:
-            await nba_items.set_flags(uow, item_id, now=now, locked=True)
-        return await _finish(uow, item_id, item.arm_type, now)
+        return {} if item.is_locked else {item.id: _flagged(item, now, is_locked=True)}
+
+    return ItemResult(*await _change_item(db, user_id, item_id, now, decide))
 
 
 async def unlock(db: Database, user_id: Principal, item_id: UUID, now: datetime) -> ItemResult:
     """Unlock an item: ranking decides again."""
-    async with db.user_uow(user_id) as uow:
-        await state.begin_write(uow)
-        item = await _open_item(uow, item_id)
-        if item.is_locked:
-            await nba_items.set_flags(uow, item_id, now=now, locked=False)
-        return await _finish(uow, item_id, item.arm_type, now)
+
+    def decide(ctx: ItemContext, item: NbaItem) -> dict[UUID, NbaItem]:
+        return {item.id: _flagged(item, now, is_locked=False)} if item.is_locked else {}
+
+    return ItemResult(*await _change_item(db, user_id, item_id, now, decide))
 
 
 async def select(db: Database, user_id: Principal, item_id: UUID, now: datetime) -> ItemResult:
     """Pick an item by hand (clears any other manual pick); refused while another is locked."""
-    async with db.user_uow(user_id) as uow:
-        await state.begin_write(uow)
-        item = await _open_item(uow, item_id)
-        other = await _locked_other(uow, item)
+
+    def decide(ctx: ItemContext, item: NbaItem) -> dict[UUID, NbaItem]:
+        other = _locked_other(ctx, item)
         if other is not None:
             raise Conflict(
                 f"“{other.title}” is locked in {item.arm_type}: unlock it before choosing"
                 " another item."
             )
-        if not item.is_manually_selected:
-            await nba_items.clear_manual(uow, item.arm_type, now)
-            await nba_items.set_flags(uow, item_id, now=now, manual=True)
-        return await _finish(uow, item_id, item.arm_type, now)
+        if item.is_manually_selected:
+            return {}
+        changed = _without_manual(ctx.items, now)
+        changed[item.id] = _flagged(item, now, is_manually_selected=True)
+        return changed
+
+    return ItemResult(*await _change_item(db, user_id, item_id, now, decide))
 
 
 async def auto(db: Database, user_id: Principal, arm: Arm, now: datetime) -> TheaterNba:
     """Clear the manual pick of ``arm``: the score decides (a lock still wins)."""
     async with db.user_uow(user_id) as uow:
-        await state.begin_write(uow)
-        await nba_items.clear_manual(uow, arm, now)
-        await state.rerank(uow, arm, now)
-        theater = await _theater_nba(uow, arm, now)
-        await uow.commit()
+        await state.lock(uow)
+        found = (await nba_items.theaters_with_items(uow, [arm])).get(arm)
+        if found is None:
+            raise NotLinked()
+        changed = _without_manual(found.items, now)
+        theater, _ = await _save(uow, found.theater, found.items, changed, now)
         return theater
-
-
-async def _duplicate(
-    uow: UnitOfWork, item: NbaItem, key: str | None, now: datetime
-) -> ItemResult | None:
-    """If ``key`` was already recorded, the result of that earlier write (nothing new)."""
-    if key is None:
-        return None
-    earlier = await execution_logs.by_dedupe_key(uow, key)
-    if earlier is None:
-        return None
-    return ItemResult(item, await _theater_nba(uow, item.arm_type, now), earlier, True)
 
 
 async def progress(
@@ -226,8 +270,8 @@ async def progress(
     """Record progress on an item: a log of ``minutes``, the early-progress bonus, activity."""
     minutes = validation.check_minutes(minutes)
 
-    async def apply(uow: UnitOfWork, item: NbaItem) -> None:
-        await nba_items.set_flags(uow, item.id, now=now, early_bonus=True)
+    def apply(item: NbaItem) -> NbaItem:
+        return _flagged(item, now, has_early_progress_bonus=True)
 
     return await _work_on_item(
         db, user_id, item_id, now, minutes, dedupe_key, lambda title: title, apply
@@ -247,8 +291,11 @@ async def done(
     if minutes is not None:
         minutes = validation.check_minutes(minutes)
 
-    async def apply(uow: UnitOfWork, item: NbaItem) -> None:
-        await nba_items.complete(uow, item.id, now)
+    def apply(item: NbaItem) -> NbaItem:
+        return replace(
+            _flagged(item, now, is_current=False, is_locked=False, is_manually_selected=False),
+            completed_at=now,
+        )
 
     return await _work_on_item(
         db, user_id, item_id, now, minutes, dedupe_key, rules.done_action, apply
@@ -263,30 +310,61 @@ async def _work_on_item(
     minutes: int | None,
     dedupe_key: str | None,
     action: Callable[[str], str],
-    apply: Callable[[UnitOfWork, NbaItem], Awaitable[None]],
+    apply: Callable[[NbaItem], NbaItem],
 ) -> ItemResult:
-    """Log work on an open item, change it (``apply``), mark activity, re-rank: one transaction.
+    """Log work on an open item, change it (``apply`` gives its new state), mark activity,
+    refresh the risk, re-rank: one transaction, whose writes are one statement.
 
-    A repeated ``dedupe_key`` returns the earlier result and writes nothing.
+    A repeated ``dedupe_key`` returns the earlier result and writes nothing (the insert of
+    the log finds the key taken, and every other write of the statement depends on it).
+    Statements: the lock, one read, one write (and a look-up of the earlier log on a repeat).
     """
     async with db.user_uow(user_id) as uow:
-        settings = await state.begin_write(uow)
-        item = await nba_items.get(uow, item_id)
-        if item is None:
-            raise ItemGone()
-        if (dup := await _duplicate(uow, item, dedupe_key, now)) is not None:
-            return dup
-        if item.completed_at is not None:
-            raise ItemGone()
-        log = await execution_logs.insert(
-            uow, item.arm_type, action(item.title), None, minutes, now, dedupe_key
+        await state.lock(uow)  # first: the read below then sees every earlier write
+        ctx = await nba_items.item_context(
+            uow, item_id, minutes_window=(now - state.WEEK, now), settings=True
         )
-        await apply(uow, item)
-        theater = await state.theater(uow, item.arm_type)
-        await state.refresh_status(uow, theater, now, settings, last_activity=now)
-        await state.recompute_risk(uow, now, settings)
-        result = await _finish(uow, item_id, item.arm_type, now)
-        return ItemResult(result.item, result.theater, log)
+        if ctx is None:
+            raise ItemGone()
+        item, theater, settings = ctx.item, ctx.theater, ctx.settings
+        if theater is None or settings is None:
+            raise NotLinked()
+        if item.completed_at is not None:  # a repeated press of Done, or gone
+            earlier = await _earlier(uow, dedupe_key)
+            if earlier is None:
+                raise ItemGone()
+            return ItemResult(item, _theater_nba(theater, ctx.items, now), earlier, True)
+        final, changes = state.plan_items(ctx.items, {item.id: apply(item)}, now)
+        status = state.logged_status(theater, now, settings)
+        assert ctx.minutes is not None
+        overload = rules.overload(ctx.minutes + (minutes or 0), settings.weekly_capacity_hours)
+        recorded = await execution_logs.record(
+            uow,
+            arm=item.arm_type,
+            action=action(item.title),
+            details=None,
+            duration=minutes,
+            now=now,
+            dedupe_key=dedupe_key,
+            status=status,
+            risk=overload.risk,
+            changes=changes,
+        )
+        if recorded is None:  # a repeated key: the earlier log, and nothing written
+            earlier = await _earlier(uow, dedupe_key)
+            return ItemResult(item, _theater_nba(theater, ctx.items, now), earlier, True)
+        log, stored = recorded
+        await uow.commit()
+        ranked = tuple(rules.rank(state.as_stored(final, stored), now))
+        return ItemResult(
+            stored.get(item.id, item), TheaterNba(item.arm_type, status, ranked), log
+        )
+
+
+async def _earlier(uow: UnitOfWork, dedupe_key: str | None) -> ExecutionLog | None:
+    """The log recorded under ``dedupe_key`` (read only when a repeat is likely: the insert
+    found the key taken, or the item is done already)."""
+    return None if dedupe_key is None else await execution_logs.by_dedupe_key(uow, dedupe_key)
 
 
 async def all_theaters(db: Database, user_id: Principal, now: datetime) -> list[TheaterNba]:

@@ -7,13 +7,16 @@ and ``stale_days``), its status and last activity, and the user's ``global_metri
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from uuid import UUID
 
 from services import rules
 from services.db import UnitOfWork
 from services.errors import NotLinked
-from services.models import ARMS, Arm, Theater, UserSettings
+from services.models import ARMS, Arm, NbaItem, Theater, TheaterStatus, UserSettings
 from services.repos import execution_logs, global_metrics, nba_items, theaters, user_settings
 
 WEEK = timedelta(days=7)
@@ -25,11 +28,20 @@ async def begin_write(uow: UnitOfWork) -> UserSettings:
 
     Every write for one user starts here, so two writes for the same user (two taps, two
     instances) run one after the other and each sees the other's result: no lost update.
+    What the write needs must be read by later statements: a statement reads with the
+    snapshot taken when it starts, before it waits for the lock, so a read sharing this
+    statement would miss what the previous holder of the lock committed.
     """
     found = await user_settings.lock_with_metrics(uow)
     if found is None:
         raise NotLinked()
     return found
+
+
+async def lock(uow: UnitOfWork) -> None:
+    """:func:`begin_write` for a write that reads the settings later, fresh, if at all."""
+    if not await user_settings.lock(uow):
+        raise NotLinked()
 
 
 async def begin_read(uow: UnitOfWork) -> UserSettings:
@@ -47,12 +59,56 @@ async def theater(uow: UnitOfWork, arm: Arm) -> Theater:
     return found
 
 
+def ranked(items: Sequence[NbaItem], now: datetime) -> list[NbaItem]:
+    """The open ``items`` of one theater as a re-rank stores them: fresh stale days, and
+    ``is_current`` on the item :func:`rules.choose_current` picks (on no other)."""
+    current = rules.choose_current(items, now)
+    return [
+        replace(
+            item,
+            stale_days=rules.stale_days(item.last_updated, now),
+            is_current=item.id == current,
+        )
+        for item in items
+    ]
+
+
+def plan_items(
+    open_items: Sequence[NbaItem],
+    changed: Mapping[UUID, NbaItem],
+    now: datetime,
+    *,
+    delete: UUID | None = None,
+) -> tuple[list[NbaItem], nba_items.Changes]:
+    """Apply ``changed`` (new states of some of the theater's ``open_items``) and ``delete``
+    in memory, then re-rank: the theater's open items as they will be stored, and the
+    changes that store them (the rows that differ from ``open_items``)."""
+    before = {item.id: item for item in open_items}
+    merged = [changed.get(item.id, item) for item in open_items if item.id != delete]
+    still_open = ranked([item for item in merged if item.completed_at is None], now)
+    final = {item.id: item for item in merged}
+    final.update((item.id, item) for item in still_open)
+    after = tuple(item for item in final.values() if item != before[item.id])
+    return still_open, nba_items.Changes(before, after, delete)
+
+
+def as_stored(items: Sequence[NbaItem], stored: Mapping[UUID, NbaItem]) -> list[NbaItem]:
+    """``items`` with those just written replaced by the rows the database returned."""
+    return [stored.get(item.id, item) for item in items]
+
+
 async def rerank(uow: UnitOfWork, arm: Arm, now: datetime) -> None:
     """Recompute stale days and the current item of ``arm`` (the theater must be locked)."""
     items = await nba_items.open_items(uow, arm)
-    current = rules.choose_current(items, now)
-    stale = {item.id: rules.stale_days(item.last_updated, now) for item in items}
-    await nba_items.apply_ranking(uow, arm, current, stale)
+    _, changes = plan_items(items, {}, now)
+    await nba_items.apply_changes(uow, changes)
+
+
+def logged_status(theater: Theater, now: datetime, settings: UserSettings) -> TheaterStatus:
+    """The status of a theater with activity at ``now`` (a blocked one stays blocked)."""
+    return rules.theater_status(
+        now, now, settings.idle_after_hours, blocked=theater.status == "blocked"
+    )
 
 
 async def refresh_status(

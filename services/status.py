@@ -11,7 +11,7 @@ from services import rules, state
 from services.db import Database, Principal
 from services.errors import NotLinked
 from services.models import ARMS, Arm, GlobalMetrics, Theater, UserSettings
-from services.repos import execution_logs, global_metrics, nba_items, reflections, theaters
+from services.repos import execution_logs, global_metrics, reflections
 
 HISTORY_MAX = 50
 
@@ -41,16 +41,13 @@ class StatusView:
 async def status_view(db: Database, user_id: Principal, now: datetime) -> StatusView:
     """Both theaters, current NBAs, energy planned vs logged, overload with inputs and trend."""
     async with db.user_uow(user_id) as uow:
-        settings = await state.begin_read(uow)
-        metrics = await global_metrics.get(uow)
-        both = await theaters.get_all(uow)
-        if metrics is None or len(both) != len(ARMS):
-            raise NotLinked()
-        items = await nba_items.open_items_all(uow)
-        minutes = await execution_logs.minutes_by_arm(uow, now - state.WEEK, now)
-        before = await execution_logs.minutes_by_arm(
-            uow, now - state.WEEK - state.DAY, now - state.DAY
+        snapshot = await global_metrics.status_snapshot(
+            uow, now, now - state.WEEK, now - state.DAY, now - state.WEEK - state.DAY
         )
+    if snapshot is None or len(snapshot.theaters) != len(ARMS):
+        raise NotLinked()
+    settings, metrics, both = snapshot.settings, snapshot.metrics, snapshot.theaters
+    items, minutes, before = snapshot.items, snapshot.minutes, snapshot.minutes_day_ago
     capacity = settings.weekly_capacity_hours
     overload = rules.overload(sum(minutes.values()), capacity)
     day_ago = rules.overload(sum(before.values()), capacity)

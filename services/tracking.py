@@ -9,7 +9,7 @@ from uuid import UUID
 
 from services import rules, state, validation
 from services.db import Database, Principal
-from services.errors import NotFound, NothingToUndo
+from services.errors import NotFound, NothingToUndo, NotLinked
 from services.models import Arm, ExecutionLog, Reflection, TheaterStatus
 from services.repos import execution_logs, global_metrics, reflections, theaters
 
@@ -41,23 +41,45 @@ async def log_time(
     if minutes is not None:
         minutes = validation.check_minutes(minutes)
     async with db.user_uow(user_id) as uow:
-        settings = await state.begin_write(uow)
-        log = await execution_logs.insert(uow, arm, action, details, minutes, now, dedupe_key)
-        if log is None:
+        await state.lock(uow)  # first: the read below then sees every earlier write
+        inputs = await execution_logs.log_inputs(uow, now - state.WEEK, now)
+        settings = inputs.settings
+        if settings is None:
+            raise NotLinked()
+        capacity = settings.weekly_capacity_hours
+        theater = inputs.theaters.get(arm)
+        if theater is None:
+            raise NotLinked()
+        status = state.logged_status(theater, now, settings)
+        overload = rules.overload(inputs.minutes + (minutes or 0), capacity)
+        recorded = await execution_logs.record(
+            uow,
+            arm=arm,
+            action=action,
+            details=details,
+            duration=minutes,
+            now=now,
+            dedupe_key=dedupe_key,
+            status=status,
+            risk=overload.risk,
+        )
+        if recorded is None:  # a repeated key: the earlier log, and nothing written
             assert dedupe_key is not None
             earlier = await execution_logs.by_dedupe_key(uow, dedupe_key)
             assert earlier is not None
-            theater = await state.theater(uow, earlier.arm_type)
-            overload = await state.risk_at(uow, now, settings.weekly_capacity_hours)
-            return LogResult(earlier, theater.status, overload, duplicate=True)
-        theater = await state.theater(uow, arm)
-        await state.refresh_status(uow, theater, now, settings, last_activity=now)
-        overload = await state.recompute_risk(uow, now, settings)
+            return _duplicate(inputs, earlier, capacity)
         await uow.commit()
-        status = rules.theater_status(
-            now, now, settings.idle_after_hours, blocked=theater.status == "blocked"
-        )
-        return LogResult(log, status, overload)
+        return LogResult(recorded[0], status, overload)
+
+
+def _duplicate(
+    inputs: execution_logs.LogInputs, earlier: ExecutionLog, capacity: int
+) -> LogResult:
+    """The result of a log already recorded under the same key."""
+    theater = inputs.theaters.get(earlier.arm_type)
+    if theater is None:
+        raise NotLinked()
+    return LogResult(earlier, theater.status, rules.overload(inputs.minutes, capacity), True)
 
 
 async def set_log_minutes(

@@ -2,13 +2,50 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 from services.db import UnitOfWork
-from services.models import Arm, ExecutionLog
+from services.models import Arm, ExecutionLog, NbaItem, Theater, TheaterStatus, UserSettings
+from services.repos import global_metrics, nba_items, theaters
+from services.repos.nba_items import (
+    LOG_FIELDS,
+    SETTINGS_FIELDS,
+    THEATER_FIELDS,
+    select_list,
+    take,
+)
 
 _COLUMNS = "id, user_id, arm_type, action, details, duration, timestamp"
+
+_INSERT = (
+    "insert into execution_logs (user_id, arm_type, action, details, duration, timestamp,"
+    " dedupe_key) values (auth.uid(), %(e_arm)s, %(e_action)s, %(e_details)s, %(e_duration)s,"
+    " %(e_now)s, %(e_key)s)"
+    " on conflict (user_id, dedupe_key) where dedupe_key is not null do nothing"
+    f" returning {_COLUMNS}"
+)
+
+
+def _insert_params(
+    arm: Arm,
+    action: str,
+    details: str | None,
+    duration: int | None,
+    now: datetime,
+    dedupe_key: str | None,
+) -> dict[str, Any]:
+    return {
+        "e_arm": arm,
+        "e_action": action,
+        "e_details": details,
+        "e_duration": duration,
+        "e_now": now,
+        "e_key": dedupe_key,
+    }
 
 
 async def insert(
@@ -22,13 +59,89 @@ async def insert(
 ) -> ExecutionLog | None:
     """Insert a log; None when a log with the same dedupe key already exists."""
     row = await uow.fetchone(
-        "insert into execution_logs (user_id, arm_type, action, details, duration, timestamp,"
-        " dedupe_key) values (auth.uid(), %s, %s, %s, %s, %s, %s)"
-        " on conflict (user_id, dedupe_key) where dedupe_key is not null do nothing"
-        f" returning {_COLUMNS}",
-        (arm, action, details, duration, now, dedupe_key),
+        _INSERT, _insert_params(arm, action, details, duration, now, dedupe_key)
     )
     return ExecutionLog.from_row(row) if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class LogInputs:
+    """What recording a log needs: the settings (None if missing), the theaters and the
+    minutes logged in the window."""
+
+    settings: UserSettings | None
+    theaters: dict[Arm, Theater]
+    minutes: int
+
+
+async def log_inputs(uow: UnitOfWork, since: datetime, until: datetime) -> LogInputs:
+    """The settings, both theaters and the minutes of every log in (since, until], in one
+    statement (after the lock, in a statement of its own: see :func:`nba_items.item_context`).
+    """
+    rows = await uow.fetchall(
+        f"select {select_list(SETTINGS_FIELDS, 's', 's_')},"
+        f" {select_list(THEATER_FIELDS, 't', 't_')}{nba_items.MINUTES_COLUMN}"
+        " from user_settings s left join theaters t on true order by t.arm_type",
+        {"since": since, "until": until},
+    )
+    found: dict[Arm, Theater] = {}
+    for row in rows:
+        theater = take(Theater, THEATER_FIELDS, row, "t_")
+        if theater is not None:
+            found[theater.arm_type] = theater
+    if not rows:
+        return LogInputs(None, found, 0)
+    return LogInputs(take(UserSettings, SETTINGS_FIELDS, rows[0], "s_"), found, rows[0]["minutes"])
+
+
+async def record(
+    uow: UnitOfWork,
+    *,
+    arm: Arm,
+    action: str,
+    details: str | None,
+    duration: int | None,
+    now: datetime,
+    dedupe_key: str | None,
+    status: TheaterStatus,
+    risk: Decimal,
+    changes: nba_items.Changes | None = None,
+) -> tuple[ExecutionLog, dict[UUID, NbaItem]] | None:
+    """Insert a log and, only if it went in, store what it changes: ``arm``'s status and
+    last activity (``now``), the overload risk, and item ``changes`` -- one statement.
+
+    None (and nothing written) when a log with the same dedupe key exists. Returns the log
+    and the changed items as stored.
+    """
+    gate = " and exists (select 1 from ins)"
+    th_sql, params = theaters.update_state_cte(arm, status, now, now, gate)
+    gm_sql, gm_params = global_metrics.set_risk_cte(risk, now, gate)
+    params.update(gm_params)
+    params.update(_insert_params(arm, action, details, duration, now, dedupe_key))
+    ctes = [f"ins as ({_INSERT})", th_sql, gm_sql]
+    statements = changes.statements() if changes is not None else []
+    item_ctes: list[str] = []
+    if changes is not None and statements:
+        give, take_ = statements[0]
+        more, item_params, item_ctes = nba_items.change_ctes(give, take_, changes.delete, gate)
+        ctes += more
+        params.update(item_params)
+    logged = select_list(LOG_FIELDS, "ins", "e_")
+    if item_ctes:
+        final = (
+            f"select {logged}, c.* from ins left join ({nba_items.union_of(item_ctes)}) c on true"
+        )
+    else:
+        final = f"select {logged} from ins"
+    rows = await uow.fetchall(f"with {', '.join(ctes)} {final}", params)
+    if not rows:
+        return None
+    log = take(ExecutionLog, LOG_FIELDS, rows[0], "e_")
+    assert log is not None
+    stored = {row["id"]: NbaItem.from_row(row) for row in rows if item_ctes and row["id"]}
+    for give, take_ in statements[1:]:
+        stored.update(await nba_items.run_changes(uow, give, take_, None))
+    return log, stored
 
 
 async def by_dedupe_key(uow: UnitOfWork, key: str) -> ExecutionLog | None:

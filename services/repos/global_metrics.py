@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from services.db import UnitOfWork
-from services.models import GlobalMetrics
+from services.models import Arm, GlobalMetrics, NbaItem, Theater, UserSettings
+from services.repos.nba_items import (
+    ITEM_FIELDS,
+    OPEN_ITEMS_OF,
+    SETTINGS_FIELDS,
+    THEATER_FIELDS,
+    field_names,
+    select_list,
+    take,
+)
 
 _COLUMNS = (
     "user_id, combined_progress, energy_allocation_ibm, energy_allocation_cs, overload_risk,"
@@ -28,10 +39,16 @@ async def get(uow: UnitOfWork, *, for_update: bool = False) -> GlobalMetrics | N
     return GlobalMetrics.from_row(row) if row else None
 
 
+_SET_RISK = "update global_metrics set overload_risk = %(gm_risk)s, last_computed = %(gm_now)s"
+
+
 async def set_risk(uow: UnitOfWork, risk: Decimal, now: datetime) -> None:
-    await uow.execute(
-        "update global_metrics set overload_risk = %s, last_computed = %s", (risk, now)
-    )
+    await uow.execute(_SET_RISK, {"gm_risk": risk, "gm_now": now})
+
+
+def set_risk_cte(risk: Decimal, now: datetime, gate: str = "") -> tuple[str, dict[str, Any]]:
+    """:func:`set_risk` as a CTE named ``gm`` (``gate``: " and <condition>")."""
+    return f"gm as ({_SET_RISK} where true{gate} returning 1)", {"gm_risk": risk, "gm_now": now}
 
 
 async def set_progress(uow: UnitOfWork, combined: Decimal, now: datetime) -> None:
@@ -50,3 +67,64 @@ async def set_energy(uow: UnitOfWork, ibm: int, cs: int, now: datetime) -> None:
 
 async def set_last_sync(uow: UnitOfWork, now: datetime) -> None:
     await uow.execute("update global_metrics set last_sync_time = %s", (now,))
+
+
+_METRICS_FIELDS = field_names(GlobalMetrics)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything the status screen shows, read in one statement."""
+
+    settings: UserSettings
+    metrics: GlobalMetrics
+    theaters: dict[Arm, Theater]
+    items: list[NbaItem]
+    #: minutes logged per theater in (now - 7 d, now] and in (now - 8 d, now - 1 d]
+    minutes: dict[Arm, int]
+    minutes_day_ago: dict[Arm, int]
+
+
+async def status_snapshot(
+    uow: UnitOfWork, now: datetime, week_ago: datetime, day_ago: datetime, before: datetime
+) -> Snapshot | None:
+    """Settings, metrics, the theaters with their open items and the minutes of the two
+    windows (week_ago, now] and (before, day_ago]; None if the settings or metrics row is
+    missing (a theater missing is absent from ``theaters``)."""
+    rows = await uow.fetchall(
+        f"select {select_list(SETTINGS_FIELDS, 's', 's_')},"
+        f" {select_list(_METRICS_FIELDS, 'g', 'g_')},"
+        f" {select_list(THEATER_FIELDS, 't', 't_')},"
+        f" {select_list(ITEM_FIELDS, 'i', 'i_')},"
+        " coalesce(m.recent, 0)::int as m_recent, coalesce(m.day_ago, 0)::int as m_day_ago"
+        " from user_settings s cross join global_metrics g left join theaters t on true"
+        " left join (select arm_type,"
+        "   sum(duration) filter (where timestamp > %(week_ago)s) as recent,"
+        "   sum(duration) filter (where timestamp <= %(day_ago)s) as day_ago"
+        "   from execution_logs where timestamp > %(before)s and timestamp <= %(now)s"
+        "   group by arm_type) m on m.arm_type = t.arm_type"
+        f" left join lateral ({OPEN_ITEMS_OF.format(alias='t')}) i on true"
+        " order by t.arm_type, i.created_at, i.id",
+        {"now": now, "week_ago": week_ago, "day_ago": day_ago, "before": before},
+    )
+    if not rows:
+        return None
+    settings = take(UserSettings, SETTINGS_FIELDS, rows[0], "s_")
+    metrics = take(GlobalMetrics, _METRICS_FIELDS, rows[0], "g_")
+    assert settings is not None and metrics is not None
+    found: dict[Arm, Theater] = {}
+    items: list[NbaItem] = []
+    minutes: dict[Arm, int] = {"ibm": 0, "cs": 0}
+    day: dict[Arm, int] = {"ibm": 0, "cs": 0}
+    for row in rows:
+        theater = take(Theater, THEATER_FIELDS, row, "t_")
+        if theater is None:
+            continue
+        if theater.arm_type not in found:
+            found[theater.arm_type] = theater
+            minutes[theater.arm_type] = row["m_recent"]
+            day[theater.arm_type] = row["m_day_ago"]
+        item = take(NbaItem, ITEM_FIELDS, row, "i_")
+        if item is not None:
+            items.append(item)
+    return Snapshot(settings, metrics, found, items, minutes, day)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
-from decimal import Decimal
+from typing import Any, TypeVar
 from uuid import UUID
 
 from services.db import UnitOfWork
-from services.models import Arm, NbaItem
+from services.models import Arm, ExecutionLog, NbaItem, Theater, UserSettings
 
 _COLUMNS = (
     "id, user_id, arm_type, title, description, stale_days, gap, has_early_progress_bonus,"
@@ -44,32 +46,6 @@ async def count_open(uow: UnitOfWork, arm: Arm) -> int:
     return int(row["n"]) if row else 0
 
 
-async def insert(
-    uow: UnitOfWork, arm: Arm, title: str, gap: int, description: str | None, now: datetime
-) -> UUID:
-    row = await uow.fetchone(
-        "insert into nba_items (user_id, arm_type, title, description, gap, created_at,"
-        " last_updated) values (auth.uid(), %s, %s, %s, %s, %s, %s) returning id",
-        (arm, title, description, gap, now, now),
-    )
-    assert row is not None
-    item_id: UUID = row["id"]
-    return item_id
-
-
-async def update_fields(
-    uow: UnitOfWork, item_id: UUID, *, title: str, gap: int, now: datetime
-) -> None:
-    await uow.execute(
-        "update nba_items set title = %s, gap = %s, last_updated = %s where id = %s",
-        (title, gap, now, item_id),
-    )
-
-
-async def delete(uow: UnitOfWork, item_id: UUID) -> int:
-    return await uow.execute("delete from nba_items where id = %s", (item_id,))
-
-
 async def set_flags(
     uow: UnitOfWork,
     item_id: UUID,
@@ -89,14 +65,6 @@ async def set_flags(
     )
 
 
-async def clear_manual(uow: UnitOfWork, arm: Arm, now: datetime) -> int:
-    return await uow.execute(
-        "update nba_items set is_manually_selected = false, last_updated = %s"
-        " where arm_type = %s and is_manually_selected and completed_at is null",
-        (now, arm),
-    )
-
-
 async def complete(uow: UnitOfWork, item_id: UUID, now: datetime) -> None:
     await uow.execute(
         "update nba_items set completed_at = %s, is_current = false, is_locked = false,"
@@ -105,24 +73,307 @@ async def complete(uow: UnitOfWork, item_id: UUID, now: datetime) -> None:
     )
 
 
-async def apply_ranking(
-    uow: UnitOfWork, arm: Arm, current: UUID | None, stale: dict[UUID, Decimal]
-) -> None:
-    """Store fresh stale_days and make ``current`` the only current open item of ``arm``.
+# --- several tables in one statement ------------------------------------------------------
+#
+# The reads below join a row of one table with rows of others; each table's columns come
+# with a prefix (``t_`` theater, ``i_`` open item, ...) and are turned back into the DTOs
+# by name, so a statement returns exactly what the separate queries returned. They run in a
+# user's unit of work: RLS keeps every table to that user's rows, so joins need no user_id
+# condition (each costs planning time; planning is most of these statements' cost).
 
-    Clearing happens before setting, so the partial unique index never sees two.
-    """
-    await uow.execute(
-        "update nba_items n set stale_days = s.stale,"
-        " is_current = n.is_current and n.id is not distinct from %(cur)s"
-        " from unnest(%(ids)s::uuid[], %(stales)s::numeric[]) as s(id, stale)"
-        " where n.id = s.id and n.arm_type = %(arm)s and n.completed_at is null"
-        " and (n.stale_days is distinct from s.stale"
-        "      or (n.is_current and n.id is distinct from %(cur)s))",
-        {"cur": current, "ids": list(stale), "stales": list(stale.values()), "arm": arm},
+_M = TypeVar("_M")
+
+
+def field_names(model: Any) -> tuple[str, ...]:
+    """The column names of a DTO (its dataclass fields)."""
+    return tuple(f.name for f in fields(model))
+
+
+ITEM_FIELDS = field_names(NbaItem)
+THEATER_FIELDS = field_names(Theater)
+LOG_FIELDS = field_names(ExecutionLog)
+SETTINGS_FIELDS = field_names(UserSettings)
+
+
+def select_list(names: Iterable[str], alias: str, prefix: str) -> str:
+    """``alias.c as <prefix>c, ...`` for the given columns."""
+    return ", ".join(f"{alias}.{name} as {prefix}{name}" for name in names)
+
+
+def take(
+    model: Callable[..., _M], names: tuple[str, ...], row: Mapping[str, Any], prefix: str
+) -> _M | None:
+    """The DTO held in ``row`` under ``prefix`` (None when its first column is null: an
+    outer join that found nothing)."""
+    if row[prefix + names[0]] is None:
+        return None
+    return model(**{name: row[prefix + name] for name in names})
+
+
+@dataclass(frozen=True, slots=True)
+class TheaterItems:
+    """A theater and its open items (by created_at, id), read in one statement."""
+
+    theater: Theater
+    items: list[NbaItem]
+
+
+OPEN_ITEMS_OF = (
+    f"select {_COLUMNS} from nba_items n"
+    " where n.arm_type = {alias}.arm_type and n.completed_at is null"
+)
+
+
+async def theaters_with_items(uow: UnitOfWork, arms: Sequence[Arm]) -> dict[Arm, TheaterItems]:
+    """The given theaters with their open items, in one statement (missing theaters are
+    absent from the result)."""
+    rows = await uow.fetchall(
+        f"select {select_list(THEATER_FIELDS, 't', 't_')}, {select_list(ITEM_FIELDS, 'i', 'i_')}"
+        f" from theaters t left join lateral ({OPEN_ITEMS_OF.format(alias='t')}) i on true"
+        " where t.arm_type = any(%s) order by t.arm_type, i.created_at, i.id",
+        (list(arms),),
     )
-    if current is not None:
-        await uow.execute(
-            "update nba_items set is_current = true where id = %s and not is_current",
-            (current,),
-        )
+    found: dict[Arm, TheaterItems] = {}
+    for row in rows:
+        arm = row["t_arm_type"]
+        if arm not in found:
+            theater = take(Theater, THEATER_FIELDS, row, "t_")
+            assert theater is not None
+            found[arm] = TheaterItems(theater, [])
+        item = take(NbaItem, ITEM_FIELDS, row, "i_")
+        if item is not None:
+            found[arm].items.append(item)
+    return found
+
+
+async def insert_with_items(
+    uow: UnitOfWork, arm: Arm, title: str, gap: int, description: str | None, now: datetime
+) -> tuple[NbaItem, TheaterItems | None]:
+    """Insert an open item; returns it and its theater with every open item, it included
+    (None for the theater if the user has no such theater)."""
+    rows = await uow.fetchall(
+        "with ins as (insert into nba_items (user_id, arm_type, title, description, gap,"
+        " created_at, last_updated) values (auth.uid(), %(arm)s, %(title)s, %(description)s,"
+        f" %(gap)s, %(now)s, %(now)s) returning {_COLUMNS})"
+        f" select i.new, {select_list(ITEM_FIELDS, 'i', 'i_')},"
+        f" {select_list(THEATER_FIELDS, 't', 't_')}"
+        f" from (select true as new, {_COLUMNS} from ins"
+        f"       union all select false, {_COLUMNS} from nba_items"
+        "        where arm_type = %(arm)s and completed_at is null) i"
+        " left join theaters t on t.arm_type = i.arm_type"
+        " order by i.created_at, i.id",
+        {"arm": arm, "title": title, "description": description, "gap": gap, "now": now},
+    )
+    items: list[NbaItem] = []
+    new: NbaItem | None = None
+    for row in rows:
+        item = take(NbaItem, ITEM_FIELDS, row, "i_")
+        assert item is not None
+        items.append(item)
+        if row["new"]:
+            new = item
+    assert new is not None
+    theater = take(Theater, THEATER_FIELDS, rows[0], "t_")
+    return new, (TheaterItems(theater, items) if theater is not None else None)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemContext:
+    """What a change to one item needs: the item (open or not), its theater, the theater's
+    open items and, if asked for, the minutes logged in a window and the user's settings."""
+
+    item: NbaItem
+    theater: Theater | None
+    items: list[NbaItem]
+    minutes: int | None = None
+    settings: UserSettings | None = None
+
+
+MINUTES_COLUMN = (
+    ", (select coalesce(sum(duration), 0)::int from execution_logs"
+    " where timestamp > %(since)s and timestamp <= %(until)s) as minutes"
+)
+
+
+async def item_context(
+    uow: UnitOfWork,
+    item_id: UUID,
+    *,
+    minutes_window: tuple[datetime, datetime] | None = None,
+    settings: bool = False,
+) -> ItemContext | None:
+    """What a change to one item needs, in one statement; None if the item does not exist
+    (or is another user's). ``minutes_window`` (since, until]: the minutes of every log in it.
+
+    Run it after :func:`services.state.begin_write`, in a statement of its own: a statement
+    reads with the snapshot taken when it starts, so a read sharing the lock's statement
+    would miss what a write committed while that statement waited for the lock.
+    """
+    params: dict[str, Any] = {"id": item_id}
+    extra = ""
+    joins = ""
+    if minutes_window is not None:
+        params["since"], params["until"] = minutes_window
+        extra += MINUTES_COLUMN
+    if settings:
+        extra += f", {select_list(SETTINGS_FIELDS, 's', 's_')}"
+        joins += " left join user_settings s on true"
+    rows = await uow.fetchall(
+        f"select {select_list(ITEM_FIELDS, 'x', 'x_')}, {select_list(THEATER_FIELDS, 't', 't_')},"
+        f" {select_list(ITEM_FIELDS, 'i', 'i_')}{extra}"
+        " from nba_items x"
+        " left join theaters t on t.arm_type = x.arm_type"
+        f" left join lateral ({OPEN_ITEMS_OF.format(alias='x')}) i on true{joins}"
+        " where x.id = %(id)s order by i.created_at, i.id",
+        params,
+    )
+    if not rows:
+        return None
+    first = rows[0]
+    item = take(NbaItem, ITEM_FIELDS, first, "x_")
+    assert item is not None
+    items = [i for i in (take(NbaItem, ITEM_FIELDS, row, "i_") for row in rows) if i is not None]
+    return ItemContext(
+        item,
+        take(Theater, THEATER_FIELDS, first, "t_"),
+        items,
+        first["minutes"] if minutes_window is not None else None,
+        take(UserSettings, SETTINGS_FIELDS, first, "s_") if settings else None,
+    )
+
+
+# --- writing item changes -----------------------------------------------------------------
+
+#: the columns a change writes (everything a service may change on an item)
+_WRITTEN = (
+    ("title", "text"),
+    ("gap", "int"),
+    ("stale_days", "numeric"),
+    ("has_early_progress_bonus", "bool"),
+    ("is_manually_selected", "bool"),
+    ("is_locked", "bool"),
+    ("is_current", "bool"),
+    ("last_updated", "timestamptz"),
+    ("completed_at", "timestamptz"),
+)
+#: the flags at most one open item per theater may have (partial unique indexes)
+_UNIQUE_FLAGS = ("is_current", "is_locked", "is_manually_selected")
+
+
+def _open(item: NbaItem, flag: str) -> bool:
+    return item.completed_at is None and bool(getattr(item, flag))
+
+
+def _sets(old: NbaItem, new: NbaItem) -> set[str]:
+    return {f for f in _UNIQUE_FLAGS if _open(new, f) and not _open(old, f)}
+
+
+def _clears(old: NbaItem, new: NbaItem) -> set[str]:
+    return {f for f in _UNIQUE_FLAGS if _open(old, f) and not _open(new, f)}
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """Item rows to write (each as its whole new state) and an item to delete.
+
+    PostgreSQL checks the partial unique indexes row by row during an UPDATE, so rows that
+    take a unique flag are written after those that give one up (and after the delete): two
+    data-modifying CTEs, the second gated on the first having run. Should one row both take
+    and give up flags that another row takes, :meth:`statements` splits the work in two.
+    """
+
+    before: Mapping[UUID, NbaItem]
+    after: tuple[NbaItem, ...]
+    delete: UUID | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.after) or self.delete is not None
+
+    def statements(self) -> list[tuple[list[NbaItem], list[NbaItem]]]:
+        """The (give-up phase, take phase) of each statement to run, in order."""
+        give: list[NbaItem] = []
+        take_: list[NbaItem] = []
+        for new in self.after:
+            (take_ if _sets(self.before[new.id], new) else give).append(new)
+        taken: set[str] = set()
+        given: set[str] = set()
+        for new in take_:
+            taken |= _sets(self.before[new.id], new)
+            given |= _clears(self.before[new.id], new)
+        if not taken & given:
+            return [(give, take_)]
+        # first everything but the flags taken, then those flags
+        middle = [_without_sets(self.before[new.id], new) for new in take_]
+        return [(give + middle, []), ([], list(take_))]
+
+
+def _without_sets(old: NbaItem, new: NbaItem) -> NbaItem:
+    return replace(new, **{f: getattr(old, f) for f in _sets(old, new)})
+
+
+def _phase(name: str, rows: Sequence[NbaItem], gate: str) -> tuple[str, dict[str, Any]]:
+    arrays = ", ".join(
+        [f"%({name}_id)s::uuid[]"] + [f"%({name}_{col})s::{kind}[]" for col, kind in _WRITTEN]
+    )
+    assignments = ", ".join(f"{col} = v.{col}" for col, _ in _WRITTEN)
+    params: dict[str, Any] = {f"{name}_id": [r.id for r in rows]}
+    for col, _ in _WRITTEN:
+        params[f"{name}_{col}"] = [getattr(r, col) for r in rows]
+    returning = ", ".join(f"n.{c}" for c in ITEM_FIELDS)
+    sql = (
+        f"{name} as (update nba_items n set {assignments}"
+        f" from unnest({arrays}) as v(id, {', '.join(col for col, _ in _WRITTEN)})"
+        f" where n.id = v.id{gate} returning {returning})"
+    )
+    return sql, params
+
+
+def change_ctes(
+    give: Sequence[NbaItem], take_: Sequence[NbaItem], delete: UUID | None, gate: str = ""
+) -> tuple[list[str], dict[str, Any], list[str]]:
+    """CTEs writing one statement's changes: (the CTEs, their parameters, the names of those
+    returning item rows). ``gate`` (" and <condition>") is added to every one of them."""
+    ctes: list[str] = []
+    params: dict[str, Any] = {}
+    item_ctes: list[str] = []
+    previous: str | None = None
+    if delete is not None:
+        ctes.append(f"del as (delete from nba_items where id = %(del_id)s{gate} returning id)")
+        params["del_id"] = delete
+        previous = "del"
+    for name, rows in (("give", give), ("take", take_)):
+        if not rows:
+            continue
+        after = f" and (select count(*) from {previous}) >= 0" if previous else ""
+        sql, phase_params = _phase(name, rows, gate + after)
+        ctes.append(sql)
+        params.update(phase_params)
+        item_ctes.append(name)
+        previous = name
+    return ctes, params, item_ctes
+
+
+def union_of(item_ctes: Sequence[str]) -> str:
+    """A query over every item row the given CTEs returned."""
+    return " union all ".join(f"select * from {name}" for name in item_ctes)
+
+
+async def run_changes(
+    uow: UnitOfWork, give: Sequence[NbaItem], take_: Sequence[NbaItem], delete: UUID | None
+) -> dict[UUID, NbaItem]:
+    """One statement of :meth:`Changes.statements`; the rows as stored."""
+    ctes, params, item_ctes = change_ctes(give, take_, delete)
+    if not ctes:
+        return {}
+    final = union_of(item_ctes) if item_ctes else "select id from del"
+    rows = await uow.fetchall(f"with {', '.join(ctes)} {final}", params)
+    return {row["id"]: NbaItem.from_row(row) for row in rows} if item_ctes else {}
+
+
+async def apply_changes(uow: UnitOfWork, changes: Changes) -> dict[UUID, NbaItem]:
+    """Write ``changes`` (one statement, rarely two; none if there is nothing to write);
+    returns the rows as stored."""
+    stored: dict[UUID, NbaItem] = {}
+    for n, (give, take_) in enumerate(changes.statements()):
+        stored.update(await run_changes(uow, give, take_, changes.delete if n == 0 else None))
+    return stored

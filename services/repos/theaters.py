@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from services.db import UnitOfWork
 from services.models import Arm, Theater, TheaterStatus
@@ -40,6 +41,20 @@ async def created_at(uow: UnitOfWork, arm: Arm) -> datetime | None:
     return row["created_at"] if row else None
 
 
+_UPDATE_STATE = (
+    "update theaters set status = %(th_status)s, last_activity = %(th_activity)s,"
+    " updated_at = %(th_now)s where arm_type = %(th_arm)s"
+    " and (status is distinct from %(th_status)s"
+    "      or last_activity is distinct from %(th_activity)s)"
+)
+
+
+def _state_params(
+    arm: Arm, status: TheaterStatus, last_activity: datetime, now: datetime
+) -> dict[str, Any]:
+    return {"th_status": status, "th_activity": last_activity, "th_now": now, "th_arm": arm}
+
+
 async def update_state(
     uow: UnitOfWork,
     arm: Arm,
@@ -48,11 +63,16 @@ async def update_state(
     last_activity: datetime,
     now: datetime,
 ) -> None:
-    await uow.execute(
-        "update theaters set status = %s, last_activity = %s, updated_at = %s"
-        " where arm_type = %s and (status is distinct from %s"
-        " or last_activity is distinct from %s)",
-        (status, last_activity, now, arm, status, last_activity),
+    """Store a status and last activity (the row is written only if one of them changes)."""
+    await uow.execute(_UPDATE_STATE, _state_params(arm, status, last_activity, now))
+
+
+def update_state_cte(
+    arm: Arm, status: TheaterStatus, last_activity: datetime, now: datetime, gate: str = ""
+) -> tuple[str, dict[str, Any]]:
+    """:func:`update_state` as a CTE named ``th`` (``gate``: " and <condition>")."""
+    return f"th as ({_UPDATE_STATE}{gate} returning 1)", _state_params(
+        arm, status, last_activity, now
     )
 
 
