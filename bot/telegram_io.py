@@ -88,8 +88,16 @@ class PerUserUpdateProcessor(BaseUpdateProcessor):
     a burst from many users uses the database pool in parallel.
     """
 
+    # Updates waiting for their user's turn must not hold a processing slot (PTB's own
+    # semaphore is taken before do_process_update), so PTB's cap is only a bound on the
+    # updates in flight, and the real concurrency is this class's own semaphore, taken after
+    # the user's lock.
+    QUEUED_MAX = 1024
+
     def __init__(self, max_concurrent_updates: int) -> None:
-        super().__init__(max_concurrent_updates)
+        super().__init__(self.QUEUED_MAX)
+        self.workers = max_concurrent_updates
+        self._running = asyncio.BoundedSemaphore(max_concurrent_updates)
         self._locks: dict[int, asyncio.Lock] = {}
 
     async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
@@ -101,7 +109,7 @@ class PerUserUpdateProcessor(BaseUpdateProcessor):
                 key = update.effective_chat.id
         lock = self._locks.setdefault(key, asyncio.Lock())
         try:
-            async with lock:
+            async with lock, self._running:
                 await coroutine
         finally:
             if not lock.locked() and self._locks.get(key) is lock:

@@ -38,3 +38,26 @@ async def test_one_user_in_order_many_users_at_once() -> None:
     await asyncio.gather(first, second)
     assert events == ["start a1", "run b1", "end a1", "run a2"]  # user 1 kept its order
     assert processor._locks == {}  # no lock left behind
+
+
+async def test_a_busy_user_does_not_take_every_slot() -> None:
+    processor = PerUserUpdateProcessor(2)
+    release = asyncio.Event()
+    done: list[int] = []
+
+    async def work(n: int, wait: bool) -> None:
+        if wait:
+            await release.wait()
+        done.append(n)
+
+    # Ten updates of user 1 queue up behind a slow one; user 2 still gets a slot.
+    queued = [
+        asyncio.create_task(processor.process_update(update_from(1, n), work(n, n == 0)))
+        for n in range(10)
+    ]
+    await asyncio.sleep(0)
+    await asyncio.wait_for(processor.process_update(update_from(2, 99), work(99, False)), 1)
+    assert done == [99]
+    release.set()
+    await asyncio.gather(*queued)
+    assert done == [99, *range(10)]
