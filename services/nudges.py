@@ -487,6 +487,7 @@ async def claim_due(
     ``dry_run`` nothing is written: the decision runs and is counted, then rolled back.
     """
     async with db.privileged() as uow:
+        await scan.without_jit(uow)
         idle = await scan.idle_candidates(
             uow,
             now,

@@ -349,3 +349,9 @@ async def week_in_review(
         )
         for r in rows
     }
+
+
+async def without_jit(uow: UnitOfWork) -> None:
+    """Switch JIT compilation off for this transaction: the scan's row estimates can pass
+    jit_above_cost at a million users, and compiling then costs more than the query."""
+    await uow.execute("select set_config('jit', 'off', true)")
