@@ -142,23 +142,38 @@ async def log_action(update: Update, context: Context) -> str | int:
     return ConversationHandler.END
 
 
-async def details_start(update: Update, context: Context) -> str | int:
-    """The "Add details" button under a log: ask for them."""
+async def _ask_follow_up(update: Update, context: Context, draft: str, prompt: str) -> None:
+    """A button under a saved record (log, reflection): remember which, ask for the text."""
     query = update.callback_query
     assert query is not None
     await query.answer()
-    user_data(context)["log"] = {"id": decode(query.data).uuid().hex}
-    await reply(update, "Send the details for that log (up to 2000 characters), or /cancel.")
+    user_data(context)[draft] = {"id": decode(query.data).uuid().hex}
+    await reply(update, prompt)
+
+
+def _follow_up(update: Update, context: Context, draft: str) -> tuple[UUID, str]:
+    """The record the user is adding text to, and the text. The draft stays until the text
+    is saved, so a text that is too long can be sent again."""
+    assert update.effective_message is not None
+    record = UUID(hex=user_data(context)[draft]["id"])
+    return record, update.effective_message.text or ""
+
+
+async def details_start(update: Update, context: Context) -> str | int:
+    """The "Add details" button under a log: ask for them."""
+    await _ask_follow_up(
+        update,
+        context,
+        "log",
+        "Send the details for that log (up to 2000 characters), or /cancel.",
+    )
     return LOG_DETAILS
 
 
 async def log_details(update: Update, context: Context) -> str | int:
     """Store the typed details on the log."""
-    assert update.effective_message is not None
-    draft = user_data(context)["log"]
-    result = await tracking.set_log_details(
-        deps(context).db, me(update), UUID(hex=draft["id"]), update.effective_message.text or ""
-    )
+    log_id, text = _follow_up(update, context, "log")
+    result = await tracking.set_log_details(deps(context).db, me(update), log_id, text)
     user_data(context).pop("log", None)
     await reply(update, f"📝 Details added to “{render.esc(result.log.action)}”.")
     return ConversationHandler.END
@@ -227,22 +242,16 @@ async def reflect_evidence(update: Update, context: Context) -> str | int:
 
 async def context_start(update: Update, context: Context) -> str | int:
     """The "Add context" button: ask for the text."""
-    query = update.callback_query
-    assert query is not None
-    await query.answer()
-    user_data(context)["reflect"] = {"id": decode(query.data).uuid().hex}
-    await reply(update, "Send the context for that reflection (up to 2000 characters).")
+    await _ask_follow_up(
+        update, context, "reflect", "Send the context for that reflection (up to 2000 characters)."
+    )
     return REFLECT_CONTEXT
 
 
 async def context_text(update: Update, context: Context) -> str | int:
-    from uuid import UUID
-
-    assert update.effective_message is not None
-    draft = user_data(context)["reflect"]
-    found = await tracking.add_context(
-        deps(context).db, me(update), UUID(hex=draft["id"]), update.effective_message.text or ""
-    )
+    """Store the typed context on the reflection."""
+    reflection_id, text = _follow_up(update, context, "reflect")
+    found = await tracking.add_context(deps(context).db, me(update), reflection_id, text)
     user_data(context).pop("reflect", None)
     await reply(update, f"💡 Context added to “{render.esc(found.evidence)}”.")
     return ConversationHandler.END

@@ -315,3 +315,14 @@ async def test_typed_step_errors_do_not_repeat_the_usage(bot: BotEnv) -> None:
     (reply,) = await chat.send("abc")
     assert "Minutes must be a whole number" in reply.plain_text
     assert "Usage" not in reply.plain_text
+
+
+async def test_too_long_details_can_be_sent_again(bot: BotEnv, db: Database) -> None:
+    chat = await started(bot)
+    (saved,) = await chat.send("/log cs 20 reading")
+    await chat.press(saved, "➕ Add details", replies=1)
+    (too_long,) = await chat.send("d" * 2001)
+    assert "Details is too long: 2001 characters, the limit is 2000." in too_long.plain_text
+    (added,) = await chat.send("chapter 4")
+    assert "Details added" in added.plain_text
+    assert await rows(db, "select details from execution_logs") == [{"details": "chapter 4"}]
