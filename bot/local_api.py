@@ -249,6 +249,19 @@ def _is_space(char: str) -> bool:
     return char in " \t\n\r\x0b\x0c"
 
 
+def _mentioned_user(url: str, user_lookup: UserLookup | None) -> JSONDict | None:
+    """The user a ``tg://user?id=N`` link mentions (as Telegram shows them), or None."""
+    mention = re.fullmatch(r"tg://user\?id=(\d+)", url)
+    if mention is None:
+        return None
+    user_id = int(mention.group(1))
+    return (user_lookup(user_id) if user_lookup else None) or {
+        "id": user_id,
+        "is_bot": False,
+        "first_name": "User",
+    }
+
+
 def parse_html(
     source: str, *, strict: bool = True, user_lookup: UserLookup | None = None
 ) -> ParsedText:
@@ -424,14 +437,8 @@ def _close_html_tag(
         href = tag.attrs.get("href", "")
         if not href:
             return
-        mention = re.fullmatch(r"tg://user\?id=(\d+)", href)
-        if mention:
-            user_id = int(mention.group(1))
-            user = (user_lookup(user_id) if user_lookup else None) or {
-                "id": user_id,
-                "is_bot": False,
-                "first_name": "User",
-            }
+        user = _mentioned_user(href, user_lookup)
+        if user is not None:
             entity = {"type": "text_mention", "offset": tag.offset, "length": length}
             entity["user"] = user
         else:
@@ -674,15 +681,10 @@ def parse_markdown_v2(source: str, *, user_lookup: UserLookup | None = None) -> 
                     )
                 entity["custom_emoji_id"] = match.group(1)
             else:
-                mention = re.fullmatch(r"tg://user\?id=(\d+)", url)
-                if mention:
-                    user_id = int(mention.group(1))
+                user = _mentioned_user(url, user_lookup)
+                if user is not None:
                     entity["type"] = "text_mention"
-                    entity["user"] = (user_lookup(user_id) if user_lookup else None) or {
-                        "id": user_id,
-                        "is_bot": False,
-                        "first_name": "User",
-                    }
+                    entity["user"] = user
                 elif url:
                     entity["url"] = url
                 else:
@@ -769,15 +771,10 @@ def parse_markdown(source: str, *, user_lookup: UserLookup | None = None) -> Par
                 if close != -1:
                     url = source[i + 1 : close]
                     i = close + 1
-            mention = re.fullmatch(r"tg://user\?id=(\d+)", url)
-            if mention:
-                user_id = int(mention.group(1))
+            user = _mentioned_user(url, user_lookup)
+            if user is not None:
                 entity["type"] = "text_mention"
-                entity["user"] = (user_lookup(user_id) if user_lookup else None) or {
-                    "id": user_id,
-                    "is_bot": False,
-                    "first_name": "User",
-                }
+                entity["user"] = user
             elif url:
                 entity["type"] = "text_link"
                 entity["url"] = url

@@ -575,3 +575,19 @@ async def test_application_end_to_end(emu: BotApiEmulator) -> None:
         await app.shutdown()
     assert all(c.ok for c in emu.calls() if c.method != "getUpdates")
     assert emu.pending_updates == 0
+
+
+@pytest.mark.parametrize(
+    ("parse", "source"),
+    [
+        ("parse_html", '<a href="tg://user?id=42">Ann</a> hi'),
+        ("parse_markdown_v2", "[Ann](tg://user?id=42) hi"),
+        ("parse_markdown", "[Ann](tg://user?id=42) hi"),
+    ],
+)
+def test_user_links_become_text_mentions(parse: str, source: str) -> None:
+    import bot.local_api as api
+
+    (entity,) = getattr(api, parse)(source).entities
+    assert entity["type"] == "text_mention"
+    assert entity["user"]["id"] == 42 and (entity["offset"], entity["length"]) == (0, 3)
