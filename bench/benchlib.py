@@ -37,14 +37,14 @@ from telegram import Update
 from telegram.ext import Application, ApplicationHandlerStop, CommandHandler, ContextTypes
 from telegram.request import HTTPXRequest
 
-# The repository root first on the path: `python bench/x.py` puts only bench/ there, and an
-# editable install made before the packages had an __init__.py maps them as namespaces.
+# The repository root first on the path: `python bench/x.py` puts only bench/ there.
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bot.app import build_application  # noqa: E402
 from bot.embedded_db import EmbeddedPostgres  # noqa: E402
+from bot.http import AiohttpRequest  # noqa: E402
 from bot.lifecycle import running  # noqa: E402
 from bot.local_api import BotApiEmulator, SentMessage  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
@@ -370,7 +370,7 @@ def install_counters() -> DbCounters:
     original_tx = Database._transaction_inner
     original_wait = psycopg.AsyncConnection.wait
     original_execute = psycopg.AsyncCursor.execute
-    original_request = HTTPXRequest.do_request
+    originals = {cls: cls.do_request for cls in (HTTPXRequest, AiohttpRequest)}
     original_connect = psycopg.AsyncConnection.connect.__func__  # type: ignore[attr-defined]
 
     def transaction_inner(db: Database, who: Any, inactive: list[int]) -> Any:
@@ -392,6 +392,7 @@ def install_counters() -> DbCounters:
         return await original_connect(cls, *args, **kwargs)
 
     async def do_request(request: Any, url: str, *args: Any, **kwargs: Any) -> Any:
+        original_request = originals[type(request)]
         if url.endswith("/getUpdates"):
             return await original_request(request, url, *args, **kwargs)
         label = LABEL.get()
@@ -420,6 +421,7 @@ def install_counters() -> DbCounters:
     psycopg.AsyncConnection.wait = wait  # type: ignore[method-assign,assignment]
     psycopg.AsyncCursor.execute = execute  # type: ignore[method-assign,assignment]
     HTTPXRequest.do_request = do_request  # type: ignore[method-assign,assignment]
+    AiohttpRequest.do_request = do_request  # type: ignore[method-assign,assignment]
     psycopg.AsyncConnection.connect = classmethod(connect)  # type: ignore[method-assign,assignment]
     _installed = counters
     return counters
