@@ -50,7 +50,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Self, TypeVar
 from urllib.parse import urlsplit
 
 import tornado.httpclient
@@ -1258,6 +1258,7 @@ class _Params:
 _MethodImpl = Callable[[_Params, _RequestContext], Awaitable[Any]]
 
 DEFAULT_TOKEN: Final = "123456:TEST-token-for-local-emulator"
+_T = TypeVar("_T")
 _POLL_INTERVAL: Final = 0.005
 
 
@@ -2293,9 +2294,8 @@ class BotApiEmulator:
             button = self._menu_buttons.get(chat_id) or self._menu_buttons.get(None)
         return dict(button or {"type": "commands"})
 
-    async def _m_send_message(self, p: _Params, ctx: _RequestContext) -> Any:
-        chat_id = self._resolve_chat_id(p)
-        chat = self._writable_chat(chat_id)
+    def _message_text(self, p: _Params) -> tuple[str, str | None, ParsedText]:
+        """The ``text`` of sendMessage/editMessageText, parsed and checked as Telegram does."""
         text = p.str_opt("text")
         if text is None:
             raise _bad("message text is empty")
@@ -2308,6 +2308,12 @@ class BotApiEmulator:
             too_long="message is too long",
             empty="message text is empty",
         )
+        return text, parse_mode, parsed
+
+    async def _m_send_message(self, p: _Params, ctx: _RequestContext) -> Any:
+        chat_id = self._resolve_chat_id(p)
+        chat = self._writable_chat(chat_id)
+        text, parse_mode, parsed = self._message_text(p)
         markup = self._validate_markup(p.json_opt("reply_markup"))
         reply_to = self._reply_target(p, chat_id)
         self._check_flood(chat)
@@ -2372,20 +2378,9 @@ class BotApiEmulator:
 
     async def _m_edit_message_text(self, p: _Params, ctx: _RequestContext) -> Any:
         msg = self._editable(p)
-        text = p.str_opt("text")
-        if text is None:
-            raise _bad("message text is empty")
-        if msg.kind != "text":
+        if p.str_opt("text") is not None and msg.kind != "text":
             raise _bad("there is no text in the message to edit")
-        parse_mode = p.str_opt("parse_mode") or None
-        parsed = self._parse(
-            text,
-            parse_mode,
-            p.json_opt("entities"),
-            limit=MAX_TEXT_LENGTH,
-            too_long="message is too long",
-            empty="message text is empty",
-        )
+        text, parse_mode, parsed = self._message_text(p)
         markup = self._validate_markup(p.json_opt("reply_markup"), inline_only=True)
         return self._apply_edit(
             msg, text=text, caption=None, parse_mode=parse_mode, parsed=parsed, reply_markup=markup
@@ -3201,6 +3196,24 @@ class BotApiEmulator:
     def _timeout_message(self, what: str, timeout: float) -> str:
         return f"Timed out after {timeout:g}s waiting for {what}.\n{self.dump()}"
 
+    def _wait(self, probe: Callable[[], _T | None], what: str, timeout: float) -> _T:
+        """Poll ``probe`` until it returns something, or raise TimeoutError with a dump."""
+        deadline = time.monotonic() + timeout
+        while (found := probe()) is None:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(self._timeout_message(what, timeout))
+            time.sleep(_POLL_INTERVAL)
+        return found
+
+    async def _await(self, probe: Callable[[], _T | None], what: str, timeout: float) -> _T:
+        """Async :meth:`_wait` (polls with :func:`asyncio.sleep`, from any event loop)."""
+        deadline = time.monotonic() + timeout
+        while (found := probe()) is None:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(self._timeout_message(what, timeout))
+            await asyncio.sleep(_POLL_INTERVAL)
+        return found
+
     def wait_for_messages(
         self, chat_id: int | None, count: int = 1, timeout: float = 10.0
     ) -> list[SentMessage]:
@@ -3209,16 +3222,11 @@ class BotApiEmulator:
         Raises:
             TimeoutError: with a dump of recent messages and calls.
         """
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self._messages_probe(chat_id, count)
-            if found is not None:
-                return found
-            if time.monotonic() >= deadline:
-                raise TimeoutError(
-                    self._timeout_message(f"{count} message(s) in chat {chat_id}", timeout)
-                )
-            time.sleep(_POLL_INTERVAL)
+        return self._wait(
+            lambda: self._messages_probe(chat_id, count),
+            f"{count} message(s) in chat {chat_id}",
+            timeout,
+        )
 
     async def wait_messages(
         self,
@@ -3226,28 +3234,18 @@ class BotApiEmulator:
         count: int = 1,
         timeout: float = 10.0,
     ) -> list[SentMessage]:
-        """Async :meth:`wait_for_messages` (polls with :func:`asyncio.sleep`)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self._messages_probe(chat_id, count)
-            if found is not None:
-                return found
-            if time.monotonic() >= deadline:
-                raise TimeoutError(
-                    self._timeout_message(f"{count} message(s) in chat {chat_id}", timeout)
-                )
-            await asyncio.sleep(_POLL_INTERVAL)
+        """Async :meth:`wait_for_messages`."""
+        return await self._await(
+            lambda: self._messages_probe(chat_id, count),
+            f"{count} message(s) in chat {chat_id}",
+            timeout,
+        )
 
     def wait_for_calls(self, method: str, count: int = 1, timeout: float = 10.0) -> list[Call]:
         """Block until at least ``count`` calls of ``method`` were received."""
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self._calls_probe(method, count)
-            if found is not None:
-                return found
-            if time.monotonic() >= deadline:
-                raise TimeoutError(self._timeout_message(f"{count} {method} call(s)", timeout))
-            time.sleep(_POLL_INTERVAL)
+        return self._wait(
+            lambda: self._calls_probe(method, count), f"{count} {method} call(s)", timeout
+        )
 
     async def wait_calls(
         self,
@@ -3256,33 +3254,20 @@ class BotApiEmulator:
         timeout: float = 10.0,
     ) -> list[Call]:
         """Async :meth:`wait_for_calls`."""
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self._calls_probe(method, count)
-            if found is not None:
-                return found
-            if time.monotonic() >= deadline:
-                raise TimeoutError(self._timeout_message(f"{count} {method} call(s)", timeout))
-            await asyncio.sleep(_POLL_INTERVAL)
+        return await self._await(
+            lambda: self._calls_probe(method, count), f"{count} {method} call(s)", timeout
+        )
 
     def wait_for_updates_consumed(self, timeout: float = 10.0) -> None:
         """Block until every enqueued update was confirmed (polling) or delivered (webhook).
 
         The bot's handler may still be running then; see :meth:`wait_for_idle`.
         """
-        deadline = time.monotonic() + timeout
-        while self._consumed_probe() is None:
-            if time.monotonic() >= deadline:
-                raise TimeoutError(self._timeout_message("updates to be consumed", timeout))
-            time.sleep(_POLL_INTERVAL)
+        self._wait(self._consumed_probe, "updates to be consumed", timeout)
 
     async def wait_updates_consumed(self, timeout: float = 10.0) -> None:
         """Async :meth:`wait_for_updates_consumed`."""
-        deadline = time.monotonic() + timeout
-        while self._consumed_probe() is None:
-            if time.monotonic() >= deadline:
-                raise TimeoutError(self._timeout_message("updates to be consumed", timeout))
-            await asyncio.sleep(_POLL_INTERVAL)
+        await self._await(self._consumed_probe, "updates to be consumed", timeout)
 
     def wait_for_idle(self, quiet: float = 0.1, timeout: float = 10.0) -> None:
         """Block until the bot looks idle: every update consumed, no API request (other than
@@ -3292,19 +3277,11 @@ class BotApiEmulator:
         which happens before its handler finishes; use this method to wait for the handler.
         A handler that pauses for longer than ``quiet`` between two API calls looks idle.
         """
-        deadline = time.monotonic() + timeout
-        while self._idle_probe(quiet) is None:
-            if time.monotonic() >= deadline:
-                raise TimeoutError(self._timeout_message("the bot to become idle", timeout))
-            time.sleep(_POLL_INTERVAL)
+        self._wait(lambda: self._idle_probe(quiet), "the bot to become idle", timeout)
 
     async def wait_idle(self, quiet: float = 0.1, timeout: float = 10.0) -> None:
         """Async :meth:`wait_for_idle`."""
-        deadline = time.monotonic() + timeout
-        while self._idle_probe(quiet) is None:
-            if time.monotonic() >= deadline:
-                raise TimeoutError(self._timeout_message("the bot to become idle", timeout))
-            await asyncio.sleep(_POLL_INTERVAL)
+        await self._await(lambda: self._idle_probe(quiet), "the bot to become idle", timeout)
 
 
 # --------------------------------------------------------------------------------------------
