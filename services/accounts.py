@@ -55,7 +55,8 @@ async def create_local_account(
             await telegram_links.link(uow, telegram_user_id, user_id, chat_id, now)
             await uow.commit()
             created = True
-    await ensure_account(db, user_id, now)
+    if created:  # a linked account got its rows when it was created (or linked)
+        await ensure_account(db, user_id, now)
     return user_id, created
 
 
