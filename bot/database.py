@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from bot.embedded_db import EmbeddedPostgres
 from bot.settings import Settings
@@ -48,12 +49,31 @@ async def migrate(dsn: str) -> list[str]:
     return applied
 
 
+#: Supabase's pooler in transaction mode (Supavisor) listens here; it hands each transaction
+#: to any server connection, so a statement prepared on one is unknown on the next.
+TRANSACTION_POOLER_PORT = 6543
+
+
+def prepared_statements(settings: Settings, dsn: str) -> bool:
+    """Whether the pool may prepare statements: DB_PREPARED_STATEMENTS, or with "auto",
+    everywhere but on the transaction pooler's port (direct connections, the session pooler
+    and the embedded server keep them)."""
+    if settings.db_prepared_statements != "auto":
+        return settings.db_prepared_statements == "on"
+    try:
+        port = conninfo_to_dict(dsn).get("port")
+    except psycopg.ProgrammingError:
+        return False  # unparsable here: let the connection report it, unprepared
+    return str(port or "5432").split(",")[0].strip() != str(TRANSACTION_POOLER_PORT)
+
+
 def make_database(settings: Settings, dsn: str) -> Database:
     """The pool every service uses (opened later, inside the running event loop)."""
     return Database(
         dsn,
         max_size=settings.db_pool_max_size,
         timeout=settings.db_connect_timeout_seconds,
+        prepare=prepared_statements(settings, dsn),
     )
 
 

@@ -146,7 +146,7 @@ class PostgresPersistence(BasePersistence[dict[Any, Any], dict[Any, Any], dict[A
 
     async def _load(self, kind: str) -> dict[str, Any]:
         db = await self._database()
-        async with db.privileged() as uow:
+        async with db.privileged(read_only=True) as uow:
             found = await repo.load_kind(uow, kind)
         for key, data in found.items():
             self._written[(kind, key)] = _fingerprint(data)
@@ -208,7 +208,7 @@ class PostgresPersistence(BasePersistence[dict[Any, Any], dict[Any, Any], dict[A
         it: a conversation that timed out while the bot was down does not come back (PTB's
         timeout jobs are not persisted)."""
         db = await self._database()
-        async with db.privileged() as uow:
+        async with db.privileged(read_only=True) as uow:
             stored = await repo.load_kind(uow, conversation_kind(name), self._conversation_max_age)
         for key, state in stored.items():
             self._written[(conversation_kind(name), key)] = _fingerprint(state)

@@ -15,7 +15,7 @@ from services.repos.telegram_links import TelegramLink
 
 async def find_link(db: Database, telegram_user_id: int) -> TelegramLink | None:
     """The link of a Telegram user, if any (privileged: the user is not known yet)."""
-    async with db.privileged() as uow:
+    async with db.privileged(read_only=True) as uow:
         return await telegram_links.by_telegram_user(uow, telegram_user_id)
 
 

@@ -4,8 +4,14 @@ Every read or write of one user's rows goes through :meth:`Database.user_uow`, w
 transaction, switches to the ``authenticated`` role and sets ``request.jwt.claims`` exactly as
 PostgREST does, so the row-level security policies confine it to that user even if a query
 forgets its ``user_id`` filter. Everything is transaction-scoped (``set_config(..., true)``),
-so it is safe behind Supabase's pooler in transaction mode, and the pool never uses
-server-side prepared statements.
+so it is safe behind Supabase's pooler in transaction mode.
+
+Server-side prepared statements save most of a command's database time (planning a query
+under the row-level security policies costs more than running it), so the pool prepares every
+statement it sees twice on a connection, unless ``prepare=False`` (Supabase's pooler in
+transaction mode cannot keep them: ``bot/database.py`` decides). psycopg may forget a
+connection's prepared statements after a ROLLBACK, so reads run in READ ONLY transactions
+that end with COMMIT (see :meth:`Database.user_uow`); the server refuses writes in them.
 
 Cross-user work (the nudge scan, account creation and linking, the bot's own state) uses
 :meth:`Database.privileged`, which runs as the connecting role (``postgres``, which bypasses RLS).
@@ -41,7 +47,7 @@ STATEMENT_TIMEOUT_LIT = sql.Literal(STATEMENT_TIMEOUT)
 # BEGIN and the impersonation go to the server as one simple query (one round trip); the
 # values are quoted by psycopg.sql, never formatted by hand.
 _IMPERSONATE = sql.SQL(
-    "begin;"
+    "{begin};"
     " select set_config('role', 'authenticated', true),"
     " set_config('request.jwt.claims', {claims}, true),"
     " set_config('statement_timeout', {timeout}, true)"
@@ -51,7 +57,7 @@ _IMPERSONATE = sql.SQL(
 # The only SQL outside services/repos: resolving a Telegram user must happen in the same
 # statement that switches role, before any repository can run.
 _IMPERSONATE_TELEGRAM = sql.SQL(
-    "begin;"
+    "{begin};"
     " with link as (select user_id, active from telegram_links"
     "               where telegram_user_id = {tg})"
     " select link.user_id, link.active,"
@@ -141,19 +147,28 @@ class UnitOfWork:
         return cur.rowcount
 
 
-async def _begin(conn: psycopg.AsyncConnection[DictRow], who: Principal | None) -> DictRow | None:
+_BEGIN = {False: sql.SQL("begin"), True: sql.SQL("begin read only")}
+
+
+async def _begin(
+    conn: psycopg.AsyncConnection[DictRow], who: Principal | None, read_only: bool
+) -> DictRow | None:
     """Open the transaction and, for a user, impersonate them: one round trip."""
+    begin = _BEGIN[read_only]
     if who is None:
-        await conn.execute("begin")
+        await conn.execute(begin, prepare=False)  # nothing to plan
         return None
     if isinstance(who, UUID):
         claims = json.dumps({"sub": str(who), "role": "authenticated"})
-        query = _IMPERSONATE.format(claims=sql.Literal(claims), timeout=STATEMENT_TIMEOUT_LIT)
+        query = _IMPERSONATE.format(
+            begin=begin, claims=sql.Literal(claims), timeout=STATEMENT_TIMEOUT_LIT
+        )
     else:
         query = _IMPERSONATE_TELEGRAM.format(
-            tg=sql.Literal(who.telegram_user_id), timeout=STATEMENT_TIMEOUT_LIT
+            begin=begin, tg=sql.Literal(who.telegram_user_id), timeout=STATEMENT_TIMEOUT_LIT
         )
-    cur = await conn.execute(query)
+    # Several statements in one: never prepared (nor worth it: its values change each time).
+    cur = await conn.execute(query, prepare=False)
     cur.nextset()  # past BEGIN's empty result, to the select's
     return await cur.fetchone()
 
@@ -163,11 +178,11 @@ async def _end(conn: psycopg.AsyncConnection[DictRow], *, commit: bool) -> None:
     if conn.info.transaction_status == pq.TransactionStatus.IDLE:
         return
     if commit and conn.info.transaction_status == pq.TransactionStatus.INTRANS:
-        await conn.execute("commit")
+        await conn.execute("commit", prepare=False)
         return
     # A broken connection: the pool discards it and the server has rolled back already.
     with contextlib.suppress(psycopg.OperationalError):
-        await conn.execute("rollback")
+        await conn.execute("rollback", prepare=False)
 
 
 async def _claim_replay(conn: psycopg.AsyncConnection[DictRow], who: Principal | None) -> None:
@@ -208,8 +223,11 @@ class Database:
         min_size: int = 1,
         timeout: float = 3.0,
         name: str = "aelpher",
+        prepare: bool = True,
     ) -> None:
         self.dsn = dsn
+        #: whether connections prepare the statements they run repeatedly
+        self.prepare = prepare
         self.pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] = AsyncConnectionPool(
             dsn,
             min_size=min_size,
@@ -219,7 +237,8 @@ class Database:
             open=False,
             kwargs={
                 "autocommit": True,
-                "prepare_threshold": None,  # no server-side prepared statements (pooler)
+                # prepared on a connection's second use of a statement; None: never (pooler)
+                "prepare_threshold": 1 if prepare else None,
                 "row_factory": dict_row,
                 "connect_timeout": max(1, round(timeout)),
             },
@@ -241,9 +260,11 @@ class Database:
         await self.close()
 
     @asynccontextmanager
-    async def _transaction(self, who: Principal | None) -> AsyncIterator[UnitOfWork]:
+    async def _transaction(
+        self, who: Principal | None, read_only: bool = False
+    ) -> AsyncIterator[UnitOfWork]:
         inactive: list[int] = []
-        async with self._transaction_inner(who, inactive) as uow:
+        async with self._transaction_inner(who, inactive, read_only) as uow:
             yield uow
         if inactive:  # the user wrote again after blocking the bot: nudges may resume
             async with self._transaction_inner(None, []) as admin:
@@ -252,12 +273,12 @@ class Database:
 
     @asynccontextmanager
     async def _transaction_inner(
-        self, who: Principal | None, inactive: list[int]
+        self, who: Principal | None, inactive: list[int], read_only: bool = False
     ) -> AsyncIterator[UnitOfWork]:
         try:
             async with self.pool.connection() as conn:
                 uow = UnitOfWork(conn, who if isinstance(who, UUID) else None)
-                row = await _begin(conn, who)
+                row = await _begin(conn, who, read_only)
                 try:
                     if isinstance(who, TelegramUser):
                         if row is None:
@@ -270,16 +291,21 @@ class Database:
                 except BaseException:
                     await _end(conn, commit=False)
                     raise
-                await _end(conn, commit=uow.committed)
+                # A read-only transaction cannot have written: it commits, which (unlike a
+                # rollback) keeps the connection's prepared statements.
+                await _end(conn, commit=uow.committed or read_only)
         except Exception as exc:
             if _is_connection_error(exc):
                 raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
             raise
 
-    def user_uow(self, who: Principal) -> Any:
-        """One transaction confined by RLS to one user's rows (by id, or by Telegram id)."""
-        return self._transaction(who)
+    def user_uow(self, who: Principal, *, read_only: bool = False) -> Any:
+        """One transaction confined by RLS to one user's rows (by id, or by Telegram id).
 
-    def privileged(self) -> Any:
+        ``read_only``: the server refuses writes in it (READ ONLY), and it ends with COMMIT;
+        use it for every unit of work that only reads."""
+        return self._transaction(who, read_only)
+
+    def privileged(self, *, read_only: bool = False) -> Any:
         """One transaction as the connecting role, for cross-user work only."""
-        return self._transaction(None)
+        return self._transaction(None, read_only)

@@ -15,7 +15,7 @@ __all__ = ["count_data", "delete_everything"]
 
 async def count_data(db: Database, user_id: Principal) -> dict[str, int]:
     """How many rows the user has in each table (what /delete would remove)."""
-    async with db.user_uow(user_id) as uow:
+    async with db.user_uow(user_id, read_only=True) as uow:
         return await user_data.count_all(uow)
 
 

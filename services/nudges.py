@@ -544,7 +544,7 @@ async def run_scan(
     """One scan: decide and claim, take retries, deliver. ``dry_run``: decide only."""
     claimed, report = await claim_due(db, now, limit=limit, dry_run=dry_run)
     if dry_run:
-        async with db.privileged() as uow:
+        async with db.privileged(read_only=True) as uow:
             retries = await ledger.count_retries(uow, now)
         return dataclasses.replace(report, retried=retries)
     if send is None:
@@ -1003,7 +1003,7 @@ def _check_pairs(merged: UserSettings) -> None:
 
 async def get_settings(db: Database, principal: Principal) -> UserSettings:
     """The user's nudge settings."""
-    async with db.user_uow(principal) as uow:
+    async with db.user_uow(principal, read_only=True) as uow:
         return await state.begin_read(uow)
 
 
@@ -1107,7 +1107,7 @@ async def shift_energy_toward(
 
 async def ledger_rows(db: Database, principal: Principal) -> list[LedgerRow]:
     """The user's nudge ledger, newest first."""
-    async with db.user_uow(principal) as uow:
+    async with db.user_uow(principal, read_only=True) as uow:
         return await ledger.for_user(uow)
 
 

@@ -180,7 +180,7 @@ def daily_series(
 
 async def stats_view(db: Database, user_id: Principal, now: datetime) -> StatsView:
     """The last 14 local days of the user, read in one unit of work."""
-    async with db.user_uow(user_id) as uow:
+    async with db.user_uow(user_id, read_only=True) as uow:
         settings = await state.begin_read(uow)
         metrics = await global_metrics.get(uow)
         zone = ZoneInfo(settings.timezone)

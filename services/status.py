@@ -40,7 +40,7 @@ class StatusView:
 
 async def status_view(db: Database, user_id: Principal, now: datetime) -> StatusView:
     """Both theaters, current NBAs, energy planned vs logged, overload with inputs and trend."""
-    async with db.user_uow(user_id) as uow:
+    async with db.user_uow(user_id, read_only=True) as uow:
         snapshot = await global_metrics.status_snapshot(
             uow, now, now - state.WEEK, now - state.DAY, now - state.WEEK - state.DAY
         )
@@ -107,7 +107,7 @@ async def history(
 ) -> HistoryView:
     """The latest logs and reflections, newest first, and the zone to show them in."""
     limit = max(1, min(limit, HISTORY_MAX))
-    async with db.user_uow(user_id) as uow:
+    async with db.user_uow(user_id, read_only=True) as uow:
         settings = await state.begin_read(uow)
         logs = await execution_logs.recent(uow, arm, limit)
         refl = await reflections.recent(uow, arm, limit)
