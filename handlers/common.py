@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 from datetime import datetime
@@ -93,6 +94,28 @@ async def edit(update: Update, text: str, markup: InlineKeyboardMarkup | None = 
             part,
             reply_markup=markup if n == len(parts) else None,
         )
+
+
+async def answer_and_edit(
+    update: Update, toast: str | None, text: str, markup: InlineKeyboardMarkup | None = None
+) -> None:
+    """Answer the pressed button (``toast``: its notice, None for none) and redraw its message,
+    both requests in flight at once: the user waits for one Bot API round trip, not two.
+
+    An answer refused because the press is too old (Telegram gives 15 s or so) is only
+    logged: the redraw is what matters then. Any other failure is raised after both finish.
+    """
+    query = update.callback_query
+    assert query is not None
+    answered, edited = await asyncio.gather(
+        query.answer(toast), edit(update, text, markup), return_exceptions=True
+    )
+    if isinstance(edited, BaseException):
+        raise edited
+    if isinstance(answered, BadRequest) and "query is too old" in str(answered).lower():
+        logger.info("button answered too late: %s", answered)
+    elif isinstance(answered, BaseException):
+        raise answered
 
 
 def is_private(update: Update) -> bool:

@@ -22,6 +22,7 @@ from handlers.callbacks import BadCallback, Callback, decode, encode, pattern
 from handlers.common import (
     Context,
     Usage,
+    answer_and_edit,
     args_of,
     deps,
     edit,
@@ -43,14 +44,13 @@ ADD_ARM, ADD_GAP, ADD_TITLE = "ADD_ARM", "ADD_GAP", "ADD_TITLE"
 
 
 async def nba_command(update: Update, context: Context) -> None:
-    """Show the current NBA of each theater (or one) with its buttons."""
+    """Show the current NBA of both theaters (or one) with its buttons, in one message."""
     args = args_of(context)
     if len(args) > 1:
         raise Usage(NBA_USAGE)
     arms = [parse_arm(args[0])] if args else list(ARMS)
     views = await nba.view(deps(context).db, me(update), arms, now(context))
-    for view in views:
-        await reply(update, render.render_theater_nba(view), render.theater_nba_keyboard(view))
+    await reply(update, render.render_nba(views), render.nba_keyboard(views))
 
 
 # --- /add -------------------------------------------------------------------------------
@@ -176,9 +176,8 @@ class Press:
         return self.update.callback_query
 
     async def redraw(self, view: nba.TheaterNba, toast: str | None = None, note: str = "") -> None:
-        await self.query.answer(toast)
-        await edit(
-            self.update, render.render_theater_nba(view, note or None),
+        await answer_and_edit(
+            self.update, toast, render.render_theater_nba(view, note or None),
             render.theater_nba_keyboard(view),
         )  # fmt: skip
 
@@ -200,8 +199,9 @@ async def _show(p: Press) -> None:
 
 async def _choose(p: Press) -> None:
     view = await p.fresh()
-    await p.query.answer()
-    await edit(p.update, render.render_candidates(view), render.candidates_keyboard(view))
+    await answer_and_edit(
+        p.update, None, render.render_candidates(view), render.candidates_keyboard(view)
+    )
 
 
 async def _auto(p: Press) -> None:
@@ -218,9 +218,8 @@ async def _flag(p: Press) -> None:
 
 async def _ask_minutes(p: Press) -> None:
     entry = await p.entry()
-    await p.query.answer()
     keys = render.minutes_keyboard(("n", "pm", p.arm, entry.item.id), encode("n", "v", p.arm))
-    await edit(p.update, render.render_progress_prompt(entry.item.title), keys)
+    await answer_and_edit(p.update, None, render.render_progress_prompt(entry.item.title), keys)
 
 
 async def _progress(p: Press) -> None:
@@ -236,15 +235,15 @@ async def _progress(p: Press) -> None:
 
 async def _done(p: Press) -> None:
     result = await nba.done(p.db, p.who, p.cb.uuid(1), p.at, dedupe_key=message_key(p.update))
-    await p.query.answer("Done!")
-    await edit(p.update, render.render_done(result), render.done_keyboard(result))
+    await answer_and_edit(
+        p.update, "Done!", render.render_done(result), render.done_keyboard(result)
+    )
 
 
 async def _manage(p: Press) -> None:
     entry = await p.entry()
-    await p.query.answer()
-    await edit(
-        p.update, render.render_manage(entry.item.title, entry.item.gap),
+    await answer_and_edit(
+        p.update, None, render.render_manage(entry.item.title, entry.item.gap),
         render.manage_keyboard(p.arm, entry.item.id, entry.item.gap),
     )  # fmt: skip
 
@@ -256,11 +255,10 @@ async def _set_gap(p: Press) -> None:
 
 async def _ask_delete(p: Press) -> None:
     entry = await p.entry()
-    await p.query.answer()
     buttons = [[("🗑 Yes, delete", encode("n", "dy", p.arm, entry.item.id)),
                 ("Keep it", encode("n", "v", p.arm))]]  # fmt: skip
-    await edit(
-        p.update, f"Delete “{render.esc(entry.item.title)}”? This can't be undone.",
+    await answer_and_edit(
+        p.update, None, f"Delete “{render.esc(entry.item.title)}”? This can't be undone.",
         render.keyboard(buttons),
     )  # fmt: skip
 
@@ -310,13 +308,17 @@ async def done_minutes(update: Update, context: Context) -> None:
     except DomainError:
         await query.answer("That log is gone.")
         return
-    await query.answer(f"Added {result.log.duration} min.")
     arm = result.log.arm_type
     text = (
         f"✅ {render.esc(result.log.action)} · {result.log.duration} min logged.\n"
         f"Overload risk {render.num(result.overload.risk)}%."
     )
-    await edit(update, text, render.keyboard([[(f"View {arm}", encode("n", "v", arm))]]))
+    await answer_and_edit(
+        update,
+        f"Added {result.log.duration} min.",
+        text,
+        render.keyboard([[(f"View {arm}", encode("n", "v", arm))]]),
+    )
 
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:

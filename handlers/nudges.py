@@ -21,7 +21,7 @@ from telegram.ext import Application, CallbackQueryHandler, ChatMemberHandler
 
 from handlers import render
 from handlers.callbacks import BadCallback, Callback, decode, encode, pattern
-from handlers.common import Context, deps, edit, me, message_key, now
+from handlers.common import Context, answer_and_edit, deps, me, message_key, now
 from handlers.render import esc, keyboard, num, short
 from services import accounts, nba, nudges, tracking
 from services.db import Database, DatabaseUnavailable, TelegramUser
@@ -248,17 +248,16 @@ def capacity_keyboard(current: int) -> InlineKeyboardMarkup:
 Action = Callable[[Update, Callback, Database, TelegramUser, Any], Awaitable[None]]
 
 
-async def _answer(update: Update, text: str | None = None, alert: bool = False) -> None:
-    assert update.callback_query is not None
-    await update.callback_query.answer(text, show_alert=alert)
-
-
 async def _fresh_theater(
     update: Update, db: Database, who: TelegramUser, arm: Arm, t: Any
 ) -> None:
     view = (await nba.view(db, who, [arm], t))[0]
-    await _answer(update, "That changed — here is the fresh view.")
-    await edit(update, render.render_theater_nba(view), render.theater_nba_keyboard(view))
+    await answer_and_edit(
+        update,
+        "That changed — here is the fresh view.",
+        render.render_theater_nba(view),
+        render.theater_nba_keyboard(view),
+    )
 
 
 async def log_minutes(
@@ -271,20 +270,22 @@ async def log_minutes(
         logged = await tracking.log_time(
             db, who, arm, LOG_MINUTES, f"{LOG_MINUTES} min on {arm}", t, dedupe_key=key
         )
-        await _answer(update, "Already recorded." if logged.duplicate else "Logged.")
-        await edit(update, render.render_log(logged), brief_keyboard())
+        await answer_and_edit(
+            update,
+            "Already recorded." if logged.duplicate else "Logged.",
+            render.render_log(logged),
+            brief_keyboard(),
+        )
         return
     try:
         result = await nba.progress(db, who, cb.uuid(1), LOG_MINUTES, t, dedupe_key=key)
     except nba.ItemGone:
         await _fresh_theater(update, db, who, arm, t)
         return
-    await _answer(
-        update, "Already recorded." if result.duplicate else f"Logged {LOG_MINUTES} min."
-    )
     note = f"▶ Logged {LOG_MINUTES} min on “{esc(result.item.title)}”."
-    await edit(
+    await answer_and_edit(
         update,
+        "Already recorded." if result.duplicate else f"Logged {LOG_MINUTES} min.",
         render.render_theater_nba(result.theater, note),
         render.theater_nba_keyboard(result.theater),
     )
@@ -298,9 +299,9 @@ async def snooze_theater(
     until = t + SNOOZE
     await tracking.snooze(db, who, arm, until, t)
     settings = await nudges.get_settings(db, who)
-    await _answer(update, "Snoozed for a day.")
-    await edit(
+    await answer_and_edit(
         update,
+        "Snoozed for a day.",
         f"💤 No idle reminders for <b>{esc(arm)}</b> until"
         f" {esc(render.when(until, settings.timezone))}.",
         keyboard([[(f"View {arm}", encode("n", "v", arm))]]),
@@ -313,9 +314,9 @@ async def block_theater(
     """Block the theater: no idle nudges until /unblock."""
     arm = cb.arm(0)
     await tracking.block(db, who, arm, None, t)
-    await _answer(update, f"{arm} blocked.")
-    await edit(
+    await answer_and_edit(
         update,
+        f"{arm} blocked.",
         f"⛔ <b>{esc(arm)}</b> is blocked: no idle reminders until you send"
         f" <code>/unblock {esc(arm)}</code>.",
     )
@@ -327,9 +328,9 @@ async def snooze_overload(
     """No overload nudges for a day."""
     until = await nudges.snooze_overload(db, who, t + SNOOZE, t)
     settings = await nudges.get_settings(db, who)
-    await _answer(update, "Snoozed for a day.")
-    await edit(
+    await answer_and_edit(
         update,
+        "Snoozed for a day.",
         f"💤 No overload reminders until {esc(render.when(until, settings.timezone))}.",
         keyboard([[("⏱ Adjust capacity", encode("g", "cap"))]]),
     )
@@ -340,9 +341,9 @@ async def capacity_menu(
 ) -> None:
     """Offer weekly capacities as buttons."""
     settings = await nudges.get_settings(db, who)
-    await _answer(update)
-    await edit(
+    await answer_and_edit(
         update,
+        None,
         f"Your weekly capacity is {settings.weekly_capacity_hours} h. How many hours can you"
         " really give in a week? (Any value from 1 to 168: /settings.)",
         capacity_keyboard(settings.weekly_capacity_hours),
@@ -355,9 +356,9 @@ async def set_capacity(
     """Store the chosen weekly capacity and show the new risk."""
     hours = cb.number(0, 1, 168)
     overload = await nudges.set_capacity(db, who, hours, t)
-    await _answer(update, f"Capacity set to {hours} h.")
-    await edit(
+    await answer_and_edit(
         update,
+        f"Capacity set to {hours} h.",
         f"⏱ Weekly capacity set to {hours} h.\n"
         f"Overload risk now {num(overload.risk)}%: {esc(overload.describe())}.",
     )
@@ -372,11 +373,9 @@ async def shift_energy(
     try:
         ibm, cs = await nudges.shift_energy_toward(db, who, arm, SHIFT_POINTS, expected, t)
     except nudges.EnergyChanged as exc:
-        await _answer(update, "That changed.")
-        await edit(update, esc(exc.user_message))
+        await answer_and_edit(update, "That changed.", esc(exc.user_message))
         return
-    await _answer(update, "Energy shifted.")
-    await edit(update, f"⚖ Energy now ibm {ibm}% · cs {cs}%.")
+    await answer_and_edit(update, "Energy shifted.", f"⚖ Energy now ibm {ibm}% · cs {cs}%.")
 
 
 ACTIONS: dict[str, Action] = {

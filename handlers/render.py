@@ -117,32 +117,51 @@ def render_theater_nba(view: TheaterNba, note: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def theater_nba_keyboard(view: TheaterNba) -> InlineKeyboardMarkup | None:
+def _theater_rows(view: TheaterNba, suffix: str = "") -> list[list[tuple[str, str]]]:
+    """The buttons of one theater's current item; ``suffix`` (" ibm") names the theater on
+    each label when several theaters share a keyboard."""
     current = view.current
     arm = view.arm
     if current is None:
-        return keyboard([[("➕ Add one", encode("add", "arm", arm))]])
+        return [[(f"➕ Add one{' to ' + arm if suffix else ''}", encode("add", "arm", arm))]]
     item = current.item
     lock = (
-        ("🔓 Unlock", encode("n", "ul", arm, item.id))
+        (f"🔓 Unlock{suffix}", encode("n", "ul", arm, item.id))
         if item.is_locked
-        else ("🔒 Lock", encode("n", "lk", arm, item.id))
+        else (f"🔒 Lock{suffix}", encode("n", "lk", arm, item.id))
     )
     rows: list[list[tuple[str, str]]] = [
         [
             lock,
-            ("▶ Progress", encode("n", "pg", arm, item.id)),
-            ("✅ Done", encode("n", "dn", arm, item.id)),
+            (f"▶ Progress{suffix}", encode("n", "pg", arm, item.id)),
+            (f"✅ Done{suffix}", encode("n", "dn", arm, item.id)),
         ]
     ]
     second = []
     if view.others:
-        second.append(("🔀 Choose another", encode("n", "ch", arm)))
+        second.append((f"🔀 Choose another{suffix}", encode("n", "ch", arm)))
     if item.is_manually_selected:
-        second.append(("🤖 Auto", encode("n", "au", arm)))
-    second.append(("⚙ Manage", encode("n", "mg", arm, item.id)))
+        second.append((f"🤖 Auto{suffix}", encode("n", "au", arm)))
+    second.append((f"⚙ Manage{suffix}", encode("n", "mg", arm, item.id)))
     rows.append(second)
-    return keyboard(rows)
+    return rows
+
+
+def theater_nba_keyboard(view: TheaterNba) -> InlineKeyboardMarkup | None:
+    return keyboard(_theater_rows(view))
+
+
+def render_nba(views: Sequence[TheaterNba]) -> str:
+    """/nba: every asked theater in one message, a blank line apart."""
+    return "\n\n".join(render_theater_nba(view) for view in views)
+
+
+def nba_keyboard(views: Sequence[TheaterNba]) -> InlineKeyboardMarkup | None:
+    """/nba's buttons: one theater's as they are; for several, each theater's rows with its
+    name on every label. A press redraws the message as that theater's own view."""
+    if len(views) == 1:
+        return theater_nba_keyboard(views[0])
+    return keyboard([row for view in views for row in _theater_rows(view, f" {view.arm}")])
 
 
 def render_candidates(view: TheaterNba) -> str:

@@ -25,7 +25,7 @@ from tests.harness import make_settings as make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SCRIPT = "/start\n/add cs 4 Read SICP chapter 3\n/nba\n\n1\n/status\n/quit\n/help\n"
+SCRIPT = "/start\n/add cs 4 Read SICP chapter 3\n/nba\n\n2\n/status\n/quit\n/help\n"
 
 
 def as_url(dsn: str) -> str:
@@ -76,7 +76,8 @@ async def test_piped_session_prints_a_transcript(
     transcript = f"stdout:\n{out}\nstderr:\n{err}"
     lines = out.splitlines()
     assert lines[0].startswith("Local console: using DATABASE_URL"), transcript
-    # Each reply follows the line that caused it, in order; "1" pressed Lock on the NBA card.
+    # Each reply follows the line that caused it, in order; "2" pressed Lock on the /nba card
+    # (button 1 there is "Add one to ibm", the theater without items).
     markers = [
         "you> /start",
         "Welcome to Aelpher",
@@ -84,8 +85,9 @@ async def test_piped_session_prints_a_transcript(
         "bot> ➕ Added to cs: Read SICP chapter 3",
         "[1] 🔒 Lock  [2] ▶ Progress  [3] ✅ Done",
         "you> /nba",
-        "you> 1  [🔒 Lock]",
-        "bot (toast)> Locked.",
+        "[1] ➕ Add one to ibm\n",
+        "[2] 🔒 Lock cs  [3] ▶ Progress cs  [4] ✅ Done cs",
+        "you> 2  [🔒 Lock cs]",
         "bot (edited)> ",
         "🔒 locked",
         "you> /status",
@@ -93,6 +95,9 @@ async def test_piped_session_prints_a_transcript(
     ]
     positions = [out.find(marker) for marker in markers]
     assert -1 not in positions and positions == sorted(positions), transcript
+    # The button's answer and its redraw travel together: the toast comes in either order.
+    toast = out.find("bot (toast)> Locked.")
+    assert out.find("you> 2  [🔒 Lock cs]") < toast < out.find("you> /status"), transcript
     # Empty lines are skipped; /quit ends the session before the rest of the input.
     assert out.rstrip().endswith("you> /quit"), transcript
     assert "you> /help" not in out and "you> \n" not in out

@@ -37,3 +37,28 @@ async def test_start_then_one_line_commands(bot: BotEnv) -> None:
     assert "/log cs 45 read chapter 3" in helped.plain_text
     commands = [c["command"] for c in bot.emu.commands()]
     assert {"nba", "log", "add", "status", "help"} <= set(commands)
+
+
+async def test_nba_shows_both_theaters_in_one_message(bot: BotEnv) -> None:
+    chat = bot.chat(1002)
+    await chat.send("/start")
+    await chat.send("/add cs 4 Read SICP chapter 3")
+    await chat.send("/add cs 1 Exercises")
+    (both,) = await chat.send("/nba")  # one message, not one per theater
+    text = both.plain_text
+    assert text.index("ibm 🟢 active") < text.index("cs 🟢 active")
+    assert "No open Next Best Action." in text and "/add ibm 3 What to do next" in text
+    assert "➤ Read SICP chapter 3" in text and "1 more waiting." in text
+    labels = [label for row in both.buttons for label, _ in row]
+    assert labels == [
+        "➕ Add one to ibm",
+        "🔒 Lock cs", "▶ Progress cs", "✅ Done cs",
+        "🔀 Choose another cs", "⚙ Manage cs",
+    ]  # fmt: skip
+    await chat.press(both, "🔒 Lock cs")  # the message becomes the theater's own view
+    locked = chat.message(both.message_id)
+    assert "➤ Read SICP chapter 3 🔒 locked" in locked.plain_text
+    assert "ibm" not in locked.plain_text
+    assert [label for label, _ in locked.buttons[0]] == ["🔓 Unlock", "▶ Progress", "✅ Done"]
+    await chat.press(locked, "🔀 Choose another")
+    assert "cs: choose the item to work on" in chat.message(both.message_id).plain_text

@@ -243,6 +243,33 @@ async def test_non_text_message_gets_a_hint(bot: BotEnv) -> None:
     assert "I can only read text" in hint.plain_text
 
 
+async def test_button_answer_and_redraw_are_in_flight_together(bot: BotEnv) -> None:
+    """The redraw does not wait for the button's answer: with the answer held up, the edit
+    reaches Telegram first (one round trip of waiting for the user, not two)."""
+    chat = await started(bot)
+    (view,) = await chat.send("/add cs 2 Read chapter 1")
+    bot.emu.slow_next("answerCallbackQuery", 0.5)
+    await chat.press(view, "🔒 Lock")
+    order = [c.method for c in bot.emu.calls() if c.method in ("answerCallbackQuery",
+             "editMessageText")][-2:]  # fmt: skip
+    assert order == ["editMessageText", "answerCallbackQuery"]
+    assert "🔒 locked" in chat.message(view.message_id).plain_text
+
+
+async def test_button_answered_too_late_still_redraws(bot: BotEnv) -> None:
+    chat = await started(bot)
+    (view,) = await chat.send("/add cs 2 Read chapter 1")
+    bot.emu.fail_next(
+        "answerCallbackQuery",
+        status=400,
+        description="Bad Request: query is too old and response timeout expired or query ID"
+        " is invalid",
+    )
+    await chat.press(view, "🔒 Lock")
+    assert "🔒 locked" in chat.message(view.message_id).plain_text
+    assert chat.emu.sent(chat.user_id)[-1].message_id == view.message_id  # no error reply
+
+
 async def test_not_started_user_is_told_to_start(bot: BotEnv) -> None:
     chat = bot.chat(6001)
     (reply,) = await chat.send("/nba")
