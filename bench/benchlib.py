@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -373,10 +373,10 @@ def install_counters() -> DbCounters:
     originals = {cls: cls.do_request for cls in (HTTPXRequest, AiohttpRequest)}
     original_connect = psycopg.AsyncConnection.connect.__func__  # type: ignore[attr-defined]
 
-    def transaction_inner(db: Database, who: Any, inactive: list[int]) -> Any:
+    def transaction_inner(db: Database, *args: Any) -> Any:
         counters.transactions[LABEL.get()] += 1
         counters.all_transactions += 1
-        return original_tx(db, who, inactive)
+        return original_tx(db, *args)
 
     async def wait(conn: Any, gen: Any, *args: Any, **kwargs: Any) -> Any:
         label = LABEL.get()
@@ -519,8 +519,8 @@ class ExtraRoundTrips:
         inner = Database._transaction_inner
 
         @asynccontextmanager
-        async def transaction_inner(db: Database, who: Any, inactive: list[int]) -> Any:
-            async with inner(db, who, inactive) as uow:
+        async def transaction_inner(db: Database, *args: Any) -> Any:
+            async with inner(db, *args) as uow:
                 if self.armed:
                     self.armed = False
                     for _ in range(self.count):
@@ -591,66 +591,6 @@ async def bot_running(
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-class Replies:
-    """Times the bot's messages per chat as the emulator receives them ("sent" and "edited").
-
-    The listener runs on the emulator thread when the sendMessage/editMessageText request is
-    being served, i.e. the moment the reply reaches "Telegram".
-    """
-
-    def __init__(self, emu: BotApiEmulator) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._lock = threading.Lock()
-        self.times: dict[int, list[float]] = defaultdict(list)
-        self.messages: dict[int, list[SentMessage]] = defaultdict(list)
-        self._waiters: dict[int, list[tuple[int, asyncio.Future[float]]]] = defaultdict(list)
-        self._unsubscribe = emu.subscribe(self._on_event)
-
-    def close(self) -> None:
-        self._unsubscribe()
-
-    def _on_event(self, event: str, message: SentMessage) -> None:
-        now = time.perf_counter()
-        if event not in ("sent", "edited"):
-            return
-        with self._lock:
-            self.times[message.chat_id].append(now)
-            self.messages[message.chat_id].append(message)
-        self._loop.call_soon_threadsafe(self._wake, message.chat_id)
-
-    def _wake(self, chat_id: int) -> None:
-        with self._lock:
-            have = len(self.times[chat_id])
-            times = list(self.times[chat_id])
-        keep = []
-        for count, fut in self._waiters[chat_id]:
-            if have >= count:
-                if not fut.done():
-                    fut.set_result(times[count - 1])
-            else:
-                keep.append((count, fut))
-        self._waiters[chat_id] = keep
-
-    def count(self, chat_id: int) -> int:
-        with self._lock:
-            return len(self.times[chat_id])
-
-    async def wait(self, chat_id: int, count: int, timeout: float = 15.0) -> float:
-        """Wait until ``chat_id`` has ``count`` bot messages; return when the last arrived."""
-        with self._lock:
-            times = self.times[chat_id]
-            if len(times) >= count:
-                return times[count - 1]
-        fut: asyncio.Future[float] = self._loop.create_future()
-        self._waiters[chat_id].append((count, fut))
-        try:
-            return await asyncio.wait_for(fut, timeout)
-        except TimeoutError:
-            raise TimeoutError(
-                f"chat {chat_id}: {self.count(chat_id)} bot messages, expected {count}"
-            ) from None
-
-
 def nba_message(emu: BotApiEmulator, chat_id: int, arm: str = "cs") -> SentMessage:
     """The latest /nba message of ``arm`` that has a Lock/Unlock button."""
     for msg in reversed(emu.sent(chat_id)):
@@ -670,76 +610,123 @@ def lock_button(emu: BotApiEmulator, chat_id: int, message_id: int) -> str:
     raise LookupError(f"message {message_id} has no lock button")
 
 
-async def onboard_users(
-    emu: BotApiEmulator, replies: Replies, users: list[int], timeout: float = 60.0
-) -> dict[int, int]:
-    """Each user: /start, /cancel (ends onboarding), two NBAs, /nba. Returns, per user, the
-    message id of their /nba cs message (the one the button bench presses)."""
-    steps: list[tuple[str, int]] = [
-        ("/start", 1),
-        ("/cancel", 1),
-        ("/add cs 3 Read SICP chapter 3", 1),
-        ("/add ibm 2 Write the design doc", 1),
-        ("/nba", 2),
-    ]
-    for text, expected in steps:
-        targets = {}
-        for user in users:
-            targets[user] = replies.count(user) + expected
-            emu.send_text(user, text, first_name=f"U{user}")
-        await asyncio.gather(*(replies.wait(u, c, timeout) for u, c in targets.items()))
-    return {user: nba_message(emu, user).message_id for user in users}
-
-
-@contextlib.contextmanager
-def emulator() -> Iterator[BotApiEmulator]:
-    with BotApiEmulator() as emu:
-        yield emu
-
-
 # --- the emulator in a process of its own -----------------------------------------------------
 
-#: one update to enqueue: (kind, user id, argument); kind "text" (argument: the text) or
-#: "press" (argument: "<message id> <callback data>")
+#: one update to enqueue: (kind, user id, argument); kind "text" (argument: the text),
+#: "press" (argument: "<message id> <callback data>") or "lock" (argument: a message id:
+#: press that message's Lock/Unlock button as it is now)
 Item = tuple[str, int, str]
+
+
+#: what every bench user sends first (each causes one bot message)
+ONBOARDING = (
+    "/start",
+    "/cancel",
+    "/add cs 3 Read SICP chapter 3",
+    "/add ibm 2 Write the design doc",
+    "/nba",
+)
+
+
+class _Arrivals:
+    """In the emulator process: when each chat's bot messages arrived ("sent" or "edited"),
+    timed by the emulator's listener while it serves the request (the moment the reply
+    reaches "Telegram")."""
+
+    def __init__(self, emu: BotApiEmulator) -> None:
+        self._cond = threading.Condition()
+        self.times: dict[int, list[float]] = defaultdict(list)
+        emu.subscribe(self._on_event)
+
+    def _on_event(self, event: str, message: SentMessage) -> None:
+        now = time.perf_counter()
+        if event in ("sent", "edited"):
+            with self._cond:
+                self.times[message.chat_id].append(now)
+                self._cond.notify_all()
+
+    def count(self, chat_id: int) -> int:
+        with self._cond:
+            return len(self.times[chat_id])
+
+    def wait(self, targets: dict[int, int], timeout: float) -> dict[int, float]:
+        """Wait until each chat has its target count; the arrival time of each target."""
+        with self._cond:
+            done = self._cond.wait_for(
+                lambda: all(len(self.times[c]) >= n for c, n in targets.items()), timeout
+            )
+            if not done:
+                short = {
+                    c: len(self.times[c]) for c, n in targets.items() if len(self.times[c]) < n
+                }
+                raise TimeoutError(f"bot messages per chat {short}, expected {targets}")
+            return {c: self.times[c][n - 1] for c, n in targets.items()}
+
+
+def _enqueue(emu: BotApiEmulator, items: list[Item]) -> None:
+    for kind, user, text in items:
+        if kind == "text":
+            emu.send_text(user, text, first_name=f"U{user}")
+        elif kind == "lock":
+            emu.press(user, int(text), lock_button(emu, user, int(text)), strict=False)
+        else:
+            message_id, data = text.split(" ", 1)
+            emu.press(user, int(message_id), data, strict=False)
+
+
+def _timed(
+    emu: BotApiEmulator, arrivals: _Arrivals, items: list[Item], timeout: float, messages: int
+) -> Any:
+    """Enqueue ``items`` (each causing ``messages`` bot messages), wait for those messages;
+    return the enqueue time and each chat's last arrival, in this process's clock."""
+    targets: Counter[int] = Counter({user: arrivals.count(user) for _, user, _ in items})
+    for _, user, _ in items:
+        targets[user] += messages
+    started = time.perf_counter()
+    _enqueue(emu, items)
+    return started, arrivals.wait(dict(targets), timeout)
 
 
 def _emulator_process(conn: Connection) -> None:
     """Child process: serve a BotApiEmulator and answer the parent's requests on ``conn``."""
     with BotApiEmulator() as emu:
+        arrivals = _Arrivals(emu)
         conn.send((emu.token, emu.base_url, emu.file_base_url))
         while True:
             request, arg = conn.recv()
             if request == "stop":
                 conn.send(None)
                 return
-            if request == "enqueue":
-                for kind, user, text in arg:
-                    if kind == "text":
-                        emu.send_text(user, text, first_name=f"U{user}")
-                    else:
-                        message_id, data = text.split(" ", 1)
-                        emu.press(user, int(message_id), data, strict=False)
-                conn.send(len(arg))
-            elif request == "lock_buttons":
-                found = {}
-                for user in arg:
-                    msg = nba_message(emu, user)
-                    found[user] = (msg.message_id, lock_button(emu, user, msg.message_id))
-                conn.send(found)
-            elif request == "calls":
-                conn.send(len(emu.calls()))
-            elif request == "failed_calls":
-                failed: Counter[str] = Counter()
-                for call in emu.calls()[arg:]:
-                    if not call.ok:
-                        reason = (call.description or "").split(":")[-1].strip()[:50]
-                        failed[f"{call.method} {call.status} {reason}"] += 1
-                conn.send(failed)
-            elif request == "count_text":
-                conn.send(sum(1 for m in emu.sent() if arg in m.plain_text))
-            else:
-                conn.send(ValueError(f"unknown request {request!r}"))
+            try:
+                conn.send(_answer(emu, arrivals, request, arg))
+            except Exception as exc:  # handed to the parent, which raises it
+                conn.send(exc)
+
+
+def _answer(emu: BotApiEmulator, arrivals: _Arrivals, request: str, arg: Any) -> Any:
+    if request == "enqueue":
+        _enqueue(emu, arg)
+        return len(arg)
+    if request == "timed":  # (items, timeout, messages)
+        return _timed(emu, arrivals, *arg)
+    if request == "lock_buttons":
+        found = {}
+        for user in arg:
+            msg = nba_message(emu, user)
+            found[user] = (msg.message_id, lock_button(emu, user, msg.message_id))
+        return found
+    if request == "calls":
+        return len(emu.calls())
+    if request == "failed_calls":
+        failed: Counter[str] = Counter()
+        for call in emu.calls()[arg:]:
+            if not call.ok:
+                reason = (call.description or "").split(":")[-1].strip()[:50]
+                failed[f"{call.method} {call.status} {reason}"] += 1
+        return failed
+    if request == "count_text":
+        return sum(1 for m in emu.sent() if arg in m.plain_text)
+    raise ValueError(f"unknown request {request!r}")
 
 
 class RemoteEmulator:
@@ -765,6 +752,28 @@ class RemoteEmulator:
     async def acall(self, request: str, arg: Any = None) -> Any:
         """:meth:`call` in a thread, so the bot's event loop keeps running meanwhile."""
         return await asyncio.to_thread(self.call, request, arg)
+
+    async def timed(
+        self, items: list[Item], timeout: float = 60.0, messages: int = 1
+    ) -> tuple[float, dict[int, float]]:
+        """Enqueue ``items``, each causing ``messages`` bot messages, and wait for those: the
+        enqueue time and, per chat, the arrival of its last one (the emulator's clock)."""
+        started, arrived = await self.acall("timed", (items, timeout, messages))
+        return started, arrived
+
+    async def onboard(self, users: list[int]) -> dict[int, int]:
+        """Each user: /start, /cancel (ends onboarding), two NBAs, /nba (a step for all users,
+        then the next). Returns each user's /nba message id (the one the button benches press)."""
+        for text in ONBOARDING:
+            await self.timed([("text", user, text) for user in users])
+        found = await self.acall("lock_buttons", users)
+        return {user: message_id for user, (message_id, _) in found.items()}
+
+    def __enter__(self) -> RemoteEmulator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def pid(self) -> int:

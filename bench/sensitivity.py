@@ -26,14 +26,12 @@ import sys
 from benchlib import (
     AnyApp,
     BenchDatabase,
-    Replies,
+    RemoteEmulator,
     Tracker,
     add_echo,
     bot_running,
-    emulator,
     extra_round_trips,
     install_counters,
-    onboard_users,
     open_database,
     percentile,
     print_machine,
@@ -52,17 +50,13 @@ async def bench(db: BenchDatabase, args: argparse.Namespace) -> float:
         add_echo(app)
         tracker.install(app)
 
-    with emulator() as emu:
+    with RemoteEmulator() as emu:
         async with bot_running(emu, db.dsn, before_start=prepare):
-            replies = Replies(emu)
             users = list(range(300_001, 300_001 + args.users))
-            nba_ids = await onboard_users(emu, replies, users)
-            await rounds(emu, replies, tracker, users, nba_ids, args.warmup, 0, KINDS)
+            nba_ids = await emu.onboard(users)
+            await rounds(emu, tracker, users, nba_ids, args.warmup, 0, KINDS)
             extra.added = 0
-            samples = await rounds(
-                emu, replies, tracker, users, nba_ids, args.n, args.warmup, KINDS
-            )
-            replies.close()
+            samples = await rounds(emu, tracker, users, nba_ids, args.n, args.warmup, KINDS)
     p50 = {kind: percentile(values, 50) for kind, values in samples.items()}
     print(f"users={args.users} rounds={args.n} extra round trips per /status+rt={args.extra}")
     print(f"{'update':<11} {'n':>5} {'p50_ms':>7} {'p95_ms':>7}")
