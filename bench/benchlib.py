@@ -45,6 +45,7 @@ if str(ROOT) not in sys.path:
 from bot.app import build_application  # noqa: E402
 from bot.embedded_db import EmbeddedPostgres  # noqa: E402
 from bot.http import AiohttpRequest  # noqa: E402
+from bot.lifecycle import run as run  # noqa: E402  (re-exported for the scripts)
 from bot.lifecycle import running  # noqa: E402
 from bot.local_api import BotApiEmulator, SentMessage  # noqa: E402
 from bot.settings import load_settings  # noqa: E402

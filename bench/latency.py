@@ -52,6 +52,7 @@ from benchlib import (
     open_database,
     percentile,
     print_machine,
+    run,
 )
 from telegram import Update
 
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     print_machine("python bench/latency.py", sys.argv[1:] if argv is None else argv)
     db = open_database(args.database_url)
     try:
-        worst = asyncio.run(bench(db, args))
+        worst = run(bench(db, args))
     finally:
         db.close()
     print(f"ratio_p50_max={worst:.2f}")

@@ -20,7 +20,6 @@ The last line is ``ms_per_round_trip=<n>``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
 from benchlib import (
@@ -35,6 +34,7 @@ from benchlib import (
     open_database,
     percentile,
     print_machine,
+    run,
 )
 from latency import ECHO, rounds
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     print_machine("python bench/sensitivity.py", sys.argv[1:] if argv is None else argv)
     db = open_database(args.database_url)
     try:
-        per_trip = asyncio.run(bench(db, args))
+        per_trip = run(bench(db, args))
     finally:
         db.close()
     print(f"ms_per_round_trip={per_trip:.2f}")

@@ -33,7 +33,6 @@ The last line is ``updates_per_second=<n>`` (the capacity, limiter bucket raised
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import time
@@ -52,6 +51,7 @@ from benchlib import (
     open_database,
     percentile,
     print_machine,
+    run,
     set_overall_rate,
 )
 from telegram.constants import FloodLimit
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     emu = RemoteEmulator()
     db = open_database(args.database_url)
     try:
-        rate = asyncio.run(bench(db, emu, args))
+        rate = run(bench(db, emu, args))
     finally:
         db.close()
         emu.close()

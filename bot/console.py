@@ -39,7 +39,7 @@ from telegram.ext import Application
 
 from bot.app import build_application
 from bot.database import DatabaseHandle, resolve_database
-from bot.lifecycle import running
+from bot.lifecycle import run, running
 from bot.local_api import BotApiEmulator, SentMessage
 from bot.settings import Settings
 
@@ -93,7 +93,7 @@ def run_console_session(
                 first_name=first_name,
                 secrets=secrets,
             )
-            asyncio.run(console.run(handle.dsn, stdin))
+            run(console.run(handle.dsn, stdin))
     except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, or SIGTERM
         stdout.write("\n")
     except Exception as exc:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 
 from bot.app import build_application
 from bot.database import resolve_database
+from bot.lifecycle import new_event_loop
 from bot.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -17,6 +19,8 @@ def run_bot(settings: Settings) -> int:
     handle = resolve_database(settings)
     try:
         app = build_application(settings, handle.dsn)
+        # run_polling/run_webhook run (and at the end close) the current loop: ours.
+        asyncio.set_event_loop(new_event_loop())
         if settings.webhook_url is not None:
             assert settings.webhook_secret is not None
             logger.info("webhook mode on port %d", settings.port)

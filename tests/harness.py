@@ -8,6 +8,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote, urlencode
+
+from psycopg.conninfo import conninfo_to_dict
 
 from bot.app import build_application
 from bot.lifecycle import running
@@ -86,6 +89,24 @@ class Chat:
 
     def last(self) -> SentMessage:
         return self.emu.sent(self.user_id)[-1]
+
+
+def as_url(dsn: str) -> str:
+    """DATABASE_URL must be a URL; the embedded test server gives a key=value string."""
+    if dsn.startswith(("postgres://", "postgresql://")):
+        return dsn
+    params = {k: str(v) for k, v in conninfo_to_dict(dsn).items()}
+    user = quote(params.pop("user", "postgres"), safe="")
+    password = params.pop("password", None)
+    auth = f"{user}:{quote(password, safe='')}" if password else user
+    dbname = quote(params.pop("dbname", "postgres"), safe="")
+    host = params.pop("host", "localhost")
+    if host.startswith("/"):
+        params["host"] = host
+        host = ""
+    port = params.pop("port", None)
+    netloc = f"{auth}@{host}" + (f":{port}" if port else "")
+    return f"postgresql://{netloc}/{dbname}" + (f"?{urlencode(params)}" if params else "")
 
 
 def make_settings(**overrides: Any) -> Settings:

@@ -7,10 +7,8 @@ import io
 import os
 import sys
 from pathlib import Path
-from urllib.parse import quote, urlencode
 
 import pytest
-from psycopg.conninfo import conninfo_to_dict
 
 from bot.console import _Console
 from bot.local_api import (
@@ -21,29 +19,12 @@ from bot.local_api import (
     SentMessage,
 )
 from services.db import Database
+from tests.harness import as_url
 from tests.harness import make_settings as make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = "/start\n/add cs 4 Read SICP chapter 3\n/nba\n\n2\n/status\n/quit\n/help\n"
-
-
-def as_url(dsn: str) -> str:
-    """DATABASE_URL must be a URL; the embedded test server gives a key=value string."""
-    if dsn.startswith(("postgres://", "postgresql://")):
-        return dsn
-    params = {k: str(v) for k, v in conninfo_to_dict(dsn).items()}
-    user = quote(params.pop("user", "postgres"), safe="")
-    password = params.pop("password", None)
-    auth = f"{user}:{quote(password, safe='')}" if password else user
-    dbname = quote(params.pop("dbname", "postgres"), safe="")
-    host = params.pop("host", "localhost")
-    if host.startswith("/"):
-        params["host"] = host
-        host = ""
-    port = params.pop("port", None)
-    netloc = f"{auth}@{host}" + (f":{port}" if port else "")
-    return f"postgresql://{netloc}/{dbname}" + (f"?{urlencode(params)}" if params else "")
 
 
 @pytest.mark.slow
