@@ -33,6 +33,7 @@ from typing import Any
 import psycopg
 from aiolimiter import AsyncLimiter
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.waiting import Ready
 from telegram import Update
 from telegram.ext import Application, ApplicationHandlerStop, CommandHandler, ContextTypes
 from telegram.request import HTTPXRequest
@@ -329,14 +330,16 @@ class DbCounters:
 _installed: DbCounters | None = None
 
 
-def _on_first_io(gen: Generator[Any, Any, Any], counts: Counter[str], label: str) -> Any:
-    """Delegate to psycopg's generator ``gen``, counting one round trip under ``label`` if it
-    waits for the server at all (a COMMIT on an idle connection, say, returns at once)."""
+def _count_answers(gen: Generator[Any, Any, Any], counts: Counter[str], label: str) -> Any:
+    """Delegate to psycopg's generator ``gen``, counting one round trip under ``label`` if
+    the server's answer was read during it (the socket turned readable). A wait that only
+    flushes what a pipeline queued is not one; a COMMIT on an idle connection, which returns
+    at once, is not either."""
+    counted = False
     try:
         request = gen.send(None)
     except StopIteration as stop:
         return stop.value
-    counts[label] += 1
     while True:
         try:
             answer = yield request
@@ -349,6 +352,9 @@ def _on_first_io(gen: Generator[Any, Any, Any], counts: Counter[str], label: str
             except StopIteration as stop:
                 return stop.value
         else:
+            if not counted and answer and answer & Ready.R:
+                counts[label] += 1
+                counted = True
             try:
                 request = gen.send(answer)
             except StopIteration as stop:
@@ -383,7 +389,7 @@ def install_counters() -> DbCounters:
         label = LABEL.get()
         started = time.perf_counter()
         try:
-            counted = _on_first_io(gen, counters.round_trips, label)
+            counted = _count_answers(gen, counters.round_trips, label)
             return await original_wait(conn, counted, *args, **kwargs)
         finally:
             counters.db_seconds[label] += time.perf_counter() - started

@@ -97,6 +97,33 @@ class AlreadyApplied(Exception):
     """The outbox entry was applied before (its id is in ``sync_queue``)."""
 
 
+# A one-statement read (Database.user_uow(single=True)) sends the impersonation and the read
+# together in one pipeline: between two Syncs they form one implicit transaction, so neither
+# BEGIN nor COMMIT is needed. This impersonation always switches role, and with no link the
+# claims name no user (auth.uid() is null: the policies let nothing through), because the
+# read has already run when its result says so; and it makes the transaction read-only.
+_SINGLE_TELEGRAM = (
+    "select link.user_id, coalesce(link.active, true) as active,"
+    " set_config('role', 'authenticated', true),"
+    " set_config('request.jwt.claims',"
+    "   json_build_object('sub', link.user_id, 'role', 'authenticated')::text, true),"
+    " set_config('statement_timeout', %(timeout)s, true),"
+    " set_config('transaction_read_only', 'on', true)"
+    " from (select) as one left join telegram_links link on link.telegram_user_id = %(tg)s"
+)
+_SINGLE_USER = (
+    "select %(uid)s::uuid as user_id, true as active,"
+    " set_config('role', 'authenticated', true),"
+    " set_config('request.jwt.claims', %(claims)s, true),"
+    " set_config('statement_timeout', %(timeout)s, true),"
+    " set_config('transaction_read_only', 'on', true)"
+)
+
+
+def _claims(user_id: UUID) -> str:
+    return json.dumps({"sub": str(user_id), "role": "authenticated"})
+
+
 #: Set by the outbox replayer around one service call; the first user unit of work claims it.
 REPLAY: ContextVar[Replay | None] = ContextVar("aelpher_replay", default=None)
 
@@ -119,10 +146,21 @@ class DatabaseUnavailable(Exception):
 class UnitOfWork:
     """One transaction for one user. Commit explicitly; anything else rolls back."""
 
-    def __init__(self, conn: psycopg.AsyncConnection[DictRow], user_id: UUID | None) -> None:
-        #: the Aelpher user this transaction is confined to (None: privileged)
+    def __init__(
+        self,
+        conn: psycopg.AsyncConnection[DictRow],
+        user_id: UUID | None,
+        single: Principal | None = None,
+    ) -> None:
+        #: the Aelpher user this transaction is confined to (None: privileged, or a
+        #: one-statement read whose statement has not run yet)
         self.conn = conn
         self.user_id = user_id
+        #: a one-statement read: who to impersonate along with the statement
+        self._single = single
+        self._spent = False
+        #: a one-statement read found the Telegram link switched off
+        self.link_inactive = False
         self._committed = False
 
     async def commit(self) -> None:
@@ -134,17 +172,42 @@ class UnitOfWork:
         return self._committed
 
     async def fetchone(self, query: str, params: Any = None) -> DictRow | None:
-        cur = await self.conn.execute(query, params)
+        cur = await self._execute(query, params)
         return await cur.fetchone()
 
     async def fetchall(self, query: str, params: Any = None) -> list[DictRow]:
-        cur = await self.conn.execute(query, params)
+        cur = await self._execute(query, params)
         return await cur.fetchall()
 
     async def execute(self, query: str, params: Any = None) -> int:
         """Run a statement and return the number of rows it touched."""
-        cur = await self.conn.execute(query, params)
+        cur = await self._execute(query, params)
         return cur.rowcount
+
+    async def _execute(self, query: str, params: Any) -> psycopg.AsyncCursor[DictRow]:
+        if self._single is None and not self._spent:
+            return await self.conn.execute(query, params)
+        if self._spent:  # it would run outside the read's transaction, as the connecting role
+            raise RuntimeError("a one-statement unit of work ran its statement already")
+        who, self._single, self._spent = self._single, None, True
+        if isinstance(who, UUID):
+            impersonate = _SINGLE_USER
+            values: dict[str, Any] = {"uid": who, "claims": _claims(who)}
+        else:
+            assert isinstance(who, TelegramUser)
+            impersonate = _SINGLE_TELEGRAM
+            values = {"tg": who.telegram_user_id}
+        values["timeout"] = STATEMENT_TIMEOUT
+        async with self.conn.pipeline():  # leaving it sends the Sync and reads both results
+            switched = await self.conn.execute(impersonate, values)
+            cur = await self.conn.execute(query, params)
+        row = await switched.fetchone()
+        assert row is not None  # the impersonation always returns its one row
+        if row["user_id"] is None:  # the read ran, confined to no user, and found nothing
+            raise NotLinked()
+        self.user_id = row["user_id"]
+        self.link_inactive = not row["active"]
+        return cur
 
 
 _BEGIN = {False: sql.SQL("begin"), True: sql.SQL("begin read only")}
@@ -159,7 +222,7 @@ async def _begin(
         await conn.execute(begin, prepare=False)  # nothing to plan
         return None
     if isinstance(who, UUID):
-        claims = json.dumps({"sub": str(who), "role": "authenticated"})
+        claims = _claims(who)
         query = _IMPERSONATE.format(
             begin=begin, claims=sql.Literal(claims), timeout=STATEMENT_TIMEOUT_LIT
         )
@@ -261,11 +324,13 @@ class Database:
 
     @asynccontextmanager
     async def _transaction(
-        self, who: Principal | None, read_only: bool = False
+        self, who: Principal | None, read_only: bool = False, single: bool = False
     ) -> AsyncIterator[UnitOfWork]:
         inactive: list[int] = []
-        async with self._transaction_inner(who, inactive, read_only) as uow:
+        async with self._transaction_inner(who, inactive, read_only, single) as uow:
             yield uow
+        if uow.link_inactive and isinstance(who, TelegramUser):
+            inactive.append(who.telegram_user_id)
         if inactive:  # the user wrote again after blocking the bot: nudges may resume
             async with self._transaction_inner(None, []) as admin:
                 await admin.execute(_REACTIVATE, (inactive[0],))
@@ -273,10 +338,18 @@ class Database:
 
     @asynccontextmanager
     async def _transaction_inner(
-        self, who: Principal | None, inactive: list[int], read_only: bool = False
+        self,
+        who: Principal | None,
+        inactive: list[int],
+        read_only: bool = False,
+        single: bool = False,
     ) -> AsyncIterator[UnitOfWork]:
         try:
             async with self.pool.connection() as conn:
+                if single:  # nothing is sent before the statement; nothing is left to end
+                    assert who is not None and REPLAY.get() is None
+                    yield UnitOfWork(conn, None, single=who)
+                    return
                 uow = UnitOfWork(conn, who if isinstance(who, UUID) else None)
                 row = await _begin(conn, who, read_only)
                 try:
@@ -299,12 +372,14 @@ class Database:
                 raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
             raise
 
-    def user_uow(self, who: Principal, *, read_only: bool = False) -> Any:
+    def user_uow(self, who: Principal, *, read_only: bool = False, single: bool = False) -> Any:
         """One transaction confined by RLS to one user's rows (by id, or by Telegram id).
 
         ``read_only``: the server refuses writes in it (READ ONLY), and it ends with COMMIT;
-        use it for every unit of work that only reads."""
-        return self._transaction(who, read_only)
+        use it for every unit of work that only reads. ``single``: a read of exactly one
+        statement, sent with the impersonation in one round trip (no BEGIN, no COMMIT: the
+        two form one implicit, read-only transaction); a second statement raises."""
+        return self._transaction(who, read_only, single)
 
     def privileged(self, *, read_only: bool = False) -> Any:
         """One transaction as the connecting role, for cross-user work only."""

@@ -66,7 +66,7 @@ async def view(
     db: Database, user_id: Principal, arms: Sequence[Arm], now: datetime
 ) -> list[TheaterNba]:
     """The ranked items of the given theaters (fresh scores as of ``now``)."""
-    async with db.user_uow(user_id, read_only=True) as uow:
+    async with db.user_uow(user_id, single=True) as uow:
         found = await nba_items.theaters_with_items(uow, arms)
     views = []
     for arm in arms:

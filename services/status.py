@@ -40,7 +40,7 @@ class StatusView:
 
 async def status_view(db: Database, user_id: Principal, now: datetime) -> StatusView:
     """Both theaters, current NBAs, energy planned vs logged, overload with inputs and trend."""
-    async with db.user_uow(user_id, read_only=True) as uow:
+    async with db.user_uow(user_id, single=True) as uow:
         snapshot = await global_metrics.status_snapshot(
             uow, now, now - state.WEEK, now - state.DAY, now - state.WEEK - state.DAY
         )

@@ -185,3 +185,54 @@ async def test_telegram_principal_resolves_in_the_same_transaction(
     with pytest.raises(NotLinked):
         async with db.user_uow(TelegramUser(33)):
             pass
+
+
+async def test_one_statement_read_is_confined_read_only_and_leaves_nothing_behind(
+    database_dsn: str, db: Database, alice: uuid.UUID, bob: uuid.UUID
+) -> None:
+    """A one-statement read (impersonation and read in one round trip, no BEGIN/COMMIT)
+    confines the read like any unit of work, refuses writes, allows one statement only, and
+    leaves neither role nor claims on the connection."""
+    from services.db import TelegramUser
+    from services.errors import NotLinked
+
+    async with db.privileged() as uow:
+        await uow.execute(
+            "insert into theaters (user_id, arm_type) values (%s, 'cs'), (%s, 'ibm'), (%s, 'cs')",
+            (alice, alice, bob),
+        )
+        await uow.execute(
+            "insert into telegram_links (telegram_user_id, user_id, chat_id) values (51, %s, 51)",
+            (alice,),
+        )
+        await uow.commit()
+    probe = (
+        "select current_user::text as who, auth.uid() as uid,"
+        " (select count(*) from theaters)::int as theaters"
+    )
+    single = Database(database_dsn, min_size=1, max_size=1)  # one connection: reuse is seen
+    await single.open()
+    try:
+        for who in (alice, TelegramUser(51)):
+            async with single.user_uow(who, single=True) as uow:
+                row = await uow.fetchone(probe)
+                assert uow.user_id == alice
+                with pytest.raises(RuntimeError, match="one-statement"):
+                    await uow.fetchone("select 1")
+            assert row == {"who": "authenticated", "uid": alice, "theaters": 2}
+        with pytest.raises(NotLinked):  # no link: the read ran as nobody and saw nothing
+            async with single.user_uow(TelegramUser(52), single=True) as uow:
+                await uow.fetchone(probe)
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            async with single.user_uow(alice, single=True) as uow:
+                await uow.execute("update theaters set total_progress = 50")
+        async with single.privileged() as uow:  # the same connection, afterwards
+            after = await uow.fetchone(
+                "select current_user::text as who,"
+                " coalesce(current_setting('request.jwt.claims', true), '') as claims,"
+                " current_setting('transaction_read_only') as ro,"
+                " (select count(*) from theaters where total_progress = 50)::int as changed"
+            )
+        assert after == {"who": "postgres", "claims": "", "ro": "off", "changed": 0}
+    finally:
+        await single.close()
