@@ -44,28 +44,27 @@ logger = logging.getLogger(__name__)
 STATEMENT_TIMEOUT = "8s"
 STATEMENT_TIMEOUT_LIT = sql.Literal(STATEMENT_TIMEOUT)
 
-# BEGIN and the impersonation go to the server as one simple query (one round trip); the
-# values are quoted by psycopg.sql, never formatted by hand.
-_IMPERSONATE = sql.SQL(
-    "{begin};"
-    " select set_config('role', 'authenticated', true),"
-    " set_config('request.jwt.claims', {claims}, true),"
-    " set_config('statement_timeout', {timeout}, true)"
-)
-
-
-# The only SQL outside services/repos: resolving a Telegram user must happen in the same
-# statement that switches role, before any repository can run.
-_IMPERSONATE_TELEGRAM = sql.SQL(
-    "{begin};"
-    " with link as (select user_id, active from telegram_links"
-    "               where telegram_user_id = {tg})"
-    " select link.user_id, link.active,"
+# The impersonation, sent with BEGIN and the unit of work's first statement in one pipeline
+# (one round trip). The only SQL outside services/repos: resolving a Telegram user must happen
+# in the same statement that switches role, before any repository runs. It always switches
+# role and returns one row: with no link, the claims name no user (auth.uid() is null, so the
+# policies let nothing through) and user_id is null, because the first statement has already
+# run when its result says so.
+_IMPERSONATE_TELEGRAM = (
+    "select link.user_id, coalesce(link.active, true) as active,"
     " set_config('role', 'authenticated', true),"
     " set_config('request.jwt.claims',"
     "   json_build_object('sub', link.user_id, 'role', 'authenticated')::text, true),"
-    " set_config('statement_timeout', {timeout}, true)"
-    " from link"
+    " set_config('statement_timeout', %(timeout)s, true),"
+    " set_config('transaction_read_only', %(read_only)s, true)"
+    " from (select) as one left join telegram_links link on link.telegram_user_id = %(tg)s"
+)
+_IMPERSONATE_USER = (
+    "select %(uid)s::uuid as user_id, true as active,"
+    " set_config('role', 'authenticated', true),"
+    " set_config('request.jwt.claims', %(claims)s, true),"
+    " set_config('statement_timeout', %(timeout)s, true),"
+    " set_config('transaction_read_only', %(read_only)s, true)"
 )
 
 
@@ -97,30 +96,8 @@ class AlreadyApplied(Exception):
     """The outbox entry was applied before (its id is in ``sync_queue``)."""
 
 
-# A one-statement read (Database.user_uow(single=True)) sends the impersonation and the read
-# together in one pipeline: between two Syncs they form one implicit transaction, so neither
-# BEGIN nor COMMIT is needed. This impersonation always switches role, and with no link the
-# claims name no user (auth.uid() is null: the policies let nothing through), because the
-# read has already run when its result says so; and it makes the transaction read-only.
-_SINGLE_TELEGRAM = (
-    "select link.user_id, coalesce(link.active, true) as active,"
-    " set_config('role', 'authenticated', true),"
-    " set_config('request.jwt.claims',"
-    "   json_build_object('sub', link.user_id, 'role', 'authenticated')::text, true),"
-    " set_config('statement_timeout', %(timeout)s, true),"
-    " set_config('transaction_read_only', 'on', true)"
-    " from (select) as one left join telegram_links link on link.telegram_user_id = %(tg)s"
-)
-_SINGLE_USER = (
-    "select %(uid)s::uuid as user_id, true as active,"
-    " set_config('role', 'authenticated', true),"
-    " set_config('request.jwt.claims', %(claims)s, true),"
-    " set_config('statement_timeout', %(timeout)s, true),"
-    " set_config('transaction_read_only', 'on', true)"
-)
-
-
 def _claims(user_id: UUID) -> str:
+    """The JWT claims PostgREST would set for the user."""
     return json.dumps({"sub": str(user_id), "role": "authenticated"})
 
 
@@ -143,23 +120,36 @@ class DatabaseUnavailable(Exception):
     """The database could not be reached (refused, lost, or no connection free in time)."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Opening:
+    """What a unit of work sends with its first statement: BEGIN (None: a one-statement
+    read, whose implicit transaction needs none) and whom to impersonate (None: nobody)."""
+
+    begin: str | None
+    who: Principal | None
+    read_only: bool
+
+
 class UnitOfWork:
-    """One transaction for one user. Commit explicitly; anything else rolls back."""
+    """One transaction for one user. Commit explicitly; anything else rolls back.
+
+    Nothing is sent until the first statement, which goes in one round trip with BEGIN and
+    the impersonation (a pipeline).
+    """
 
     def __init__(
-        self,
-        conn: psycopg.AsyncConnection[DictRow],
-        user_id: UUID | None,
-        single: Principal | None = None,
+        self, conn: psycopg.AsyncConnection[DictRow], opening: _Opening | None = None
     ) -> None:
-        #: the Aelpher user this transaction is confined to (None: privileged, or a
-        #: one-statement read whose statement has not run yet)
         self.conn = conn
-        self.user_id = user_id
-        #: a one-statement read: who to impersonate along with the statement
-        self._single = single
+        #: the Aelpher user this transaction is confined to (None: privileged, or not known
+        #: before the first statement)
+        self.user_id: UUID | None = (
+            opening.who if opening and isinstance(opening.who, UUID) else None
+        )
+        self._opening = opening
+        #: a one-statement read ran its statement: no other may follow
         self._spent = False
-        #: a one-statement read found the Telegram link switched off
+        #: the Telegram link was found switched off (the user had blocked the bot)
         self.link_inactive = False
         self._committed = False
 
@@ -184,56 +174,58 @@ class UnitOfWork:
         cur = await self._execute(query, params)
         return cur.rowcount
 
-    async def _execute(self, query: str, params: Any) -> psycopg.AsyncCursor[DictRow]:
-        if self._single is None and not self._spent:
-            return await self.conn.execute(query, params)
+    async def open(self) -> None:
+        """Send BEGIN and the impersonation now, without a statement of the caller's."""
+        if self._opening is not None:
+            await self._execute(None, None)
+
+    async def _execute(self, query: str | None, params: Any) -> psycopg.AsyncCursor[DictRow]:
         if self._spent:  # it would run outside the read's transaction, as the connecting role
             raise RuntimeError("a one-statement unit of work ran its statement already")
-        who, self._single, self._spent = self._single, None, True
-        if isinstance(who, UUID):
-            impersonate = _SINGLE_USER
-            values: dict[str, Any] = {"uid": who, "claims": _claims(who)}
-        else:
-            assert isinstance(who, TelegramUser)
-            impersonate = _SINGLE_TELEGRAM
-            values = {"tg": who.telegram_user_id}
-        values["timeout"] = STATEMENT_TIMEOUT
-        async with self.conn.pipeline():  # leaving it sends the Sync and reads both results
-            switched = await self.conn.execute(impersonate, values)
-            cur = await self.conn.execute(query, params)
-        row = await switched.fetchone()
+        opening, self._opening = self._opening, None
+        if opening is None:
+            assert query is not None
+            return await self.conn.execute(query, params)
+        self._spent = opening.begin is None
+        switched = None
+        cur = None
+        try:
+            async with self.conn.pipeline():  # leaving it sends the Sync and reads all results
+                if opening.begin is not None:
+                    await self.conn.execute(opening.begin, prepare=False)  # nothing to plan
+                if opening.who is not None:
+                    switched = await self.conn.execute(*_impersonation(opening))
+                if query is not None:
+                    cur = await self.conn.execute(query, params)
+        except psycopg.Error:
+            # The statement failed: if the user was not linked, that is what to say (an
+            # insert confined to no user fails on its null user_id, say).
+            if switched is not None and switched.pgresult is not None:
+                self._resolve(await switched.fetchone())
+            raise
+        if switched is not None:
+            self._resolve(await switched.fetchone())
+        return cur if cur is not None else switched  # type: ignore[return-value]
+
+    def _resolve(self, row: DictRow | None) -> None:
+        """Take the impersonation's result: the user, or NotLinked."""
         assert row is not None  # the impersonation always returns its one row
-        if row["user_id"] is None:  # the read ran, confined to no user, and found nothing
+        if row["user_id"] is None:  # what ran was confined to no user and saw nothing
             raise NotLinked()
         self.user_id = row["user_id"]
         self.link_inactive = not row["active"]
-        return cur
 
 
-_BEGIN = {False: sql.SQL("begin"), True: sql.SQL("begin read only")}
-
-
-async def _begin(
-    conn: psycopg.AsyncConnection[DictRow], who: Principal | None, read_only: bool
-) -> DictRow | None:
-    """Open the transaction and, for a user, impersonate them: one round trip."""
-    begin = _BEGIN[read_only]
-    if who is None:
-        await conn.execute(begin, prepare=False)  # nothing to plan
-        return None
-    if isinstance(who, UUID):
-        claims = _claims(who)
-        query = _IMPERSONATE.format(
-            begin=begin, claims=sql.Literal(claims), timeout=STATEMENT_TIMEOUT_LIT
-        )
-    else:
-        query = _IMPERSONATE_TELEGRAM.format(
-            begin=begin, tg=sql.Literal(who.telegram_user_id), timeout=STATEMENT_TIMEOUT_LIT
-        )
-    # Several statements in one: never prepared (nor worth it: its values change each time).
-    cur = await conn.execute(query, prepare=False)
-    cur.nextset()  # past BEGIN's empty result, to the select's
-    return await cur.fetchone()
+def _impersonation(opening: _Opening) -> tuple[str, dict[str, Any]]:
+    values: dict[str, Any] = {
+        "timeout": STATEMENT_TIMEOUT,
+        "read_only": "on" if opening.read_only else "off",
+    }
+    if isinstance(opening.who, UUID):
+        values |= {"uid": opening.who, "claims": _claims(opening.who)}
+        return _IMPERSONATE_USER, values
+    assert isinstance(opening.who, TelegramUser)
+    return _IMPERSONATE_TELEGRAM, values | {"tg": opening.who.telegram_user_id}
 
 
 async def _end(conn: psycopg.AsyncConnection[DictRow], *, commit: bool) -> None:
@@ -248,14 +240,14 @@ async def _end(conn: psycopg.AsyncConnection[DictRow], *, commit: bool) -> None:
         await conn.execute("rollback", prepare=False)
 
 
-async def _claim_replay(conn: psycopg.AsyncConnection[DictRow], who: Principal | None) -> None:
+async def _claim_replay(uow: UnitOfWork) -> None:
     """During an outbox replay, record the entry in sync_queue first (AlreadyApplied if it
     was applied before)."""
     replay = REPLAY.get()
-    if replay is None or who is None:
+    if replay is None:
         return
     REPLAY.set(None)  # one claim per service call
-    cur = await conn.execute(
+    row = await uow.fetchone(
         _CLAIM_REPLAY,
         {
             "id": replay.id,
@@ -265,7 +257,7 @@ async def _claim_replay(conn: psycopg.AsyncConnection[DictRow], who: Principal |
             "ts": replay.timestamp,
         },
     )
-    if await cur.fetchone() is None:
+    if row is None:
         raise AlreadyApplied(str(replay.id))
 
 
@@ -326,40 +318,27 @@ class Database:
     async def _transaction(
         self, who: Principal | None, read_only: bool = False, single: bool = False
     ) -> AsyncIterator[UnitOfWork]:
-        inactive: list[int] = []
-        async with self._transaction_inner(who, inactive, read_only, single) as uow:
+        async with self._transaction_inner(who, read_only, single) as uow:
             yield uow
         if uow.link_inactive and isinstance(who, TelegramUser):
-            inactive.append(who.telegram_user_id)
-        if inactive:  # the user wrote again after blocking the bot: nudges may resume
-            async with self._transaction_inner(None, []) as admin:
-                await admin.execute(_REACTIVATE, (inactive[0],))
+            # the user wrote again after blocking the bot: nudges may resume
+            async with self._transaction_inner(None) as admin:
+                await admin.execute(_REACTIVATE, (who.telegram_user_id,))
                 await admin.commit()
 
     @asynccontextmanager
     async def _transaction_inner(
-        self,
-        who: Principal | None,
-        inactive: list[int],
-        read_only: bool = False,
-        single: bool = False,
+        self, who: Principal | None, read_only: bool = False, single: bool = False
     ) -> AsyncIterator[UnitOfWork]:
+        begin = None if single else "begin read only" if read_only else "begin"
+        opening = _Opening(begin, who, read_only or single)
         try:
             async with self.pool.connection() as conn:
-                if single:  # nothing is sent before the statement; nothing is left to end
-                    assert who is not None and REPLAY.get() is None
-                    yield UnitOfWork(conn, None, single=who)
-                    return
-                uow = UnitOfWork(conn, who if isinstance(who, UUID) else None)
-                row = await _begin(conn, who, read_only)
+                uow = UnitOfWork(conn, opening)
                 try:
-                    if isinstance(who, TelegramUser):
-                        if row is None:
-                            raise NotLinked()
-                        uow.user_id = row["user_id"]
-                        if not row["active"]:
-                            inactive.append(who.telegram_user_id)
-                    await _claim_replay(conn, who)
+                    if who is not None and REPLAY.get() is not None:
+                        assert not single
+                        await _claim_replay(uow)
                     yield uow
                 except BaseException:
                     await _end(conn, commit=False)

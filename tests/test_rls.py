@@ -172,9 +172,9 @@ async def test_telegram_principal_resolves_in_the_same_transaction(
         )
         await uow.commit()
     async with db.user_uow(TelegramUser(11)) as uow:
-        assert uow.user_id == alice
         row = await uow.fetchone("select current_user as u, auth.uid() as uid")
         assert row == {"u": "authenticated", "uid": alice}
+        assert uow.user_id == alice  # resolved with the first statement
         assert [
             r["user_id"] for r in await uow.fetchall("select user_id from telegram_links")
         ] == [alice]
@@ -182,9 +182,12 @@ async def test_telegram_principal_resolves_in_the_same_transaction(
     async with db.privileged() as uow:  # writing again switched the link back on
         row = await uow.fetchone("select active from telegram_links where telegram_user_id = 11")
         assert row == {"active": True}
-    with pytest.raises(NotLinked):
-        async with db.user_uow(TelegramUser(33)):
-            pass
+    with pytest.raises(NotLinked):  # the statement ran confined to nobody
+        async with db.user_uow(TelegramUser(33)) as uow:
+            await uow.fetchone("select count(*) from theaters")
+    with pytest.raises(NotLinked):  # a write fails on its null user_id: still NotLinked
+        async with db.user_uow(TelegramUser(33)) as uow:
+            await uow.execute("insert into theaters (user_id, arm_type) values (auth.uid(), 'cs')")
 
 
 async def test_one_statement_read_is_confined_read_only_and_leaves_nothing_behind(
