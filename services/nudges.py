@@ -487,7 +487,7 @@ async def claim_due(
     ``dry_run`` nothing is written: the decision runs and is counted, then rolled back.
     """
     async with db.privileged() as uow:
-        await scan.without_jit(uow)
+        await scan.plan_for_now(uow)
         idle = await scan.idle_candidates(
             uow,
             now,
