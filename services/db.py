@@ -123,11 +123,13 @@ class DatabaseUnavailable(Exception):
 @dataclass(frozen=True, slots=True)
 class _Opening:
     """What a unit of work sends with its first statement: BEGIN (None: a one-statement
-    read, whose implicit transaction needs none) and whom to impersonate (None: nobody)."""
+    read, whose implicit transaction needs none), whom to impersonate (None: nobody), and a
+    statement of the caller's to run before it (None: none), which must return a row."""
 
     begin: str | None
     who: Principal | None
     read_only: bool
+    first: str | None = None
 
 
 class UnitOfWork:
@@ -187,24 +189,27 @@ class UnitOfWork:
             assert query is not None
             return await self.conn.execute(query, params)
         self._spent = opening.begin is None
-        switched = None
-        cur = None
+        switched = first = cur = None
         try:
             async with self.conn.pipeline():  # leaving it sends the Sync and reads all results
                 if opening.begin is not None:
                     await self.conn.execute(opening.begin, prepare=False)  # nothing to plan
                 if opening.who is not None:
                     switched = await self.conn.execute(*_impersonation(opening))
+                if opening.first is not None:
+                    first = await self.conn.execute(opening.first)
                 if query is not None:
                     cur = await self.conn.execute(query, params)
         except psycopg.Error:
-            # The statement failed: if the user was not linked, that is what to say (an
+            # A statement failed: if the user was not linked, that is what to say (an
             # insert confined to no user fails on its null user_id, say).
             if switched is not None and switched.pgresult is not None:
                 self._resolve(await switched.fetchone())
             raise
         if switched is not None:
             self._resolve(await switched.fetchone())
+        if first is not None and await first.fetchone() is None:
+            raise NotLinked()  # the user's rows the first statement needs are missing
         return cur if cur is not None else switched  # type: ignore[return-value]
 
     def _resolve(self, row: DictRow | None) -> None:
@@ -316,9 +321,13 @@ class Database:
 
     @asynccontextmanager
     async def _transaction(
-        self, who: Principal | None, read_only: bool = False, single: bool = False
+        self,
+        who: Principal | None,
+        read_only: bool = False,
+        single: bool = False,
+        first: str | None = None,
     ) -> AsyncIterator[UnitOfWork]:
-        async with self._transaction_inner(who, read_only, single) as uow:
+        async with self._transaction_inner(who, read_only, single, first) as uow:
             yield uow
         if uow.link_inactive and isinstance(who, TelegramUser):
             # the user wrote again after blocking the bot: nudges may resume
@@ -328,10 +337,14 @@ class Database:
 
     @asynccontextmanager
     async def _transaction_inner(
-        self, who: Principal | None, read_only: bool = False, single: bool = False
+        self,
+        who: Principal | None,
+        read_only: bool = False,
+        single: bool = False,
+        first: str | None = None,
     ) -> AsyncIterator[UnitOfWork]:
         begin = None if single else "begin read only" if read_only else "begin"
-        opening = _Opening(begin, who, read_only or single)
+        opening = _Opening(begin, who, read_only or single, first)
         try:
             async with self.pool.connection() as conn:
                 uow = UnitOfWork(conn, opening)
@@ -351,14 +364,24 @@ class Database:
                 raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
             raise
 
-    def user_uow(self, who: Principal, *, read_only: bool = False, single: bool = False) -> Any:
+    def user_uow(
+        self,
+        who: Principal,
+        *,
+        read_only: bool = False,
+        single: bool = False,
+        first: str | None = None,
+    ) -> Any:
         """One transaction confined by RLS to one user's rows (by id, or by Telegram id).
 
         ``read_only``: the server refuses writes in it (READ ONLY), and it ends with COMMIT;
         use it for every unit of work that only reads. ``single``: a read of exactly one
         statement, sent with the impersonation in one round trip (no BEGIN, no COMMIT: the
-        two form one implicit, read-only transaction); a second statement raises."""
-        return self._transaction(who, read_only, single)
+        two form one implicit, read-only transaction); a second statement raises.
+        ``first``: a statement without parameters that runs first, in the same round trip as
+        the block's first statement (the per-user write lock); NotLinked if it returns no
+        row. The statement after it still starts after it, with a fresh snapshot."""
+        return self._transaction(who, read_only, single, first)
 
     def privileged(self, *, read_only: bool = False) -> Any:
         """One transaction as the connecting role, for cross-user work only."""

@@ -113,8 +113,7 @@ async def _change_item(
     re-rank, write every changed row (one statement), commit: the item as stored and its
     theater as it now stands. ``delete``: delete the item (open or done) instead; otherwise
     it must be open."""
-    async with db.user_uow(user_id) as uow:
-        await state.lock(uow)
+    async with state.locked(db, user_id) as uow:
         ctx = await nba_items.item_context(uow, item_id)
         # RLS: another user's id reads as missing
         if ctx is None or (not delete and ctx.item.completed_at is not None):
@@ -155,8 +154,7 @@ async def add_item(
     title = validation.clean_title(title)
     gap = validation.check_gap(gap)
     description = validation.clean_description(description)
-    async with db.user_uow(user_id) as uow:
-        await state.lock(uow)
+    async with state.locked(db, user_id) as uow:
         item, found = await nba_items.insert_with_items(uow, arm, title, gap, description, now)
         if found is None:
             raise NotLinked()
@@ -248,8 +246,7 @@ async def select(db: Database, user_id: Principal, item_id: UUID, now: datetime)
 
 async def auto(db: Database, user_id: Principal, arm: Arm, now: datetime) -> TheaterNba:
     """Clear the manual pick of ``arm``: the score decides (a lock still wins)."""
-    async with db.user_uow(user_id) as uow:
-        await state.lock(uow)
+    async with state.locked(db, user_id) as uow:
         found = (await nba_items.theaters_with_items(uow, [arm])).get(arm)
         if found is None:
             raise NotLinked()
@@ -319,8 +316,7 @@ async def _work_on_item(
     the log finds the key taken, and every other write of the statement depends on it).
     Statements: the lock, one read, one write (and a look-up of the earlier log on a repeat).
     """
-    async with db.user_uow(user_id) as uow:
-        await state.lock(uow)  # first: the read below then sees every earlier write
+    async with state.locked(db, user_id) as uow:  # the read below sees every earlier write
         ctx = await nba_items.item_context(
             uow, item_id, minutes_window=(now - state.WEEK, now), settings=True
         )

@@ -11,10 +11,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from uuid import UUID
 
 from services import rules
-from services.db import UnitOfWork
+from services.db import Database, Principal, UnitOfWork
 from services.errors import NotLinked
 from services.models import ARMS, Arm, NbaItem, Theater, TheaterStatus, UserSettings
 from services.repos import execution_logs, global_metrics, nba_items, theaters, user_settings
@@ -38,10 +39,12 @@ async def begin_write(uow: UnitOfWork) -> UserSettings:
     return found
 
 
-async def lock(uow: UnitOfWork) -> None:
-    """:func:`begin_write` for a write that reads the settings later, fresh, if at all."""
-    if not await user_settings.lock(uow):
-        raise NotLinked()
+def locked(db: Database, who: Principal) -> Any:
+    """A unit of work that takes the user's write lock first (see :func:`begin_write`), for a
+    write that reads the settings later, fresh, if at all. The lock travels in the same round
+    trip as the block's first statement, which still starts after the lock is held and so
+    sees every earlier write; NotLinked if the user has no account (or it lacks its rows)."""
+    return db.user_uow(who, first=user_settings.LOCK)
 
 
 async def begin_read(uow: UnitOfWork) -> UserSettings:

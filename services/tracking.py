@@ -40,8 +40,7 @@ async def log_time(
     details = validation.clean_details(details)
     if minutes is not None:
         minutes = validation.check_minutes(minutes)
-    async with db.user_uow(user_id) as uow:
-        await state.lock(uow)  # first: the read below then sees every earlier write
+    async with state.locked(db, user_id) as uow:  # the read below sees every earlier write
         inputs = await execution_logs.log_inputs(uow, now - state.WEEK, now)
         settings = inputs.settings
         if settings is None:

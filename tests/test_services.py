@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from services import accounts, nba, status, tracking
+from services import accounts, nba, rules, status, tracking
 from services.db import Database
 from services.errors import (
     Conflict,
@@ -142,6 +142,17 @@ async def test_concurrent_select_and_lock_leave_one_current(db: Database) -> Non
         assert len(current) == 1
         assert current[0]["id"] == items[1]  # the lock wins whenever it landed
         await nba.unlock(db, user, items[1], T0)
+
+
+async def test_concurrent_logs_each_read_after_the_lock(db: Database) -> None:
+    """The write lock goes in one round trip with the read after it; that read still starts
+    after the lock is held, so the last of six concurrent logs stores the risk of all six."""
+    user = await new_user(db)
+    await asyncio.gather(
+        *(tracking.log_time(db, user, "cs", 60, f"log {i}", T0) for i in range(6))
+    )  # fmt: skip
+    (stored,) = await rows(db, "select overload_risk from global_metrics where user_id = %s", user)
+    assert stored["overload_risk"] == rules.overload(6 * 60, 40).risk
 
 
 async def test_log_makes_active_and_undo_restores_activity(db: Database) -> None:

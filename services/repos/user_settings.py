@@ -34,14 +34,13 @@ async def update(uow: UnitOfWork, **changes: Any) -> None:
     await uow.execute(f"update user_settings set {assignments}", changes)
 
 
-async def lock(uow: UnitOfWork) -> bool:
-    """The per-user write lock of :func:`lock_with_metrics`, reading nothing; False if the
-    user lacks the settings or metrics row."""
-    row = await uow.fetchone(
-        "select 1 as locked from user_settings s join global_metrics g on g.user_id = s.user_id"
-        " for update of g"
-    )
-    return row is not None
+#: The per-user write lock of :func:`lock_with_metrics`, reading nothing; no row if the user
+#: lacks the settings or metrics row. A unit of work's ``first`` statement
+#: (``services.state.locked``).
+LOCK = (
+    "select 1 as locked from user_settings s join global_metrics g on g.user_id = s.user_id"
+    " for update of g"
+)
 
 
 async def lock_with_metrics(uow: UnitOfWork) -> UserSettings | None:
