@@ -107,8 +107,10 @@ async def answer_and_edit(
     """
     query = update.callback_query
     assert query is not None
-    answered, edited = await asyncio.gather(
-        query.answer(toast), edit(update, text, markup), return_exceptions=True
+    # The redraw goes out first: it is what the user is waiting to see; the answer's request
+    # is built while the redraw is on its way.
+    edited, answered = await asyncio.gather(
+        edit(update, text, markup), query.answer(toast), return_exceptions=True
     )
     if isinstance(edited, BaseException):
         raise edited

@@ -244,16 +244,24 @@ async def test_non_text_message_gets_a_hint(bot: BotEnv) -> None:
 
 
 async def test_button_answer_and_redraw_are_in_flight_together(bot: BotEnv) -> None:
-    """The redraw does not wait for the button's answer: with the answer held up, the edit
-    reaches Telegram first (one round trip of waiting for the user, not two)."""
+    """Neither the redraw nor the button's answer waits for the other: whichever Telegram
+    holds up, the other is done first (one round trip of waiting for the user, not two)."""
     chat = await started(bot)
     (view,) = await chat.send("/add cs 2 Read chapter 1")
+
+    def last_two() -> list[str]:
+        wanted = ("answerCallbackQuery", "editMessageText")
+        return [c.method for c in bot.emu.calls() if c.method in wanted][-2:]
+
     bot.emu.slow_next("answerCallbackQuery", 0.5)
     await chat.press(view, "🔒 Lock")
-    order = [c.method for c in bot.emu.calls() if c.method in ("answerCallbackQuery",
-             "editMessageText")][-2:]  # fmt: skip
-    assert order == ["editMessageText", "answerCallbackQuery"]
+    assert last_two() == ["editMessageText", "answerCallbackQuery"]
     assert "🔒 locked" in chat.message(view.message_id).plain_text
+    bot.emu.slow_next("editMessageText", 0.5)
+    await chat.press(view, "🔓 Unlock")
+    await chat.settle()
+    assert last_two() == ["answerCallbackQuery", "editMessageText"]
+    assert "🔒 locked" not in chat.message(view.message_id).plain_text
 
 
 async def test_button_answered_too_late_still_redraws(bot: BotEnv) -> None:
