@@ -54,17 +54,18 @@ async def migrate(dsn: str) -> list[str]:
 TRANSACTION_POOLER_PORT = 6543
 
 
-def prepared_statements(settings: Settings, dsn: str) -> bool:
-    """Whether the pool may prepare statements: DB_PREPARED_STATEMENTS, or with "auto",
-    everywhere but on the transaction pooler's port (direct connections, the session pooler
-    and the embedded server keep them)."""
-    if settings.db_prepared_statements != "auto":
-        return settings.db_prepared_statements == "on"
+def behind_transaction_pooler(settings: Settings, dsn: str) -> bool:
+    """Whether the connection goes through a pooler in transaction mode, where the pool
+    prepares no statements and sends no pipelines: DB_TRANSACTION_POOLER, or with "auto",
+    on the transaction pooler's port only (direct connections, the session pooler and the
+    embedded server are not)."""
+    if settings.db_transaction_pooler != "auto":
+        return settings.db_transaction_pooler == "on"
     try:
         port = conninfo_to_dict(dsn).get("port")
     except psycopg.ProgrammingError:
-        return False  # unparsable here: let the connection report it, unprepared
-    return str(port or "5432").split(",")[0].strip() != str(TRANSACTION_POOLER_PORT)
+        return True  # unparsable here: let the connection report it; the safe way meanwhile
+    return str(port or "5432").split(",")[0].strip() == str(TRANSACTION_POOLER_PORT)
 
 
 def make_database(settings: Settings, dsn: str) -> Database:
@@ -73,7 +74,7 @@ def make_database(settings: Settings, dsn: str) -> Database:
         dsn,
         max_size=settings.db_pool_max_size,
         timeout=settings.db_connect_timeout_seconds,
-        prepare=prepared_statements(settings, dsn),
+        transaction_pooler=behind_transaction_pooler(settings, dsn),
     )
 
 

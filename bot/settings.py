@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     log_level: LogLevel = "INFO"
     db_pool_max_size: int = Field(default=10, ge=1, le=100)
     db_connect_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
-    db_prepared_statements: Literal["auto", "on", "off"] = "auto"
+    db_transaction_pooler: Literal["auto", "on", "off"] = "auto"
 
     @field_validator(
         "telegram_bot_token",
@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("db_prepared_statements", mode="before")
+    @field_validator("db_transaction_pooler", mode="before")
     @classmethod
     def _lower_switch(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value

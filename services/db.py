@@ -6,12 +6,15 @@ PostgREST does, so the row-level security policies confine it to that user even 
 forgets its ``user_id`` filter. Everything is transaction-scoped (``set_config(..., true)``),
 so it is safe behind Supabase's pooler in transaction mode.
 
-Server-side prepared statements save most of a command's database time (planning a query
-under the row-level security policies costs more than running it), so the pool prepares every
-statement it sees twice on a connection, unless ``prepare=False`` (Supabase's pooler in
-transaction mode cannot keep them: ``bot/database.py`` decides). psycopg may forget a
-connection's prepared statements after a ROLLBACK, so reads run in READ ONLY transactions
-that end with COMMIT (see :meth:`Database.user_uow`); the server refuses writes in them.
+Two things save most of a command's database time: server-side prepared statements (planning
+a query under the row-level security policies costs more than running it), so the pool
+prepares every statement it sees twice on a connection; and pipelines, so a unit of work's
+BEGIN, impersonation and first statement cost one round trip. Behind a pooler in transaction
+mode (``transaction_pooler=True``; ``bot/database.py`` decides) neither is used: the pooler
+cannot keep prepared statements, and older poolers could hand the server connection back in
+the middle of a pipeline. psycopg may forget a connection's prepared statements after a
+ROLLBACK, so reads run in READ ONLY transactions that end with COMMIT (see
+:meth:`Database.user_uow`); the server refuses writes in them.
 
 Cross-user work (the nudge scan, account creation and linking, the bot's own state) uses
 :meth:`Database.privileged`, which runs as the connecting role (``postgres``, which bypasses RLS).
@@ -130,6 +133,8 @@ class _Opening:
     who: Principal | None
     read_only: bool
     first: str | None = None
+    #: all of it and the first statement in one pipeline (else one after the other)
+    pipelined: bool = True
 
 
 class UnitOfWork:
@@ -189,6 +194,8 @@ class UnitOfWork:
             assert query is not None
             return await self.conn.execute(query, params)
         self._spent = opening.begin is None
+        if not opening.pipelined:
+            return await self._open_in_turn(opening, query, params)
         switched = first = cur = None
         try:
             async with self.conn.pipeline():  # leaving it sends the Sync and reads all results
@@ -211,6 +218,21 @@ class UnitOfWork:
         if first is not None and await first.fetchone() is None:
             raise NotLinked()  # the user's rows the first statement needs are missing
         return cur if cur is not None else switched  # type: ignore[return-value]
+
+    async def _open_in_turn(
+        self, opening: _Opening, query: str | None, params: Any
+    ) -> psycopg.AsyncCursor[DictRow]:
+        """The opening one statement after the other (behind a transaction pooler)."""
+        assert opening.begin is not None  # an implicit transaction needs the pipeline
+        cur = await self.conn.execute(opening.begin, prepare=False)
+        if opening.who is not None:
+            cur = await self.conn.execute(*_impersonation(opening))
+            self._resolve(await cur.fetchone())
+        if opening.first is not None:
+            cur = await self.conn.execute(opening.first)
+            if await cur.fetchone() is None:
+                raise NotLinked()
+        return cur if query is None else await self.conn.execute(query, params)
 
     def _resolve(self, row: DictRow | None) -> None:
         """Take the impersonation's result: the user, or NotLinked."""
@@ -283,11 +305,11 @@ class Database:
         min_size: int = 1,
         timeout: float = 3.0,
         name: str = "aelpher",
-        prepare: bool = True,
+        transaction_pooler: bool = False,
     ) -> None:
         self.dsn = dsn
-        #: whether connections prepare the statements they run repeatedly
-        self.prepare = prepare
+        #: behind a pooler in transaction mode: no prepared statements, no pipelines
+        self.transaction_pooler = transaction_pooler
         self.pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] = AsyncConnectionPool(
             dsn,
             min_size=min_size,
@@ -298,7 +320,7 @@ class Database:
             kwargs={
                 "autocommit": True,
                 # prepared on a connection's second use of a statement; None: never (pooler)
-                "prepare_threshold": 1 if prepare else None,
+                "prepare_threshold": None if transaction_pooler else 1,
                 "row_factory": dict_row,
                 "connect_timeout": max(1, round(timeout)),
             },
@@ -343,8 +365,11 @@ class Database:
         single: bool = False,
         first: str | None = None,
     ) -> AsyncIterator[UnitOfWork]:
+        pipelined = not self.transaction_pooler
+        if single and not pipelined:  # the implicit transaction needs the pipeline
+            single, read_only = False, True
         begin = None if single else "begin read only" if read_only else "begin"
-        opening = _Opening(begin, who, read_only or single, first)
+        opening = _Opening(begin, who, read_only or single, first, pipelined)
         try:
             async with self.pool.connection() as conn:
                 uow = UnitOfWork(conn, opening)

@@ -1,17 +1,20 @@
-"""Server-side prepared statements: on where the connection keeps them, off on the transaction
-pooler, and kept across read-only units of work (which commit instead of rolling back)."""
+"""Server-side prepared statements and pipelines: on where the connection keeps them, off behind
+a transaction pooler, and prepared statements kept across read-only units of work (which commit
+instead of rolling back)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 import pytest
 
-from bot.database import make_database, prepared_statements
-from services import accounts, nba, status
+from bot.database import behind_transaction_pooler, make_database
+from services import accounts, nba, status, tracking
 from services.db import Database, TelegramUser
+from services.errors import NotLinked
 from tests.harness import make_settings
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -21,33 +24,33 @@ SESSION_URL = "postgresql://postgres.ref:secret@aws-0-eu.pooler.supabase.com:543
 
 
 @pytest.mark.parametrize(
-    ("switch", "dsn", "expected"),
+    ("switch", "dsn", "pooler"),
     [
-        ("auto", PG_URL, True),
-        ("auto", SESSION_URL, True),
-        ("auto", POOLER_URL, False),
-        ("auto", "host=localhost port=6543 dbname=postgres", False),
-        ("auto", "postgresql:///postgres?host=/tmp", True),  # no port: 5432
-        ("off", PG_URL, False),
-        ("on", POOLER_URL, True),
+        ("auto", PG_URL, False),
+        ("auto", SESSION_URL, False),
+        ("auto", POOLER_URL, True),
+        ("auto", "host=localhost port=6543 dbname=postgres", True),
+        ("auto", "postgresql:///postgres?host=/tmp", False),  # no port: 5432
+        ("on", PG_URL, True),
+        ("off", POOLER_URL, False),
     ],
 )
-def test_when_statements_are_prepared(switch: str, dsn: str, expected: bool) -> None:
-    settings = make_settings(db_prepared_statements=switch)
-    assert prepared_statements(settings, dsn) is expected
-    assert make_database(settings, dsn).prepare is expected
+def test_when_the_pool_counts_on_a_transaction_pooler(switch: str, dsn: str, pooler: bool) -> None:
+    settings = make_settings(db_transaction_pooler=switch)
+    assert behind_transaction_pooler(settings, dsn) is pooler
+    assert make_database(settings, dsn).transaction_pooler is pooler
 
 
 def test_the_switch_is_checked() -> None:
     from bot.settings import SettingsError
 
-    with pytest.raises(SettingsError, match="DB_PREPARED_STATEMENTS"):
-        make_settings(db_prepared_statements="sometimes")
-    assert make_settings(db_prepared_statements=" OFF ").db_prepared_statements == "off"
+    with pytest.raises(SettingsError, match="DB_TRANSACTION_POOLER"):
+        make_settings(db_transaction_pooler="sometimes")
+    assert make_settings(db_transaction_pooler=" OFF ").db_transaction_pooler == "off"
 
 
-async def one_connection(dsn: str, *, prepare: bool) -> Database:
-    db = Database(dsn, min_size=1, max_size=1, prepare=prepare)
+async def one_connection(dsn: str, *, pooler: bool) -> Database:
+    db = Database(dsn, min_size=1, max_size=1, transaction_pooler=pooler)
     await db.open()
     return db
 
@@ -55,7 +58,7 @@ async def one_connection(dsn: str, *, prepare: bool) -> Database:
 @pytest.fixture
 async def single(db: Database, database_dsn: str) -> AsyncIterator[Database]:
     """A pool of one connection (so every unit of work uses the same one), preparing."""
-    pool = await one_connection(database_dsn, prepare=True)
+    pool = await one_connection(database_dsn, pooler=False)
     yield pool
     await pool.close()
 
@@ -112,17 +115,36 @@ async def test_read_only_units_of_work_cannot_write(single: Database) -> None:
     assert [r["total_progress"] for r in rows] == [0, 0]
 
 
-async def test_without_prepared_statements_nothing_is_prepared(
-    db: Database, database_dsn: str
+async def test_behind_a_transaction_pooler_nothing_is_prepared_or_pipelined(
+    db: Database, database_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pool = await one_connection(database_dsn, prepare=False)
+    pipelines: list[object] = []
+    original = psycopg.AsyncConnection.pipeline
+
+    def pipeline(conn: psycopg.AsyncConnection[Any]) -> Any:
+        pipelines.append(conn)
+        return original(conn)
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "pipeline", pipeline)
+    pool = await one_connection(database_dsn, pooler=True)
     try:
         await accounts.create_local_account(pool, 3004, 3004, "P", T0)
         who = TelegramUser(3004)
         for _ in range(3):
-            await nba.add_item(pool, who, "cs", 2, "Read", T0)
-            view = await status.status_view(pool, who, T0)
-        assert view.theaters[1].open_items == 3
+            await nba.add_item(pool, who, "cs", 2, "Read", T0)  # the write lock, then a write
+            view = await status.status_view(pool, who, T0)  # a one-statement read
+            (cs,) = await nba.view(pool, who, ["cs"], T0)
+        logged = await tracking.log_time(pool, who, "cs", 30, "read", T0)
+        assert view.theaters[1].open_items == 3 and len(cs.ranked) == 3
+        assert logged.log.duration == 30
+        with pytest.raises(NotLinked):
+            await status.status_view(pool, TelegramUser(3005), T0)
+        with pytest.raises(NotLinked):
+            await nba.add_item(pool, TelegramUser(3005), "cs", 2, "Read", T0)
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):  # still read-only
+            async with pool.user_uow(who, single=True) as uow:
+                await uow.execute("update theaters set total_progress = 50")
         assert await prepared_on(pool) == []
+        assert pipelines == []
     finally:
         await pool.close()
