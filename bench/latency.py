@@ -1,6 +1,7 @@
 """Command latency against a bare echo handler, in one run, over HTTP, on real PostgreSQL.
 
     python bench/latency.py [--n 200] [--users 50] [--warmup 20] [--database-url DSN] [--sql]
+                            [--transaction-pooler]
 
 The product's Application (``bot.app.build_application``) runs against the local Bot API
 emulator (``bot.local_api``) over HTTP, long polling with poll interval 0, on a fresh
@@ -190,7 +191,8 @@ async def bench(db: BenchDatabase, args: argparse.Namespace) -> float:
     xacts_before = db.xacts()
     tx_before, conn_before = counters.all_transactions, counters.all_connections
     with RemoteEmulator() as emu:
-        async with bot_running(emu, db.dsn, before_start=prepare) as app:
+        pooler = {"db_transaction_pooler": "on"} if args.transaction_pooler else {}
+        async with bot_running(emu, db.dsn, before_start=prepare, **pooler) as app:
             users = list(range(100_001, 100_001 + args.users))
             nba_ids = await emu.onboard(users)
             await app.update_persistence()  # write the set-up's conversation states now
@@ -233,6 +235,12 @@ def main(argv: list[str] | None = None) -> int:
         " (default: an embedded server in a temporary folder)",
     )
     parser.add_argument("--sql", action="store_true", help="list the statements per command")
+    parser.add_argument(
+        "--transaction-pooler",
+        action="store_true",
+        help="run the pool as behind a transaction pooler (DB_TRANSACTION_POOLER=on: no"
+        " prepared statements, no pipelines), to see what that costs",
+    )
     args = parser.parse_args(argv)
     print_machine("python bench/latency.py", sys.argv[1:] if argv is None else argv)
     db = open_database(args.database_url)
