@@ -34,7 +34,7 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from psycopg import pq, sql
+from psycopg import pq
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -45,7 +45,6 @@ logger = logging.getLogger(__name__)
 # Supabase sets this on the `authenticated` role; SET ROLE does not apply role settings, so the
 # unit of work applies it itself.
 STATEMENT_TIMEOUT = "8s"
-STATEMENT_TIMEOUT_LIT = sql.Literal(STATEMENT_TIMEOUT)
 
 # The impersonation, sent with BEGIN and the unit of work's first statement in one pipeline
 # (one round trip). The only SQL outside services/repos: resolving a Telegram user must happen
@@ -181,22 +180,16 @@ class UnitOfWork:
         cur = await self._execute(query, params)
         return cur.rowcount
 
-    async def open(self) -> None:
-        """Send BEGIN and the impersonation now, without a statement of the caller's."""
-        if self._opening is not None:
-            await self._execute(None, None)
-
-    async def _execute(self, query: str | None, params: Any) -> psycopg.AsyncCursor[DictRow]:
+    async def _execute(self, query: str, params: Any) -> psycopg.AsyncCursor[DictRow]:
         if self._spent:  # it would run outside the read's transaction, as the connecting role
             raise RuntimeError("a one-statement unit of work ran its statement already")
         opening, self._opening = self._opening, None
         if opening is None:
-            assert query is not None
             return await self.conn.execute(query, params)
         self._spent = opening.begin is None
         if not opening.pipelined:
             return await self._open_in_turn(opening, query, params)
-        switched = first = cur = None
+        switched = first = None
         try:
             async with self.conn.pipeline():  # leaving it sends the Sync and reads all results
                 if opening.begin is not None:
@@ -205,8 +198,7 @@ class UnitOfWork:
                     switched = await self.conn.execute(*_impersonation(opening))
                 if opening.first is not None:
                     first = await self.conn.execute(opening.first)
-                if query is not None:
-                    cur = await self.conn.execute(query, params)
+                cur = await self.conn.execute(query, params)
         except psycopg.Error:
             # A statement failed: if the user was not linked, that is what to say (an
             # insert confined to no user fails on its null user_id, say).
@@ -217,22 +209,22 @@ class UnitOfWork:
             self._resolve(await switched.fetchone())
         if first is not None and await first.fetchone() is None:
             raise NotLinked()  # the user's rows the first statement needs are missing
-        return cur if cur is not None else switched  # type: ignore[return-value]
+        return cur
 
     async def _open_in_turn(
-        self, opening: _Opening, query: str | None, params: Any
+        self, opening: _Opening, query: str, params: Any
     ) -> psycopg.AsyncCursor[DictRow]:
         """The opening one statement after the other (behind a transaction pooler)."""
         assert opening.begin is not None  # an implicit transaction needs the pipeline
-        cur = await self.conn.execute(opening.begin, prepare=False)
+        await self.conn.execute(opening.begin, prepare=False)
         if opening.who is not None:
-            cur = await self.conn.execute(*_impersonation(opening))
-            self._resolve(await cur.fetchone())
+            switched = await self.conn.execute(*_impersonation(opening))
+            self._resolve(await switched.fetchone())
         if opening.first is not None:
-            cur = await self.conn.execute(opening.first)
-            if await cur.fetchone() is None:
+            first = await self.conn.execute(opening.first)
+            if await first.fetchone() is None:
                 raise NotLinked()
-        return cur if query is None else await self.conn.execute(query, params)
+        return await self.conn.execute(query, params)
 
     def _resolve(self, row: DictRow | None) -> None:
         """Take the impersonation's result: the user, or NotLinked."""
