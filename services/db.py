@@ -341,33 +341,28 @@ class Database:
         single: bool = False,
         first: str | None = None,
     ) -> AsyncIterator[UnitOfWork]:
-        async with self._transaction_inner(who, read_only, single, first) as uow:
-            yield uow
-        if uow.link_inactive and isinstance(who, TelegramUser):
-            # the user wrote again after blocking the bot: nudges may resume
-            async with self._transaction_inner(None) as admin:
-                await admin.execute(_REACTIVATE, (who.telegram_user_id,))
-                await admin.commit()
-
-    @asynccontextmanager
-    async def _transaction_inner(
-        self,
-        who: Principal | None,
-        read_only: bool = False,
-        single: bool = False,
-        first: str | None = None,
-    ) -> AsyncIterator[UnitOfWork]:
         pipelined = not self.transaction_pooler
         if single and not pipelined:  # the implicit transaction needs the pipeline
             single, read_only = False, True
         begin = None if single else "begin read only" if read_only else "begin"
-        opening = _Opening(begin, who, read_only or single, first, pipelined)
+        async with self._transaction_inner(
+            _Opening(begin, who, read_only or single, first, pipelined)
+        ) as uow:
+            yield uow
+        if uow.link_inactive and isinstance(who, TelegramUser):
+            # the user wrote again after blocking the bot: nudges may resume
+            async with self._transaction(None) as admin:
+                await admin.execute(_REACTIVATE, (who.telegram_user_id,))
+                await admin.commit()
+
+    @asynccontextmanager
+    async def _transaction_inner(self, opening: _Opening) -> AsyncIterator[UnitOfWork]:
         try:
             async with self.pool.connection() as conn:
                 uow = UnitOfWork(conn, opening)
                 try:
-                    if who is not None and REPLAY.get() is not None:
-                        assert not single
+                    if opening.who is not None and REPLAY.get() is not None:
+                        assert opening.begin is not None  # not a one-statement read
                         await _claim_replay(uow)
                     yield uow
                 except BaseException:
@@ -375,7 +370,7 @@ class Database:
                     raise
                 # A read-only transaction cannot have written: it commits, which (unlike a
                 # rollback) keeps the connection's prepared statements.
-                await _end(conn, commit=uow.committed or read_only)
+                await _end(conn, commit=uow.committed or opening.read_only)
         except Exception as exc:
             if _is_connection_error(exc):
                 raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
