@@ -120,6 +120,21 @@ async def answer_and_edit(
         raise answered
 
 
+async def ask(
+    update: Update, text: str, markup: InlineKeyboardMarkup | None = None, *, in_place: bool = True
+) -> None:
+    """The next question of a guided form: for a pressed button, in place of its message and
+    answered along with it (``in_place=False``: answered, and asked in a new message, so the
+    pressed message stays as it was); for typed input, a new message."""
+    query = update.callback_query
+    if query is not None and in_place:
+        await answer_and_edit(update, None, text, markup)
+        return
+    if query is not None:
+        await query.answer()
+    await reply(update, text, markup)
+
+
 def is_private(update: Update) -> bool:
     chat = update.effective_chat
     return chat is not None and chat.type == ChatType.PRIVATE

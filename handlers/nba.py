@@ -24,8 +24,8 @@ from handlers.common import (
     Usage,
     answer_and_edit,
     args_of,
+    ask,
     deps,
-    edit,
     me,
     message_key,
     now,
@@ -95,9 +95,12 @@ def nba_gap_check(gap: int) -> None:
     check_gap(gap)
 
 
-async def _ask_next(update: Update, context: Context) -> str | int:
+async def _ask_next(update: Update, context: Context, *, in_place: bool = True) -> str | int:
     draft: dict[str, Any] = context.user_data["add"]  # type: ignore[index]
-    send = edit if update.callback_query else reply
+
+    async def send(update: Update, text: str, markup: Any = None) -> None:
+        await ask(update, text, markup, in_place=in_place)
+
     if "arm" not in draft:
         await send(
             update,
@@ -122,7 +125,6 @@ async def add_pick_arm(update: Update, context: Context) -> str | int:
     """Take the theater from a button."""
     query = update.callback_query
     assert query is not None
-    await query.answer()
     context.user_data.setdefault("add", {})["arm"] = decode(query.data).arm()  # type: ignore[union-attr]
     return await _ask_next(update, context)
 
@@ -131,7 +133,6 @@ async def add_pick_gap(update: Update, context: Context) -> str | int:
     """Take the gap from a button."""
     query = update.callback_query
     assert query is not None
-    await query.answer()
     context.user_data.setdefault("add", {})["gap"] = decode(query.data).number(0, 0, 5)  # type: ignore[union-attr]
     return await _ask_next(update, context)
 
@@ -328,7 +329,7 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
             "add",
             entry_points=[
                 CommandHandler("add", add_start),
-                CallbackQueryHandler(add_start_button, pattern=r"^add:arm:"),
+                CallbackQueryHandler(add_start_button, pattern=r"^add:new:"),
             ],
             states={
                 ADD_ARM: [CallbackQueryHandler(add_pick_arm, pattern=r"^add:arm:")],
@@ -345,9 +346,9 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
 
 
 async def add_start_button(update: Update, context: Context) -> str | int:
-    """The "Add one" button under an empty theater: start /add with that theater."""
+    """The "Add one" button under an empty theater: start /add with that theater, asking in a
+    new message (the /nba view it sits on stays)."""
     query = update.callback_query
     assert query is not None
-    await query.answer()
     context.user_data["add"] = {"arm": decode(query.data).arm()}  # type: ignore[index]
-    return await _ask_next(update, context)
+    return await _ask_next(update, context, in_place=False)

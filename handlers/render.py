@@ -123,7 +123,7 @@ def _theater_rows(view: TheaterNba, suffix: str = "") -> list[list[tuple[str, st
     current = view.current
     arm = view.arm
     if current is None:
-        return [[(f"➕ Add one{' to ' + arm if suffix else ''}", encode("add", "arm", arm))]]
+        return [[(f"➕ Add one{' to ' + arm if suffix else ''}", encode("add", "new", arm))]]
     item = current.item
     lock = (
         (f"🔓 Unlock{suffix}", encode("n", "ul", arm, item.id))

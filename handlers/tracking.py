@@ -21,6 +21,7 @@ from handlers.common import (
     Context,
     Usage,
     args_of,
+    ask,
     deps,
     me,
     message_key,
@@ -92,35 +93,32 @@ async def log_start(update: Update, context: Context) -> str | int:
 async def _log_next(update: Update, context: Context) -> str | int:
     draft = user_data(context)["log"]
     if "arm" not in draft:
-        await reply(
+        await ask(
             update, "Log time in which theater?", render.keyboard([render.arm_buttons("log")])
         )
         return LOG_ARM
     if "minutes" not in draft:
         row = [(f"{m}", encode("log", "min", m)) for m in render.MINUTE_CHOICES]
-        await reply(
+        await ask(
             update,
             f"<b>{draft['arm']}</b>: how many minutes? Tap or type a number (1-1440).",
             render.keyboard([row]),
         )
         return LOG_MINUTES
-    await reply(update, f"<b>{draft['arm']}</b>, {draft['minutes']} min: what did you do?")
+    await ask(update, f"<b>{draft['arm']}</b>, {draft['minutes']} min: what did you do?")
     return LOG_ACTION
 
 
 async def log_pick(update: Update, context: Context) -> str | int:
-    """Theater or minutes from a button."""
+    """Theater or minutes from a button: the question is redrawn as the next one."""
     query = update.callback_query
     assert query is not None
-    await query.answer()
     cb = decode(query.data)
     draft = user_data(context).setdefault("log", {})
     if cb.verb == "arm":
         draft["arm"] = cb.arm()
     elif cb.verb == "min":
         draft["minutes"] = cb.number(0, 1, 1440)
-    if query.message is not None:
-        await query.edit_message_reply_markup(None)
     return await _log_next(update, context)
 
 
@@ -209,13 +207,13 @@ async def reflect_start(update: Update, context: Context) -> str | int:
 async def _reflect_next(update: Update, context: Context) -> str | int:
     draft = user_data(context)["reflect"]
     if "arm" not in draft:
-        await reply(
+        await ask(
             update,
             "A reflection for which theater?",
             render.keyboard([render.arm_buttons("reflect")]),
         )
         return REFLECT_ARM
-    await reply(
+    await ask(
         update,
         f"<b>{draft['arm']}</b>: what's the evidence? An objective fact, like "
         "<i>mock exam 78%</i> or <i>PR #12 merged</i>.",
@@ -226,9 +224,7 @@ async def _reflect_next(update: Update, context: Context) -> str | int:
 async def reflect_pick(update: Update, context: Context) -> str | int:
     query = update.callback_query
     assert query is not None
-    await query.answer()
     user_data(context).setdefault("reflect", {})["arm"] = decode(query.data).arm()
-    await query.edit_message_reply_markup(None)
     return await _reflect_next(update, context)
 
 

@@ -62,3 +62,17 @@ async def test_nba_shows_both_theaters_in_one_message(bot: BotEnv) -> None:
     assert [label for label, _ in locked.buttons[0]] == ["🔓 Unlock", "▶ Progress", "✅ Done"]
     await chat.press(locked, "🔀 Choose another")
     assert "cs: choose the item to work on" in chat.message(both.message_id).plain_text
+
+
+async def test_add_one_under_nba_asks_in_a_new_message(bot: BotEnv) -> None:
+    chat = bot.chat(1003)
+    await chat.send("/start")
+    await chat.send("/add cs 4 Read SICP chapter 3")
+    (both,) = await chat.send("/nba")
+    (ask_gap,) = await chat.press(both, "➕ Add one to ibm", replies=1)
+    assert "ibm: how big is the gap" in ask_gap.plain_text
+    assert chat.message(both.message_id).plain_text == both.plain_text  # the view stays
+    await chat.press(ask_gap, "3")  # the question itself is redrawn as the next one
+    assert "what's the action" in chat.message(ask_gap.message_id).plain_text
+    (added,) = await chat.send("Draft the report intro")
+    assert "Added to ibm" in added.plain_text
