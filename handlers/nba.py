@@ -97,27 +97,16 @@ def nba_gap_check(gap: int) -> None:
 
 async def _ask_next(update: Update, context: Context, *, in_place: bool = True) -> str | int:
     draft: dict[str, Any] = context.user_data["add"]  # type: ignore[index]
-
-    async def send(update: Update, text: str, markup: Any = None) -> None:
-        await ask(update, text, markup, in_place=in_place)
-
     if "arm" not in draft:
-        await send(
-            update,
-            "Add a Next Best Action to which theater?",
-            render.keyboard([render.arm_buttons("add")]),
-        )
+        keys = render.keyboard([render.arm_buttons("add")])
+        await ask(update, "Add a Next Best Action to which theater?", keys, in_place=in_place)
         return ADD_ARM
     if "gap" not in draft:
-        await send(
-            update,
-            f"<b>{draft['arm']}</b>: how big is the gap it closes? 0 = small … 5 = large.",
-            _gap_keyboard(),
-        )
+        question = f"<b>{draft['arm']}</b>: how big is the gap it closes? 0 = small … 5 = large."
+        await ask(update, question, _gap_keyboard(), in_place=in_place)
         return ADD_GAP
-    await send(
-        update, f"<b>{draft['arm']}</b>, gap {draft['gap']}: what's the action? Send its title."
-    )
+    question = f"<b>{draft['arm']}</b>, gap {draft['gap']}: what's the action? Send its title."
+    await ask(update, question, in_place=in_place)
     return ADD_TITLE
 
 

@@ -187,11 +187,14 @@ class UnitOfWork:
         if opening is None:
             return await self.conn.execute(query, params)
         self._spent = opening.begin is None
-        if not opening.pipelined:
-            return await self._open_in_turn(opening, query, params)
+        # In a pipeline, leaving it sends the Sync and reads all results; behind a transaction
+        # pooler the same statements go one after the other (always inside BEGIN: an implicit
+        # transaction spanning several statements exists only in a pipeline).
+        assert opening.pipelined or opening.begin is not None
+        batch = self.conn.pipeline() if opening.pipelined else contextlib.nullcontext()
         switched = first = None
         try:
-            async with self.conn.pipeline():  # leaving it sends the Sync and reads all results
+            async with batch:
                 if opening.begin is not None:
                     await self.conn.execute(opening.begin, prepare=False)  # nothing to plan
                 if opening.who is not None:
@@ -210,21 +213,6 @@ class UnitOfWork:
         if first is not None and await first.fetchone() is None:
             raise NotLinked()  # the user's rows the first statement needs are missing
         return cur
-
-    async def _open_in_turn(
-        self, opening: _Opening, query: str, params: Any
-    ) -> psycopg.AsyncCursor[DictRow]:
-        """The opening one statement after the other (behind a transaction pooler)."""
-        assert opening.begin is not None  # an implicit transaction needs the pipeline
-        await self.conn.execute(opening.begin, prepare=False)
-        if opening.who is not None:
-            switched = await self.conn.execute(*_impersonation(opening))
-            self._resolve(await switched.fetchone())
-        if opening.first is not None:
-            first = await self.conn.execute(opening.first)
-            if await first.fetchone() is None:
-                raise NotLinked()
-        return await self.conn.execute(query, params)
 
     def _resolve(self, row: DictRow | None) -> None:
         """Take the impersonation's result: the user, or NotLinked."""
