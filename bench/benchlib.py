@@ -9,6 +9,7 @@ benchmark process only.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import datetime as dt
@@ -22,13 +23,13 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from aiolimiter import AsyncLimiter
@@ -46,14 +47,14 @@ if str(ROOT) not in sys.path:
 from bot.app import build_application  # noqa: E402
 from bot.embedded_db import EmbeddedPostgres  # noqa: E402
 from bot.http import AiohttpRequest  # noqa: E402
-from bot.lifecycle import run as run  # noqa: E402  (re-exported for the scripts)
-from bot.lifecycle import running  # noqa: E402
+from bot.lifecycle import run, running  # noqa: E402
 from bot.local_api import BotApiEmulator, SentMessage  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
 from services.db import Database  # noqa: E402
 from services.migrations import apply_migrations  # noqa: E402
 
 AnyApp = Application[Any, Any, Any, Any, Any, Any]
+T = TypeVar("T")
 
 #: What the database work in progress belongs to: an update's kind while a handler runs it,
 #: "background" for everything else (persistence flushes, jobs).
@@ -148,11 +149,10 @@ def _stat_fields(path: Path) -> list[str]:
     return text[text.rindex(")") + 2 :].split()  # fields from the 3rd (state) on
 
 
-def cpu_seconds(pid: int, tid: int | None = None) -> float:
-    """User + system CPU time of a process (or one of its threads), seconds; 0 if gone."""
-    path = Path(f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat")
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, seconds; 0 if gone."""
     try:
-        fields = _stat_fields(path)
+        fields = _stat_fields(Path(f"/proc/{pid}/stat"))
     except (OSError, ValueError):
         return 0.0
     return (int(fields[11]) + int(fields[12])) / _TICKS
@@ -200,14 +200,6 @@ def postgres_pids(pgdata: Path) -> list[int]:
     except (OSError, ValueError, IndexError):
         return []
     return [postmaster, *children(postmaster)]
-
-
-def thread_id(name: str) -> int | None:
-    """The kernel id of the thread called ``name`` in this process."""
-    for thread in threading.enumerate():
-        if thread.name == name:
-            return thread.native_id
-    return None
 
 
 # --- the database ---------------------------------------------------------------------------
@@ -270,6 +262,27 @@ def open_database(server_url: str | None) -> BenchDatabase:
     dsn = _dsn_for(server_url, name)
     asyncio.run(apply_migrations(dsn))
     return BenchDatabase(server_url, dsn, name, server, tmp)
+
+
+def add_database_url(parser: argparse.ArgumentParser) -> None:
+    """The ``--database-url`` option of the scripts that run on a fresh database."""
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="maintenance DSN of a PostgreSQL server to create the bench database on"
+        " (default: an embedded server in a temporary folder)",
+    )
+
+
+def on_fresh_database(
+    server_url: str | None, bench: Callable[[BenchDatabase], Coroutine[Any, Any, T]]
+) -> T:
+    """Run ``bench`` (on the bot's event loop) with a fresh, migrated database, dropped after."""
+    db = open_database(server_url)
+    try:
+        return run(bench(db))
+    finally:
+        db.close()
 
 
 # --- counting database work -----------------------------------------------------------------

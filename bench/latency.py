@@ -46,14 +46,14 @@ from benchlib import (
     Item,
     RemoteEmulator,
     Tracker,
+    add_database_url,
     add_echo,
     bot_running,
     classify_update,
     install_counters,
-    open_database,
+    on_fresh_database,
     percentile,
     print_machine,
-    run,
 )
 from telegram import Update
 
@@ -228,12 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=200, help="measured rounds (default 200)")
     parser.add_argument("--users", type=int, default=50, help="distinct users (default 50)")
     parser.add_argument("--warmup", type=int, default=20, help="unrecorded rounds (default 20)")
-    parser.add_argument(
-        "--database-url",
-        default=None,
-        help="maintenance DSN of a PostgreSQL server to create the bench database on"
-        " (default: an embedded server in a temporary folder)",
-    )
+    add_database_url(parser)
     parser.add_argument("--sql", action="store_true", help="list the statements per command")
     parser.add_argument(
         "--transaction-pooler",
@@ -243,11 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     print_machine("python bench/latency.py", sys.argv[1:] if argv is None else argv)
-    db = open_database(args.database_url)
-    try:
-        worst = run(bench(db, args))
-    finally:
-        db.close()
+    worst = on_fresh_database(args.database_url, lambda db: bench(db, args))
     print(f"ratio_p50_max={worst:.2f}")
     return 0
 

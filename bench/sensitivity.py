@@ -29,14 +29,14 @@ from benchlib import (
     BenchDatabase,
     RemoteEmulator,
     Tracker,
+    add_database_url,
     add_echo,
     bot_running,
     extra_round_trips,
     install_counters,
-    open_database,
+    on_fresh_database,
     percentile,
     print_machine,
-    run,
 )
 from latency import ECHO, rounds
 
@@ -78,19 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=30, help="distinct users (30)")
     parser.add_argument("--warmup", type=int, default=15, help="unrecorded rounds (15)")
     parser.add_argument("--extra", type=int, default=6, help="extra round trips (6)")
-    parser.add_argument(
-        "--database-url",
-        default=None,
-        help="maintenance DSN of a PostgreSQL server to create the bench database on"
-        " (default: an embedded server in a temporary folder)",
-    )
+    add_database_url(parser)
     args = parser.parse_args(argv)
     print_machine("python bench/sensitivity.py", sys.argv[1:] if argv is None else argv)
-    db = open_database(args.database_url)
-    try:
-        per_trip = run(bench(db, args))
-    finally:
-        db.close()
+    per_trip = on_fresh_database(args.database_url, lambda db: bench(db, args))
     print(f"ms_per_round_trip={per_trip:.2f}")
     return 0
 

@@ -44,14 +44,14 @@ from benchlib import (
     Item,
     RemoteEmulator,
     Tracker,
+    add_database_url,
     add_echo,
     bot_running,
     cpu_seconds,
     install_counters,
-    open_database,
+    on_fresh_database,
     percentile,
     print_machine,
-    run,
     set_overall_rate,
 )
 from telegram.constants import FloodLimit
@@ -225,21 +225,11 @@ def main(argv: list[str] | None = None) -> int:
         default=150,
         help="updates in the burst with the rate limiter as shipped (150; 0 skips it)",
     )
-    parser.add_argument(
-        "--database-url",
-        default=None,
-        help="maintenance DSN of a PostgreSQL server to create the bench database on"
-        " (default: an embedded server in a temporary folder)",
-    )
+    add_database_url(parser)
     args = parser.parse_args(argv)
     print_machine("python bench/throughput.py", sys.argv[1:] if argv is None else argv)
-    emu = RemoteEmulator()
-    db = open_database(args.database_url)
-    try:
-        rate = run(bench(db, emu, args))
-    finally:
-        db.close()
-        emu.close()
+    with RemoteEmulator() as emu:
+        rate = on_fresh_database(args.database_url, lambda db: bench(db, emu, args))
     print(f"updates_per_second={rate:.1f}")
     return 0
 
