@@ -1,12 +1,14 @@
 """Rendering: pure functions from service results to HTML text and inline keyboards.
 
-Rules every renderer keeps: user-supplied strings go through :func:`esc`; HTML tags open and
-close on the same line, so :func:`split_message` can cut long replies at line boundaries.
+Rules every renderer keeps: user-supplied strings go through :func:`esc`, and every reply
+goes out through :func:`split_message`, which cuts replies over Telegram's limit into parts
+that are each valid HTML.
 """
 
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from uuid import UUID
@@ -47,34 +49,87 @@ def short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
-    """Split at line boundaries into chunks of at most ``limit`` characters.
+# One token of Telegram HTML: a tag, an entity, a run of plain text, or a stray "<"/"&".
+_TOKEN = re.compile(r"<[^<>]*>|&#?\w+;|[^<&]+|[<&]")
+_TAG = re.compile(r"<(/?)([a-zA-Z-]+)")
 
-    A single line longer than the limit is cut hard (renderers never put tags on such lines:
-    only escaped user text can be that long).
+
+def _tag_change(token: str) -> tuple[bool, str] | None:
+    """For a tag token: (is it a closing tag, its name); None for text and entities."""
+    m = _TAG.match(token) if token.startswith("<") else None
+    return (m.group(1) == "/", m.group(2).lower()) if m else None
+
+
+def _closing(stack: Sequence[tuple[str, str]]) -> str:
+    return "".join(f"</{name}>" for name, _ in reversed(stack))
+
+
+def split_message(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """Split HTML into messages of at most ``limit`` characters, each valid on its own.
+
+    Cuts fall at line boundaries where a line fits, else between tokens, and never inside a
+    tag or an escaped entity. Tags open at a cut are closed at the end of one part and opened
+    again at the start of the next (``<i>`` spanning the lines of a multi-line detail, say),
+    so Telegram accepts every part. Parts with no visible text are dropped.
     """
+    if len(text) <= limit:
+        return [text or "…"]
     chunks: list[str] = []
-    current = ""
-    for line in text.split("\n"):
-        while len(line) > limit:
-            if current:
-                chunks.append(current)
-                current = ""
-            cut = limit
-            amp = line.rfind("&", 0, cut)  # never cut inside an escaped entity
-            if amp != -1 and ";" not in line[amp:cut]:
-                cut = amp
-            chunks.append(line[:cut])
-            line = line[cut:]
-        candidate = f"{current}\n{line}" if current else line
-        if len(candidate) > limit:
-            chunks.append(current)
-            current = line
-        else:
-            current = candidate
-    if current or not chunks:
-        chunks.append(current)
-    return [c for c in chunks if c.strip()] or [text[:limit] or "…"]
+    stack: list[tuple[str, str]] = []  # open tags: (name, the opening tag as written)
+    prefix = ""  # the tags re-opened at the start of the current part
+    body = ""
+
+    def flush() -> None:
+        nonlocal prefix, body
+        if body:
+            chunks.append(prefix + body + _closing(stack))
+        prefix, body = "".join(tag for _, tag in stack), ""
+
+    def after(tokens: Iterable[str], start: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The open tags once ``tokens`` are added to a part whose open tags are ``start``."""
+        opened = list(start)
+        for token in tokens:
+            change = _tag_change(token)
+            if change and not change[0]:
+                opened.append((change[1], token))
+            elif change and opened and opened[-1][0] == change[1]:
+                opened.pop()
+        return opened
+
+    def fits(extra: str, opened: Sequence[tuple[str, str]]) -> bool:
+        return len(prefix) + len(body) + len(extra) + len(_closing(opened)) <= limit
+
+    for n, line in enumerate(text.split("\n")):
+        tokens = _TOKEN.findall(line)
+        opened = after(tokens, stack)
+        joined = ("\n" if n and body else "") + line
+        if fits(joined, opened):
+            body += joined
+            stack[:] = opened
+            continue
+        flush()
+        if fits(line, opened):
+            body = line
+            stack[:] = opened
+            continue
+        for token in tokens:  # the line alone is too long: cut it between tokens
+            if _tag_change(token) is not None or token.startswith("&"):
+                opened = after([token], stack)
+                if not fits(token, opened) and body:
+                    flush()
+                body += token
+                stack[:] = opened
+                continue
+            while token:  # plain text: cut anywhere
+                room = limit - len(prefix) - len(body) - len(_closing(stack))
+                if room <= 0 and body:
+                    flush()
+                    continue
+                room = max(room, 1)  # tags alone fill a part: cut anyway, never loop
+                body, token = body + token[:room], token[room:]
+    flush()
+    visible = [c for c in chunks if re.sub(r"<[^<>]*>", "", c).strip()]
+    return visible or ["…"]
 
 
 def keyboard(rows: Iterable[Sequence[tuple[str, str]]]) -> InlineKeyboardMarkup:
