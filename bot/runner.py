@@ -8,8 +8,9 @@ import sys
 
 from bot.app import build_application
 from bot.database import resolve_database
-from bot.lifecycle import new_event_loop
+from bot.lifecycle import ALLOWED_UPDATES, new_event_loop, serve_until_signalled
 from bot.settings import Settings
+from bot.webhook import Webhook
 
 logger = logging.getLogger(__name__)
 
@@ -19,22 +20,22 @@ def run_bot(settings: Settings) -> int:
     handle = resolve_database(settings)
     try:
         app = build_application(settings, handle.dsn)
-        # run_polling/run_webhook run (and at the end close) the current loop: ours.
-        asyncio.set_event_loop(new_event_loop())
+        # run_polling runs (and at the end closes) the current loop: ours.
+        loop = new_event_loop()
+        asyncio.set_event_loop(loop)
         if settings.webhook_url is not None:
             assert settings.webhook_secret is not None
             logger.info("webhook mode on port %d", settings.port)
-            app.run_webhook(
-                listen="0.0.0.0",
-                port=settings.port,
-                url_path="telegram",
-                webhook_url=settings.webhook_url,
-                secret_token=settings.webhook_secret.get_secret_value(),
-                allowed_updates=["message", "callback_query", "my_chat_member"],
+            hook = Webhook(
+                settings.webhook_url, settings.webhook_secret.get_secret_value(), settings.port
             )
+            try:
+                loop.run_until_complete(serve_until_signalled(app, webhook=hook))
+            finally:
+                loop.close()
         else:
             logger.info("long polling")
-            app.run_polling(allowed_updates=["message", "callback_query", "my_chat_member"])
+            app.run_polling(allowed_updates=ALLOWED_UPDATES)
     finally:
         handle.stop()
     return 0

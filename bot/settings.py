@@ -12,6 +12,9 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+#: The shortest WEBHOOK_SECRET accepted (about 190 bits from the 64-character alphabet).
+WEBHOOK_SECRET_MIN = 32
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
@@ -121,14 +124,26 @@ class Settings(BaseSettings):
             raise ValueError("SUPABASE_URL and SUPABASE_ANON_KEY must be set together")
         if self.webhook_url is not None and self.webhook_secret is None:
             raise ValueError("WEBHOOK_SECRET is required when WEBHOOK_URL is set")
-        if self.webhook_secret is not None:
-            secret = self.webhook_secret.get_secret_value()
-            allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
-            if not 1 <= len(secret) <= 256 or not set(secret) <= allowed:
-                raise ValueError(
-                    "WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -"
-                )
         return self
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # Anyone who knows the URL can post forged updates; only the secret tells Telegram's
+        # requests apart, so it must be long enough not to be guessed (Telegram takes 1-256
+        # characters of this alphabet).
+        if value is None:
+            return value
+        secret = value.get_secret_value()
+        allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+        if not set(secret) <= allowed or len(secret) > 256:
+            raise ValueError("must be at most 256 characters of A-Z, a-z, 0-9, _ and -")
+        if len(secret) < WEBHOOK_SECRET_MIN:
+            raise ValueError(
+                f"must be at least {WEBHOOK_SECRET_MIN} characters (it has {len(secret)});"
+                " make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return value
 
     @property
     def supabase_mode(self) -> bool:

@@ -190,7 +190,7 @@ async def test_two_webhook_instances_share_the_load(
         [(r"/telegram", RoundRobin, {"targets": [f"http://127.0.0.1:{p}/telegram" for p in ports],
                                       "counter": counter})]
     ).listen(proxy_port, address="127.0.0.1")  # fmt: skip
-    secret = "webhook-secret_123"
+    secret = "webhook-secret_0123456789abcdefghijkl"
     procs = []
     try:
         for n, port in enumerate(ports):
