@@ -42,6 +42,7 @@ from bot.database import DatabaseHandle, resolve_database
 from bot.lifecycle import run, running
 from bot.local_api import BotApiEmulator, SentMessage
 from bot.settings import Settings
+from services.files import private_dir
 
 logger = logging.getLogger(__name__)
 
@@ -307,7 +308,7 @@ class _Console:
             stem, suffix = Path(name).stem, Path(name).suffix
             name = f"{stem}-{message.message_id}{suffix}"
         self.saved_names.add(name)
-        self.files_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.files_dir)
         path = self.files_dir / name
         path.write_bytes(data)
         return path

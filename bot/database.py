@@ -12,6 +12,7 @@ from psycopg.conninfo import conninfo_to_dict
 from bot.embedded_db import EmbeddedPostgres
 from bot.settings import Settings
 from services.db import Database
+from services.files import private_dir
 from services.migrations import apply_migrations
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def resolve_database(settings: Settings) -> DatabaseHandle:
     """Return DATABASE_URL, or start the embedded PostgreSQL in DATA_DIR."""
     if settings.database_url is not None:
         return DatabaseHandle(settings.database_url.get_secret_value())
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     server = EmbeddedPostgres(settings.data_dir)
     return DatabaseHandle(server.start(), server)
 

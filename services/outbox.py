@@ -19,6 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from services.files import private_file
+
 _SCHEMA = """
 create table if not exists sync_queue (
   seq integer primary key autoincrement,
@@ -60,7 +62,7 @@ class Outbox:
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)  # users' writes: owner only (SQLite's -wal/-shm follow)
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             conn.execute("pragma journal_mode=wal")
             conn.execute("pragma synchronous=full")  # durable: acknowledged means on disk

@@ -1,0 +1,40 @@
+"""Local files the bot keeps (``DATA_DIR``): private to the account the bot runs as.
+
+The outbox holds users' writes during an outage and the embedded database holds all of their
+data, so ``DATA_DIR`` and what the bot creates in it are readable by the owner only: folders
+0700, files 0600, also when they already existed with wider modes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) as a folder only its owner can enter."""
+    path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    _restrict(path, DIR_MODE)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create ``path`` if missing, in a private folder, readable by its owner only."""
+    private_dir(path.parent)
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, FILE_MODE)
+    os.close(fd)
+    _restrict(path, FILE_MODE)
+    return path
+
+
+def _restrict(path: Path, mode: int) -> None:
+    try:
+        os.chmod(path, mode)
+    except PermissionError:  # not ours (a mounted volume, say): say so, keep working
+        logger.warning("cannot make %s private (mode %o): it belongs to another user", path, mode)
