@@ -87,10 +87,25 @@ def cmd_migrate(settings: Settings) -> int:
     return 0
 
 
+def _settings_for(command: str | None) -> Settings:
+    """The settings; the local console needs no token, so a malformed one only warns there."""
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        token = [p for p in exc.problems if p.startswith("TELEGRAM_BOT_TOKEN:")]
+        if command != "console" or not token or len(token) != len(exc.problems):
+            raise
+        print(
+            f"warning: {token[0]} — ignored: the local console does not use it",
+            file=sys.stderr,
+        )
+        return load_settings(telegram_bot_token=None)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = load_settings()
+        settings = _settings_for(args.command)
     except SettingsError as exc:
         for problem in exc.problems:
             print(f"configuration error: {problem}", file=sys.stderr)

@@ -6,11 +6,18 @@
 
 Input, one message per line:
 
-* a line that is just a number ``N`` presses button ``N`` of the most recently shown bot message
-  that still has buttons (numbered across rows, in reading order); a number with no such button
-  is sent as text (so "Tap or type a number" prompts work);
+* a line that is just a number ``N`` presses the button shown as ``[N]`` on the most recently
+  shown bot message that still has buttons. A button whose label is a number (the gap 0-5,
+  "15 min") is shown and pressed by that number, so typing the value you mean presses the
+  button with that value; the other buttons are numbered 1, 2, … in reading order, skipping
+  those numbers. A number that names no button is sent as text (a typed answer). The press
+  is echoed as ``[N] → label``;
 * ``/quit`` or ``/exit`` (or end of input, or Ctrl-C) leaves; empty lines are ignored;
 * anything else is sent as a text message from the console user.
+
+Message ids continue across sessions (the next free id is kept in
+``DATA_DIR/console/message-ids``), as Telegram's do, so a message after a restart is never
+mistaken for one from before (the bot keys its once-only writes on them).
 
 Output: every message the bot sends or edits, as the user would see it (``bot>``,
 ``bot (edited)>``), followed by its numbered buttons; callback answers with text
@@ -25,7 +32,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import re
 import signal
 import sys
 import threading
@@ -68,7 +77,8 @@ def run_console_session(
         else f"embedded PostgreSQL in {_folder(settings.data_dir)}"
     )
     stdout.write(
-        f"Local console: {where} — type /help, a number to press a button, /quit to leave.\n"
+        f"Local console: {where} — type /help; a number in [brackets] presses that button"
+        " (a button that shows a number is pressed by that number); /quit leaves.\n"
     )
     stdout.flush()
     secrets: list[str] = []
@@ -82,7 +92,12 @@ def run_console_session(
         with _quiet_logging(settings.log_level):
             handle = resolve_database(settings)
             secrets += _dsn_secrets(handle.dsn)
-            emu = BotApiEmulator(bot_username="aelpher_console_bot", strict_html=False)
+            ids = _MessageIds(settings.data_dir / "console" / "message-ids")
+            emu = BotApiEmulator(
+                bot_username="aelpher_console_bot",
+                strict_html=False,
+                first_message_id=ids.start(),
+            )
             emu.start()
             secrets.append(emu.token)
             console = _Console(
@@ -93,6 +108,7 @@ def run_console_session(
                 user_id=_console_user_id(settings),
                 first_name=first_name,
                 secrets=secrets,
+                ids=ids,
             )
             run(console.run(handle.dsn, stdin))
     except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, or SIGTERM
@@ -125,8 +141,10 @@ class _Console:
         user_id: int,
         first_name: str,
         secrets: list[str],
+        ids: _MessageIds | None = None,
     ) -> None:
         self.settings = settings
+        self.ids = ids
         self.emu = emu
         self.out = stdout
         self.interactive = interactive
@@ -192,10 +210,15 @@ class _Console:
             if not text:
                 continue
             button = self._button(text)
+            pressed = f"[{button[1]}] → {button[2]}" if button else ""
             if not self.interactive:
-                self._write(f"you> {text}" + (f"  [{button[2]}]" if button else "") + "\n")
+                self._write(f"you> {text}" + (f"  {pressed}" if button else "") + "\n")
+            elif button:
+                self._note(pressed)
             if text.lower() in _QUIT:
                 return
+            if self.ids is not None:
+                self.ids.ensure(self.emu.next_message_id(self.user_id))
             self.last_activity = time.monotonic()
             if button is not None:
                 sent = self._press(*button)
@@ -211,9 +234,10 @@ class _Console:
         if not text.isdecimal() or target is None:
             return None
         number = int(text)
-        if not 1 <= number <= len(target[1]):
+        keys = button_keys(target[1])
+        if number not in keys:
             return None
-        label, data = target[1][number - 1]
+        label, data = target[1][keys.index(number)]
         return target[0], number, label, data
 
     def _press(self, message_id: int, number: int, label: str, data: str | None) -> bool:
@@ -341,12 +365,12 @@ class _Console:
         indent = " " * len(prefix)
         lines = body.split("\n") or [""]
         out = [prefix + lines[0]] + [indent + line if line else "" for line in lines[1:]]
-        number = 0
+        keys = iter(button_keys([button for row in rows or [] for button in row]))
         for row in rows or []:
             cells = []
             for label, _data in row:
-                number += 1
-                cells.append(f"[{number}] {label}")
+                key = next(keys)
+                cells.append(f"[{key}]" if _number_in(label) == key else f"[{key}] {label}")
             out.append(indent + "  ".join(cells))
         self._print("\n".join(line.rstrip() for line in out))
 
@@ -400,6 +424,63 @@ class _LineReader:
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+_LEADING_NUMBER = re.compile(r"^\W*?(\d{1,6})(?!\d)")
+
+
+def _number_in(label: str) -> int | None:
+    """The number a button's label starts with ("3", "•3•", "15 min"), if any."""
+    m = _LEADING_NUMBER.match(label.strip())
+    return int(m.group(1)) if m else None
+
+
+def button_keys(buttons: list[tuple[str, str | None]]) -> list[int]:
+    """The number that presses each button (in reading order): a label's own number where
+    it starts with one (and no earlier button took it), else 1, 2, … skipping taken numbers."""
+    keys: list[int | None] = []
+    taken: set[int] = set()
+    for label, _ in buttons:
+        value = _number_in(label)
+        keys.append(value if value is not None and value not in taken else None)
+        if value is not None and value not in taken:
+            taken.add(value)
+    free = (n for n in itertools.count(1) if n not in taken)
+    return [key if key is not None else next(free) for key in keys]
+
+
+class _MessageIds:
+    """Message ids that continue across console sessions, as Telegram's do.
+
+    Ids are reserved in blocks: the file holds the first id no session has used, written
+    before any id of the block is handed out, so a crash never lets two messages share one.
+    """
+
+    BLOCK = 1000
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.reserved = 0
+
+    def start(self) -> int:
+        """The first id of this session (and reserve a block from it)."""
+        try:
+            first = max(1, int(self.path.read_text().strip()))
+        except (OSError, ValueError):
+            first = 1
+        self._reserve(first + self.BLOCK)
+        return first
+
+    def ensure(self, next_id: int) -> None:
+        """Reserve more before the ids in use come near the end of the block."""
+        if next_id + self.BLOCK // 2 > self.reserved:
+            self._reserve(next_id + self.BLOCK)
+
+    def _reserve(self, upto: int) -> None:
+        private_dir(self.path.parent)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(f"{upto}\n")
+        tmp.replace(self.path)
+        self.reserved = upto
 
 
 def _console_user_id(settings: Settings) -> int:

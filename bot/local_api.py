@@ -1293,8 +1293,12 @@ class BotApiEmulator:
         webhook_timeout: float = 10.0,
         callback_query_timeout: float | None = None,
         max_recorded_calls: int = 100_000,
+        first_message_id: int = 1,
     ) -> None:
         self.token = token
+        #: the id of the first message in every chat (the local console continues across
+        #: restarts from where it stopped, as Telegram's ids do)
+        self.first_message_id = first_message_id
         self.bot_username = bot_username
         self.strict_html = strict_html
         self.flood_limits = flood_limits
@@ -1874,9 +1878,14 @@ class BotApiEmulator:
 
     def _alloc_message_id(self, chat_id: int) -> int:
         with self._lock:
-            message_id = self._next_message_ids.get(chat_id, 1)
+            message_id = self._next_message_ids.get(chat_id, self.first_message_id)
             self._next_message_ids[chat_id] = message_id + 1
             return message_id
+
+    def next_message_id(self, chat_id: int) -> int:
+        """The id the next message in ``chat_id`` will get."""
+        with self._lock:
+            return self._next_message_ids.get(chat_id, self.first_message_id)
 
     def _message_json(self, msg: _Msg, *, with_reply: bool = True) -> JSONDict:
         if msg.raw is not None:

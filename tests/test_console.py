@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.console import _Console
+from bot.console import _Console, button_keys
 from bot.local_api import (
     DEFAULT_TOKEN,
     BotApiEmulator,
@@ -27,14 +27,15 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = "/start\n/add cs 4 Read SICP chapter 3\n/nba\n\n2\n/status\n/quit\n/help\n"
 
 
-@pytest.mark.slow
-async def test_piped_session_prints_a_transcript(
-    db: Database, database_dsn: str, tmp_path: Path
-) -> None:
+async def console_run(
+    tmp_path: Path, database_dsn: str, script: str, **extra_env: str
+) -> tuple[str, str]:
+    """``python -m bot console`` with ``script`` as its input; (stdout, stderr)."""
     env = {k: v for k, v in os.environ.items() if k != "TELEGRAM_BOT_TOKEN"}
     env.update(
         PYTHONPATH=str(ROOT), DATABASE_URL=as_url(database_dsn), DATA_DIR=str(tmp_path / "data")
     )
+    env.update(extra_env)
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -47,13 +48,20 @@ async def test_piped_session_prints_a_transcript(
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        raw_out, raw_err = await asyncio.wait_for(proc.communicate(SCRIPT.encode()), 90)
+        raw_out, raw_err = await asyncio.wait_for(proc.communicate(script.encode()), 90)
     finally:
         if proc.returncode is None:
             proc.kill()
     out, err = raw_out.decode(), raw_err.decode()
     assert proc.returncode == 0, f"stdout:\n{out}\nstderr:\n{err}"
+    return out, err
 
+
+@pytest.mark.slow
+async def test_piped_session_prints_a_transcript(
+    db: Database, database_dsn: str, tmp_path: Path
+) -> None:
+    out, err = await console_run(tmp_path, database_dsn, SCRIPT)
     transcript = f"stdout:\n{out}\nstderr:\n{err}"
     lines = out.splitlines()
     assert lines[0].startswith("Local console: using DATABASE_URL"), transcript
@@ -68,7 +76,7 @@ async def test_piped_session_prints_a_transcript(
         "you> /nba",
         "[1] ➕ Add one to ibm\n",
         "[2] 🔒 Lock cs  [3] ▶ Progress cs  [4] ✅ Done cs",
-        "you> 2  [🔒 Lock cs]",
+        "you> 2  [2] → 🔒 Lock cs",
         "bot (edited)> ",
         "🔒 locked",
         "you> /status",
@@ -78,12 +86,44 @@ async def test_piped_session_prints_a_transcript(
     assert -1 not in positions and positions == sorted(positions), transcript
     # The button's answer and its redraw travel together: the toast comes in either order.
     toast = out.find("bot (toast)> Locked.")
-    assert out.find("you> 2  [🔒 Lock cs]") < toast < out.find("you> /status"), transcript
+    assert out.find("you> 2  [2] → 🔒 Lock cs") < toast < out.find("you> /status"), transcript
     # Empty lines are skipped; /quit ends the session before the rest of the input.
     assert out.rstrip().endswith("you> /quit"), transcript
     assert "you> /help" not in out and "you> \n" not in out
     for secret in (database_dsn, as_url(database_dsn), DEFAULT_TOKEN):
         assert secret not in out and secret not in err
+
+
+@pytest.mark.slow
+async def test_messages_after_a_restart_are_new_messages(
+    db: Database, database_dsn: str, tmp_path: Path
+) -> None:
+    """Message ids go on across sessions: the same line after a restart is logged again (the
+    bot keys once-only writes on the message id). A malformed token doesn't stop the console."""
+    out1, err1 = await console_run(
+        tmp_path, database_dsn, "/start\n/log cs 20 first session\n/quit\n",
+        TELEGRAM_BOT_TOKEN="not-a-token",
+    )  # fmt: skip
+    assert "Logged in cs: first session (20 min)" in out1, out1
+    assert "TELEGRAM_BOT_TOKEN" in err1 and "ignored" in err1
+    out2, _ = await console_run(
+        tmp_path, database_dsn, "/start\n/log cs 20 second session\n/quit\n"
+    )
+    assert "Logged in cs: second session (20 min)" in out2, out2
+    async with db.privileged(read_only=True) as uow:
+        logs = await uow.fetchall("select action from execution_logs order by timestamp")
+    assert [row["action"] for row in logs] == ["first session", "second session"]
+
+
+def test_buttons_that_show_a_number_are_pressed_by_that_number() -> None:
+    gap = [(str(g), f"add:gap:{g}") for g in range(6)]
+    assert button_keys(gap) == [0, 1, 2, 3, 4, 5]
+    minutes = [("15 min", "a"), ("25 min", "b"), ("Other", "c"), ("🔒 Lock", "d")]
+    assert button_keys(minutes) == [15, 25, 1, 2]
+    marked = [("0", "a"), ("•1•", "b"), ("2", "c"), ("Back", "d")]
+    assert button_keys(marked) == [0, 1, 2, 3]
+    repeated = [("3 exercises", "a"), ("3 drafts", "b")]  # the second can't have 3 too
+    assert button_keys(repeated) == [3, 1]
 
 
 def _message(message_id: int, kind: str = "text", **fields: object) -> SentMessage:
