@@ -12,7 +12,6 @@ from handlers.common import Context, args_of, deps, now, reply, user_data
 from handlers.conversation import conversation
 from handlers.render import esc
 from services import accounts, linking
-from services.db import TelegramUser
 from services.errors import DomainError, NotLinked
 
 ASK_EMAIL, ASK_CODE = "LINK_EMAIL", "LINK_CODE"
@@ -149,7 +148,7 @@ async def unlink_command(update: Update, context: Context) -> None:
         return
     tg = update.effective_user.id
     try:
-        removed = await accounts.unlink(d.db, TelegramUser(tg), tg)
+        removed = await accounts.unlink(d.db, tg)
     except NotLinked:
         removed = False
     await reply(update, UNLINKED if removed else NOT_LINKED)
