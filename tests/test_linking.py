@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -497,3 +498,24 @@ async def test_an_unknown_email_gets_the_same_replies_as_a_known_one(
     assert "That code is wrong or has expired. 4 tries left" in known[2]
     assert len(fake.requests("/auth/v1/otp")) == 4  # each request did reach Supabase Auth
     assert await links(db) == []
+
+
+async def test_concurrent_guesses_for_one_email_never_exceed_five(
+    db: Database, fake: FakeSupabaseAuth, ann: uuid.UUID
+) -> None:
+    """Ten Telegram users (or ten instances) guessing at the same moment: the count and the
+    new try are taken under one lock, so exactly five codes reach Supabase Auth."""
+    await linking.send_code(fake.url, ANON, "ann@example.com")
+    guess = wrong(fake, "ann@example.com")
+    moment = datetime.now(UTC)
+
+    async def one(tg: int) -> str:
+        try:
+            await linking.check_code(db, fake.url, ANON, tg, "ann@example.com", guess, moment)
+        except (linking.CodeRejected, linking.TooManyTries) as exc:
+            return type(exc).__name__
+        return "linked"
+
+    outcomes = await asyncio.gather(*(one(8000 + i) for i in range(10)))
+    assert sorted(outcomes) == ["CodeRejected"] * 5 + ["TooManyTries"] * 5
+    assert len(fake.requests("/auth/v1/verify")) == 5
