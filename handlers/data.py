@@ -46,12 +46,29 @@ def render_counts(counts: Mapping[str, int]) -> str:
     )
 
 
-def render_delete_prompt(counts: Mapping[str, int]) -> str:
+#: what /delete does to the account, per mode
+LOCAL_ACCOUNT_GOES = (
+    "This chat is unlinked and the account the bot made for you (your name and Telegram id)"
+    " is deleted too."
+)
+SUPABASE_LOGIN_STAYS = (
+    "This chat is unlinked too. Your Aelpher login (your Supabase Auth user) stays: it belongs"
+    " to the Supabase project, not to this bot, so the bot doesn't delete it."
+)
+LOCAL_ACCOUNT_GONE = "This chat is unlinked and your account is deleted."
+SUPABASE_LOGIN_KEPT = (
+    "This chat is unlinked. Your Aelpher login (your Supabase Auth user) stays: it belongs to"
+    " the Supabase project, not to this bot."
+)
+
+
+def render_delete_prompt(counts: Mapping[str, int], supabase_mode: bool) -> str:
+    account = SUPABASE_LOGIN_STAYS if supabase_mode else LOCAL_ACCOUNT_GOES
     return (
         "⚠️ <b>Delete all your Aelpher data?</b>\n"
         "This removes, for good:\n"
         f"{render_counts(counts)}\n\n"
-        "This chat is unlinked too; your login account itself stays.\n"
+        f"{account}\n"
         "Want a copy first? Send /export before you confirm.\n"
         f"Nothing is deleted unless you tap “{CONFIRM_LABEL}”."
     )
@@ -69,8 +86,9 @@ def render_deleted(counts: Mapping[str, int], supabase_mode: bool) -> str:
         if supabase_mode
         else "Send /start whenever you want to begin afresh."
     )
+    account = SUPABASE_LOGIN_KEPT if supabase_mode else LOCAL_ACCOUNT_GONE
     total = sum(counts.values())
-    return f"🗑 Deleted {total} rows:\n{render_counts(counts)}\n\nThis chat is unlinked. {again}"
+    return f"🗑 Deleted {total} rows:\n{render_counts(counts)}\n\n{account} {again}"
 
 
 async def export_command(update: Update, context: Context) -> None:
@@ -99,7 +117,8 @@ async def delete_command(update: Update, context: Context) -> None:
     counts = await erase.count_data(deps(context).db, me(update))
     nonce = secrets.token_hex(6)
     user_data(context)[PENDING] = {"nonce": nonce, "at": now(context).timestamp()}
-    await reply(update, render_delete_prompt(counts), delete_keyboard(nonce))
+    supabase_mode = bool(deps(context).supabase_url)
+    await reply(update, render_delete_prompt(counts, supabase_mode), delete_keyboard(nonce))
 
 
 def _confirmed(context: Context, nonce: str) -> bool:
@@ -136,9 +155,12 @@ async def delete_button(update: Update, context: Context) -> None:
     if cb.verb != "yes" or not _confirmed(context, nonce):
         await query.answer(STALE, show_alert=True)
         return
-    deleted = await erase.delete_everything(deps(context).db, me(update))
+    supabase_mode = bool(deps(context).supabase_url)
+    erased = await erase.delete_everything(
+        deps(context).db, me(update), local_account=not supabase_mode
+    )
     await query.answer("Deleted.")
-    await edit(update, render_deleted(deleted, bool(deps(context).supabase_url)))
+    await edit(update, render_deleted(erased.rows, supabase_mode))
 
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:

@@ -12,15 +12,13 @@ from handlers.common import Context, args_of, deps, now, reply, user_data
 from handlers.conversation import conversation
 from handlers.render import esc
 from services import accounts, linking
-from services.db import TelegramUser
 from services.errors import DomainError, NotLinked
 
 ASK_EMAIL, ASK_CODE = "LINK_EMAIL", "LINK_CODE"
-#: the conversation's draft: {"email": str} once a code was sent
+#: the conversation's draft: {"email": str} once a code was asked for. The limits on code
+#: requests and wrong codes live in PostgreSQL (services.linking), not here: /cancel, the
+#: timeout, a restart or another Telegram account must not reset them.
 DRAFT = "link"
-#: verification tries (epoch seconds). Kept outside the draft on purpose: /cancel and the
-#: timeout drop drafts, and leaving and restarting /link must not reset the limit.
-TRIES = "link_tries"
 
 LOCAL_MODE = "This bot runs in local mode: your account was created at /start."
 ALREADY_LINKED = (
@@ -37,12 +35,12 @@ LOCAL_UNLINK = (
 PRIVATE_BOT = "Sorry, this Aelpher bot is private. Ask its owner to let you in."
 
 
-def _tries(context: Context) -> list[float]:
-    """This user's recent verification tries (pruned, stored back JSON-safe)."""
-    data = user_data(context)
-    tries = linking.recent_tries(data.get(TRIES, []), now(context).timestamp())
-    data[TRIES] = tries
-    return tries
+def render_code_sent(email: str) -> str:
+    """The same words whether or not the address has an account."""
+    return (
+        f"📧 If an Aelpher account uses <b>{esc(email)}</b>, I've sent a one-time code there.\n"
+        "Send me the 6-digit code from that email, or /cancel."
+    )
 
 
 async def link_start(update: Update, context: Context) -> str | int:
@@ -58,7 +56,7 @@ async def link_start(update: Update, context: Context) -> str | int:
     if await accounts.find_link(d.db, update.effective_user.id) is not None:
         await reply(update, ALREADY_LINKED)
         return ConversationHandler.END
-    linking.check_tries(_tries(context), now(context).timestamp())
+    await linking.check_tries(d.db, update.effective_user.id, None, now(context))
     user_data(context)[DRAFT] = {}
     if not args_of(context):
         await reply(update, ASK_FOR_EMAIL)
@@ -73,20 +71,18 @@ async def link_email(update: Update, context: Context) -> str | int:
 
 
 async def _send_code(update: Update, context: Context, text: str) -> str | int:
+    assert update.effective_user is not None
     d = deps(context)
     assert d.supabase_url is not None and d.supabase_anon_key is not None
     try:
-        email = linking.clean_email(text)
-        await linking.send_code(d.supabase_url, d.supabase_anon_key, email)
-    except (linking.InvalidEmail, linking.UnknownEmail) as exc:
+        email = await linking.request_code(
+            d.db, d.supabase_url, d.supabase_anon_key, update.effective_user.id, text, now(context)
+        )
+    except linking.InvalidEmail as exc:
         await reply(update, f"{esc(exc.user_message)}\n{OTHER_EMAIL}")
         return ASK_EMAIL
     user_data(context)[DRAFT] = {"email": email}
-    await reply(
-        update,
-        f"📧 I sent a one-time code to <b>{esc(email)}</b>.\n"
-        "Send me the 6-digit code from that email, or /cancel.",
-    )
+    await reply(update, render_code_sent(email))
     return ASK_CODE
 
 
@@ -99,17 +95,20 @@ async def link_code(update: Update, context: Context) -> str | int:
     if not email:  # a draft lost to an old version: start over
         await reply(update, ASK_FOR_EMAIL)
         return ASK_EMAIL
-    code = linking.clean_code(update.effective_message.text or "")
-    moment = now(context).timestamp()
-    tries = _tries(context)
-    linking.check_tries(tries, moment)
     try:
-        user_id = await linking.verify_code(d.supabase_url, d.supabase_anon_key, email, code)
+        user_id = await linking.check_code(
+            d.db,
+            d.supabase_url,
+            d.supabase_anon_key,
+            update.effective_user.id,
+            email,
+            update.effective_message.text or "",
+            now(context),
+        )
     except linking.CodeRejected as exc:
-        tries.append(moment)  # only a code Supabase Auth actually checked counts as a try
-        left = linking.tries_left(tries, moment)
+        left = exc.left
         if left == 0:
-            too_many = linking.TooManyTries().user_message
+            too_many = linking.TooManyTries(exc.wait_minutes).user_message
             await reply(update, f"❌ {esc(exc.user_message)} {esc(too_many)}")
         else:
             await reply(
@@ -135,7 +134,6 @@ async def _link(update: Update, context: Context, user_id: UUID, email: str) -> 
     except DomainError as exc:
         await reply(update, esc(exc.user_message))
         return ConversationHandler.END
-    user_data(context).pop(TRIES, None)
     await reply(update, f"✅ Linked to {esc(email)}. /nba shows what's next.")
     return ConversationHandler.END
 
@@ -149,7 +147,7 @@ async def unlink_command(update: Update, context: Context) -> None:
         return
     tg = update.effective_user.id
     try:
-        removed = await accounts.unlink(d.db, TelegramUser(tg), tg)
+        removed = await accounts.unlink(d.db, tg)
     except NotLinked:
         removed = False
     await reply(update, UNLINKED if removed else NOT_LINKED)

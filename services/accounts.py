@@ -7,7 +7,7 @@ from uuid import UUID
 
 import psycopg
 
-from services.db import Database, Principal, UnitOfWork
+from services.db import Database, UnitOfWork
 from services.errors import Conflict, NotFound
 from services.repos import global_metrics, telegram_links, theaters, user_settings
 from services.repos.telegram_links import TelegramLink
@@ -81,9 +81,12 @@ async def link_existing(
     await ensure_account(db, user_id, now)
 
 
-async def unlink(db: Database, user_id: Principal, telegram_user_id: int) -> bool:
-    """Remove the Telegram link (the Aelpher data stays). True if there was one."""
-    async with db.user_uow(user_id) as uow:
+async def unlink(db: Database, telegram_user_id: int) -> bool:
+    """Remove the Telegram link (the Aelpher data stays). True if there was one.
+
+    Privileged: links are read-only to their users (a user's own JWT must not re-point one).
+    """
+    async with db.privileged() as uow:
         removed = await telegram_links.unlink(uow, telegram_user_id)
         await uow.commit()
     return removed > 0

@@ -65,7 +65,8 @@ class _State:
     sessions: dict[str, str] = field(default_factory=dict)  # access token -> email
     revoked: list[str] = field(default_factory=list)  # emails whose session was revoked
     requests: list[Recorded] = field(default_factory=list)
-    rate_limited: bool = False
+    rate_limited: bool = False  # the email rate limits (only a known address reaches them)
+    request_rate_limited: bool = False  # the per-IP request limit (every request)
     unavailable: bool = False
     min_interval: float = 0.0  # GoTrue's per-address interval (60 s on Supabase)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -204,12 +205,14 @@ class _Handler(BaseHTTPRequestHandler):
             raise _ApiError(
                 400, "validation_failed", "Unable to validate email address: invalid format"
             )
-        if state.rate_limited:
-            raise _ApiError(429, "over_email_send_rate_limit", "email rate limit exceeded")
+        if state.request_rate_limited:
+            raise _ApiError(429, "over_request_rate_limit", "Request rate limit reached")
         with state.lock:
             known = email in state.users
             if not known and not body.get("create_user", True):
                 raise _ApiError(422, "otp_disabled", "Signups not allowed for otp")
+            if state.rate_limited:
+                raise _ApiError(429, "over_email_send_rate_limit", "email rate limit exceeded")
             if not known:
                 raise _ApiError(500, "unexpected_failure", "the fake never creates users")
             previous = state.codes.get(email)
@@ -230,7 +233,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _ApiError(400, "validation_failed", "Verify requires a token or a token hash")
         if body.get("type") not in ("email", "magiclink", "signup"):
             raise _ApiError(400, "validation_failed", "Verify requires a verification type")
-        if state.rate_limited:
+        if state.rate_limited or state.request_rate_limited:
             raise _ApiError(429, "over_request_rate_limit", "Request rate limit reached")
         email = str(body.get("email") or "").strip().lower()
         token = str(body["token"]).replace("-", "")
@@ -366,6 +369,14 @@ class FakeSupabaseAuth:
     @rate_limited.setter
     def rate_limited(self, value: bool) -> None:
         self._state.rate_limited = value
+
+    @property
+    def request_rate_limited(self) -> bool:
+        return self._state.request_rate_limited
+
+    @request_rate_limited.setter
+    def request_rate_limited(self, value: bool) -> None:
+        self._state.request_rate_limited = value
 
     @property
     def unavailable(self) -> bool:

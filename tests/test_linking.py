@@ -3,52 +3,39 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from bot.local_api import BotApiEmulator
 from services import linking
 from services.db import Database
 from tests.conftest import BotEnv, make_user
 from tests.fake_supabase_auth import FakeSupabaseAuth
-from tests.harness import Clock, bot_running, make_settings
+from tests.harness import Chat, Clock, bot_running, make_settings
 
 ANON = "anon-test-key"
-NOW = 1_800_000_000.0
 
 
 # --- pure rules ---------------------------------------------------------------------------
 
 
-def test_tries_left_counts_only_the_last_ten_minutes() -> None:
-    assert linking.tries_left([], NOW) == 5
-    assert linking.tries_left([NOW - 1, NOW - 2], NOW) == 3
-    assert linking.tries_left([NOW - 600, NOW - 601, NOW - 5000], NOW) == 5
-    assert linking.tries_left([NOW - 599.9], NOW) == 4
-
-
-def test_tries_left_never_goes_below_zero_and_check_refuses_then() -> None:
-    seven = [NOW - i for i in range(7)]
-    assert linking.tries_left(seven, NOW) == 0
-    with pytest.raises(linking.TooManyTries) as caught:
-        linking.check_tries(seven[:5], NOW)
-    assert caught.value.user_message == (
-        "Too many wrong codes. Start again with /link in 10 minutes."
-    )
-    linking.check_tries(seven[:4], NOW)  # a fifth try is still allowed
-
-
-@given(st.lists(st.floats(min_value=NOW - 2000, max_value=NOW), max_size=12))
-def test_tries_left_is_five_minus_tries_in_window(attempts: list[float]) -> None:
-    in_window = [t for t in attempts if t > NOW - 600]
-    assert linking.tries_left(attempts, NOW) == max(0, 5 - len(in_window))
-    assert linking.recent_tries(attempts, NOW) == in_window
+def test_counter_keys_and_waits() -> None:
+    assert linking.subjects(42) == ["tg:42"]
+    tg, email = linking.subjects(42, "ann@example.com")
+    assert tg == "tg:42"
+    assert email.startswith("email:") and "ann" not in email  # the address is not stored
+    assert linking.subjects(7, "ann@example.com")[1] == email  # one key per address
+    assert linking.subjects(42, "bob@example.com")[1] != email
+    moment = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    assert linking.wait_minutes(moment + timedelta(seconds=599), moment) == 10
+    assert linking.wait_minutes(moment + timedelta(seconds=61), moment) == 2
+    assert linking.wait_minutes(moment, moment) == 1
 
 
 def test_clean_email_and_code() -> None:
@@ -115,10 +102,12 @@ async def test_wrong_expired_or_reused_code_is_rejected(fake: FakeSupabaseAuth) 
         await linking.verify_code(fake.url, ANON, "ann@example.com", fresh)
 
 
-async def test_unknown_email_gets_a_friendly_error(fake: FakeSupabaseAuth) -> None:
-    with pytest.raises(linking.UnknownEmail) as caught:
-        await linking.send_code(fake.url, ANON, "nobody@example.com")
-    assert caught.value.user_message == "No Aelpher account uses that email."
+async def test_unknown_email_is_not_revealed(fake: FakeSupabaseAuth) -> None:
+    await linking.send_code(fake.url, ANON, "nobody@example.com")  # as if a code went out
+    (otp,) = fake.requests("/auth/v1/otp")
+    assert otp.body["create_user"] is False  # GoTrue refused: no such account
+    with pytest.raises(linking.CodeRejected):  # and any code is simply wrong
+        await linking.verify_code(fake.url, ANON, "nobody@example.com", "123456")
 
 
 async def test_malformed_email_is_refused_before_any_request(fake: FakeSupabaseAuth) -> None:
@@ -128,15 +117,23 @@ async def test_malformed_email_is_refused_before_any_request(fake: FakeSupabaseA
 
 
 @pytest.mark.parametrize("how", ["switch", "per-address interval"])
-async def test_rate_limits_get_a_friendly_error(fake: FakeSupabaseAuth, how: str) -> None:
+async def test_email_rate_limits_are_not_revealed(fake: FakeSupabaseAuth, how: str) -> None:
+    """GoTrue's email limits only stop a known address: answering "wait" would tell that the
+    address has an account, so the service answers as if the code went out."""
     fake.add_user("ann@example.com", uuid.uuid4())
     if how == "switch":
         fake.rate_limited = True
     else:
         fake.min_interval = 60
         await linking.send_code(fake.url, ANON, "ann@example.com")
+    await linking.send_code(fake.url, ANON, "ann@example.com")
+    assert len(fake.requests("/auth/v1/otp")) == (1 if how == "switch" else 2)
+
+
+async def test_request_rate_limit_gets_a_friendly_error(fake: FakeSupabaseAuth) -> None:
+    fake.request_rate_limited = True  # per client, whatever the address
     with pytest.raises(linking.RateLimited) as caught:
-        await linking.send_code(fake.url, ANON, "ann@example.com")
+        await linking.send_code(fake.url, ANON, "nobody@example.com")
     assert caught.value.user_message == "Too many codes requested; wait a minute and try again."
 
 
@@ -172,8 +169,8 @@ async def test_the_code_is_never_logged_nor_the_email_at_info(
         )
     await linking.verify_code(fake.url, ANON, "secret.person@example.com", code)
     fake.rate_limited = True
-    with pytest.raises(linking.RateLimited):
-        await linking.send_code(fake.url, ANON, "secret.person@example.com")
+    await linking.send_code(fake.url, ANON, "secret.person@example.com")
+    assert "email rate limit" in caplog.text  # the operator hears of it
     assert caplog.records
     for record in caplog.records:
         text = record.getMessage()
@@ -230,7 +227,9 @@ async def test_link_guided_then_unlink(
     (ask,) = await chat.send("/link")
     assert "Which email" in ask.plain_text
     (sent,) = await chat.send("Ann@Example.com")
-    assert "I sent a one-time code to ann@example.com" in sent.plain_text
+    assert "If an Aelpher account uses ann@example.com, I've sent a one-time code" in (
+        sent.plain_text
+    )
     (linked,) = await chat.send(fake.last_code("ann@example.com"))
     assert linked.plain_text == "✅ Linked to ann@example.com. /nba shows what's next."
     assert await links(db) == [{"telegram_user_id": TG, "user_id": ann, "active": True}]
@@ -306,22 +305,22 @@ async def test_six_wrong_codes_are_refused_and_nothing_is_linked(
 
     sb_bot.clock.advance(minutes=11)
     (sent,) = await chat.send("/link ann@example.com")
-    assert "I sent a one-time code" in sent.plain_text
+    assert "I've sent a one-time code" in sent.plain_text
     (linked,) = await chat.send(fake.last_code("ann@example.com"))
     assert "✅ Linked" in linked.plain_text
 
 
-async def test_unknown_email_is_explained_and_nothing_is_linked(
+async def test_bad_email_is_explained_and_cancel_ends_the_flow(
     sb_bot: BotEnv, db: Database, fake: FakeSupabaseAuth, ann: uuid.UUID
 ) -> None:
     chat = sb_bot.chat(TG)
-    (refused,) = await chat.send("/link nobody@example.com")
-    assert "No Aelpher account uses that email." in refused.plain_text
+    (ask,) = await chat.send("/link")
+    assert "Which email" in ask.plain_text
     (bad,) = await chat.send("not an email")
     assert "doesn't look like an email address" in bad.plain_text
     assert await links(db) == []
     (sent,) = await chat.send("ann@example.com")  # still asking: the right one works
-    assert "I sent a one-time code" in sent.plain_text
+    assert "I've sent a one-time code" in sent.plain_text
     (cancelled,) = await chat.send("/cancel")
     assert "Cancelled" in cancelled.plain_text
     (ignored,) = await chat.send(fake.last_code("ann@example.com"))
@@ -333,10 +332,10 @@ async def test_rate_limited_and_unavailable_auth_are_explained(
     sb_bot: BotEnv, db: Database, fake: FakeSupabaseAuth, ann: uuid.UUID
 ) -> None:
     chat = sb_bot.chat(TG)
-    fake.rate_limited = True
+    fake.request_rate_limited = True
     (limited,) = await chat.send("/link ann@example.com")
     assert limited.plain_text == "Too many codes requested; wait a minute and try again."
-    fake.rate_limited = False
+    fake.request_rate_limited = False
     fake.unavailable = True
     (down,) = await chat.send("/link ann@example.com")
     assert "can't reach the sign-in service" in down.plain_text
@@ -376,3 +375,147 @@ async def test_the_conversation_and_the_tries_survive_a_restart(
         (linked,) = await chat.send(fake.last_code("ann@example.com"))
         assert "✅ Linked to ann@example.com" in linked.plain_text
     assert await links(db) == [{"telegram_user_id": TG, "user_id": ann, "active": True}]
+
+
+# --- limits shared across Telegram users and instances (PostgreSQL) ------------------------
+
+
+async def test_two_telegram_users_share_one_emails_tries_across_instances(
+    db: Database,
+    database_dsn: str,
+    emulator: BotApiEmulator,
+    fake: FakeSupabaseAuth,
+    ann: uuid.UUID,
+) -> None:
+    """Wrong codes count per email: two Telegram accounts, each on its own bot instance,
+    guessing ann's code get five tries between them, not five each."""
+    with BotApiEmulator() as other_emulator:
+        async with (
+            bot_running(
+                emulator,
+                database_dsn,
+                settings=make_settings(supabase_url=fake.url, supabase_anon_key=ANON),
+            ),
+            bot_running(
+                other_emulator,
+                database_dsn,
+                settings=make_settings(supabase_url=fake.url, supabase_anon_key=ANON),
+            ),
+        ):
+            first = BotEnv(emulator, None, Clock()).chat(TG)
+            second = BotEnv(other_emulator, None, Clock()).chat(TG + 1)
+            await first.send("/link ann@example.com")
+            await second.send("/link ann@example.com")
+
+            async def guess(chat: Chat) -> str:
+                (answer,) = await chat.send(wrong(fake, "ann@example.com"))
+                return answer.plain_text
+
+            assert "4 tries left" in await guess(first)
+            assert "3 tries left" in await guess(first)
+            assert "2 tries left" in await guess(second)
+            assert "1 try left" in await guess(first)
+            too_many = "Too many wrong codes. Start again with /link in 10 minutes."
+            assert too_many in await guess(second)
+            assert len(fake.requests("/auth/v1/verify")) == 5
+            (refused,) = await second.send(fake.last_code("ann@example.com"))
+            assert refused.plain_text == too_many
+            (also,) = await first.send(fake.last_code("ann@example.com"))
+            assert also.plain_text == too_many
+            (no_new_code,) = (
+                await BotEnv(other_emulator, None, Clock())
+                .chat(TG + 2)
+                .send("/link ann@example.com")
+            )
+            assert no_new_code.plain_text == too_many  # a third account gets none either
+    assert len(fake.requests("/auth/v1/verify")) == 5  # nothing more reached Supabase
+    assert len(fake.requests("/auth/v1/otp")) == 2
+    assert await links(db) == []
+
+
+async def test_a_fourth_code_request_within_the_hour_is_refused_per_user_and_per_email(
+    sb_bot: BotEnv, db: Database, fake: FakeSupabaseAuth, ann: uuid.UUID
+) -> None:
+    def refusal(minutes: int) -> str:
+        return (
+            "That's too many codes: at most 3 an hour for each chat and each email address."
+            f" You can ask for a new one in {minutes} minutes."
+        )
+
+    # Per Telegram user: three addresses (known or not), then no fourth.
+    chat = sb_bot.chat(TG)
+    for email in ("ann@example.com", "x1@example.com", "x2@example.com"):
+        (sent,) = await chat.send(f"/link {email}")
+        assert "I've sent a one-time code" in sent.plain_text
+    (refused,) = await chat.send("/link x3@example.com")
+    assert refused.plain_text == refusal(60)
+    assert len(fake.requests("/auth/v1/otp")) == 3
+
+    # Per email: ann's address had one request; two more accounts may ask, a third may not.
+    for tg in (TG + 1, TG + 2):
+        (sent,) = await sb_bot.chat(tg).send("/link ann@example.com")
+        assert "I've sent a one-time code" in sent.plain_text
+    fourth = sb_bot.chat(TG + 3)
+    (refused,) = await fourth.send("/link ann@example.com")
+    assert refused.plain_text == refusal(60)
+    assert len(fake.requests("/auth/v1/otp")) == 5
+
+    sb_bot.clock.advance(minutes=30)
+    (later,) = await fourth.send("/link ann@example.com")
+    assert later.plain_text == refusal(30)
+    sb_bot.clock.advance(minutes=31)  # an hour after the first requests
+    (sent,) = await fourth.send("/link ann@example.com")
+    assert "I've sent a one-time code" in sent.plain_text
+    (sent,) = await chat.send("/link x3@example.com")
+    assert "I've sent a one-time code" in sent.plain_text
+    async with db.privileged() as uow:  # expired counters were deleted by the last writes
+        row = await uow.fetchone(
+            "select count(*)::int as n, count(*) filter (where expires_at <= %s)::int as old"
+            " from link_attempts",
+            (sb_bot.clock(),),
+        )
+    assert row == {"n": 4, "old": 0}  # two requests, each counted per user and per address
+
+
+async def test_an_unknown_email_gets_the_same_replies_as_a_known_one(
+    sb_bot: BotEnv, db: Database, fake: FakeSupabaseAuth, ann: uuid.UUID
+) -> None:
+    fake.min_interval = 60  # GoTrue refuses a known address's second code within a minute
+
+    async def replies(tg: int, email: str) -> list[str]:
+        chat = sb_bot.chat(tg)
+        texts = []
+        for text in (f"/link {email}", f"/link {email}", "123456", "/link"):
+            (answer,) = await chat.send(text)
+            assert answer.text is not None
+            texts.append(answer.text.replace(email, "<address>"))
+        return texts
+
+    known = await replies(TG, "ann@example.com")
+    unknown = await replies(TG + 1, "nobody@example.com")
+    assert known == unknown
+    assert "If an Aelpher account uses <b><address></b>, I've sent a one-time code" in known[0]
+    assert "That code is wrong or has expired. 4 tries left" in known[2]
+    assert len(fake.requests("/auth/v1/otp")) == 4  # each request did reach Supabase Auth
+    assert await links(db) == []
+
+
+async def test_concurrent_guesses_for_one_email_never_exceed_five(
+    db: Database, fake: FakeSupabaseAuth, ann: uuid.UUID
+) -> None:
+    """Ten Telegram users (or ten instances) guessing at the same moment: the count and the
+    new try are taken under one lock, so exactly five codes reach Supabase Auth."""
+    await linking.send_code(fake.url, ANON, "ann@example.com")
+    guess = wrong(fake, "ann@example.com")
+    moment = datetime.now(UTC)
+
+    async def one(tg: int) -> str:
+        try:
+            await linking.check_code(db, fake.url, ANON, tg, "ann@example.com", guess, moment)
+        except (linking.CodeRejected, linking.TooManyTries) as exc:
+            return type(exc).__name__
+        return "linked"
+
+    outcomes = await asyncio.gather(*(one(8000 + i) for i in range(10)))
+    assert sorted(outcomes) == ["CodeRejected"] * 5 + ["TooManyTries"] * 5
+    assert len(fake.requests("/auth/v1/verify")) == 5

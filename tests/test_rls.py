@@ -12,7 +12,9 @@ import pytest
 
 from services.db import Database, DatabaseUnavailable
 
-# For each per-user table: an insert for a given user, and a column safe to update.
+# For each per-user table a user may write: an insert for a given user, and a column safe to
+# update. The bot's own tables (telegram_links, nudges) are read-only to their users:
+# tests/test_data_api.py.
 Row = Callable[[uuid.UUID], tuple[str, tuple[Any, ...]]]
 TABLES: dict[str, tuple[Row, str]] = {
     "theaters": (
@@ -52,23 +54,9 @@ TABLES: dict[str, tuple[Row, str]] = {
         ),
         "retries = 1",
     ),
-    "telegram_links": (
-        lambda u: (
-            "insert into telegram_links (telegram_user_id, user_id, chat_id) values (%s, %s, 1)",
-            (uuid.uuid4().int % 10**9, u),
-        ),
-        "active = false",
-    ),
     "user_settings": (
         lambda u: ("insert into user_settings (user_id) values (%s)", (u,)),
         "idle_after_hours = 48",
-    ),
-    "nudges": (
-        lambda u: (
-            "insert into nudges (user_id, kind, dedupe_key) values (%s, 'brief', %s)",
-            (u, uuid.uuid4().hex),
-        ),
-        "attempts = 1",
     ),
 }
 

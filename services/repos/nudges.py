@@ -4,7 +4,9 @@ A row is *claimed* (inserted under its unique ``(user_id, dedupe_key)``) before 
 sent, then ends ``sent`` or ``failed``; a claimed row whose ``next_attempt_at`` has passed (a
 crash after the claim, a passing send failure) is taken again by a later scan. Claiming and
 taking retries run on the scan's privileged unit of work; the per-row steps (re-check, attempt,
-outcome) run in the user's own unit of work, under RLS.
+outcome) run in the user's own unit of work, under RLS. The ledger is the bot's: users may only
+read it (through the Data API too), so the per-row locks and writes run as the connecting role
+inside that unit of work (:func:`services.repos.bot_role.as_bot`).
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from services.db import UnitOfWork
 from services.models import Arm
+from services.repos.bot_role import as_bot
 
 NudgeKind = Literal["idle", "overload", "brief", "review"]
 NudgeStatus = Literal["claimed", "sent", "failed"]
@@ -90,6 +93,12 @@ _COUNT_RETRIES = (
 )
 
 
+async def _write(uow: UnitOfWork, query: str, params: Any) -> int:
+    """A ledger write from a user's unit of work, made as the bot."""
+    async with as_bot(uow):
+        return await uow.execute(query, params)
+
+
 async def claim(
     uow: UnitOfWork, claims: Sequence[NewClaim], now: datetime, lease_until: datetime
 ) -> list[LedgerRow]:
@@ -128,9 +137,11 @@ async def count_retries(uow: UnitOfWork, now: datetime) -> int:
 
 async def lock(uow: UnitOfWork, nudge_id: UUID) -> LedgerRow | None:
     """The row, locked for this transaction (RLS: only the user's own)."""
-    row = await uow.fetchone(
-        f"select {_COLUMNS} from nudges where id = %s for update", (nudge_id,)
-    )
+    async with as_bot(uow):
+        row = await uow.fetchone(
+            f"select {_COLUMNS} from nudges where id = %s and user_id = auth.uid() for update",
+            (nudge_id,),
+        )
     return LedgerRow(**row) if row else None
 
 
@@ -138,7 +149,8 @@ async def start_attempt(
     uow: UnitOfWork, nudge_id: UUID, lease_until: datetime, risk: Decimal | None
 ) -> None:
     """Count an attempt about to be made; the lease keeps other scans off it meanwhile."""
-    await uow.execute(
+    await _write(
+        uow,
         "update nudges set attempts = attempts + 1, next_attempt_at = %s,"
         " risk = coalesce(%s, risk) where id = %s",
         (lease_until, risk, nudge_id),
@@ -146,7 +158,8 @@ async def start_attempt(
 
 
 async def mark_sent(uow: UnitOfWork, nudge_id: UUID, now: datetime) -> None:
-    await uow.execute(
+    await _write(
+        uow,
         "update nudges set status = 'sent', sent_at = %s, next_attempt_at = null,"
         " last_error = null where id = %s and status = 'claimed'",
         (now, nudge_id),
@@ -155,7 +168,8 @@ async def mark_sent(uow: UnitOfWork, nudge_id: UUID, now: datetime) -> None:
 
 async def mark_failed(uow: UnitOfWork, nudge_id: UUID, error: str) -> None:
     """Final: this nudge will not be sent."""
-    await uow.execute(
+    await _write(
+        uow,
         "update nudges set status = 'failed', next_attempt_at = null, last_error = %s"
         " where id = %s and status = 'claimed'",
         (error[:500], nudge_id),
@@ -166,7 +180,8 @@ async def retry_later(
     uow: UnitOfWork, nudge_id: UUID, at: datetime, error: str | None = None
 ) -> None:
     """Leave the row claimed, to be taken again by a scan at or after ``at``."""
-    await uow.execute(
+    await _write(
+        uow,
         "update nudges set next_attempt_at = %s, last_error = coalesce(%s, last_error)"
         " where id = %s and status = 'claimed'",
         (at, error[:500] if error else None, nudge_id),
@@ -177,7 +192,8 @@ async def note_error(
     uow: UnitOfWork, nudge_id: UUID, error: str, retry_at: datetime, max_attempts: int
 ) -> None:
     """Count a failed preparation as an attempt; the last allowed one makes the row failed."""
-    await uow.execute(
+    await _write(
+        uow,
         "update nudges set attempts = attempts + 1, last_error = %(error)s,"
         " next_attempt_at = case when attempts + 1 >= %(max)s then null else %(at)s end,"
         " status = case when attempts + 1 >= %(max)s then 'failed' else status end"
@@ -188,7 +204,7 @@ async def note_error(
 
 async def delete(uow: UnitOfWork, nudge_id: UUID) -> None:
     """Withdraw a claim that must not be sent (the re-check said no): the key is free again."""
-    await uow.execute("delete from nudges where id = %s and status = 'claimed'", (nudge_id,))
+    await _write(uow, "delete from nudges where id = %s and status = 'claimed'", (nudge_id,))
 
 
 async def for_user(uow: UnitOfWork, kind: NudgeKind | None = None) -> list[LedgerRow]:

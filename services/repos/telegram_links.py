@@ -1,8 +1,8 @@
 """SQL for ``telegram_links`` and the ``auth.users`` rows the bot creates.
 
 Looking a Telegram user up, and creating or linking an account, happen before the Aelpher user
-is known, so these functions run on a privileged unit of work; unlinking and reading one's own
-link also work under RLS.
+is known, so these functions run on a privileged unit of work. A user may only read their own
+link (under RLS, and through the Data API); every write runs privileged.
 """
 
 from __future__ import annotations
@@ -53,6 +53,18 @@ async def create_local_user(uow: UnitOfWork, telegram_user_id: int, name: str | 
         (user_id, meta),
     )
     return user_id
+
+
+async def delete_local_user(uow: UnitOfWork) -> int:
+    """Delete the user's ``auth.users`` row if the bot created it (local mode); run as the bot.
+
+    Only an account made by :func:`create_local_user` (provider ``telegram``) ever goes: a
+    Supabase Auth user belongs to the Supabase project.
+    """
+    return await uow.execute(
+        "delete from auth.users where id = auth.uid()"
+        " and raw_app_meta_data ->> 'provider' = 'telegram'"
+    )
 
 
 async def user_exists(uow: UnitOfWork, user_id: UUID) -> bool:

@@ -6,7 +6,10 @@ the order their rows are read in; a new per-user table must be added to :data:`T
 Table names are interpolated from that fixed list only, never from input.
 
 User unit of work only: RLS confines every statement to the user, and each also says
-``user_id = auth.uid()`` so that a privileged connection could never reach other users.
+``user_id = auth.uid()`` so that a privileged connection could never reach other users. The
+bot's own tables (:data:`BOT_TABLES`: the Telegram link and the nudge ledger) are read-only to
+the user, so deleting their rows runs as the bot inside the same transaction
+(:func:`services.repos.bot_role.as_bot`), still filtered on ``auth.uid()``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.db import UnitOfWork
+from services.repos.bot_role import as_bot
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,8 @@ TABLES: tuple[Table, ...] = (
     Table("sync_queue", '"timestamp", id'),
 )
 TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in TABLES)
+#: Per-user tables only the bot writes (users may read their rows).
+BOT_TABLES: frozenset[str] = frozenset({"telegram_links", "nudges"})
 _BY_NAME = {t.name: t for t in TABLES}
 
 
@@ -80,4 +86,8 @@ async def count_all(uow: UnitOfWork) -> dict[str, int]:
 async def delete_all(uow: UnitOfWork, name: str) -> int:
     """Delete every row the user has in ``name``; returns how many went."""
     table = _table(name)
-    return await uow.execute(f"delete from {table.name} where user_id = auth.uid()")
+    statement = f"delete from {table.name} where user_id = auth.uid()"
+    if table.name not in BOT_TABLES:
+        return await uow.execute(statement)
+    async with as_bot(uow):
+        return await uow.execute(statement)

@@ -1,0 +1,37 @@
+"""Writes of the bot's own rows (``telegram_links``, the ``nudges`` ledger, the accounts it
+created) from inside a user's unit of work.
+
+Those tables are read-only to ``authenticated`` (a user holding a Supabase JWT must not be
+able to change them through the Data API), and the user's unit of work runs as
+``authenticated`` too. So for such a write the transaction switches back to the connecting
+role, which bypasses row-level security, and then returns to ``authenticated``; the JWT claims
+stay set, so ``auth.uid()`` still names the user and the statements filter on it. On a
+privileged unit of work nothing changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from psycopg import pq
+
+from services.db import UnitOfWork
+
+# Transaction-scoped like the impersonation; the role in force before is read first.
+_TO_BOT = "select current_setting('role') as was, set_config('role', 'none', true) as now"
+_BACK = "select set_config('role', %s, true)"
+
+
+@asynccontextmanager
+async def as_bot(uow: UnitOfWork) -> AsyncIterator[None]:
+    """Run the block's statements as the connecting role, then return to the user's role."""
+    row = await uow.fetchone(_TO_BOT)
+    assert row is not None
+    was = str(row["was"])
+    try:
+        yield
+    finally:
+        # After a failed statement the transaction is aborted and rolls back, role and all.
+        if was != "none" and uow.conn.info.transaction_status == pq.TransactionStatus.INTRANS:
+            await uow.execute(_BACK, (was,))
