@@ -136,7 +136,10 @@ async def delete_button(update: Update, context: Context) -> None:
     if cb.verb != "yes" or not _confirmed(context, nonce):
         await query.answer(STALE, show_alert=True)
         return
-    deleted = await erase.delete_everything(deps(context).db, me(update))
+    d = deps(context)
+    deleted = await erase.delete_everything(d.db, me(update))
+    if d.outbox is not None:  # writes still kept from an outage go too
+        await d.outbox.drop_user(me(update).telegram_user_id)
     await query.answer("Deleted.")
     await edit(update, render_deleted(deleted, bool(deps(context).supabase_url)))
 
