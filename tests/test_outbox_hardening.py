@@ -350,8 +350,9 @@ async def test_kept_sets_apply_in_the_order_they_were_sent(db: Database, tmp_pat
 
 
 async def test_nul_characters_are_refused_naming_the_field(bot: BotEnv, db: Database) -> None:
-    chat = bot.chat(8701)
-    await chat.send("/start")
+    chat = bot.chat(8701, first_name="Ada\x00")  # a name is stored with the account
+    (welcome,) = await chat.send("/start")
+    assert "Welcome to Aelpher" in welcome.plain_text
     (reply,) = await chat.send("/add cs 3 Read\x00SICP")
     assert reply.plain_text == (
         "Title can't contain the NUL character (\\x00): remove it and send it again."
