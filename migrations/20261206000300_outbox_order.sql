@@ -13,3 +13,8 @@ ALTER TABLE theaters ADD COLUMN blocked_set_at timestamptz
 ALTER TABLE global_metrics ADD COLUMN energy_set_at timestamptz
   CONSTRAINT global_metrics_energy_set_at_range
   CHECK (energy_set_at BETWEEN '1970-01-01 00:00+00' AND '3000-01-01 00:00+00');
+
+-- The bot's own unit of work (the `authenticated` role under RLS) reads and sets them.
+GRANT SELECT (progress_set_at, blocked_set_at), UPDATE (progress_set_at, blocked_set_at)
+  ON theaters TO authenticated;
+GRANT SELECT (energy_set_at), UPDATE (energy_set_at) ON global_metrics TO authenticated;
