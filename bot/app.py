@@ -65,7 +65,12 @@ def build_application(
     if real_token is None:
         raise ValueError("a bot token is required to build the application")
     db = make_database(settings, dsn)
-    outbox = Outbox(settings.data_dir / "outbox.sqlite3")
+    outbox = Outbox(
+        settings.data_dir / "outbox.sqlite3",
+        max_per_user=settings.outbox_max_per_user,
+        max_total=settings.outbox_max_total,
+    )
+    db.on_linked = outbox.remember_linked
     deps = Deps(
         db=db,
         outbox=outbox,

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     db_pool_max_size: int = Field(default=10, ge=1, le=100)
     db_connect_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
     db_transaction_pooler: Literal["auto", "on", "off"] = "auto"
+    outbox_max_per_user: int = Field(default=200, ge=1, le=100_000)
+    outbox_max_total: int = Field(default=10_000, ge=1, le=10_000_000)
 
     @field_validator(
         "telegram_bot_token",

@@ -56,13 +56,41 @@ WELCOME_NEW = (
 WELCOME_BACK = "👋 Welcome back! /nba shows what's next, /help everything else."
 
 
+PRIVATE_BOT = "Sorry, this Aelpher bot is private. Ask its owner to let you in."
+
+
 async def private_only(update: Update, context: Context) -> None:
     """Outside private chats, say so once per message and handle nothing else."""
     if update.effective_chat is not None and not is_private(update):
-        text = update.effective_message.text if update.effective_message else None
-        if text and text.startswith("/"):
-            await reply(update, "I only work in private chats: please message me directly.")
+        try:
+            text = update.effective_message.text if update.effective_message else None
+            if text and text.startswith("/"):
+                await reply(update, "I only work in private chats: please message me directly.")
+        finally:  # nothing else runs, even if the reply failed
+            raise ApplicationHandlerStop
+
+
+async def allowed_only(update: Update, context: Context) -> None:
+    """With ``ALLOWED_TELEGRAM_USER_IDS`` set, anyone else's update (a command, a button, an
+    answer to a question, anything) gets the polite refusal once (a message: a reply; a
+    button: the refusal as its answer, the message stays as it was) and nothing else runs."""
+    allowed = deps(context).allowed_user_ids
+    user = update.effective_user
+    if not allowed or (user is not None and user.id in allowed):
+        return
+    try:
+        if update.callback_query is not None:
+            await update.callback_query.answer(PRIVATE_BOT, show_alert=True)
+        elif update.message is not None:
+            await reply(update, PRIVATE_BOT)
+    finally:  # nothing else runs, even if the refusal could not be sent
         raise ApplicationHandlerStop
+
+
+async def gate(update: Update, context: Context) -> None:
+    """Group −1, before every handler: private chats only, then the allow-list."""
+    await private_only(update, context)
+    await allowed_only(update, context)
 
 
 async def start(update: Update, context: Context) -> str | None:
@@ -75,8 +103,8 @@ async def start(update: Update, context: Context) -> str | None:
     chat = update.effective_chat
     assert user is not None and chat is not None
     d = deps(context)
-    if d.allowed_user_ids and user.id not in d.allowed_user_ids:
-        await reply(update, "Sorry, this Aelpher bot is private. Ask its owner to let you in.")
+    if d.allowed_user_ids and user.id not in d.allowed_user_ids:  # the gate refuses first
+        await reply(update, PRIVATE_BOT)
         return None
     if d.supabase_url:
         link = await accounts.find_link(d.db, user.id)
@@ -91,8 +119,10 @@ async def start(update: Update, context: Context) -> str | None:
         created = False
     else:
         _, created = await accounts.create_local_account(
-            d.db, user.id, chat.id, user.first_name, now(context)
+            d.db, user.id, chat.id, user.first_name.replace("\x00", ""), now(context)
         )
+    if d.outbox is not None:  # linked: writes may wait out an outage from now on
+        await d.outbox.remember_linked(user.id)
     if created:  # the welcome and the first onboarding question, in one message
         state = await begin_onboarding(update, context, intro=WELCOME_NEW)
     else:
@@ -125,7 +155,7 @@ async def non_text(update: Update, context: Context) -> None:
 
 
 def register_gate(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-    app.add_handler(TypeHandler(Update, private_only), group=-1)
+    app.add_handler(TypeHandler(Update, gate), group=-1)
 
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:

@@ -155,10 +155,11 @@ async def delete_button(update: Update, context: Context) -> None:
     if cb.verb != "yes" or not _confirmed(context, nonce):
         await query.answer(STALE, show_alert=True)
         return
-    supabase_mode = bool(deps(context).supabase_url)
-    erased = await erase.delete_everything(
-        deps(context).db, me(update), local_account=not supabase_mode
-    )
+    d = deps(context)
+    supabase_mode = bool(d.supabase_url)
+    erased = await erase.delete_everything(d.db, me(update), local_account=not supabase_mode)
+    if d.outbox is not None:  # writes still kept from an outage go too
+        await d.outbox.drop_user(me(update).telegram_user_id)
     await query.answer("Deleted.")
     await edit(update, render_deleted(erased.rows, supabase_mode))
 

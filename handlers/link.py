@@ -134,6 +134,9 @@ async def _link(update: Update, context: Context, user_id: UUID, email: str) -> 
     except DomainError as exc:
         await reply(update, esc(exc.user_message))
         return ConversationHandler.END
+    outbox = deps(context).outbox
+    if outbox is not None:  # writes may wait out an outage from now on
+        await outbox.remember_linked(update.effective_user.id)
     await reply(update, f"✅ Linked to {esc(email)}. /nba shows what's next.")
     return ConversationHandler.END
 
@@ -150,6 +153,8 @@ async def unlink_command(update: Update, context: Context) -> None:
         removed = await accounts.unlink(d.db, tg)
     except NotLinked:
         removed = False
+    if d.outbox is not None:  # no longer linked: nothing of theirs is kept during an outage
+        await d.outbox.forget_linked(tg)
     await reply(update, UNLINKED if removed else NOT_LINKED)
 
 

@@ -3,33 +3,54 @@
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 
 from telegram.error import TelegramError
 
 from handlers.common import Context, deps
 from handlers.render import esc
 from services import sync
+from services.outbox import OutboxEntry
 
 logger = logging.getLogger(__name__)
 
 REPLAY_INTERVAL_SECONDS = 5.0
+#: Changes listed in one notice at most (the rest are counted).
+NOTICE_LINES = 10
+#: A change's description in a notice is cut to this many characters.
+DESCRIPTION_MAX = 120
 
 
 async def replay_job(context: Context) -> None:
-    """Replay the outbox if it holds anything; report what synced."""
+    """Replay the outbox if it holds anything; report what synced, was skipped or parked."""
     d = deps(context)
     if d.outbox is None or await d.outbox.count_pending() == 0:
         return
     report = await sync.replay(d.db, d.outbox)
-    if report.synced or report.skipped:
+    if report.synced or report.skipped or report.parked or report.superseded:
         logger.info(
-            "outbox replay: %d synced, %d already applied",
+            "outbox replay: %d synced, %d already applied, %d superseded, %d parked",
             len(report.synced),
             len(report.skipped),
+            len(report.superseded),
+            len(report.parked),
         )
     for entry in report.synced:
         await _tell(
             context, entry.chat_id, f"✅ Synced: your {esc(sync.describe(entry))} is saved."
+        )
+    for chat_id, lines in _by_chat(report.superseded).items():
+        await _tell(
+            context,
+            chat_id,
+            _notice("⏭ Skipped, because a newer change of yours replaced it:", lines),
+        )
+    for chat_id, lines in _by_chat(report.parked).items():
+        await _tell(
+            context,
+            chat_id,
+            _notice("⚠️ I couldn't save what you sent while the database was down:", lines)
+            + "\nIt was not saved; send it again if you still want it.",
         )
     for entry, problem in report.failing:
         await _tell(
@@ -38,6 +59,23 @@ async def replay_job(context: Context) -> None:
             f"⚠️ I still couldn't save your {esc(sync.describe(entry))}: {esc(problem)}"
             " It is kept, and I'll keep trying.",
         )
+
+
+def _by_chat(entries: list[tuple[OutboxEntry, str]]) -> dict[int, list[str]]:
+    """One notice per chat: a line per change with its reason."""
+    lines: dict[int, list[str]] = defaultdict(list)
+    for entry, reason in entries:
+        what = sync.describe(entry)
+        if len(what) > DESCRIPTION_MAX:
+            what = what[: DESCRIPTION_MAX - 1] + "…"
+        lines[entry.chat_id].append(f"• your {esc(what)}: {esc(reason)}")
+    return lines
+
+
+def _notice(title: str, lines: list[str]) -> str:
+    shown = lines[:NOTICE_LINES]
+    more = len(lines) - len(shown)
+    return "\n".join([title, *shown, *([f"…and {more} more."] if more else [])])
 
 
 async def _tell(context: Context, chat_id: int, text: str) -> None:

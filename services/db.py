@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -288,6 +288,9 @@ class Database:
         transaction_pooler: bool = False,
     ) -> None:
         self.dsn = dsn
+        #: called after a unit of work of a Telegram user found their link (the outbox
+        #: remembers who may keep writes during an outage; it returns at once when known)
+        self.on_linked: Callable[[int], Awaitable[None]] | None = None
         #: behind a pooler in transaction mode: no prepared statements, no pipelines
         self.transaction_pooler = transaction_pooler
         self.pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]] = AsyncConnectionPool(
@@ -337,6 +340,8 @@ class Database:
             _Opening(begin, who, read_only or single, first, pipelined)
         ) as uow:
             yield uow
+        if self.on_linked is not None and isinstance(who, TelegramUser) and uow.user_id:
+            await self.on_linked(who.telegram_user_id)
         if uow.link_inactive and isinstance(who, TelegramUser):
             # the user wrote again after blocking the bot: nudges may resume
             async with self._transaction(None) as admin:

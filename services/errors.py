@@ -13,6 +13,7 @@ __all__ = [
     "Conflict",
     "DomainError",
     "Empty",
+    "ForbiddenCharacter",
     "InvalidTheater",
     "InvalidTimezone",
     "NotANumber",
@@ -20,6 +21,7 @@ __all__ = [
     "NotLinked",
     "NothingToUndo",
     "OutOfRange",
+    "Superseded",
     "TooLong",
 ]
 
@@ -33,7 +35,7 @@ def _label(field: str) -> str:
 
 def _quote(text: str) -> str:
     """Return user input shortened for quoting inside a message."""
-    one_line = " ".join(text.split())
+    one_line = " ".join(text.replace("\x00", " ").split())
     if len(one_line) > _QUOTE_LIMIT:
         one_line = one_line[: _QUOTE_LIMIT - 1] + "…"
     return f"'{one_line}'"
@@ -101,6 +103,25 @@ class Empty(DomainError):
     def __init__(self, field: str) -> None:
         self.field = field
         super().__init__(f"{_label(field)} can't be empty.")
+
+
+class ForbiddenCharacter(DomainError):
+    """Text holding a character that can't be stored (NUL): "Title can't contain …"."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+        super().__init__(
+            f"{_label(field)} can't contain the NUL character (\\x00): remove it and send it"
+            " again."
+        )
+
+
+class Superseded(DomainError):
+    """A change kept during an outage that a later live change of the same setting replaced."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(f"you changed the {what} again after sending this, so I kept that.")
 
 
 class InvalidTheater(DomainError):

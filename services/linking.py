@@ -50,6 +50,7 @@ from supabase_auth import AsyncGoTrueClient
 from supabase_auth.errors import AuthApiError, AuthError
 from supabase_auth.types import SignInWithEmailAndPasswordlessCredentials, VerifyEmailOtpParams
 
+from services import validation
 from services.db import Database
 from services.errors import DomainError
 from services.repos import link_attempts
@@ -181,6 +182,7 @@ class AuthUnavailable(DomainError):
 
 def clean_email(text: str) -> str:
     """The address as Supabase Auth stores it (trimmed, lower case), or :class:`InvalidEmail`."""
+    text = validation.check_text(text, "email")
     email = text.strip().removeprefix("mailto:").strip("<>").strip().lower()
     if len(email) > _EMAIL_MAX or not _EMAIL.match(email):
         raise InvalidEmail()
@@ -189,7 +191,7 @@ def clean_email(text: str) -> str:
 
 def clean_code(text: str) -> str:
     """The digits of a typed code ("123 456" and "123-456" are fine), or :class:`InvalidCode`."""
-    code = re.sub(r"[\s-]", "", text)
+    code = re.sub(r"[\s-]", "", validation.check_text(text, "code"))
     if not _CODE.match(code):
         raise InvalidCode()
     return code

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from services import rules, state, validation
 from services.db import Database, Principal
-from services.errors import NotFound, NothingToUndo, NotLinked
+from services.errors import NotFound, NothingToUndo, NotLinked, Superseded
 from services.models import Arm, ExecutionLog, Reflection, TheaterStatus
 from services.repos import execution_logs, global_metrics, reflections, theaters
 
@@ -179,27 +179,40 @@ async def add_context(
 
 
 async def set_progress(
-    db: Database, user_id: Principal, arm: Arm, value: int | Decimal, now: datetime
+    db: Database,
+    user_id: Principal,
+    arm: Arm,
+    value: int | Decimal,
+    now: datetime,
+    *,
+    replayed: bool = False,
 ) -> Decimal:
-    """Set a theater's progress (0-100); returns the new combined progress."""
+    """Set a theater's progress (0-100); returns the new combined progress.
+
+    ``replayed`` (a change kept during an outage, ``now`` the time the user sent it): raises
+    ``Superseded`` if the progress was set live at or after that time."""
     progress = validation.check_progress(value)
     async with db.user_uow(user_id) as uow:
         await state.begin_write(uow)
-        await theaters.set_progress(uow, arm, progress, now)
+        if not await theaters.set_progress(uow, arm, progress, now, replayed=replayed):
+            raise Superseded(f"{arm} progress")
         combined = await state.recompute_progress(uow, now)
         await uow.commit()
         return combined
 
 
 async def set_energy(
-    db: Database, user_id: Principal, ibm_share: int, now: datetime
+    db: Database, user_id: Principal, ibm_share: int, now: datetime, *, replayed: bool = False
 ) -> tuple[int, int]:
-    """Split energy: ibm gets ``ibm_share`` %, cs the rest."""
+    """Split energy: ibm gets ``ibm_share`` %, cs the rest.
+
+    ``replayed``: raises ``Superseded`` if the split was changed live at or after ``now``."""
     ibm, cs = rules.energy_split(validation.check_energy(ibm_share))
     async with db.user_uow(user_id) as uow:
         await state.begin_write(uow)
+        if not await global_metrics.set_energy(uow, ibm, cs, now, replayed=replayed):
+            raise Superseded("energy split")
         await theaters.set_energy(uow, ibm, cs, now)
-        await global_metrics.set_energy(uow, ibm, cs, now)
         await uow.commit()
         return ibm, cs
 
@@ -221,24 +234,40 @@ async def shift_energy(
 
 
 async def block(
-    db: Database, user_id: Principal, arm: Arm, reason: str | None, now: datetime
+    db: Database,
+    user_id: Principal,
+    arm: Arm,
+    reason: str | None,
+    now: datetime,
+    *,
+    replayed: bool = False,
 ) -> TheaterStatus:
-    """Block a theater: no idle nudges; it stays blocked through logging until unblocked."""
+    """Block a theater: no idle nudges; it stays blocked through logging until unblocked.
+
+    ``replayed``: raises ``Superseded`` if it was blocked or unblocked live at or after
+    ``now``."""
     cleaned = validation.clean_block_reason(reason)
     async with db.user_uow(user_id) as uow:
         await state.begin_write(uow)
-        await theaters.set_blocked(uow, arm, cleaned, "blocked", now)
+        if not await theaters.set_blocked(uow, arm, cleaned, "blocked", now, replayed=replayed):
+            raise Superseded(f"{arm} block")
         await uow.commit()
         return "blocked"
 
 
-async def unblock(db: Database, user_id: Principal, arm: Arm, now: datetime) -> TheaterStatus:
-    """Unblock a theater; its status follows its last activity again."""
+async def unblock(
+    db: Database, user_id: Principal, arm: Arm, now: datetime, *, replayed: bool = False
+) -> TheaterStatus:
+    """Unblock a theater; its status follows its last activity again.
+
+    ``replayed``: raises ``Superseded`` if it was blocked or unblocked live at or after
+    ``now``."""
     async with db.user_uow(user_id) as uow:
         settings = await state.begin_write(uow)
         theater = await state.theater(uow, arm)
         status = rules.theater_status(theater.last_activity, now, settings.idle_after_hours)
-        await theaters.set_blocked(uow, arm, None, status, now)
+        if not await theaters.set_blocked(uow, arm, None, status, now, replayed=replayed):
+            raise Superseded(f"{arm} block")
         await uow.commit()
         return status
 

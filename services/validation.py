@@ -12,7 +12,14 @@ import zoneinfo
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 
-from services.errors import Empty, InvalidTimezone, NotANumber, OutOfRange, TooLong
+from services.errors import (
+    Empty,
+    ForbiddenCharacter,
+    InvalidTimezone,
+    NotANumber,
+    OutOfRange,
+    TooLong,
+)
 
 __all__ = [
     "ACTION_MAX",
@@ -35,6 +42,7 @@ __all__ = [
     "check_hours",
     "check_minutes",
     "check_progress",
+    "check_text",
     "check_threshold",
     "check_timezone",
     "clean_action",
@@ -73,8 +81,16 @@ _TZ_EXCLUDED = frozenset({"localtime", "posixrules", "Factory"})
 # --- text ---------------------------------------------------------------------------------
 
 
+def check_text(text: str, field: str) -> str:
+    """Return ``text`` unchanged, or raise ``ForbiddenCharacter`` naming the field if it holds
+    a NUL character (PostgreSQL can't store one in text, and nothing typed needs it)."""
+    if "\x00" in text:
+        raise ForbiddenCharacter(field)
+    return text
+
+
 def _required(text: str, field: str, limit: int) -> str:
-    value = text.strip()
+    value = check_text(text, field).strip()
     if not value:
         raise Empty(field)
     if len(value) > limit:
@@ -85,7 +101,7 @@ def _required(text: str, field: str, limit: int) -> str:
 def _optional(text: str | None, field: str, limit: int) -> str | None:
     if text is None:
         return None
-    value = text.strip()
+    value = check_text(text, field).strip()
     if not value:
         return None
     if len(value) > limit:
@@ -200,7 +216,7 @@ def parse_int(text: str, field: str, *, percent: bool = False) -> int:
     With ``percent=True`` a trailing "%" is allowed ("60%"). Raises ``NotANumber`` naming the
     field, e.g. "Minutes must be a whole number (got 'abc')."; the range is the caller's check.
     """
-    value = _strip_percent(text, percent)
+    value = _strip_percent(check_text(text, field), percent)
     if not _INT_RE.fullmatch(value):
         raise NotANumber(field, text)
     return int(value)
@@ -211,7 +227,7 @@ def parse_decimal(text: str, field: str, *, percent: bool = False) -> Decimal:
 
     With ``percent=True`` a trailing "%" is allowed. Raises ``NotANumber`` naming the field.
     """
-    value = _strip_percent(text, percent)
+    value = _strip_percent(check_text(text, field), percent)
     if not _DECIMAL_RE.fullmatch(value):
         raise NotANumber(field, text, whole=False)
     try:
@@ -238,7 +254,7 @@ def check_timezone(name: str) -> str:
     load are accepted; "localtime", "posixrules" and "Factory" are refused, as are offsets
     such as "+03:00". Raises ``InvalidTimezone``.
     """
-    value = name.strip()
+    value = check_text(name, "time zone").strip()
     if not value or len(value) > _TZ_NAME_MAX:
         raise InvalidTimezone(name)
     canonical = _zone_names().get(value.lower())

@@ -118,15 +118,18 @@ async def test_replay_applies_each_entry_once(db: Database, tmp_path: Path) -> N
     outbox.close()
 
 
-async def test_failing_entry_is_kept_and_reported_once(db: Database, tmp_path: Path) -> None:
+async def test_entry_that_can_never_apply_is_parked_and_reported_once(
+    db: Database, tmp_path: Path
+) -> None:
     outbox = Outbox(tmp_path / "outbox.sqlite3")
     await outbox.add(
         424242, 424242, "INSERT", "execution_logs",
         {"op": "log_time", "args": {"arm": "cs", "minutes": 15, "action": "orphan"}},
         datetime.now(UTC),
     )  # fmt: skip
-    reports = [await sync.replay(db, outbox) for _ in range(5)]
-    assert [len(r.failing) for r in reports] == [0, 0, 1, 0, 0]
-    assert "isn't linked to Aelpher" in reports[2].failing[0][1]
-    assert await outbox.count_pending() == 1  # kept, not dropped
+    reports = [await sync.replay(db, outbox) for _ in range(3)]
+    assert [len(r.parked) for r in reports] == [1, 0, 0]
+    assert "isn't linked to Aelpher" in reports[0].parked[0][1]
+    assert await outbox.count_pending() == 0  # parked: never retried, blocks nobody
+    assert [reason for _, reason in await outbox.parked()] == [reports[0].parked[0][1]]
     outbox.close()

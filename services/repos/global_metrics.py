@@ -57,12 +57,27 @@ async def set_progress(uow: UnitOfWork, combined: Decimal, now: datetime) -> Non
     )
 
 
-async def set_energy(uow: UnitOfWork, ibm: int, cs: int, now: datetime) -> None:
+async def set_energy(
+    uow: UnitOfWork, ibm: int, cs: int, now: datetime, *, replayed: bool = False
+) -> bool:
+    """Set the energy split; a live change records its time. ``replayed``: only if the split
+    was not changed live at or after ``now`` (returns False, nothing written, if it was)."""
+    params = {"ibm": ibm, "cs": cs, "now": now}
+    if replayed:
+        return bool(
+            await uow.execute(
+                "update global_metrics set energy_allocation_ibm = %(ibm)s,"
+                " energy_allocation_cs = %(cs)s, last_computed = %(now)s"
+                " where energy_set_at is null or energy_set_at < %(now)s",
+                params,
+            )
+        )
     await uow.execute(
-        "update global_metrics set energy_allocation_ibm = %s, energy_allocation_cs = %s,"
-        " last_computed = %s",
-        (ibm, cs, now),
+        "update global_metrics set energy_allocation_ibm = %(ibm)s,"
+        " energy_allocation_cs = %(cs)s, last_computed = %(now)s, energy_set_at = %(now)s",
+        params,
     )
+    return True
 
 
 async def set_last_sync(uow: UnitOfWork, now: datetime) -> None:

@@ -76,11 +76,30 @@ def update_state_cte(
     )
 
 
-async def set_progress(uow: UnitOfWork, arm: Arm, progress: Decimal, now: datetime) -> None:
+#: a replayed change applies only if the setting was not changed live at or after its time
+_NOT_CHANGED_SINCE = " and ({column} is null or {column} < %(now)s)"
+
+
+async def set_progress(
+    uow: UnitOfWork, arm: Arm, progress: Decimal, now: datetime, *, replayed: bool = False
+) -> bool:
+    """Set the progress; a live change records its time. ``replayed``: only if not changed
+    live at or after ``now`` (returns False, nothing written, if it was)."""
+    params = {"progress": progress, "now": now, "arm": arm}
+    if replayed:
+        return bool(
+            await uow.execute(
+                "update theaters set total_progress = %(progress)s, updated_at = %(now)s"
+                " where arm_type = %(arm)s" + _NOT_CHANGED_SINCE.format(column="progress_set_at"),
+                params,
+            )
+        )
     await uow.execute(
-        "update theaters set total_progress = %s, updated_at = %s where arm_type = %s",
-        (progress, now, arm),
+        "update theaters set total_progress = %(progress)s, updated_at = %(now)s,"
+        " progress_set_at = %(now)s where arm_type = %(arm)s",
+        params,
     )
+    return True
 
 
 async def set_energy(uow: UnitOfWork, ibm: int, cs: int, now: datetime) -> None:
@@ -92,13 +111,32 @@ async def set_energy(uow: UnitOfWork, ibm: int, cs: int, now: datetime) -> None:
 
 
 async def set_blocked(
-    uow: UnitOfWork, arm: Arm, reason: str | None, status: TheaterStatus, now: datetime
-) -> None:
+    uow: UnitOfWork,
+    arm: Arm,
+    reason: str | None,
+    status: TheaterStatus,
+    now: datetime,
+    *,
+    replayed: bool = False,
+) -> bool:
+    """Block or unblock; a live change records its time. ``replayed``: only if not blocked or
+    unblocked live at or after ``now`` (returns False, nothing written, if it was)."""
+    params = {"status": status, "reason": reason, "now": now, "arm": arm}
+    if replayed:
+        return bool(
+            await uow.execute(
+                "update theaters set status = %(status)s, blocked_reason = %(reason)s,"
+                " updated_at = %(now)s where arm_type = %(arm)s"
+                + _NOT_CHANGED_SINCE.format(column="blocked_set_at"),
+                params,
+            )
+        )
     await uow.execute(
-        "update theaters set status = %s, blocked_reason = %s, updated_at = %s"
-        " where arm_type = %s",
-        (status, reason, now, arm),
+        "update theaters set status = %(status)s, blocked_reason = %(reason)s,"
+        " updated_at = %(now)s, blocked_set_at = %(now)s where arm_type = %(arm)s",
+        params,
     )
+    return True
 
 
 async def set_snooze(uow: UnitOfWork, arm: Arm, until: datetime | None, now: datetime) -> None:
