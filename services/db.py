@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import select
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -120,6 +121,14 @@ _CLAIM_REPLAY = (
 
 class DatabaseUnavailable(Exception):
     """The database could not be reached (refused, lost, or no connection free in time)."""
+
+
+class DatabaseBusy(DatabaseUnavailable):
+    """The database answers, but every pooled connection stayed in use for the whole wait.
+
+    Nothing was sent: a user's write is not kept for later (the database is not down), they
+    are told to try again in a moment. Background work treats it like an outage (it retries
+    on its next run)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +277,29 @@ async def _claim_replay(uow: UnitOfWork) -> None:
         raise AlreadyApplied(str(replay.id))
 
 
+def _readable(fd: int) -> bool:
+    """Whether the socket has input (or end of file, or an error) pending, without waiting."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])  # Windows: no poll()
+
+
+def _closed_by_server(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether an idle pooled connection was closed by the server (a restart, a terminated
+    backend, an idle timeout): the server then sends a FATAL error and closes, so the socket
+    of a connection nobody is using has input or end of file pending. Costs one poll() of
+    the socket, no round trip. Nothing else writes to an idle connection of this bot (it
+    LISTENs to nothing), so any pending input condemns it."""
+    if conn.closed or conn.pgconn.status != pq.ConnStatus.OK:
+        return True
+    try:
+        return _readable(conn.pgconn.socket)
+    except (OSError, ValueError, psycopg.OperationalError):
+        return True
+
+
 def _is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError | PoolTimeout) and not isinstance(
         exc, psycopg.errors.QueryCanceled
@@ -343,10 +375,50 @@ class Database:
                 await admin.execute(_REACTIVATE, (who.telegram_user_id,))
                 await admin.commit()
 
+    async def _checkout(self) -> psycopg.AsyncConnection[DictRow]:
+        """A pooled connection the server has not closed; DatabaseBusy if every connection
+        stayed in use for the whole wait while the server kept answering.
+
+        Connections the server closed while idle (see :func:`_closed_by_server`) are
+        discarded here, before any statement is sent, and the next one is taken at once, so
+        a database restart costs no unit of work. A pool timeout means exhaustion when no
+        connection attempt failed meanwhile and the pool was at its full size (nothing left
+        to connect); otherwise the server is not taking connections: DatabaseUnavailable."""
+        pool = self.pool
+        errors = pool.get_stats().get("connections_errors", 0)
+        try:
+            conn = await pool.getconn()
+            for _ in range(pool.max_size + 1):
+                if not _closed_by_server(conn):
+                    break
+                logger.info("discarding a pooled connection the server closed")
+                await conn.close()
+                await pool.putconn(conn)  # a closed connection is replaced in the background
+                conn = await pool.getconn()
+        except PoolTimeout as exc:
+            stats = pool.get_stats()
+            if (
+                stats.get("connections_errors", 0) == errors
+                and stats["pool_size"] >= stats["pool_max"]
+            ):
+                raise DatabaseBusy(f"no free connection in {pool.timeout:g} s") from exc
+            raise
+        return conn
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[DictRow]]:
+        """What ``pool.connection()`` does, with :meth:`_checkout`'s check and verdict."""
+        conn = await self._checkout()
+        try:
+            async with conn:
+                yield conn
+        finally:
+            await self.pool.putconn(conn)
+
     @asynccontextmanager
     async def _transaction_inner(self, opening: _Opening) -> AsyncIterator[UnitOfWork]:
         try:
-            async with self.pool.connection() as conn:
+            async with self._connection() as conn:
                 uow = UnitOfWork(conn, opening)
                 try:
                     if opening.who is not None and REPLAY.get() is not None:
@@ -360,7 +432,7 @@ class Database:
                 # rollback) keeps the connection's prepared statements.
                 await _end(conn, commit=uow.committed or opening.read_only)
         except Exception as exc:
-            if _is_connection_error(exc):
+            if not isinstance(exc, DatabaseUnavailable) and _is_connection_error(exc):
                 raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
             raise
 

@@ -17,7 +17,15 @@ from decimal import Decimal
 from typing import Any
 
 from services import nba, tracking
-from services.db import REPLAY, AlreadyApplied, Database, DatabaseUnavailable, Replay, TelegramUser
+from services.db import (
+    REPLAY,
+    AlreadyApplied,
+    Database,
+    DatabaseBusy,
+    DatabaseUnavailable,
+    Replay,
+    TelegramUser,
+)
 from services.errors import DomainError
 from services.outbox import Outbox, OutboxEntry
 
@@ -112,6 +120,8 @@ async def perform(
     operation = OPERATIONS[op]
     try:
         return await operation.call(db, who, now, **kwargs)
+    except DatabaseBusy:  # the database answers: nothing to keep, the user tries again
+        raise
     except DatabaseUnavailable:
         if outbox is None:
             raise
