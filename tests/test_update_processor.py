@@ -166,8 +166,7 @@ async def test_a_cancelled_waiting_update_frees_its_place() -> None:
         ran.append(n)
 
     tasks = [
-        asyncio.create_task(processor.process_update(update_from(1, n), work(n)))
-        for n in range(3)
+        asyncio.create_task(processor.process_update(update_from(1, n), work(n))) for n in range(3)
     ]
     await asyncio.sleep(0)
     tasks[1].cancel()
