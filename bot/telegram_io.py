@@ -99,8 +99,10 @@ class PerUserUpdateProcessor(BaseUpdateProcessor):
     Bound: a user with ``queue_limit`` updates waiting gets ONE "slow down" reply (sent by
     the first update over the limit, through the Bot API like any reply) and every further
     update of theirs is dropped (not deferred) until their queue has drained; then the next
-    burst is served, and bounded, afresh. Updates of other users are never dropped. Updates
-    with neither a user nor a chat (nothing a person sends) share one queue without a bound.
+    burst is served, and bounded, afresh. A user who keeps flooding is told again at most
+    once per ``reply_interval`` seconds (a burst that starts sooner is dropped silently: they
+    were just told). Updates of other users are never dropped. Updates with neither a user
+    nor a chat (nothing a person sends) share one queue without a bound.
     """
 
     #: PTB's own cap on updates inside the processor (waiting or running). Ours is the real
@@ -109,6 +111,8 @@ class PerUserUpdateProcessor(BaseUpdateProcessor):
     QUEUED_MAX = 1_000_000
     #: waiting updates per user before the "slow down" reply
     QUEUE_LIMIT = 50
+    #: seconds before a user who was told to slow down is told again
+    REPLY_INTERVAL = 60.0
 
     def __init__(
         self,
@@ -116,6 +120,8 @@ class PerUserUpdateProcessor(BaseUpdateProcessor):
         *,
         queue_limit: int = QUEUE_LIMIT,
         slow_down: Callable[[Update], Awaitable[object]] | None = None,
+        reply_interval: float = REPLY_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(self.QUEUED_MAX)
         self.workers = max_concurrent_updates
@@ -130,6 +136,10 @@ class PerUserUpdateProcessor(BaseUpdateProcessor):
         self._ready: deque[int] = deque()
         #: keys over their limit: updates dropped since the reply
         self._dropped: dict[int, int] = {}
+        self.reply_interval = reply_interval
+        self._clock = clock
+        #: when each user was last told to slow down (entries older than the interval go)
+        self._told: dict[int, float] = {}
 
     @staticmethod
     def key_of(update: object) -> int:
@@ -219,7 +229,7 @@ class PerUserUpdateProcessor(BaseUpdateProcessor):
             coroutine.close()
         first = key not in self._dropped
         self._dropped[key] = self._dropped.get(key, 0) + 1
-        if not first or not isinstance(update, Update):
+        if not first or not isinstance(update, Update) or not self._may_tell(key):
             return
         logger.warning(
             "user %s has %d updates waiting; dropping more until they are handled",
@@ -230,6 +240,15 @@ class PerUserUpdateProcessor(BaseUpdateProcessor):
             await self._slow_down(update)
         except Exception:  # Telegram refused or is down: the drop stands, logged
             logger.warning("could not send the slow-down reply (%s)", describe(update))
+
+    def _may_tell(self, key: int) -> bool:
+        """Whether the user may be told to slow down now (and note that they are)."""
+        now = self._clock()
+        self._told = {k: t for k, t in self._told.items() if now - t < self.reply_interval}
+        if key in self._told:
+            return False
+        self._told[key] = now
+        return True
 
     @property
     def waiting(self) -> int:

@@ -95,7 +95,8 @@ async def test_one_slow_down_reply_per_burst_and_the_rest_in_order() -> None:
     async def slow_down(update: Update) -> None:
         told.append(update.update_id)
 
-    processor = PerUserUpdateProcessor(2, queue_limit=5, slow_down=slow_down)
+    clock = FakeClock()
+    processor = PerUserUpdateProcessor(2, queue_limit=5, slow_down=slow_down, clock=clock)
     release = asyncio.Event()
     ran: list[tuple[int, int]] = []
 
@@ -122,17 +123,32 @@ async def test_one_slow_down_reply_per_burst_and_the_rest_in_order() -> None:
     assert told == [6]
     assert processor._waiting == {} and processor._dropped == {}
 
-    # The queue drained: a new burst is served and bounded afresh, with its own reply.
-    release.clear()
-    second = [
-        asyncio.create_task(processor.process_update(update_from(1, 200 + n), work(1, n)))
-        for n in range(8)
-    ]
-    for _ in range(5):
-        await asyncio.sleep(0)
-    assert told == [6, 206]
-    release.set()
-    await asyncio.gather(*second)
+    # The queue drained: a new burst is served and bounded afresh; told again only once the
+    # reply interval has passed since the last reply.
+    for burst, elapsed, replies in ((1, 10.0, [6]), (2, 60.0, [6, 406])):
+        clock.now += elapsed
+        release.clear()
+        ran.clear()
+        tasks = [
+            asyncio.create_task(
+                processor.process_update(update_from(1, 200 * burst + n), work(1, n))
+            )
+            for n in range(8)
+        ]
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert told == replies
+        release.set()
+        await asyncio.gather(*tasks)
+        assert ran == [(1, n) for n in range(6)]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 async def test_users_take_turns_for_the_slots() -> None:
