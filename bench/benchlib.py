@@ -709,20 +709,24 @@ def _timed(
 
 class _Flood:
     """In the emulator process: one user sending ``per_second`` copies of a text, in steps
-    of 10 ms, on a thread of its own, until stopped."""
+    of 10 ms, on a thread of its own, until ``total`` are sent or it is stopped."""
 
-    def __init__(self, emu: BotApiEmulator, user: int, text: str, per_second: float) -> None:
+    def __init__(
+        self, emu: BotApiEmulator, user: int, text: str, per_second: float, total: int
+    ) -> None:
         self.sent = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._run, args=(emu, user, text, per_second), daemon=True
+            target=self._run, args=(emu, user, text, per_second, total), daemon=True
         )
         self._thread.start()
 
-    def _run(self, emu: BotApiEmulator, user: int, text: str, per_second: float) -> None:
+    def _run(
+        self, emu: BotApiEmulator, user: int, text: str, per_second: float, total: int
+    ) -> None:
         started = time.perf_counter()
-        while not self._stop.wait(0.01):
-            due = int((time.perf_counter() - started) * per_second) - self.sent
+        while self.sent < total and not self._stop.wait(0.01):
+            due = min(total, int((time.perf_counter() - started) * per_second)) - self.sent
             for _ in range(due):
                 emu.send_text(user, text, first_name=f"U{user}")
             self.sent += due
@@ -744,7 +748,7 @@ def _emulator_process(conn: Connection) -> None:
             if request == "stop":
                 conn.send(None)
                 return
-            if request == "flood_start":  # (user, text, per second)
+            if request == "flood_start":  # (user, text, per second, total)
                 flood = _Flood(emu, *arg)
                 conn.send(None)
                 continue

@@ -1,7 +1,7 @@
 """Fairness: another user's /help while one user floods the bot, against /help at rest.
 
     python bench/fairness.py [--rest 30] [--samples 30] [--rate 1000] [--gap 0.05]
-                             [--rounds 3] [--flood 1600] [--database-url DSN]
+                             [--rounds 3] [--flood 1600] [--rate-limited] [--database-url DSN]
 
 The product's Application (``bot.app.build_application``, concurrent updates as shipped: one
 slot per pool connection) runs against the local Bot API emulator over HTTP (in a process of
@@ -9,13 +9,14 @@ its own, ``benchlib.RemoteEmulator``), long polling with poll interval 0, on a f
 One user, the flooder, is set up (/start, /cancel, two NBAs, /nba). Other users send /help
 (no database work), one at a time, each timed from its enqueueing in the emulator to its
 answer reaching the emulator. The overall 30 messages/s bucket of the rate limiter is raised,
-as in the other benches, so what is measured is the bot's own scheduling.
+as in the other benches, so what is measured is the bot's own scheduling (``--rate-limited``:
+the limiter as shipped).
 
 1. At rest: ``--rest`` /help.
-2. During a flood: the flooder sends /status (one transaction each) at ``--rate`` updates per
-   second, from a thread of the emulator's process, far faster than one user's updates are
-   handled (they run one after the other); meanwhile ``--samples`` /help, ``--gap`` seconds
-   apart. Then the bot is left to finish.
+2. During a flood: the flooder sends ``--flood`` /status (one transaction each) at ``--rate``
+   updates per second, from a thread of the emulator's process, far faster than one user's
+   updates are handled (they run one after the other); meanwhile ``--samples`` /help,
+   ``--gap`` seconds apart. Then the bot is left to finish.
 3. Behind a queued flood: ``--rounds`` times, ``--flood`` /status of the flooder are queued at
    once and a /help right behind them (the bot reads, and PTB parses, every update ahead of
    it); the bot is left to finish between rounds.
@@ -83,7 +84,11 @@ async def bench(db: BenchDatabase, args: argparse.Namespace) -> float:
     tracker = Tracker()
     with RemoteEmulator() as emu:
         async with bot_running(
-            emu, db.dsn, concurrent_updates=True, before_start=tracker.install
+            emu,
+            db.dsn,
+            concurrent_updates=True,
+            before_start=tracker.install,
+            rate_limited=args.rate_limited,
         ) as app:
             await emu.onboard([FLOODER])
             others = [OTHERS + n for n in range(10)]
@@ -94,13 +99,13 @@ async def bench(db: BenchDatabase, args: argparse.Namespace) -> float:
             handled_before = tracker.processed
             slow_before = await emu.acall("count_text", "Slow down")
             started = time.perf_counter()
-            await emu.acall("flood_start", (FLOODER, FLOOD_TEXT, args.rate))
+            await emu.acall("flood_start", (FLOODER, FLOOD_TEXT, args.rate, args.flood))
             during = []
             for n in range(args.samples):
                 await asyncio.sleep(args.gap)
                 during.append(await help_after(emu, others[n % 10]))
             flood_sent = await emu.acall("flood_stop")
-            flood_seconds = time.perf_counter() - started
+            flood_seconds = min(time.perf_counter() - started, flood_sent / args.rate)
             await settle(emu, app)
             handled = tracker.processed - handled_before - len(during)
             slow = await emu.acall("count_text", "Slow down") - slow_before
@@ -134,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=1000, help="flood updates/s (1000)")
     parser.add_argument("--gap", type=float, default=0.05, help="s between /help (0.05)")
     parser.add_argument("--rounds", type=int, default=3, help="queued floods (default 3)")
-    parser.add_argument("--flood", type=int, default=1600, help="queued flood size (1600)")
+    parser.add_argument("--flood", type=int, default=1600, help="flood size (default 1600)")
+    parser.add_argument(
+        "--rate-limited", action="store_true", help="the rate limiter's 30 messages/s as shipped"
+    )
     add_database_url(parser)
     args = parser.parse_args(argv)
     print_machine("python bench/fairness.py", sys.argv[1:] if argv is None else argv)
