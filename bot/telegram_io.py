@@ -1,4 +1,5 @@
-"""How the bot talks to Telegram: rate limiting with bounded retries, and per-update logs."""
+"""How the bot talks to Telegram: rate limiting with bounded retries, per-update logs, and the
+update processor (each user in order, users in parallel and in turn, floods bounded)."""
 
 from __future__ import annotations
 
@@ -249,11 +250,6 @@ class PerUserUpdateProcessor(BaseUpdateProcessor):
             return False
         self._told[key] = now
         return True
-
-    @property
-    def waiting(self) -> int:
-        """Updates waiting for their turn (all users)."""
-        return sum(len(w) for w in self._waiting.values())
 
     async def initialize(self) -> None:
         """Nothing to set up."""
