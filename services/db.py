@@ -392,7 +392,8 @@ class Database:
                 if not _closed_by_server(conn):
                     break
                 logger.info("discarding a pooled connection the server closed")
-                await conn.close()
+                with contextlib.suppress(psycopg.Error, OSError):
+                    await conn.close()
                 await pool.putconn(conn)  # a closed connection is replaced in the background
                 conn = await pool.getconn()
         except PoolTimeout as exc:
