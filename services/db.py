@@ -26,7 +26,7 @@ import contextlib
 import json
 import logging
 import select
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -153,9 +153,14 @@ class UnitOfWork:
     """
 
     def __init__(
-        self, conn: psycopg.AsyncConnection[DictRow], opening: _Opening | None = None
+        self,
+        conn: psycopg.AsyncConnection[DictRow],
+        opening: _Opening | None = None,
+        reconnect: Callable[[], Awaitable[psycopg.AsyncConnection[DictRow]]] | None = None,
     ) -> None:
         self.conn = conn
+        #: gives a fresh connection when this one broke during the opening (None: none)
+        self._reconnect = reconnect
         #: the Aelpher user this transaction is confined to (None: privileged, or not known
         #: before the first statement)
         self.user_id: UUID | None = (
@@ -195,6 +200,22 @@ class UnitOfWork:
         opening, self._opening = self._opening, None
         if opening is None:
             return await self.conn.execute(query, params)
+        try:
+            return await self._open(opening, query, params)
+        except psycopg.OperationalError:
+            if self._reconnect is None or not self.conn.closed:
+                raise
+        # The connection broke during the opening, before anything could commit (the opening
+        # holds no COMMIT, and a one-statement read is read-only): once more, on a fresh one.
+        logger.info("connection lost before the opening's answer; opening again")
+        self.conn = await self._reconnect()
+        self._reconnect = None
+        return await self._open(opening, query, params)
+
+    async def _open(
+        self, opening: _Opening, query: str, params: Any
+    ) -> psycopg.AsyncCursor[DictRow]:
+        """Send the opening with the block's first statement."""
         self._spent = opening.begin is None
         # In a pipeline, leaving it sends the Sync and reads all results; behind a transaction
         # pooler the same statements go one after the other (always inside BEGIN: an implicit
@@ -420,18 +441,28 @@ class Database:
     async def _transaction_inner(self, opening: _Opening) -> AsyncIterator[UnitOfWork]:
         try:
             async with self._connection() as conn:
-                uow = UnitOfWork(conn, opening)
+                spare: list[psycopg.AsyncConnection[DictRow]] = []
+
+                async def reconnect() -> psycopg.AsyncConnection[DictRow]:
+                    spare.append(await self._checkout())
+                    return spare[-1]
+
+                uow = UnitOfWork(conn, opening, reconnect)
                 try:
-                    if opening.who is not None and REPLAY.get() is not None:
-                        assert opening.begin is not None  # not a one-statement read
-                        await _claim_replay(uow)
-                    yield uow
-                except BaseException:
-                    await _end(conn, commit=False)
-                    raise
-                # A read-only transaction cannot have written: it commits, which (unlike a
-                # rollback) keeps the connection's prepared statements.
-                await _end(conn, commit=uow.committed or opening.read_only)
+                    try:
+                        if opening.who is not None and REPLAY.get() is not None:
+                            assert opening.begin is not None  # not a one-statement read
+                            await _claim_replay(uow)
+                        yield uow
+                    except BaseException:
+                        await _end(uow.conn, commit=False)
+                        raise
+                    # A read-only transaction cannot have written: it commits, which (unlike
+                    # a rollback) keeps the connection's prepared statements.
+                    await _end(uow.conn, commit=uow.committed or opening.read_only)
+                finally:
+                    for fresh in spare:
+                        await self.pool.putconn(fresh)
         except Exception as exc:
             if not isinstance(exc, DatabaseUnavailable) and _is_connection_error(exc):
                 raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc

@@ -20,6 +20,7 @@ from bot.embedded_db import EmbeddedPostgres
 from bot.local_api import BotApiEmulator
 from handlers.deps import DEPS_KEY, Deps
 from handlers.errors import BUSY, INTERNAL, UNREACHABLE
+from services.db import Database
 from services.migrations import apply_migrations
 from tests.harness import Chat, Clock, bot_running, make_settings
 
@@ -148,3 +149,24 @@ async def test_exhausted_pool_is_busy_not_an_outage(
         assert logged.plain_text != BUSY
 
     assert await actions(dsn) == ["once free"]
+
+
+@pytest.mark.parametrize("read_only", [True, False])
+async def test_connection_lost_before_the_opening_is_opened_again(
+    server: tuple[EmbeddedPostgres, str], read_only: bool
+) -> None:
+    """A connection that passed the check but broke before the unit of work's opening got its
+    answer: the opening (which never commits) goes again on a fresh connection."""
+    _, dsn = server
+    async with Database(dsn, max_size=2) as db, db.privileged(read_only=read_only) as uow:
+        pid = uow.conn.info.backend_pid
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+            await admin.execute("select pg_terminate_backend(%s, 5000)", (pid,))
+        row = await uow.fetchone("select pg_backend_pid() as pid, 1 as one")
+        assert row is not None and row["one"] == 1 and row["pid"] != pid
+        if not read_only:
+            await uow.execute("create table opened_again (id int)")
+            await uow.commit()
+    async with Database(dsn, max_size=1) as db, db.privileged(read_only=True) as uow:
+        found = await uow.fetchone("select to_regclass('opened_again') is not null as made")
+    assert found is not None and found["made"] is (not read_only)
