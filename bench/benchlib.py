@@ -707,16 +707,55 @@ def _timed(
     return started, arrivals.wait(dict(targets), timeout)
 
 
+class _Flood:
+    """In the emulator process: one user sending ``per_second`` copies of a text, in steps
+    of 10 ms, on a thread of its own, until ``total`` are sent or it is stopped."""
+
+    def __init__(
+        self, emu: BotApiEmulator, user: int, text: str, per_second: float, total: int
+    ) -> None:
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(emu, user, text, per_second, total), daemon=True
+        )
+        self._thread.start()
+
+    def _run(
+        self, emu: BotApiEmulator, user: int, text: str, per_second: float, total: int
+    ) -> None:
+        started = time.perf_counter()
+        while self.sent < total and not self._stop.wait(0.01):
+            due = min(total, int((time.perf_counter() - started) * per_second)) - self.sent
+            for _ in range(due):
+                emu.send_text(user, text, first_name=f"U{user}")
+            self.sent += due
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.sent
+
+
 def _emulator_process(conn: Connection) -> None:
     """Child process: serve a BotApiEmulator and answer the parent's requests on ``conn``."""
     with BotApiEmulator() as emu:
         arrivals = _Arrivals(emu)
         conn.send((emu.token, emu.base_url, emu.file_base_url))
+        flood: _Flood | None = None
         while True:
             request, arg = conn.recv()
             if request == "stop":
                 conn.send(None)
                 return
+            if request == "flood_start":  # (user, text, per second, total)
+                flood = _Flood(emu, *arg)
+                conn.send(None)
+                continue
+            if request == "flood_stop":  # how many the flood sent
+                conn.send(flood.stop() if flood is not None else 0)
+                flood = None
+                continue
             try:
                 conn.send(_answer(emu, arrivals, request, arg))
             except Exception as exc:  # handed to the parent, which raises it
@@ -729,6 +768,10 @@ def _answer(emu: BotApiEmulator, arrivals: _Arrivals, request: str, arg: Any) ->
         return len(arg)
     if request == "timed":  # (items, timeout, messages)
         return _timed(emu, arrivals, *arg)
+    if request == "queued_then_timed":  # (untimed items first, then timed items, timeout)
+        first, items, timeout = arg
+        _enqueue(emu, first)
+        return _timed(emu, arrivals, items, timeout, 1)
     if request == "lock_buttons":
         found = {}
         for user in arg:
@@ -737,6 +780,8 @@ def _answer(emu: BotApiEmulator, arrivals: _Arrivals, request: str, arg: Any) ->
         return found
     if request == "calls":
         return len(emu.calls())
+    if request == "pending":  # updates the bot has not fetched (confirmed) yet
+        return emu.pending_updates
     if request == "failed_calls":
         failed: Counter[str] = Counter()
         for call in emu.calls()[arg:]:

@@ -1,10 +1,13 @@
-"""How the bot talks to Telegram: rate limiting with bounded retries, and per-update logs."""
+"""How the bot talks to Telegram: rate limiting with bounded retries, per-update logs, and the
+update processor (each user in order, users in parallel and in turn, floods bounded)."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -81,42 +84,190 @@ class LoggingApplication(Application):  # type: ignore[type-arg]
 
 
 class PerUserUpdateProcessor(BaseUpdateProcessor):
-    """Handle updates of different users concurrently, and each user's updates in order.
+    """Handle updates of different users concurrently, and each user's updates in order,
+    so that no user can delay the others.
 
     PTB's own concurrency is per update, which would let two steps of one person's
     conversation race; keying on the user keeps conversations and double taps ordered while
     a burst from many users uses the database pool in parallel.
+
+    Fairness: each user has a FIFO queue of waiting updates, and ``workers`` slots are shared.
+    A slot is taken only by an update that runs: a user runs at most one update at a time, and
+    users with waiting updates take turns (round robin), so one user's flood holds at most
+    one slot and another user's update waits for at most one update of each user ahead of it.
+    A waiting update holds nothing but its PTB task.
+
+    Bound: a user with ``queue_limit`` updates waiting gets ONE "slow down" reply (sent by
+    the first update over the limit, through the Bot API like any reply) and every further
+    update of theirs is dropped (not deferred) until their queue has drained; then the next
+    burst is served, and bounded, afresh. A user who keeps flooding is told again at most
+    once per ``reply_interval`` seconds (a burst that starts sooner is dropped silently: they
+    were just told). Updates of other users are never dropped. Updates with neither a user
+    nor a chat (nothing a person sends) share one queue without a bound.
     """
 
-    # Updates waiting for their user's turn must not hold a processing slot (PTB's own
-    # semaphore is taken before do_process_update), so PTB's cap is only a bound on the
-    # updates in flight, and the real concurrency is this class's own semaphore, taken after
-    # the user's lock.
-    QUEUED_MAX = 1024
+    #: PTB's own cap on updates inside the processor (waiting or running). Ours is the real
+    #: bound: the per-user queue limit; PTB's semaphore is only a backstop, taken before
+    #: do_process_update (so a waiting update in it would hold everyone's place).
+    QUEUED_MAX = 1_000_000
+    #: waiting updates per user before the "slow down" reply
+    QUEUE_LIMIT = 50
+    #: seconds before a user who was told to slow down is told again
+    REPLY_INTERVAL = 60.0
 
-    def __init__(self, max_concurrent_updates: int) -> None:
+    def __init__(
+        self,
+        max_concurrent_updates: int,
+        *,
+        queue_limit: int = QUEUE_LIMIT,
+        slow_down: Callable[[Update], Awaitable[object]] | None = None,
+        reply_interval: float = REPLY_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__(self.QUEUED_MAX)
         self.workers = max_concurrent_updates
-        self._running = asyncio.BoundedSemaphore(max_concurrent_updates)
-        self._locks: dict[int, asyncio.Lock] = {}
+        self.queue_limit = queue_limit
+        self._slow_down = slow_down or send_slow_down
+        self._free = max_concurrent_updates
+        #: per key: the turns of its waiting updates, in arrival order
+        self._waiting: dict[int, deque[asyncio.Future[None]]] = {}
+        #: keys with an update running
+        self._running: set[int] = set()
+        #: keys with waiting updates and none running, in the order they get a slot
+        self._ready: deque[int] = deque()
+        #: keys over their limit: updates dropped since the reply
+        self._dropped: dict[int, int] = {}
+        self.reply_interval = reply_interval
+        self._clock = clock
+        #: when each user was last told to slow down (entries older than the interval go)
+        self._told: dict[int, float] = {}
 
-    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
-        key = 0
+    @staticmethod
+    def key_of(update: object) -> int:
+        """The user an update belongs to (its chat without one; 0: neither)."""
         if isinstance(update, Update):
             if update.effective_user is not None:
-                key = update.effective_user.id
-            elif update.effective_chat is not None:
-                key = update.effective_chat.id
-        lock = self._locks.setdefault(key, asyncio.Lock())
+                return update.effective_user.id
+            if update.effective_chat is not None:
+                return update.effective_chat.id
+        return 0
+
+    async def do_process_update(self, update: object, coroutine: Awaitable[Any]) -> None:
+        key = self.key_of(update)
+        waiting = self._waiting.get(key)
+        if key != 0 and (
+            key in self._dropped or (waiting is not None and len(waiting) >= self.queue_limit)
+        ):
+            await self._drop(key, update, coroutine)
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if waiting is None:
+            waiting = self._waiting[key] = deque()
+        waiting.append(turn)
+        if len(waiting) == 1 and key not in self._running:
+            self._ready.append(key)
+        self._dispatch()
         try:
-            async with lock, self._running:
-                await coroutine
+            await turn
+        except BaseException:
+            if turn.done() and not turn.cancelled():  # the slot was given: hand it on
+                self._finished(key)
+            else:
+                self._withdraw(key, turn)
+            if inspect.iscoroutine(coroutine):
+                coroutine.close()
+            raise
+        try:
+            await coroutine
         finally:
-            if not lock.locked() and self._locks.get(key) is lock:
-                del self._locks[key]
+            self._finished(key)
+
+    def _dispatch(self) -> None:
+        """Give free slots to the users whose turn it is."""
+        while self._free > 0 and self._ready:
+            key = self._ready.popleft()
+            waiting = self._waiting[key]
+            while waiting and waiting[0].done():  # cancelled while it waited
+                waiting.popleft()
+            if not waiting:
+                self._forget(key)
+                continue
+            turn = waiting.popleft()
+            self._running.add(key)
+            self._free -= 1
+            turn.set_result(None)
+
+    def _finished(self, key: int) -> None:
+        """An update of ``key`` ended: free its slot, queue the user's next turn."""
+        self._running.discard(key)
+        self._free += 1
+        if self._waiting.get(key):
+            self._ready.append(key)
+        else:
+            self._forget(key)
+        self._dispatch()
+
+    def _withdraw(self, key: int, turn: asyncio.Future[None]) -> None:
+        """A waiting update was cancelled before its turn."""
+        waiting = self._waiting.get(key)
+        if waiting is not None and turn in waiting:
+            waiting.remove(turn)
+            if not waiting and key in self._ready:
+                self._ready.remove(key)
+            if not waiting and key not in self._running:
+                self._forget(key)
+
+    def _forget(self, key: int) -> None:
+        """The user's queue drained: the burst is over."""
+        self._waiting.pop(key, None)
+        dropped = self._dropped.pop(key, 0)
+        if dropped:
+            logger.warning("user %s: %d updates over the queue limit were dropped", key, dropped)
+
+    async def _drop(self, key: int, update: object, coroutine: Awaitable[Any]) -> None:
+        """Drop an update over the user's limit; the first of a burst says "slow down"."""
+        if inspect.iscoroutine(coroutine):
+            coroutine.close()
+        first = key not in self._dropped
+        self._dropped[key] = self._dropped.get(key, 0) + 1
+        if not first or not isinstance(update, Update) or not self._may_tell(key):
+            return
+        logger.warning(
+            "user %s has %d updates waiting; dropping more until they are handled",
+            key,
+            self.queue_limit,
+        )
+        try:
+            await self._slow_down(update)
+        except Exception:  # Telegram refused or is down: the drop stands, logged
+            logger.warning("could not send the slow-down reply (%s)", describe(update))
+
+    def _may_tell(self, key: int) -> bool:
+        """Whether the user may be told to slow down now (and note that they are)."""
+        now = self._clock()
+        self._told = {k: t for k, t in self._told.items() if now - t < self.reply_interval}
+        if key in self._told:
+            return False
+        self._told[key] = now
+        return True
 
     async def initialize(self) -> None:
         """Nothing to set up."""
 
     async def shutdown(self) -> None:
         """Nothing to release."""
+
+
+SLOW_DOWN = (
+    "⏳ Slow down, please: you've sent more than I can keep up with. I'll answer what I"
+    " already have; what you send until then is skipped, so send it again after my replies."
+)
+
+
+async def send_slow_down(update: Update) -> None:
+    """The one reply a user over the queue limit gets (per burst)."""
+    chat = update.effective_chat
+    if chat is not None:
+        await chat.send_message(SLOW_DOWN)
+    elif update.effective_user is not None:
+        await update.get_bot().send_message(update.effective_user.id, SLOW_DOWN)

@@ -11,7 +11,7 @@ from handlers.common import Context, Usage, deps, reply
 from handlers.render import esc
 from handlers.usage import USAGES
 from services import accounts
-from services.db import DatabaseUnavailable
+from services.db import DatabaseBusy, DatabaseUnavailable
 from services.errors import (
     DomainError,
     Empty,
@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 UNREACHABLE = (
     "⚠️ I can't reach the database right now, so nothing was changed. Please try again in a minute."
 )
+BUSY = "⏳ I'm busy right now, so nothing was changed. Please try again in a moment."
 INTERNAL = (
     "Sorry, something went wrong on my side and nothing was changed. It has been logged;"
     " please try again."
@@ -101,6 +102,9 @@ async def on_error(update: object, context: Context) -> None:
         usage = usage_of(update)
         if usage is not None and isinstance(error, INPUT_ERRORS):
             text += f"\nUsage: {usage}"
+    elif isinstance(error, DatabaseBusy):  # the database answers: not an outage
+        logger.warning("database busy: no free connection (%s)", describe(update))
+        text = BUSY
     elif isinstance(error, DatabaseUnavailable):
         logger.warning("database unavailable (%s)", describe(update))
         text = UNREACHABLE

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import select
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -122,6 +123,14 @@ class DatabaseUnavailable(Exception):
     """The database could not be reached (refused, lost, or no connection free in time)."""
 
 
+class DatabaseBusy(DatabaseUnavailable):
+    """The database answers, but every pooled connection stayed in use for the whole wait.
+
+    Nothing was sent: a user's write is not kept for later (the database is not down), they
+    are told to try again in a moment. Background work treats it like an outage (it retries
+    on its next run)."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Opening:
     """What a unit of work sends with its first statement: BEGIN (None: a one-statement
@@ -144,9 +153,14 @@ class UnitOfWork:
     """
 
     def __init__(
-        self, conn: psycopg.AsyncConnection[DictRow], opening: _Opening | None = None
+        self,
+        conn: psycopg.AsyncConnection[DictRow],
+        opening: _Opening | None = None,
+        reconnect: Callable[[], Awaitable[psycopg.AsyncConnection[DictRow]]] | None = None,
     ) -> None:
         self.conn = conn
+        #: gives a fresh connection when this one broke during the opening (None: none)
+        self._reconnect = reconnect
         #: the Aelpher user this transaction is confined to (None: privileged, or not known
         #: before the first statement)
         self.user_id: UUID | None = (
@@ -186,6 +200,22 @@ class UnitOfWork:
         opening, self._opening = self._opening, None
         if opening is None:
             return await self.conn.execute(query, params)
+        try:
+            return await self._open(opening, query, params)
+        except psycopg.OperationalError:
+            if self._reconnect is None or not self.conn.closed:
+                raise
+        # The connection broke during the opening, before anything could commit (the opening
+        # holds no COMMIT, and a one-statement read is read-only): once more, on a fresh one.
+        logger.info("connection lost before the opening's answer; opening again")
+        self.conn = await self._reconnect()
+        self._reconnect = None
+        return await self._open(opening, query, params)
+
+    async def _open(
+        self, opening: _Opening, query: str, params: Any
+    ) -> psycopg.AsyncCursor[DictRow]:
+        """Send the opening with the block's first statement."""
         self._spent = opening.begin is None
         # In a pipeline, leaving it sends the Sync and reads all results; behind a transaction
         # pooler the same statements go one after the other (always inside BEGIN: an implicit
@@ -268,6 +298,29 @@ async def _claim_replay(uow: UnitOfWork) -> None:
         raise AlreadyApplied(str(replay.id))
 
 
+def _readable(fd: int) -> bool:
+    """Whether the socket has input (or end of file, or an error) pending, without waiting."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])  # Windows: no poll()
+
+
+def _closed_by_server(conn: psycopg.AsyncConnection[Any]) -> bool:
+    """Whether an idle pooled connection was closed by the server (a restart, a terminated
+    backend, an idle timeout): the server then sends a FATAL error and closes, so the socket
+    of a connection nobody is using has input or end of file pending. Costs one poll() of
+    the socket, no round trip. Nothing else writes to an idle connection of this bot (it
+    LISTENs to nothing), so any pending input condemns it."""
+    if conn.closed or conn.pgconn.status != pq.ConnStatus.OK:
+        return True
+    try:
+        return _readable(conn.pgconn.socket)
+    except (OSError, ValueError, psycopg.OperationalError):
+        return True
+
+
 def _is_connection_error(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError | PoolTimeout) and not isinstance(
         exc, psycopg.errors.QueryCanceled
@@ -348,24 +401,75 @@ class Database:
                 await admin.execute(_REACTIVATE, (who.telegram_user_id,))
                 await admin.commit()
 
+    async def _checkout(self) -> psycopg.AsyncConnection[DictRow]:
+        """A pooled connection the server has not closed; DatabaseBusy if every connection
+        stayed in use for the whole wait while the server kept answering.
+
+        Connections the server closed while idle (see :func:`_closed_by_server`) are
+        discarded here, before any statement is sent, and the next one is taken at once, so
+        a database restart costs no unit of work. A pool timeout means exhaustion when no
+        connection attempt failed meanwhile and the pool was at its full size (nothing left
+        to connect); otherwise the server is not taking connections: DatabaseUnavailable."""
+        pool = self.pool
+        errors = pool.get_stats().get("connections_errors", 0)
+        try:
+            conn = await pool.getconn()
+            for _ in range(pool.max_size + 1):
+                if not _closed_by_server(conn):
+                    break
+                logger.info("discarding a pooled connection the server closed")
+                with contextlib.suppress(psycopg.Error, OSError):
+                    await conn.close()
+                await pool.putconn(conn)  # a closed connection is replaced in the background
+                conn = await pool.getconn()
+        except PoolTimeout as exc:
+            stats = pool.get_stats()
+            if (
+                stats.get("connections_errors", 0) == errors
+                and stats["pool_size"] >= stats["pool_max"]
+            ):
+                raise DatabaseBusy(f"no free connection in {pool.timeout:g} s") from exc
+            raise
+        return conn
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[DictRow]]:
+        """What ``pool.connection()`` does, with :meth:`_checkout`'s check and verdict."""
+        conn = await self._checkout()
+        try:
+            async with conn:
+                yield conn
+        finally:
+            await self.pool.putconn(conn)
+
     @asynccontextmanager
     async def _transaction_inner(self, opening: _Opening) -> AsyncIterator[UnitOfWork]:
         try:
-            async with self.pool.connection() as conn:
-                uow = UnitOfWork(conn, opening)
+            async with self._connection() as conn:
+                spare: list[psycopg.AsyncConnection[DictRow]] = []
+
+                async def reconnect() -> psycopg.AsyncConnection[DictRow]:
+                    spare.append(await self._checkout())
+                    return spare[-1]
+
+                uow = UnitOfWork(conn, opening, reconnect)
                 try:
-                    if opening.who is not None and REPLAY.get() is not None:
-                        assert opening.begin is not None  # not a one-statement read
-                        await _claim_replay(uow)
-                    yield uow
-                except BaseException:
-                    await _end(conn, commit=False)
-                    raise
-                # A read-only transaction cannot have written: it commits, which (unlike a
-                # rollback) keeps the connection's prepared statements.
-                await _end(conn, commit=uow.committed or opening.read_only)
+                    try:
+                        if opening.who is not None and REPLAY.get() is not None:
+                            assert opening.begin is not None  # not a one-statement read
+                            await _claim_replay(uow)
+                        yield uow
+                    except BaseException:
+                        await _end(uow.conn, commit=False)
+                        raise
+                    # A read-only transaction cannot have written: it commits, which (unlike
+                    # a rollback) keeps the connection's prepared statements.
+                    await _end(uow.conn, commit=uow.committed or opening.read_only)
+                finally:
+                    for fresh in spare:
+                        await self.pool.putconn(fresh)
         except Exception as exc:
-            if _is_connection_error(exc):
+            if not isinstance(exc, DatabaseUnavailable) and _is_connection_error(exc):
                 raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
             raise
 

@@ -29,7 +29,15 @@ from typing import Any
 import psycopg
 
 from services import nba, tracking
-from services.db import REPLAY, AlreadyApplied, Database, DatabaseUnavailable, Replay, TelegramUser
+from services.db import (
+    REPLAY,
+    AlreadyApplied,
+    Database,
+    DatabaseBusy,
+    DatabaseUnavailable,
+    Replay,
+    TelegramUser,
+)
 from services.errors import DomainError, NotLinked, Superseded
 from services.outbox import Outbox, OutboxEntry
 
@@ -140,6 +148,8 @@ async def perform(
     operation = OPERATIONS[op]
     try:
         return await operation.call(db, who, now, False, kwargs)
+    except DatabaseBusy:  # the database answers: nothing to keep, the user tries again
+        raise
     except DatabaseUnavailable:
         if outbox is None or not await outbox.is_linked(who.telegram_user_id):
             raise

@@ -35,6 +35,15 @@ SCRIPTS = [
         id="sensitivity",
     ),
     pytest.param(
+        [
+            "bench/fairness.py",
+            *("--rest", "3", "--samples", "3", "--rate", "300", "--gap", "0.01"),
+            *("--rounds", "1", "--flood", "80"),
+        ],
+        r"ratio_p50_flood_vs_rest=\d+\.\d+",
+        id="fairness",
+    ),
+    pytest.param(
         ["bench/footprint.py", "--n", "1", "--idle", "0.5"],
         r"startup_seconds=\d+\.\d+",
         id="footprint",
