@@ -397,3 +397,20 @@ async def test_an_unknown_time_zone_is_named_and_fixable(
     await chat.send("/settings tz Europe/Berlin")
     (reply,) = await chat.send("/status")
     assert "Status" in reply.plain_text
+
+
+async def test_a_write_refused_by_an_old_value_says_which(
+    env: BotEnv, db: Database, database_dsn: str
+) -> None:
+    env.emu.register_user(MALLORY)
+    mallory = await new_user(db, MALLORY)
+    assert await data_api(
+        database_dsn,
+        mallory,
+        "update user_settings set overload_snoozed_until = 'infinity'",
+        before_constraints=True,
+    )
+    env.clock.set(IDLE)
+    (reply,) = await env.chat(MALLORY).send("/settings quiet 23:00-07:00")
+    assert "user_settings.overload_snoozed_until" in reply.plain_text
+    assert "something went wrong" not in reply.plain_text.lower()
