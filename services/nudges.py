@@ -10,7 +10,10 @@ How one scan goes (:func:`run_scan`):
    local-time rules (quiet hours, the brief/review schedule across DST) are the pure functions
    below, applied to that small set. Each due nudge is **claimed**:
    ``insert into nudges ... on conflict (user_id, dedupe_key) do nothing returning id``.
-   The hints move forward in the same transaction.
+   The hints move forward in the same transaction. Every user can write their own rows
+   through the Supabase Data API, so one user's stored values may only ever skip that user
+   (logged once, :func:`skip_user`): the queries never fail on them (``services/repos/scan.py``)
+   and each candidate is decided on its own (:func:`_plan`).
 2. **Retries**: claimed rows whose ``next_attempt_at`` passed (a crash after the claim, a
    passing send failure) are taken with ``FOR UPDATE SKIP LOCKED``.
 3. **Deliver** (:func:`deliver`), per claimed row, in the user's own unit of work: take the
@@ -21,7 +24,9 @@ How one scan goes (:func:`run_scan`):
    message data, count the attempt, commit; then send outside any transaction and record the
    outcome: ``sent`` (final), a passing failure (retried later, at most
    :data:`MAX_ATTEMPTS` attempts), ``failed`` (permanent error, or 403: the link is switched
-   off too and the scan ignores the user until they write again).
+   off too and the scan ignores the user until they write again). Each user's rows are
+   delivered on their own: a failure never reaches another user's delivery, and data the
+   bot cannot use (``services/sanity.py``) marks that nudge ``failed``.
 
 Dedupe keys (``nudges.dedupe_key``, unique per user):
 
