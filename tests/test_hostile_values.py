@@ -277,6 +277,33 @@ def test_rows_from_before_the_constraints_skip_only_their_user(
     asyncio.run(scenario(database_dsn, [((template, value), True)]))
 
 
+NEAR_THE_END = "'2199-12-31 23:59+00'"
+LAST_YEAR_POSTGRES_HAS = "'294276-12-31 00:00+00'"
+FORGED_EPISODE = next(t for t, _ in WRITES if "'sent', {v}, {v}" in t)
+
+
+@pytest.mark.parametrize(
+    ("template", "value", "before"),
+    [
+        # The scan adds 24 h to the last nudge of the episode: past the constraints' end,
+        (FORGED_EPISODE, NEAR_THE_END, False),
+        # and past PostgreSQL's own end, which fails the statement unless clamped first.
+        (FORGED_EPISODE, LAST_YEAR_POSTGRES_HAS, True),
+        ("update theaters set snoozed_until = {v} where arm_type = 'cs'", NEAR_THE_END, False),
+        (
+            "update user_settings set overload_snoozed_until = {v};"
+            " update global_metrics set overload_risk = 99, overload_check_at = 'epoch'",
+            LAST_YEAR_POSTGRES_HAS,
+            True,
+        ),
+    ],
+)
+def test_values_near_the_end_of_the_range_are_computed_with(
+    database_dsn: str, template: str, value: str, before: bool
+) -> None:
+    asyncio.run(scenario(database_dsn, [((template, value), before)]))
+
+
 async def test_the_constraints_refuse_what_the_bot_cannot_use(
     db: Database, database_dsn: str, alice: uuid.UUID
 ) -> None:
