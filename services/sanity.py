@@ -184,7 +184,7 @@ _CONSTRAINTS = {
 }
 
 
-def explain(exc: BaseException) -> UnreadableData | None:
+def explain(exc: BaseException | None) -> UnreadableData | None:
     """The :class:`UnreadableData` behind a write refused by a ``*_sane`` constraint: the row
     it changes still holds a value written before the constraints existed (None: another
     error)."""
