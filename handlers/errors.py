@@ -10,7 +10,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Time
 from handlers.common import Context, Usage, deps, reply
 from handlers.render import esc
 from handlers.usage import USAGES
-from services import accounts
+from services import accounts, sanity
 from services.db import DatabaseBusy, DatabaseUnavailable
 from services.errors import (
     DomainError,
@@ -108,6 +108,10 @@ async def on_error(update: object, context: Context) -> None:
     elif isinstance(error, DatabaseUnavailable):
         logger.warning("database unavailable (%s)", describe(update))
         text = UNREACHABLE
+    elif (unreadable := sanity.explain(error)) is not None:
+        # A write refused because the row still holds a value written outside the bot.
+        logger.info("unusable stored value %s (%s)", unreadable.where, describe(update))
+        text = esc(unreadable.user_message)
     else:
         logger.error("unhandled error (%s)", describe(update), exc_info=error)
         text = INTERNAL

@@ -39,6 +39,7 @@ from psycopg import pq
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from services import pgtypes
 from services.errors import NotLinked
 
 logger = logging.getLogger(__name__)
@@ -361,6 +362,7 @@ class Database:
                 "connect_timeout": max(1, round(timeout)),
             },
             reconnect_timeout=0,  # keep retrying in the background; never give up the pool
+            configure=pgtypes.configure,  # values Python cannot hold load as Unreadable
         )
 
     async def open(self, *, wait: bool = True) -> None:

@@ -15,7 +15,13 @@ row, comma-separated, RFC 4180 quoting), with the same values as text. Values:
 * booleans are ``true``/``false`` (the same words in the CSV); null is ``null`` in JSON and an
   empty field in the CSV;
 * JSON columns (``sync_queue.payload``) stay nested objects in JSON and are compact JSON
-  text in the CSV.
+  text in the CSV;
+* a value the bot cannot work with (``'infinity'`` or year 20000 in a timestamp, ``'NaN'``,
+  ``'24:00'``: written outside the bot) is exported as the database spells it, as text, and
+  listed under ``"unreadable"`` (``{"table", "column", "row"}``, ``row`` counting from 0) in
+  the JSON document;
+* text is redacted like the logs (:func:`services.redact.redact`): a bot token or another of
+  the bot's secrets never leaves in an export.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
+from services import redact, sanity
 from services.db import Database, Principal
+from services.pgtypes import Unreadable
 from services.repos import global_metrics, user_data, user_settings
 from services.repos.user_data import TableRows
 
@@ -41,8 +49,12 @@ __all__ = ["Export", "export_data", "json_value"]
 
 def json_value(value: Any) -> Any:
     """A database value as the JSON export writes it (see the module docstring)."""
-    if value is None or isinstance(value, bool | int | str):
+    if value is None or isinstance(value, bool | int):
         return value
+    if isinstance(value, str):
+        return redact.redact(value)
+    if isinstance(value, Unreadable):
+        return redact.redact(str(value))
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime):
@@ -54,7 +66,7 @@ def json_value(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [json_value(item) for item in value]
     if isinstance(value, Mapping):
-        return {str(key): json_value(item) for key, item in value.items()}
+        return {redact.redact(str(key)): json_value(item) for key, item in value.items()}
     return str(value)
 
 
@@ -92,8 +104,19 @@ class Export:
     def basename(self) -> str:
         return f"aelpher-export-{self.local_date:%Y%m%d}"
 
+    @property
+    def unreadable(self) -> list[dict[str, Any]]:
+        """Where the rows hold values the bot cannot work with (table, column, row index)."""
+        return [
+            {"table": table.name, "column": column, "row": n}
+            for table in self.tables
+            for n, row in enumerate(table.rows)
+            for column in table.columns
+            if sanity.problem_of(row[column]) is not None
+        ]
+
     def document(self) -> dict[str, Any]:
-        return {
+        found: dict[str, Any] = {
             "exported_at": json_value(self.exported_at),
             "user_id": str(self.user_id),
             "tables": {
@@ -104,6 +127,10 @@ class Export:
                 for table in self.tables
             },
         }
+        unreadable = self.unreadable
+        if unreadable:
+            found["unreadable"] = unreadable
+        return found
 
     def json_bytes(self) -> bytes:
         return json.dumps(self.document(), ensure_ascii=False, indent=2).encode("utf-8")
@@ -137,7 +164,8 @@ async def export_data(db: Database, user_id: Principal, now: datetime) -> Export
         tables = tuple([await user_data.read_all(uow, name) for name in user_data.TABLE_NAMES])
         owner = uow.user_id
     assert owner is not None
-    zone = ZoneInfo(settings.timezone if settings else "UTC")
+    name = settings.timezone if settings else "UTC"
+    zone = ZoneInfo(name if sanity.known_zone(name) else "UTC")
     return Export(
         user_id=owner,
         exported_at=now,

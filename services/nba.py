@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from uuid import UUID
 
-from services import rules, state, validation
+from services import rules, sanity, state, validation
 from services.db import Database, Principal, UnitOfWork
 from services.errors import Conflict, NotFound, NotLinked
 from services.models import ARMS, Arm, ExecutionLog, NbaItem, Theater, TheaterStatus
@@ -72,6 +72,7 @@ async def view(
     for arm in arms:
         if arm not in found:
             raise NotLinked()
+        sanity.check([found[arm].theater, *found[arm].items])  # written outside the bot?
         views.append(_theater_nba(found[arm].theater, found[arm].items, now))
     return views
 

@@ -10,7 +10,10 @@ How one scan goes (:func:`run_scan`):
    local-time rules (quiet hours, the brief/review schedule across DST) are the pure functions
    below, applied to that small set. Each due nudge is **claimed**:
    ``insert into nudges ... on conflict (user_id, dedupe_key) do nothing returning id``.
-   The hints move forward in the same transaction.
+   The hints move forward in the same transaction. Every user can write their own rows
+   through the Supabase Data API, so one user's stored values may only ever skip that user
+   (logged once, :func:`skip_user`): the queries never fail on them (``services/repos/scan.py``)
+   and each candidate is decided on its own (:func:`_plan`).
 2. **Retries**: claimed rows whose ``next_attempt_at`` passed (a crash after the claim, a
    passing send failure) are taken with ``FOR UPDATE SKIP LOCKED``.
 3. **Deliver** (:func:`deliver`), per claimed row, in the user's own unit of work: take the
@@ -21,7 +24,9 @@ How one scan goes (:func:`run_scan`):
    message data, count the attempt, commit; then send outside any transaction and record the
    outcome: ``sent`` (final), a passing failure (retried later, at most
    :data:`MAX_ATTEMPTS` attempts), ``failed`` (permanent error, or 403: the link is switched
-   off too and the scan ignores the user until they write again).
+   off too and the scan ignores the user until they write again). Each user's rows are
+   delivered on their own: a failure never reaches another user's delivery, and data the
+   bot cannot use (``services/sanity.py``) marks that nudge ``failed``.
 
 Dedupe keys (``nudges.dedupe_key``, unique per user):
 
@@ -52,7 +57,7 @@ from typing import Any, ClassVar, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from services import accounts, rules, state, validation
+from services import accounts, rules, sanity, state, validation
 from services.db import Database, Principal, UnitOfWork
 from services.errors import DomainError, NotLinked, OutOfRange
 from services.models import ARMS, Arm, NbaItem, Theater, TheaterStatus, UserSettings
@@ -404,52 +409,98 @@ def _reachable(reach: scan.Reach, now: datetime) -> tuple[bool, datetime | None]
     return True, None
 
 
+#: A user skipped because of what they stored is looked at again this much later.
+UNREADABLE_RECHECK = timedelta(days=1)
+_skipped: set[UUID] = set()
+
+
+def skip_user(user_id: UUID, why: str) -> None:
+    """Log, once per process and user, that a user's nudges are skipped: the user id and
+    where (a table and column, or an error's type), never the value they stored."""
+    if user_id not in _skipped:
+        _skipped.add(user_id)
+        logger.warning("nudges for user %s skipped: %s", user_id, why)
+
+
 def _plan(
     now: datetime,
     idle: Iterable[scan.IdleCandidate],
     overload: Iterable[scan.OverloadCandidate],
     schedules: dict[ScheduleKind, list[scan.ScheduleCandidate]],
 ) -> _Plan:
+    """Decide each candidate on its own: a value one user stored that cannot be used skips
+    that user (logged once), and never the others. A row that breaks its constraints is not
+    written to at all; any other row gets a hint :data:`UNREADABLE_RECHECK` later."""
     plan = _Plan()
+    later = now + UNREADABLE_RECHECK
     for c in idle:
         plan.evaluated += 1
-        if c.due_from is None or c.due_from > now:
-            plan.idle_hints.append((c.user_id, c.arm_type, c.due_from))
+        if not c.writable:
+            skip_user(c.user_id, "a theaters row holds values outside the constraints")
             continue
-        ok, later = _reachable(c.reach, now)
-        if not ok:
-            plan.deferred += 1 if c.reach.linked else 0  # quiet hours (else: link off)
-            plan.idle_hints.append((c.user_id, c.arm_type, later))
-            continue
-        n = c.sent_count + 1
-        plan.claims.append(
-            NewClaim(c.user_id, "idle", c.arm_type, f"{c.key_prefix}{n}", c.last_activity)
-        )
-        nxt = now + IDLE_REPEAT if n < IDLE_MAX_PER_EPISODE else None
-        plan.idle_hints.append((c.user_id, c.arm_type, nxt))
+        try:
+            claim, hint, deferred = _plan_idle(c, now)
+        except Exception as exc:
+            skip_user(c.user_id, f"idle nudge: {type(exc).__name__}")
+            claim, hint, deferred = None, later, 0
+        plan.claims += [claim] if claim else []
+        plan.idle_hints.append((c.user_id, c.arm_type, hint))
+        plan.deferred += deferred
     for o in overload:
         plan.evaluated += 1
-        if o.due_from is None or o.due_from > now:
-            plan.overload_hints.append((o.user_id, o.due_from))
+        if not o.writable:
+            skip_user(o.user_id, "a global_metrics row holds values outside the constraints")
             continue
-        ok, later = _reachable(o.reach, now)
-        if not ok:
-            plan.deferred += 1 if o.reach.linked else 0  # quiet hours (else: link off)
-            plan.overload_hints.append((o.user_id, later))
-            continue
-        previous = o.previous_id.hex if o.previous_id else "none"
-        plan.claims.append(
-            NewClaim(o.user_id, "overload", None, f"overload:after:{previous}", risk=o.risk)
-        )
-        plan.overload_hints.append((o.user_id, now + OVERLOAD_REPEAT))
+        try:
+            claim, hint, deferred = _plan_overload(o, now)
+        except Exception as exc:
+            skip_user(o.user_id, f"overload nudge: {type(exc).__name__}")
+            claim, hint, deferred = None, later, 0
+        plan.claims += [claim] if claim else []
+        plan.overload_hints.append((o.user_id, hint))
+        plan.deferred += deferred
     for kind, rows in schedules.items():
         for s in rows:
             plan.evaluated += 1
-            claim, hint = _plan_schedule(kind, s, now)
-            if claim is not None:
-                plan.claims.append(claim)
+            if not s.writable:
+                skip_user(s.user_id, "a user_settings row holds values outside the constraints")
+                continue
+            try:
+                claim, hint = _plan_schedule(kind, s, now)
+            except Exception as exc:
+                skip_user(s.user_id, f"{kind}: {type(exc).__name__}")
+                claim, hint = None, later
+            plan.claims += [claim] if claim else []
             plan.schedule_hints[kind].append((s.user_id, hint))
     return plan
+
+
+def _plan_idle(
+    c: scan.IdleCandidate, now: datetime
+) -> tuple[NewClaim | None, datetime | None, int]:
+    """(claim, next hint, deferred) for one idle theater."""
+    if c.due_from is None or c.due_from > now:
+        return None, c.due_from, 0
+    ok, later = _reachable(c.reach, now)
+    if not ok:
+        return None, later, 1 if c.reach.linked else 0  # quiet hours (else: link off)
+    n = c.sent_count + 1
+    claim = NewClaim(c.user_id, "idle", c.arm_type, f"{c.key_prefix}{n}", c.last_activity)
+    return claim, now + IDLE_REPEAT if n < IDLE_MAX_PER_EPISODE else None, 0
+
+
+def _plan_overload(
+    o: scan.OverloadCandidate, now: datetime
+) -> tuple[NewClaim | None, datetime | None, int]:
+    """(claim, next hint, deferred) for one user at or over the overload threshold."""
+    if o.due_from is None or o.due_from > now:
+        return None, o.due_from, 0
+    ok, later = _reachable(o.reach, now)
+    if not ok:
+        return None, later, 1 if o.reach.linked else 0  # quiet hours (else: link off)
+    previous = o.previous_id.hex if o.previous_id else "none"
+    claim = NewClaim(o.user_id, "overload", None, f"overload:after:{previous}", risk=o.risk)
+    return claim, now + OVERLOAD_REPEAT, 0
 
 
 def _plan_schedule(
@@ -596,8 +647,13 @@ async def deliver(
 
     async def one_user(user_rows: list[LedgerRow]) -> None:
         async with gate:
-            for row in sorted(user_rows, key=lambda r: (_KIND_ORDER[r.kind], r.dedupe_key)):
-                outcomes[await deliver_one(db, row, now, send)] += 1
+            for row in sorted(user_rows, key=lambda r: (_KIND_ORDER[r.kind], str(r.dedupe_key))):
+                try:
+                    outcome = await deliver_one(db, row, now, send)
+                except Exception as exc:  # never another user's delivery
+                    logger.warning("nudge %s: %s", row.id, type(exc).__name__)
+                    outcome = "error"
+                outcomes[outcome] += 1
 
     await asyncio.gather(*(one_user(r) for r in by_user.values()))
     return outcomes
@@ -608,6 +664,12 @@ async def deliver_one(db: Database, row: LedgerRow, now: datetime, send: Send) -
     try:
         ready = await _prepare(db, row, now)
     except Exception as exc:
+        unreadable = exc if isinstance(exc, sanity.UnreadableData) else sanity.explain(exc)
+        if unreadable is not None:  # what the user stored: skip them, final for this one
+            skip_user(row.user_id, unreadable.where)
+            reason = f"unreadable data: {unreadable.where}"
+            await _record(db, row, lambda uow: ledger.mark_failed(uow, row.id, reason))
+            return "failed"
         # Counted as an attempt (bounded); a later scan tries again.
         logger.exception("could not prepare nudge %s (%s)", row.id, row.kind)
         reason = f"{type(exc).__name__}: {exc}"
@@ -680,6 +742,7 @@ async def _prepare(db: Database, row: LedgerRow, now: datetime) -> _Ready | str:
             await ledger.mark_failed(uow, row.id, "account incomplete")
             await uow.commit()
             return "failed"
+        sanity.check([settings], zone=False)  # an unknown zone: UTC, as the scan decided
         current = await ledger.lock(uow, row.id)
         if current is None or current.status != "claimed":
             return "skipped"  # another scan finished it
@@ -716,7 +779,13 @@ async def _prepare(db: Database, row: LedgerRow, now: datetime) -> _Ready | str:
 async def _refresh(
     uow: UnitOfWork, settings: UserSettings, now: datetime
 ) -> tuple[dict[Arm, Theater], rules.Overload]:
-    """Fresh stale days, current items, statuses and risk for the user (under their lock)."""
+    """Fresh stale days, current items, statuses and risk for the user (under their lock).
+
+    What the user stored is checked first (UnreadableData): the refresh computes with it and
+    writes to those rows."""
+    metrics = await global_metrics.get(uow)
+    sanity.check([*(await theaters_repo.get_all(uow)).values(), *([metrics] if metrics else [])])
+    sanity.check(await nba_items.open_items_all(uow))
     for arm in ARMS:
         await state.rerank(uow, arm, now)
         await state.refresh_status(uow, await state.theater(uow, arm), now, settings)
@@ -801,7 +870,7 @@ async def _build(
             arm=row.arm_type,
             days_idle=rules.stale_days(theater.last_activity, now),
             last_activity=theater.last_activity,
-            timezone=settings.timezone,
+            timezone=settings.timezone if sanity.known_zone(settings.timezone) else "UTC",
             current=_nba_line(items, now),
         )
     if row.kind == "overload":

@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
-from services import rules, state
+from services import rules, sanity, state
 from services.db import Database, Principal
 from services.models import ARMS, Arm
 from services.repos import execution_logs, global_metrics
@@ -183,10 +183,12 @@ async def stats_view(db: Database, user_id: Principal, now: datetime) -> StatsVi
     async with db.user_uow(user_id, read_only=True) as uow:
         settings = await state.begin_read(uow)
         metrics = await global_metrics.get(uow)
+        sanity.check([settings] if metrics is None else [settings, metrics])
         zone = ZoneInfo(settings.timezone)
         first = now.astimezone(zone).date() - timedelta(days=DAYS - 1)
         since = local_midnight(first, zone) - WINDOW
         logs = await execution_logs.between(uow, since, now)
+    sanity.check(logs)
     energy: dict[Arm, int] = (
         {"ibm": metrics.energy_allocation_ibm, "cs": metrics.energy_allocation_cs}
         if metrics is not None

@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from services import rules, state
+from services import rules, sanity, state
 from services.db import Database, Principal
 from services.errors import NotLinked
 from services.models import ARMS, Arm, GlobalMetrics, Theater, UserSettings
@@ -48,6 +48,7 @@ async def status_view(db: Database, user_id: Principal, now: datetime) -> Status
         raise NotLinked()
     settings, metrics, both = snapshot.settings, snapshot.metrics, snapshot.theaters
     items, minutes, before = snapshot.items, snapshot.minutes, snapshot.minutes_day_ago
+    sanity.check([settings, metrics, *both.values(), *items])  # written outside the bot?
     capacity = settings.weekly_capacity_hours
     overload = rules.overload(sum(minutes.values()), capacity)
     day_ago = rules.overload(sum(before.values()), capacity)
@@ -111,6 +112,7 @@ async def history(
         settings = await state.begin_read(uow)
         logs = await execution_logs.recent(uow, arm, limit)
         refl = await reflections.recent(uow, arm, limit)
+    sanity.check([settings, *logs, *refl])
     entries = [
         HistoryEntry("log", log.arm_type, log.timestamp, log.action, log.details, log.duration)
         for log in logs

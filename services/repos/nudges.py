@@ -7,6 +7,9 @@ taking retries run on the scan's privileged unit of work; the per-row steps (re-
 outcome) run in the user's own unit of work, under RLS. The ledger is the bot's: users may only
 read it (through the Data API too), so the per-row locks and writes run as the connecting role
 inside that unit of work (:func:`services.repos.bot_role.as_bot`).
+
+``last_error`` is shown to the user (/export, the Data API): it is stored redacted
+(:func:`_error`), since an error's text may quote a request URL with the bot token.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from uuid import UUID
 
 from services.db import UnitOfWork
 from services.models import Arm
+from services.redact import redact
 from services.repos.bot_role import as_bot
+from services.repos.scan import row_is_sane
 
 NudgeKind = Literal["idle", "overload", "brief", "review"]
 NudgeStatus = Literal["claimed", "sent", "failed"]
@@ -77,11 +82,14 @@ _CLAIM = (
 )
 
 # Claimed rows whose lease/retry delay has passed; taking one renews its lease, and SKIP
-# LOCKED lets two scans share the work without both taking a row.
+# LOCKED lets two scans share the work without both taking a row. A row that breaks the
+# ``*_sane`` constraints (written before them, through the Data API) is left alone: renewing
+# its lease would fail, and the statement with it, for every user.
+_SANE = row_is_sane("nudges", "nudges", writing="next_attempt_at")
 _TAKE_RETRIES = (
     "with due as ("
     "  select id from nudges"
-    "  where status = 'claimed' and next_attempt_at <= %(now)s"
+    f"  where status = 'claimed' and next_attempt_at <= %(now)s and {_SANE}"
     "  order by next_attempt_at limit %(limit)s"
     "  for update skip locked)"
     " update nudges x set next_attempt_at = %(lease)s from due where x.id = due.id"
@@ -90,6 +98,7 @@ _TAKE_RETRIES = (
 
 _COUNT_RETRIES = (
     "select count(*)::int as n from nudges where status = 'claimed' and next_attempt_at <= %s"
+    f" and {_SANE}"
 )
 
 
@@ -97,6 +106,11 @@ async def _write(uow: UnitOfWork, query: str, params: Any) -> int:
     """A ledger write from a user's unit of work, made as the bot."""
     async with as_bot(uow):
         return await uow.execute(query, params)
+
+
+def _error(text: str) -> str:
+    """An error as ``last_error`` keeps it: without secrets, at most 500 characters."""
+    return redact(text)[:500]
 
 
 async def claim(
@@ -172,7 +186,7 @@ async def mark_failed(uow: UnitOfWork, nudge_id: UUID, error: str) -> None:
         uow,
         "update nudges set status = 'failed', next_attempt_at = null, last_error = %s"
         " where id = %s and status = 'claimed'",
-        (error[:500], nudge_id),
+        (_error(error), nudge_id),
     )
 
 
@@ -184,7 +198,7 @@ async def retry_later(
         uow,
         "update nudges set next_attempt_at = %s, last_error = coalesce(%s, last_error)"
         " where id = %s and status = 'claimed'",
-        (at, error[:500] if error else None, nudge_id),
+        (at, _error(error) if error else None, nudge_id),
     )
 
 
@@ -198,7 +212,7 @@ async def note_error(
         " next_attempt_at = case when attempts + 1 >= %(max)s then null else %(at)s end,"
         " status = case when attempts + 1 >= %(max)s then 'failed' else status end"
         " where id = %(id)s and status = 'claimed'",
-        {"error": error[:500], "max": max_attempts, "at": retry_at, "id": nudge_id},
+        {"error": _error(error), "max": max_attempts, "at": retry_at, "id": nudge_id},
     )
 
 

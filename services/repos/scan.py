@@ -10,6 +10,17 @@ the scan never waits for a user's write (it skips that row until the next scan).
 
 The hint columns belong to the scan; this module holds every statement that writes them.
 The review's reads across ``nba_items`` and ``reflections`` live here too.
+
+Any user can write their own rows through the Supabase Data API, so the statements that read
+across users must not fail on what one user stored (``services/sanity.py``):
+
+- a candidate row carries ``writable``: whether it satisfies the ``*_sane`` constraints
+  (rows written before those constraints may not). The scan never writes to a row that is not
+  (the update would fail on the constraint, and with it the scan for everyone): it skips that
+  user. Its arithmetic runs only on writable rows;
+- times read from other rows (the ledger, the overload snooze) are clamped into
+  [EARLIEST, LATEST] (:func:`_clamp`) before any arithmetic, so none can overflow;
+- the hints it writes are capped below LATEST (:data:`_CAP`), which the constraints require.
 """
 
 from __future__ import annotations
@@ -23,6 +34,47 @@ from uuid import UUID
 
 from services.db import UnitOfWork
 from services.models import Arm
+from services.sanity import EARLIEST, LATEST, SANE_COLUMNS
+
+# --- values written outside the bot -----------------------------------------------------------
+
+_EARLIEST = f"timestamptz '{EARLIEST.isoformat()}'"
+_LATEST = f"timestamptz '{LATEST.isoformat()}'"
+#: The latest hint the constraints allow.
+_CAP = f"({_LATEST} - interval '1 microsecond')"
+
+
+def _capped(expr: str) -> str:
+    """A hint (null: none) no later than the constraints allow."""
+    return f"(case when ({expr}) is null then null else least(({expr}), {_CAP}) end)"
+
+
+def _clamp(expr: str) -> str:
+    """``expr`` (a timestamptz, maybe 'infinity' or year 200000) within [EARLIEST, LATEST];
+    null stays null."""
+    return (
+        f"(case when ({expr}) < {_EARLIEST} then {_EARLIEST}"
+        f" when ({expr}) >= {_LATEST} then {_LATEST} else ({expr}) end)"
+    )
+
+
+def row_is_sane(table: str, alias: str, *, writing: str = "") -> str:
+    """SQL: the row ``alias`` of ``table`` satisfies its ``*_sane`` constraints, the column
+    ``writing`` aside (an update replaces it, so its old value does not matter)."""
+    checks = []
+    for column, kind in SANE_COLUMNS[table].items():
+        if column == writing:
+            continue
+        ref = f'{alias}."{column}"'
+        if kind == "instant":
+            ok = f"{ref} >= {_EARLIEST} and {ref} < {_LATEST}"
+        elif kind == "number":
+            ok = f"{ref} <> 'NaN'"
+        else:
+            ok = f"{ref} < time '24:00'"
+        checks.append(f"({ref} is null or ({ok}))")
+    return "(" + " and ".join(checks) + ")"
+
 
 # --- decision queries -----------------------------------------------------------------------
 
@@ -47,6 +99,7 @@ _LOOKUPS = (
 IDLE_CANDIDATES = (
     "with c as ("
     "  select t.user_id, t.arm_type, t.last_activity, t.snoozed_until,"
+    f"   {row_is_sane('theaters', 't', writing='idle_check_at')} as writable,"
     "    'idle:' || t.arm_type || ':' || to_char(t.last_activity at time zone 'UTC',"
     "      'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') || ':' as key_prefix"
     "  from theaters t"
@@ -58,11 +111,12 @@ IDLE_CANDIDATES = (
     " select c.*, coalesce(s.idle_after_hours, 72) as idle_hours,"
     + _SETTINGS
     + ", h.sent_count, h.pending,"
-    "   case when h.sent_count >= %(max_idle)s then null"
+    "   case when not c.writable then null"
+    "        when h.sent_count >= %(max_idle)s then null"
     "        when h.pending then %(lease)s::timestamptz"
     "        else greatest(c.last_activity"
     "                        + make_interval(hours => coalesce(s.idle_after_hours, 72)),"
-    "                      c.snoozed_until, h.last_at + %(repeat)s)"
+    f"                     c.snoozed_until, {_clamp('h.last_at')} + %(repeat)s)"
     "   end as due_from"
     " from c" + _LOOKUPS + " cross join lateral ("
     "   select count(*)::int as sent_count,"
@@ -79,19 +133,23 @@ IDLE_CANDIDATES = (
 #: (``overload:after:<previous id>``), so every instance computes the same key.
 OVERLOAD_CANDIDATES = (
     "with c as ("
-    "  select g.user_id, g.overload_risk from global_metrics g"
+    "  select g.user_id, g.overload_risk,"
+    f"   {row_is_sane('global_metrics', 'g', writing='overload_check_at')} as writable"
+    "  from global_metrics g"
     "  where g.overload_check_at <= %(now)s and g.overload_check_at is not null"
     "  order by g.overload_check_at"
     "  limit %(limit)s"
     "  for update of g skip locked)"
-    " select c.*, coalesce(s.overload_threshold, 80) as threshold, s.overload_snoozed_until,"
+    " select c.*, coalesce(s.overload_threshold, 80) as threshold,"
     + _SETTINGS
     + ", p.id as previous_id,"
-    "   case when c.overload_risk < coalesce(s.overload_threshold, 80) then null"
+    "   case when not c.writable then null"
+    "        when c.overload_risk < coalesce(s.overload_threshold, 80) then null"
     "        when p.status = 'claimed' then %(lease)s::timestamptz"
-    "        else coalesce(greatest(s.overload_snoozed_until,"
+    f"       else coalesce(greatest({_clamp('s.overload_snoozed_until')},"
     "               case when p.id is null or c.overload_risk >= coalesce(p.risk, 0) + %(rise)s"
-    "                    then null else coalesce(p.sent_at, p.claimed_at) + %(repeat)s end),"
+    f"                   then null else {_clamp('coalesce(p.sent_at, p.claimed_at)')}"
+    "                                  + %(repeat)s end),"
     "             %(now)s)"
     "   end as due_from"
     " from c" + _LOOKUPS + " left join lateral ("
@@ -102,7 +160,9 @@ OVERLOAD_CANDIDATES = (
 
 _SCHEDULE = (
     "with c as ("
-    "  select s1.user_id, s1.{column} as check_at from user_settings s1"
+    "  select s1.user_id, " + _clamp("s1.{column}") + " as check_at,"
+    "   {writable} as writable"
+    "  from user_settings s1"
     "  where s1.{column} <= %(now)s and s1.{column} is not null"
     "  order by s1.{column}"
     "  limit %(limit)s"
@@ -110,10 +170,18 @@ _SCHEDULE = (
     " select c.*, {at} as at, {day} as day," + _SETTINGS + " from c" + _LOOKUPS
 )
 #: Daily brief: the hint is the next scheduled instant (or 'epoch': recompute it).
-BRIEF_CANDIDATES = _SCHEDULE.format(column="brief_check_at", at="s.brief_time", day="null::int")
+BRIEF_CANDIDATES = _SCHEDULE.format(
+    column="brief_check_at",
+    at="s.brief_time",
+    day="null::int",
+    writable=row_is_sane("user_settings", "s1", writing="brief_check_at"),
+)
 #: Weekly review: as the brief, on the user's review day.
 REVIEW_CANDIDATES = _SCHEDULE.format(
-    column="review_check_at", at="s.review_time", day="s.review_day::int"
+    column="review_check_at",
+    at="s.review_time",
+    day="s.review_day::int",
+    writable=row_is_sane("user_settings", "s1", writing="review_check_at"),
 )
 
 
@@ -137,6 +205,8 @@ class IdleCandidate:
     sent_count: int
     due_from: datetime | None
     reach: Reach
+    #: the theater row satisfies its constraints (else the scan must not write to it)
+    writable: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +216,7 @@ class OverloadCandidate:
     previous_id: UUID | None
     due_from: datetime | None
     reach: Reach
+    writable: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +228,7 @@ class ScheduleCandidate:
     at: time | None
     day: int | None
     reach: Reach
+    writable: bool = True
 
 
 def _reach(row: Mapping[str, Any]) -> Reach:
@@ -197,6 +269,7 @@ async def idle_candidates(
             sent_count=r["sent_count"],
             due_from=r["due_from"],
             reach=_reach(r),
+            writable=r["writable"],
         )
         for r in rows
     ]
@@ -222,6 +295,7 @@ async def overload_candidates(
             previous_id=r["previous_id"],
             due_from=r["due_from"],
             reach=_reach(r),
+            writable=r["writable"],
         )
         for r in rows
     ]
@@ -234,7 +308,12 @@ async def schedule_candidates(
     rows = await uow.fetchall(query, {"now": now, "limit": limit})
     return [
         ScheduleCandidate(
-            user_id=r["user_id"], check_at=r["check_at"], at=r["at"], day=r["day"], reach=_reach(r)
+            user_id=r["user_id"],
+            check_at=r["check_at"],
+            at=r["at"],
+            day=r["day"],
+            reach=_reach(r),
+            writable=r["writable"],
         )
         for r in rows
     ]
@@ -250,7 +329,7 @@ async def set_idle_hints(
     if not hints:
         return
     await uow.execute(
-        "update theaters t set idle_check_at = v.next"
+        f"update theaters t set idle_check_at = {_capped('v.next')}"
         " from unnest(%s::uuid[], %s::text[], %s::timestamptz[]) as v(user_id, arm, next)"
         " where t.user_id = v.user_id and t.arm_type = v.arm",
         ([h[0] for h in hints], [h[1] for h in hints], [h[2] for h in hints]),
@@ -263,7 +342,7 @@ async def set_overload_hints(
     if not hints:
         return
     await uow.execute(
-        "update global_metrics g set overload_check_at = v.next"
+        f"update global_metrics g set overload_check_at = {_capped('v.next')}"
         " from unnest(%s::uuid[], %s::timestamptz[]) as v(user_id, next)"
         " where g.user_id = v.user_id",
         ([h[0] for h in hints], [h[1] for h in hints]),
@@ -277,7 +356,7 @@ async def set_schedule_hints(
         return
     column = "brief_check_at" if kind == "brief" else "review_check_at"
     await uow.execute(
-        f"update user_settings s set {column} = v.next"
+        f"update user_settings s set {column} = {_capped('v.next')}"
         " from unnest(%s::uuid[], %s::timestamptz[]) as v(user_id, next)"
         " where s.user_id = v.user_id",
         ([h[0] for h in hints], [h[1] for h in hints]),
@@ -290,19 +369,25 @@ async def set_schedule_hints(
 async def pull_idle_hint(uow: UnitOfWork, arm: Arm, at: datetime) -> None:
     """Make the theater's next idle look no later than ``at``."""
     await uow.execute(
-        "update theaters set idle_check_at = least(coalesce(idle_check_at, %(at)s), %(at)s)"
+        "update theaters set idle_check_at ="
+        f" least(coalesce(idle_check_at, %(at)s), %(at)s, {_CAP})"
         " where arm_type = %(arm)s",
         {"at": at, "arm": arm},
     )
 
 
 async def set_own_overload_hint(uow: UnitOfWork, at: datetime | None) -> None:
-    await uow.execute("update global_metrics set overload_check_at = %s", (at,))
+    await uow.execute(
+        f"update global_metrics set overload_check_at = {_capped('%(at)s::timestamptz')}",
+        {"at": at},
+    )
 
 
 async def set_own_schedule_hint(uow: UnitOfWork, kind: str, at: datetime | None) -> None:
     column = "brief_check_at" if kind == "brief" else "review_check_at"
-    await uow.execute(f"update user_settings set {column} = %s", (at,))
+    await uow.execute(
+        f"update user_settings set {column} = {_capped('%(at)s::timestamptz')}", {"at": at}
+    )
 
 
 # --- what the weekly review reports -----------------------------------------------------------
