@@ -50,6 +50,7 @@ from bot.http import AiohttpRequest  # noqa: E402
 from bot.lifecycle import run, running  # noqa: E402
 from bot.local_api import BotApiEmulator, SentMessage  # noqa: E402
 from bot.settings import load_settings  # noqa: E402
+from bot.telegram_io import ResilientRateLimiter  # noqa: E402
 from services.db import Database  # noqa: E402
 from services.migrations import apply_migrations  # noqa: E402
 
@@ -566,11 +567,13 @@ def extra_round_trips(count: int) -> ExtraRoundTrips:
 
 def set_overall_rate(app: AnyApp, rate: float) -> None:
     """Replace the overall bucket of PTB's AIORateLimiter (30 messages/s in the product,
-    Telegram's broadcast limit) with a fresh one of ``rate`` per second; the limiter itself
-    stays in the request path."""
+    Telegram's broadcast limit) with a fresh one of ``rate`` per second, and let each private
+    chat's budget burst that far too; the limiter itself stays in the request path."""
     limiter = app.bot.rate_limiter
     if limiter is not None and getattr(limiter, "_base_limiter", None) is not None:
         limiter._base_limiter = AsyncLimiter(rate, 1)
+    if isinstance(limiter, ResilientRateLimiter):  # and each private chat's budget
+        limiter.chat_burst = int(rate)
 
 
 #: the overall rate the benches use unless they measure the limiter itself

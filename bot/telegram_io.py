@@ -11,6 +11,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from aiolimiter import AsyncLimiter
 from telegram import Update
 from telegram.error import BadRequest, NetworkError, TimedOut
 from telegram.ext import AIORateLimiter, Application, BaseUpdateProcessor
@@ -21,21 +22,72 @@ logger = logging.getLogger(__name__)
 update_log = logging.getLogger("bot.updates")
 
 
+#: Each private chat's own budget: a burst of this many messages, then one a second
+#: (Telegram asks bots to keep to about one message a second in a chat, bursts allowed).
+CHAT_BURST = 20
+CHAT_PER_SECOND = 1.0
+
+
 class ResilientRateLimiter(AIORateLimiter):
     """PTB's AIORateLimiter (about 30 messages/s overall, 20/min per group, waits out 429s)
-    plus bounded retries of passing network faults.
+    plus a budget per private chat and bounded retries of passing network faults.
+
+    The per-chat budget is taken before the shared one, so a chat that sends more than its
+    share waits on its own budget and leaves the shared 30 messages/s to everyone else: one
+    user's flood of commands cannot make another user's replies wait for tokens.
 
     Retried: 5xx answers and connection errors (the request did not get through), and
     timeouts of every method except ``send*`` (a timed-out send may have been delivered,
     and a duplicate message is worse than a late error). Never retried: 400, 403, 409.
     """
 
-    def __init__(self, *, network_retries: int = 3, base_delay: float = 0.5) -> None:
+    def __init__(
+        self,
+        *,
+        network_retries: int = 3,
+        base_delay: float = 0.5,
+        chat_burst: int = CHAT_BURST,
+        chat_per_second: float = CHAT_PER_SECOND,
+    ) -> None:
         super().__init__(max_retries=3)
         self.network_retries = network_retries
         self.base_delay = base_delay
+        self.chat_burst = chat_burst
+        self.chat_per_second = chat_per_second
+        self._chat_limiters: dict[int, AsyncLimiter] = {}
+
+    def chat_limiter(self, chat_id: int) -> AsyncLimiter:
+        """The budget of one private chat (idle ones are forgotten once there are many)."""
+        limiters = self._chat_limiters
+        if chat_id not in limiters and len(limiters) > 1024:
+            for key, limiter in list(limiters.items()):
+                if limiter.has_capacity(limiter.max_rate):  # full again: nothing to remember
+                    del limiters[key]
+        found = limiters.get(chat_id)
+        if found is None:
+            found = limiters[chat_id] = AsyncLimiter(
+                self.chat_burst, self.chat_burst / self.chat_per_second
+            )
+        return found
 
     async def process_request(
+        self,
+        callback: Callable[..., Coroutine[Any, Any, bool | dict[str, Any] | list[dict[str, Any]]]],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: int | None,
+    ) -> bool | dict[str, Any] | list[dict[str, Any]]:
+        chat_id = data.get("chat_id")
+        if isinstance(chat_id, int) and chat_id > 0:  # a private chat: its own budget first
+            async with self.chat_limiter(chat_id):
+                return await self._with_retries(
+                    callback, args, kwargs, endpoint, data, rate_limit_args
+                )
+        return await self._with_retries(callback, args, kwargs, endpoint, data, rate_limit_args)
+
+    async def _with_retries(
         self,
         callback: Callable[..., Coroutine[Any, Any, bool | dict[str, Any] | list[dict[str, Any]]]],
         args: Any,

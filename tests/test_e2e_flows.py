@@ -304,11 +304,12 @@ async def test_allowed_ids_refuse_others(
 
 async def test_long_history_is_split_at_line_boundaries(bot: BotEnv) -> None:
     chat = await started(bot)
-    for n in range(25):
+    for n in range(6):  # about 14 000 characters of history: four messages
         await chat.send(f"/reflect cs {n:02d} " + "<evidence & more> " * 100)
-    replies = await chat.send("/history cs 25", replies=2)
+    replies = await chat.send("/history cs 6", replies=4)
     assert all(len(m.plain_text) <= 4096 for m in replies)
-    assert "24 <evidence & more>" in replies[0].plain_text
+    assert "05 <evidence & more>" in replies[0].plain_text
+    assert "00 <evidence & more>" in replies[-1].plain_text
 
 
 async def test_conversation_that_timed_out_while_down_does_not_come_back(

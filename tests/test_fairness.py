@@ -7,7 +7,7 @@ import asyncio
 from telegram import Update
 from telegram.ext import ApplicationHandlerStop, CommandHandler, ContextTypes
 
-from bot.telegram_io import SLOW_DOWN, PerUserUpdateProcessor
+from bot.telegram_io import SLOW_DOWN, PerUserUpdateProcessor, ResilientRateLimiter
 from tests.conftest import BotEnv
 
 
@@ -25,6 +25,10 @@ async def test_flood_gets_one_slow_down_and_others_are_answered(bot: BotEnv) -> 
         await update.effective_chat.send_message(f"n{context.args[0] if context.args else ''}")
         raise ApplicationHandlerStop
 
+    # The processor is what is tested here: the flooder's own message budget (the rate
+    # limiter's, tested below) is lifted so its replies don't pace the test.
+    assert isinstance(bot.app.bot.rate_limiter, ResilientRateLimiter)
+    bot.app.bot.rate_limiter.chat_burst = 10_000
     bot.app.add_handler(CommandHandler("hold", hold), group=-3)
     bot.app.add_handler(CommandHandler("num", number), group=-3)
     limit = PerUserUpdateProcessor.QUEUE_LIMIT
@@ -53,3 +57,29 @@ async def test_flood_gets_one_slow_down_and_others_are_answered(bot: BotEnv) -> 
     chat.seen = len(texts)
     (again,) = await chat.send("/num 999")
     assert again.plain_text == "n999"
+
+
+async def test_a_chat_over_its_budget_waits_and_others_go_first() -> None:
+    """Each private chat has its own message budget, taken before the shared one: a chat
+    that has used its burst waits for its next token, and another chat's message, sent
+    after, goes out before it (the shared 30 messages/s stays free for everyone else)."""
+    limiter = ResilientRateLimiter(chat_burst=3, chat_per_second=5)
+    await limiter.initialize()
+    done: list[str] = []
+
+    def send(chat_id: int, tag: str) -> asyncio.Task[object]:
+        async def callback(*args: object, **kwargs: object) -> bool:
+            done.append(tag)
+            return True
+
+        return asyncio.create_task(
+            limiter.process_request(callback, (), {}, "sendMessage", {"chat_id": chat_id}, None)
+        )
+
+    flood = [send(1, f"a{n}") for n in range(1, 6)]
+    await asyncio.sleep(0)  # the flooding chat's requests are in before the other's
+    other = send(2, "b1")
+    await asyncio.gather(*flood, other)
+    assert done[:3] == ["a1", "a2", "a3"]  # its burst
+    assert done.index("b1") < done.index("a4") < done.index("a5")  # then it waits its turn
+    await limiter.shutdown()
