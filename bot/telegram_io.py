@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 update_log = logging.getLogger("bot.updates")
 
 
+#: What a Bot API call returns, as PTB's rate limiter passes it on.
+ApiResult = bool | dict[str, Any] | list[dict[str, Any]]
+
 #: Each private chat's own budget: a burst of this many messages, then one a second
 #: (Telegram asks bots to keep to about one message a second in a chat, bursts allowed).
 CHAT_BURST = 20
@@ -72,13 +75,13 @@ class ResilientRateLimiter(AIORateLimiter):
 
     async def process_request(
         self,
-        callback: Callable[..., Coroutine[Any, Any, bool | dict[str, Any] | list[dict[str, Any]]]],
+        callback: Callable[..., Coroutine[Any, Any, ApiResult]],
         args: Any,
         kwargs: dict[str, Any],
         endpoint: str,
         data: dict[str, Any],
         rate_limit_args: int | None,
-    ) -> bool | dict[str, Any] | list[dict[str, Any]]:
+    ) -> ApiResult:
         chat_id = data.get("chat_id")
         if isinstance(chat_id, int) and chat_id > 0:  # a private chat: its own budget first
             async with self.chat_limiter(chat_id):
@@ -89,13 +92,13 @@ class ResilientRateLimiter(AIORateLimiter):
 
     async def _with_retries(
         self,
-        callback: Callable[..., Coroutine[Any, Any, bool | dict[str, Any] | list[dict[str, Any]]]],
+        callback: Callable[..., Coroutine[Any, Any, ApiResult]],
         args: Any,
         kwargs: dict[str, Any],
         endpoint: str,
         data: dict[str, Any],
         rate_limit_args: int | None,
-    ) -> bool | dict[str, Any] | list[dict[str, Any]]:
+    ) -> ApiResult:
         delay = self.base_delay
         for attempt in range(self.network_retries + 1):
             try:

@@ -72,6 +72,17 @@ def empty_database(server_dsn: str) -> Iterator[str]:
         conn.execute(f'drop database if exists "{name}" with (force)')
 
 
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[tuple[EmbeddedPostgres, str]]:
+    """A migrated PostgreSQL of this test's own, so it can be stopped, restarted or have its
+    backends terminated without disturbing other tests."""
+    pg = EmbeddedPostgres(tmp_path / "db")
+    dsn = await asyncio.to_thread(pg.start)
+    await apply_migrations(dsn)
+    yield pg, dsn
+    await asyncio.to_thread(pg.stop)
+
+
 @pytest.fixture(scope="session")
 async def database(database_dsn: str) -> AsyncIterator[Database]:
     db = Database(database_dsn, max_size=8)

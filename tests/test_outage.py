@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,21 +14,10 @@ from bot.embedded_db import EmbeddedPostgres
 from bot.local_api import BotApiEmulator
 from services import accounts, sync
 from services.db import Database
-from services.migrations import apply_migrations
 from services.outbox import Outbox
 from tests.harness import Chat, Clock, bot_running, make_settings
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[tuple[EmbeddedPostgres, str]]:
-    """A PostgreSQL of this test's own, so it can be stopped and started."""
-    pg = EmbeddedPostgres(tmp_path / "db")
-    dsn = await asyncio.to_thread(pg.start)
-    await apply_migrations(dsn)
-    yield pg, dsn
-    await asyncio.to_thread(pg.stop)
 
 
 async def count(dsn: str, sql: str) -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ from handlers.deps import get_deps
 from handlers.outbox import replay_job
 from services import accounts, sync
 from services.db import Database, DatabaseUnavailable
-from services.migrations import apply_migrations
 from services.outbox import Outbox
 from tests.conftest import BotEnv
 from tests.harness import Chat, Clock, bot_running, make_settings
@@ -33,16 +31,6 @@ pytestmark = pytest.mark.slow
 
 KEPT = "will sync"
 UNREACHABLE = "nothing was changed"
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[tuple[EmbeddedPostgres, str]]:
-    """A PostgreSQL of this test's own, so it can be stopped and started."""
-    pg = EmbeddedPostgres(tmp_path / "db")
-    dsn = await asyncio.to_thread(pg.start)
-    await apply_migrations(dsn)
-    yield pg, dsn
-    await asyncio.to_thread(pg.stop)
 
 
 async def rows(dsn_or_db: str | Database, sql: str, *params: object) -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ nothing is kept in the outbox and nobody is told the database is unreachable.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +20,9 @@ from bot.local_api import BotApiEmulator
 from handlers.deps import DEPS_KEY, Deps
 from handlers.errors import BUSY, INTERNAL, UNREACHABLE
 from services.db import Database
-from services.migrations import apply_migrations
 from tests.harness import Chat, Clock, bot_running, make_settings
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[tuple[EmbeddedPostgres, str]]:
-    """A PostgreSQL of this test's own, so its backends can be terminated and it restarted."""
-    pg = EmbeddedPostgres(tmp_path / "db")
-    dsn = await asyncio.to_thread(pg.start)
-    await apply_migrations(dsn)
-    yield pg, dsn
-    await asyncio.to_thread(pg.stop)
 
 
 def deps_of(app: Any) -> Deps:
