@@ -12,6 +12,7 @@ from handlers.render import esc
 from handlers.usage import USAGES
 from services import accounts, sanity
 from services.db import DatabaseBusy, DatabaseUnavailable
+from services.durations import NotAClockTime, NotADuration
 from services.errors import (
     DomainError,
     Empty,
@@ -50,7 +51,15 @@ def describe(update: object) -> str:
 
 
 # Errors about what was typed: a one-line command that causes one also gets its usage line.
-INPUT_ERRORS = (OutOfRange, NotANumber, InvalidTheater, TooLong, Empty)
+INPUT_ERRORS = (
+    OutOfRange,
+    NotANumber,
+    NotADuration,
+    NotAClockTime,
+    InvalidTheater,
+    TooLong,
+    Empty,
+)
 
 
 def usage_of(update: Update) -> str | None:

@@ -80,7 +80,9 @@ ASK_BRIEF = (
 # Typed text is only taken as an answer when it looks like one; the rest goes on.
 ZONE_TEXT = filters.Regex(r"^\s*[A-Za-z][A-Za-z0-9_+\-/]*\s*$")
 HOURS_TEXT = filters.Regex(r"(?i)^\s*\d{1,4}\s*(h|hours?)?\s*$")
-TIME_TEXT = filters.Regex(r"(?i)^\s*(\d{1,2}([:.h]\d{2})?|\d{4}|off|none|no)\s*$")
+TIME_TEXT = filters.Regex(
+    r"(?i)^\s*((\d{1,2}([:.h]\d{2})?|\d{4})\s*([ap]\.?m\.?)?|noon|midnight|off|none|no)\s*$"
+)
 
 
 # --- questions --------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from uuid import UUID
 
@@ -39,6 +40,7 @@ from handlers.usage import (
     UNBLOCK_USAGE,
 )
 from services import status, tracking
+from services.durations import parse_minutes
 from services.models import parse_arm
 from services.status import HISTORY_MAX
 from services.validation import check_energy, check_minutes, parse_decimal, parse_int
@@ -74,6 +76,18 @@ async def _save_log(update: Update, context: Context, draft: dict[str, Any]) -> 
         await reply(update, render.render_log(result), render.log_keyboard(result))
 
 
+_HOURS_WORD = re.compile(r"(?i)^\d{1,3}([.,]\d{1,2})?(h|hr|hrs|hours?)$")
+_MINUTES_WORD = re.compile(r"(?i)^\d{1,4}(m|min|mins|minutes?)$")
+
+
+def _minutes_from(words: list[str]) -> tuple[int, int]:
+    """The duration at the start of ``words`` ("45", "1h30", "1.5h", "1:30", or "1h 30m" as
+    two words) in minutes, and how many words it took."""
+    if len(words) >= 2 and _HOURS_WORD.match(words[0]) and _MINUTES_WORD.match(words[1]):
+        return check_minutes(parse_minutes(f"{words[0]} {words[1]}")), 2
+    return check_minutes(parse_minutes(words[0])), 1
+
+
 async def log_start(update: Update, context: Context) -> str | int:
     """Log at once with all arguments; otherwise ask for what is missing."""
     args = args_of(context)
@@ -81,9 +95,10 @@ async def log_start(update: Update, context: Context) -> str | int:
     if args:
         draft["arm"] = parse_arm(args[0])
     if len(args) >= 2:
-        draft["minutes"] = check_minutes(parse_int(args[1], "minutes"))
-    if len(args) >= 3:
-        draft["action"] = " ".join(args[2:])
+        draft["minutes"], used = _minutes_from(args[1:])
+        if len(args) > 1 + used:
+            draft["action"] = " ".join(args[1 + used :])
+    if "action" in draft:
         await _save_log(update, context, draft)
         return ConversationHandler.END
     user_data(context)["log"] = draft
@@ -101,7 +116,8 @@ async def _log_next(update: Update, context: Context) -> str | int:
         row = [(f"{m}", encode("log", "min", m)) for m in render.MINUTE_CHOICES]
         await ask(
             update,
-            f"<b>{draft['arm']}</b>: how many minutes? Tap or type a number (1-1440).",
+            f"<b>{draft['arm']}</b>: how long? Tap, or type it: 45, 1h30, 1.5h or 1:30"
+            " (up to 24 h).",
             render.keyboard([row]),
         )
         return LOG_MINUTES
@@ -125,7 +141,7 @@ async def log_pick(update: Update, context: Context) -> str | int:
 async def log_typed_minutes(update: Update, context: Context) -> str | int:
     """Minutes typed as a number."""
     assert update.effective_message is not None
-    minutes = check_minutes(parse_int(update.effective_message.text or "", "minutes"))
+    minutes = check_minutes(parse_minutes(update.effective_message.text or ""))
     user_data(context)["log"]["minutes"] = minutes
     return await _log_next(update, context)
 

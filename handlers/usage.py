@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from services.status import HISTORY_MAX
 
-LOG_USAGE = "<code>/log ibm|cs minutes action</code>, e.g. <code>/log cs 45 read chapter 3</code>"
+LOG_USAGE = (
+    "<code>/log ibm|cs minutes action</code>, e.g. <code>/log cs 45 read chapter 3</code>"
+    " or <code>/log cs 1h30 read the paper</code>"
+)
 REFLECT_USAGE = (
     "<code>/reflect ibm|cs evidence</code>,"
     " e.g. <code>/reflect cs Passed the mock exam, 78%</code>"

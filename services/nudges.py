@@ -57,7 +57,7 @@ from typing import Any, ClassVar, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from services import accounts, rules, sanity, state, validation
+from services import accounts, durations, rules, sanity, state, validation
 from services.db import Database, Principal, UnitOfWork
 from services.errors import DomainError, NotLinked, OutOfRange
 from services.models import ARMS, Arm, NbaItem, Theater, TheaterStatus, UserSettings
@@ -976,7 +976,6 @@ SETTING_NAMES = frozenset(
 )
 DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _OFF = frozenset({"off", "none", "no", "never", "disable", "disabled", "stop", "-"})
-_CLOCK = re.compile(r"([01]?\d|2[0-3])(?:[:.h]?([0-5]\d))?")
 _RANGE_SPLIT = re.compile(r"\s*(?:-|–|—|\bto\b)\s*")
 
 
@@ -990,12 +989,11 @@ def is_off(text: str) -> bool:
 
 
 def parse_clock(text: str, field: str = "Time") -> time:
-    """A time of day typed as 08:00, 8:00, 8.00, 0800 or 8 (24-hour clock)."""
-    match = _CLOCK.fullmatch(text.strip().lower())
-    if match is None:
-        got = _quote(text) if text.strip() else "nothing"
-        raise InvalidSetting(f"{field} must be a 24-hour time like 08:00 (got {got}).")
-    return time(int(match[1]), int(match[2] or 0))
+    """A time of day as people type it: 08:00, 8:00, 8.00, 0800, 8, 7am, 7:30 pm, noon."""
+    try:
+        return durations.parse_clock(text, field)
+    except durations.NotAClockTime as exc:
+        raise InvalidSetting(exc.user_message) from None
 
 
 def parse_quiet(text: str) -> tuple[time, time] | None:

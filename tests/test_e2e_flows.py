@@ -81,7 +81,7 @@ async def test_guided_log_through_buttons(bot: BotEnv, db: Database) -> None:
     assert "which theater" in ask_arm.plain_text
     await chat.press(ask_arm, "cs · study")  # each answer redraws the question as the next
     ask_minutes = chat.message(ask_arm.message_id)
-    assert "how many minutes" in ask_minutes.plain_text
+    assert "how long? Tap, or type it: 45, 1h30" in ask_minutes.plain_text
     await chat.press(ask_minutes, "45")
     ask_action = chat.message(ask_arm.message_id)
     assert "what did you do" in ask_action.plain_text and not ask_action.buttons
@@ -101,7 +101,7 @@ async def test_guided_log_forgives_bad_input(bot: BotEnv, db: Database) -> None:
     chat = await started(bot)
     await chat.send("/log ibm")
     (bad,) = await chat.send("lots")
-    assert "Minutes must be a whole number" in bad.plain_text
+    assert "Minutes must be a duration like 90, 90m, 1h30" in bad.plain_text
     (bad,) = await chat.send("2000")
     assert "between 1 and 1440" in bad.plain_text
     await chat.send("30")
@@ -351,7 +351,7 @@ async def test_typed_step_errors_do_not_repeat_the_usage(bot: BotEnv) -> None:
     chat = await started(bot)
     await chat.send("/log cs")
     (reply,) = await chat.send("abc")
-    assert "Minutes must be a whole number" in reply.plain_text
+    assert "Minutes must be a duration like 90, 90m, 1h30" in reply.plain_text
     assert "Usage" not in reply.plain_text
 
 
@@ -364,3 +364,26 @@ async def test_too_long_details_can_be_sent_again(bot: BotEnv, db: Database) -> 
     (added,) = await chat.send("chapter 4")
     assert "Details added" in added.plain_text
     assert await rows(db, "select details from execution_logs") == [{"details": "chapter 4"}]
+
+
+async def test_durations_and_times_as_people_type_them(bot: BotEnv, db: Database) -> None:
+    chat = await started(bot)
+    (one,) = await chat.send("/log cs 1h30 read the paper")
+    assert "Logged in cs: read the paper (90 min)" in one.plain_text
+    (two,) = await chat.send("/log ibm 1h 15m standup and review")
+    assert "Logged in ibm: standup and review (75 min)" in two.plain_text
+    await chat.send("/log cs")
+    (asked,) = await chat.send("1.5h")
+    assert "90 min: what did you do?" in asked.plain_text
+    (three,) = await chat.send("flashcards")
+    assert "Logged in cs: flashcards (90 min)" in three.plain_text
+    (bad,) = await chat.send("/log cs ninety reading")
+    assert "Minutes must be a duration like 90, 90m, 1h30, 1h 30m, 1.5h or 1:30" in bad.plain_text
+    (brief,) = await chat.send("/settings brief 7:30 pm")
+    assert "19:30" in brief.plain_text
+    logs = await rows(db, "select action, duration from execution_logs order by timestamp")
+    assert logs == [
+        {"action": "read the paper", "duration": 90},
+        {"action": "standup and review", "duration": 75},
+        {"action": "flashcards", "duration": 90},
+    ]

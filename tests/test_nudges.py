@@ -594,7 +594,9 @@ async def test_settings_menu_and_typed_values_are_stored(wired: BotEnv, db: Data
     (bad,) = await chat.send("/settings idle 0")
     assert "Idle threshold must be between 1 and 720 hours (got 0)" in bad.plain_text
     (bad_time,) = await chat.send("/settings brief 25:00")
-    assert "Time must be a 24-hour time like 08:00 (got '25:00')" in bad_time.plain_text
+    assert "Time must be a time like 7, 7am, 07:30, 19:30 or 7:30 pm (got '25:00')" in (
+        bad_time.plain_text
+    )
 
     stored = await nudges.get_settings(db, user)
     assert (stored.timezone, stored.brief_time) == ("Europe/Berlin", time(8))
