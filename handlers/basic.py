@@ -144,6 +144,11 @@ async def unknown_command(update: Update, context: Context) -> None:
     await reply(update, "I don't know that command. Try /nba, /log, /status — or /help for all.")
 
 
+async def nothing_to_cancel(update: Update, context: Context) -> None:
+    """/cancel when no question is open (an open one's own /cancel runs first)."""
+    await reply(update, "Nothing to cancel: I'm not waiting for an answer. /help lists what I do.")
+
+
 async def free_text(update: Update, context: Context) -> None:
     """Text outside a conversation."""
     await reply(update, "I read commands: /log to record time, /add to add an NBA, /help for all.")
@@ -165,6 +170,7 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
 
 def register_fallbacks(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Last in order: anything no other handler took."""
+    app.add_handler(CommandHandler("cancel", nothing_to_cancel))
     app.add_handler(MessageHandler(filters.COMMAND, unknown_command))
     app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, free_text))
     app.add_handler(MessageHandler(~filters.TEXT & ~filters.StatusUpdate.ALL, non_text))

@@ -193,9 +193,9 @@ def _theater_rows(view: TheaterNba, suffix: str = "") -> list[list[tuple[str, st
         ]
     ]
     second = []
-    if view.others:
+    if view.others and not item.is_locked:  # a locked item stays until it is unlocked
         second.append((f"🔀 Choose another{suffix}", encode("n", "ch", arm)))
-    if item.is_manually_selected:
+    if item.is_manually_selected and not item.is_locked:
         second.append((f"🤖 Auto{suffix}", encode("n", "au", arm)))
     second.append((f"⚙ Manage{suffix}", encode("n", "mg", arm, item.id)))
     rows.append(second)

@@ -60,7 +60,12 @@ async def test_nba_shows_both_theaters_in_one_message(bot: BotEnv) -> None:
     assert "➤ Read SICP chapter 3 🔒 locked" in locked.plain_text
     assert "ibm" not in locked.plain_text
     assert [label for label, _ in locked.buttons[0]] == ["🔓 Unlock", "▶ Progress", "✅ Done"]
-    await chat.press(locked, "🔀 Choose another")
+    # Nothing else can be chosen while it is locked: Unlock is the way.
+    assert [label for label, _ in locked.buttons[1]] == ["⚙ Manage"]
+    await chat.press(locked, "🔓 Unlock")
+    unlocked = chat.message(both.message_id)
+    assert [label for label, _ in unlocked.buttons[1]] == ["🔀 Choose another", "⚙ Manage"]
+    await chat.press(unlocked, "🔀 Choose another")
     assert "cs: choose the item to work on" in chat.message(both.message_id).plain_text
 
 
@@ -76,3 +81,16 @@ async def test_add_one_under_nba_asks_in_a_new_message(bot: BotEnv) -> None:
     assert "what's the action" in chat.message(ask_gap.message_id).plain_text
     (added,) = await chat.send("Draft the report intro")
     assert "Added to ibm" in added.plain_text
+
+
+async def test_cancel_with_nothing_open_says_so(bot: BotEnv) -> None:
+    chat = bot.chat(1004)
+    await chat.send("/start")
+    await chat.send("/cancel")  # ends the onboarding questions
+    (nothing,) = await chat.send("/cancel")
+    assert "Nothing to cancel" in nothing.plain_text
+    await chat.send("/log cs")  # a question is open: /cancel closes it
+    (closed,) = await chat.send("/cancel")
+    assert "Cancelled" in closed.plain_text
+    (again,) = await chat.send("/cancel")
+    assert "Nothing to cancel" in again.plain_text
