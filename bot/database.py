@@ -37,7 +37,12 @@ def resolve_database(settings: Settings) -> DatabaseHandle:
         return DatabaseHandle(settings.database_url.get_secret_value())
     private_dir(settings.data_dir)
     server = EmbeddedPostgres(settings.data_dir)
-    return DatabaseHandle(server.start(), server)
+    dsn = server.start()
+    # As root the embedded server runs as a system user of its own and opens every folder
+    # above its pgdata to others (g+rx, o+rx); they keep the right to pass through, not to
+    # list or read (private_dir keeps execute bits on a folder that exists).
+    private_dir(settings.data_dir)
+    return DatabaseHandle(dsn, server)
 
 
 async def migrate(dsn: str) -> list[str]:
