@@ -31,7 +31,9 @@ async def test_the_outbox_and_its_folder_are_private(tmp_path: Path) -> None:
         assert mode(extra) & 0o077 == 0, extra
 
 
-def test_an_existing_world_readable_data_dir_loses_read_and_write_for_others(tmp_path: Path) -> None:
+def test_an_existing_world_readable_data_dir_loses_read_and_write_for_others(
+    tmp_path: Path,
+) -> None:
     data_dir = tmp_path / "shared"
     data_dir.mkdir(mode=0o755)
     data_dir.chmod(0o755)
