@@ -15,6 +15,7 @@ from telegram.ext import (
 )
 
 from handlers.common import Context, args_of, deps, is_private, now, reply
+from handlers.conversation import one_question_at_a_time
 from handlers.onboarding import begin_onboarding
 from services import accounts
 
@@ -144,11 +145,6 @@ async def unknown_command(update: Update, context: Context) -> None:
     await reply(update, "I don't know that command. Try /nba, /log, /status — or /help for all.")
 
 
-async def nothing_to_cancel(update: Update, context: Context) -> None:
-    """/cancel when no question is open (an open one's own /cancel runs first)."""
-    await reply(update, "Nothing to cancel: I'm not waiting for an answer. /help lists what I do.")
-
-
 async def free_text(update: Update, context: Context) -> None:
     """Text outside a conversation."""
     await reply(update, "I read commands: /log to record time, /add to add an NBA, /help for all.")
@@ -160,7 +156,11 @@ async def non_text(update: Update, context: Context) -> None:
 
 
 def register_gate(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-    app.add_handler(TypeHandler(Update, gate), group=-1)
+    """The gate (private chats, the allow-list) first; then, for a command, the questions
+    still open are closed (``handlers/conversation.py``), so a command never leaves an
+    earlier question waiting to take a later answer."""
+    app.add_handler(TypeHandler(Update, gate), group=-2)
+    app.add_handler(MessageHandler(filters.COMMAND, one_question_at_a_time), group=-1)
 
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
@@ -170,7 +170,6 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
 
 def register_fallbacks(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Last in order: anything no other handler took."""
-    app.add_handler(CommandHandler("cancel", nothing_to_cancel))
     app.add_handler(MessageHandler(filters.COMMAND, unknown_command))
     app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, free_text))
     app.add_handler(MessageHandler(~filters.TEXT & ~filters.StatusUpdate.ALL, non_text))

@@ -14,6 +14,7 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 from handlers import render
 from handlers.callbacks import BadCallback, decode, encode, pattern
 from handlers.common import Context, deps, edit, me, now, reply, user_data
+from handlers.conversation import close_open_questions
 from services import erase, export
 
 #: user_data key of the pending /delete confirmation: {"nonce": str, "at": epoch seconds}
@@ -160,6 +161,7 @@ async def delete_button(update: Update, context: Context) -> None:
     erased = await erase.delete_everything(d.db, me(update), local_account=not supabase_mode)
     if d.outbox is not None:  # writes still kept from an outage go too
         await d.outbox.drop_user(me(update).telegram_user_id)
+    close_open_questions(update, context)  # and any question left half answered
     await query.answer("Deleted.")
     await edit(update, render_deleted(erased.rows, supabase_mode))
 

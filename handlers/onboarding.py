@@ -33,7 +33,7 @@ from telegram.ext import (
 from handlers import render
 from handlers.callbacks import BadCallback, decode, encode
 from handlers.common import Context, deps, edit, me, now, reply
-from handlers.conversation import conversation
+from handlers.conversation import CANCEL_REPLIES, conversation
 from handlers.render import esc
 from services import preferences
 from services.errors import DomainError
@@ -252,18 +252,15 @@ async def typed_brief(update: Update, context: Context) -> str | int:
     return await _next_after(update, OB_BRIEF, _noted(OB_BRIEF, settings, skipped=False), settings)
 
 
-async def stop_onboarding(update: Update, context: Context) -> int:
-    """/cancel during onboarding: stop asking; what was answered stays saved."""
-    await reply(
-        update,
-        "OK, no more questions. What you already answered is saved; the rest keeps its"
-        f" defaults (see /settings).\n\n{FIRST_STEP}",
-    )
-    return ConversationHandler.END
-
-
 async def onboarding_timed_out(update: Update, context: Context) -> None:
     """Ten quiet minutes end the onboarding silently: the user has moved on."""
+
+
+# /cancel during onboarding stops the questions; what was answered stays saved.
+CANCEL_REPLIES["onboard"] = (
+    "OK, no more questions. What you already answered is saved; the rest keeps its"
+    f" defaults (see /settings).\n\n{FIRST_STEP}"
+)
 
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
@@ -271,7 +268,6 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     from handlers import basic  # basic.start hands new accounts over to begin_onboarding
 
     text = filters.TEXT & ~filters.COMMAND
-    cancel = CommandHandler("cancel", stop_onboarding)
     handler = conversation(
         "onboard",
         entry_points=[
@@ -279,9 +275,9 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
             CallbackQueryHandler(onboard_button, pattern=r"^ob:"),
         ],
         states={
-            OB_TZ: [cancel, MessageHandler(text & ZONE_TEXT, typed_zone)],
-            OB_CAPACITY: [cancel, MessageHandler(text & HOURS_TEXT, typed_capacity)],
-            OB_BRIEF: [cancel, MessageHandler(text & TIME_TEXT, typed_brief)],
+            OB_TZ: [MessageHandler(text & ZONE_TEXT, typed_zone)],
+            OB_CAPACITY: [MessageHandler(text & HOURS_TEXT, typed_capacity)],
+            OB_BRIEF: [MessageHandler(text & TIME_TEXT, typed_brief)],
         },
     )
     # The shared timeout message says "nothing was saved" and drops every draft; here the

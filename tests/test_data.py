@@ -547,17 +547,18 @@ async def test_cancel_leaves_onboarding_and_keeps_the_answers(bot: BotEnv, db: D
     assert (await settings_of(db, 9704))["weekly_capacity_hours"] == 40
 
 
-async def test_other_commands_work_during_onboarding(bot: BotEnv, db: Database) -> None:
+async def test_a_command_during_onboarding_closes_its_question(bot: BotEnv, db: Database) -> None:
+    """One question at a time: a command leaves onboarding's question behind for good, so a
+    later number is never taken as the weekly capacity."""
     chat = bot.chat(9705)
     (welcome,) = await chat.send("/start")
     await chat.press(welcome, "Europe/London")  # now asking for the capacity
-    await chat.send("/log cs")  # another conversation takes its own answers first
+    await chat.send("/log cs")
     (asked,) = await chat.send("45")
     assert "what did you do" in asked.plain_text
-    (saved,) = await chat.send("read chapter 3")
+    await chat.send("read chapter 3")
     await chat.send("no details")
-    (capacity,) = await chat.send("30")  # and onboarding picks up where it was
-    assert "3/3 · Daily brief" in capacity.plain_text
-    assert (await settings_of(db, 9705))["weekly_capacity_hours"] == 30
+    (after,) = await chat.send("30")  # onboarding's question was closed by /log
+    assert "I read commands" in after.plain_text
+    assert (await settings_of(db, 9705))["weekly_capacity_hours"] == 40
     assert await rows(db, "select duration from execution_logs") == [{"duration": 45}]
-    del saved
