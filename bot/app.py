@@ -19,6 +19,7 @@ from handlers import register_handlers
 from handlers.conversation import TIMEOUT_SECONDS
 from handlers.deps import DEPS_KEY, Deps
 from handlers.outbox import REPLAY_INTERVAL_SECONDS, replay_job
+from services import accounts
 from services.outbox import Outbox
 
 logger = logging.getLogger(__name__)
@@ -96,6 +97,10 @@ def build_application(
     async def post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         if db.pool.closed:
             await db.open()
+        if settings.allowed_telegram_user_ids:  # no nudges for anyone no longer allowed
+            switched_off = await accounts.apply_allow_list(db, settings.allowed_telegram_user_ids)
+            if switched_off:
+                logger.info("allow-list: nudges off for %d linked user(s) not on it", switched_off)
         await app.bot.set_my_commands([BotCommand(c, d) for c, d in COMMANDS])
         assert app.job_queue is not None
         app.job_queue.run_repeating(

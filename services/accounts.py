@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from uuid import UUID
 
@@ -104,3 +105,16 @@ async def deactivate_chat(db: Database, chat_id: int) -> None:
     async with db.privileged() as uow:
         await telegram_links.deactivate_chat(uow, chat_id)
         await uow.commit()
+
+
+async def apply_allow_list(db: Database, allowed: Collection[int]) -> int:
+    """Only allowed users are nudged: switch off the links of everyone else (at start-up).
+
+    A user removed from the allow-list can no longer use the bot, so nothing may keep
+    writing to them either; their link comes back on by itself if they are allowed again and
+    write (as after unblocking the bot). Returns the links switched off.
+    """
+    async with db.privileged() as uow:
+        switched_off = await telegram_links.deactivate_all_but(uow, allowed)
+        await uow.commit()
+    return switched_off

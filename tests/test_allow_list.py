@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from bot.local_api import BotApiEmulator
 from handlers.basic import PRIVATE_BOT
+from handlers.nudges import make_sender
+from services import nudges
 from services.db import Database
 from tests.harness import Chat, Clock, bot_running, make_settings
 
@@ -72,3 +75,30 @@ async def test_removed_user_is_refused_everything_and_nothing_is_written(
         assert "Aelpher" in other_reply.plain_text
         assert await snapshot(db) == before
     assert await snapshot(db) == before  # also after the shutdown's persistence flush
+
+
+async def test_a_removed_user_is_not_nudged_and_others_are(
+    db: Database, database_dsn: str, emulator: BotApiEmulator, tmp_path: Path
+) -> None:
+    """Nobody may keep writing to someone who can no longer use (or stop) the bot."""
+    me, other = 7011, 7012
+    clock = Clock()
+    both = make_settings(data_dir=tmp_path / "data", allowed_telegram_user_ids=f"{me},{other}")
+    async with bot_running(emulator, database_dsn, settings=both, clock=clock):
+        for user in (me, other):
+            chat = Chat(emulator, user)
+            await chat.send("/start")
+            await chat.send("/cancel")
+            await chat.send("/settings quiet off")
+            await chat.send("/add cs 4 Secret plan")
+    removed = make_settings(data_dir=tmp_path / "data", allowed_telegram_user_ids=str(other))
+    async with bot_running(emulator, database_dsn, settings=removed, clock=clock) as app:
+        before = {user: len(emulator.sent(user)) for user in (me, other)}
+        report = await nudges.run_scan(db, clock() + timedelta(days=4), make_sender(app.bot))
+        assert report.sent >= 1
+        assert len(emulator.sent(me)) == before[me]  # nothing to the removed user
+        to_other = emulator.sent(other)[before[other] :]
+        assert to_other and "Secret plan" in to_other[0].plain_text
+    async with db.privileged(read_only=True) as uow:
+        links = await uow.fetchall("select telegram_user_id, active from telegram_links")
+    assert {row["telegram_user_id"]: row["active"] for row in links} == {me: False, other: True}

@@ -8,6 +8,7 @@ link (under RLS, and through the Data API); every write runs privileged.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID, uuid4
@@ -102,4 +103,13 @@ async def set_active(uow: UnitOfWork, telegram_user_id: int, active: bool, chat_
 async def deactivate_chat(uow: UnitOfWork, chat_id: int) -> int:
     return await uow.execute(
         "update telegram_links set active = false where chat_id = %s and active", (chat_id,)
+    )
+
+
+async def deactivate_all_but(uow: UnitOfWork, allowed: Collection[int]) -> int:
+    """Switch off every active link of a Telegram user not in ``allowed``."""
+    return await uow.execute(
+        "update telegram_links set active = false"
+        " where active and not (telegram_user_id = any(%s))",
+        (list(allowed),),
     )
