@@ -116,7 +116,7 @@ async def start(update: Update, context: Context) -> str | None:
                 "Aelpher account with a one-time code sent to your email.",
             )
             return None
-        await accounts.reactivate(d.db, user.id, chat.id)
+        await accounts.reactivate(d.db, user.id, chat.id, now(context))
         created = False
     else:
         _, created = await accounts.create_local_account(

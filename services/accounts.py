@@ -10,7 +10,7 @@ import psycopg
 
 from services.db import Database, UnitOfWork
 from services.errors import Conflict, NotFound
-from services.repos import global_metrics, telegram_links, theaters, user_settings
+from services.repos import global_metrics, telegram_links, theaters, user_data, user_settings
 from services.repos.telegram_links import TelegramLink
 
 
@@ -40,6 +40,7 @@ async def create_local_account(
 
     The second value says whether it was created now. Safe when two /start arrive at once.
     """
+    complete = True
     async with db.privileged() as uow:
         await uow.execute(
             "select pg_advisory_xact_lock(hashtextextended(%s, 1))", (f"tg:{telegram_user_id}",)
@@ -48,6 +49,7 @@ async def create_local_account(
         if link is not None:
             if not link.active or link.chat_id != chat_id:
                 await telegram_links.set_active(uow, telegram_user_id, True, chat_id)
+            complete = await user_data.has_own_rows(uow, link.user_id)
             await uow.commit()
             created = False
             user_id = link.user_id
@@ -56,7 +58,7 @@ async def create_local_account(
             await telegram_links.link(uow, telegram_user_id, user_id, chat_id, now)
             await uow.commit()
             created = True
-    if created:  # a linked account got its rows when it was created (or linked)
+    if created or not complete:  # new, or rows deleted outside the bot: /start makes them
         await ensure_account(db, user_id, now)
     return user_id, created
 
@@ -93,11 +95,18 @@ async def unlink(db: Database, telegram_user_id: int) -> bool:
     return removed > 0
 
 
-async def reactivate(db: Database, telegram_user_id: int, chat_id: int) -> None:
-    """The user wrote again: nudges may go to this chat again (privileged)."""
+async def reactivate(
+    db: Database, telegram_user_id: int, chat_id: int, now: datetime | None = None
+) -> None:
+    """The user wrote again: nudges may go to this chat again (privileged). Given ``now``
+    (/start), also makes the account's rows again if they were deleted outside the bot."""
     async with db.privileged() as uow:
         await telegram_links.set_active(uow, telegram_user_id, True, chat_id)
+        link = await telegram_links.by_telegram_user(uow, telegram_user_id) if now else None
+        complete = link is None or await user_data.has_own_rows(uow, link.user_id)
         await uow.commit()
+    if not complete and link is not None and now is not None:
+        await ensure_account(db, link.user_id, now)
 
 
 async def deactivate_chat(db: Database, chat_id: int) -> None:

@@ -217,3 +217,17 @@ def check_zone(name: str) -> str:
             "Set yours with /settings tz Europe/Berlin (any IANA name) and try again.",
         )
     return name
+
+
+#: What brings back rows deleted outside the bot.
+_RECREATE = "Send /start: it makes the missing rows again (your other data stays)."
+
+
+def missing_theater(arm: str) -> UnreadableData:
+    """The user's theater row for ``arm`` is gone (deleted outside the bot)."""
+    return UnreadableData("theaters", "arm_type", f"has no row for {arm}", _RECREATE)
+
+
+def missing_metrics() -> UnreadableData:
+    """The user's ``global_metrics`` row is gone (deleted outside the bot)."""
+    return UnreadableData("global_metrics", "user_id", "has no row of yours", _RECREATE)

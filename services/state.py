@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from services import rules
+from services import rules, sanity
 from services.db import Database, Principal, UnitOfWork
 from services.errors import NotLinked
 from services.models import ARMS, Arm, NbaItem, Theater, TheaterStatus, UserSettings
@@ -57,8 +57,8 @@ async def begin_read(uow: UnitOfWork) -> UserSettings:
 
 async def theater(uow: UnitOfWork, arm: Arm) -> Theater:
     found = await theaters.get_one(uow, arm)
-    if found is None:
-        raise NotLinked()
+    if found is None:  # the account exists (the write lock was taken): the row was deleted
+        raise sanity.missing_theater(arm)
     return found
 
 
@@ -146,6 +146,10 @@ async def recompute_risk(uow: UnitOfWork, now: datetime, settings: UserSettings)
 
 async def recompute_progress(uow: UnitOfWork, now: datetime) -> Decimal:
     both = await theaters.get_all(uow)
+    for arm in ARMS:
+        if arm not in both:
+            raise sanity.missing_theater(arm)
+    sanity.check(both.values())  # a NULL or NaN progress written outside the bot
     combined = rules.combined_progress(*(both[arm].total_progress for arm in ARMS))
     await global_metrics.set_progress(uow, combined, now)
     return combined

@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
-from services import rules, state, validation
+from services import rules, sanity, state, validation
 from services.db import Database, Principal
 from services.errors import NotFound, NothingToUndo, NotLinked, Superseded
 from services.models import Arm, ExecutionLog, Reflection, TheaterStatus
@@ -195,7 +195,7 @@ async def set_progress(
     async with db.user_uow(user_id) as uow:
         await state.begin_write(uow)
         if not await theaters.set_progress(uow, arm, progress, now, replayed=replayed):
-            raise Superseded(f"{arm} progress")
+            raise Superseded(f"{arm} progress") if replayed else sanity.missing_theater(arm)
         combined = await state.recompute_progress(uow, now)
         await uow.commit()
         return combined
@@ -211,7 +211,7 @@ async def set_energy(
     async with db.user_uow(user_id) as uow:
         await state.begin_write(uow)
         if not await global_metrics.set_energy(uow, ibm, cs, now, replayed=replayed):
-            raise Superseded("energy split")
+            raise Superseded("energy split") if replayed else sanity.missing_metrics()
         await theaters.set_energy(uow, ibm, cs, now)
         await uow.commit()
         return ibm, cs
@@ -250,7 +250,7 @@ async def block(
     async with db.user_uow(user_id) as uow:
         await state.begin_write(uow)
         if not await theaters.set_blocked(uow, arm, cleaned, "blocked", now, replayed=replayed):
-            raise Superseded(f"{arm} block")
+            raise Superseded(f"{arm} block") if replayed else sanity.missing_theater(arm)
         await uow.commit()
         return "blocked"
 
@@ -267,7 +267,7 @@ async def unblock(
         theater = await state.theater(uow, arm)
         status = rules.theater_status(theater.last_activity, now, settings.idle_after_hours)
         if not await theaters.set_blocked(uow, arm, None, status, now, replayed=replayed):
-            raise Superseded(f"{arm} block")
+            raise Superseded(f"{arm} block") if replayed else sanity.missing_theater(arm)
         await uow.commit()
         return status
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -10,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from bot.app import build_application
@@ -137,3 +140,38 @@ async def bot_running(
     )
     async with running(app):
         yield app
+
+
+async def data_api(
+    dsn: str, user: uuid.UUID, sql: str, *, before_constraints: bool = False
+) -> bool:
+    """Run ``sql`` as PostgREST runs a request of ``user`` (role ``authenticated``, the JWT's
+    claims, RLS). ``before_constraints``: as if the ``*_sane`` constraints did not exist yet
+    (they are dropped, and re-added NOT VALID in the same transaction). False if refused."""
+    claims = json.dumps({"sub": str(user), "role": "authenticated"})
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        defs: list[tuple[str, str, str]] = []
+        if before_constraints:
+            cur = await conn.execute(
+                "select conrelid::regclass::text, conname, pg_get_constraintdef(oid)"
+                " from pg_constraint where conname like '%\\_sane'"
+            )
+            defs = [(r[0], r[1], r[2]) for r in await cur.fetchall()]
+            for table, name, _ in defs:
+                await conn.execute(f"alter table {table} drop constraint {name}")
+        await conn.execute(
+            "select set_config('role', 'authenticated', true),"
+            " set_config('request.jwt.claims', %s, true)",
+            (claims,),
+        )
+        try:
+            async with conn.transaction():  # a savepoint: a refusal leaves the rest intact
+                await conn.execute(sql)
+            accepted = True
+        except psycopg.Error:
+            accepted = False
+        await conn.execute("reset role")
+        for table, name, definition in defs:
+            await conn.execute(f"alter table {table} add constraint {name} {definition}")
+        await conn.commit()
+    return accepted

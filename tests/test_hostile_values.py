@@ -19,7 +19,6 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -32,6 +31,7 @@ from services.errors import DomainError
 from services.export import export_data
 from services.models import ARMS
 from tests.conftest import BotEnv
+from tests.harness import data_api
 
 T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 IDLE = T0 + timedelta(hours=72)
@@ -39,41 +39,6 @@ NO_QUIET: dict[str, Any] = {"quiet_start": None, "quiet_end": None}
 VICTIM, MALLORY = 41001, 41002
 
 # --- writing as the Data API does -----------------------------------------------------------
-
-
-async def data_api(
-    dsn: str, user: uuid.UUID, sql: str, *, before_constraints: bool = False
-) -> bool:
-    """Run ``sql`` as PostgREST runs a request of ``user`` (role ``authenticated``, the JWT's
-    claims, RLS). ``before_constraints``: as if the ``*_sane`` constraints did not exist yet
-    (they are dropped, and re-added NOT VALID in the same transaction). False if refused."""
-    claims = json.dumps({"sub": str(user), "role": "authenticated"})
-    async with await psycopg.AsyncConnection.connect(dsn) as conn:
-        defs: list[tuple[str, str, str]] = []
-        if before_constraints:
-            cur = await conn.execute(
-                "select conrelid::regclass::text, conname, pg_get_constraintdef(oid)"
-                " from pg_constraint where conname like '%\\_sane'"
-            )
-            defs = [(r[0], r[1], r[2]) for r in await cur.fetchall()]
-            for table, name, _ in defs:
-                await conn.execute(f"alter table {table} drop constraint {name}")
-        await conn.execute(
-            "select set_config('role', 'authenticated', true),"
-            " set_config('request.jwt.claims', %s, true)",
-            (claims,),
-        )
-        try:
-            async with conn.transaction():  # a savepoint: a refusal leaves the rest intact
-                await conn.execute(sql)
-            accepted = True
-        except psycopg.Error:
-            accepted = False
-        await conn.execute("reset role")
-        for table, name, definition in defs:
-            await conn.execute(f"alter table {table} add constraint {name} {definition}")
-        await conn.commit()
-    return accepted
 
 
 async def new_user(db: Database, tg: int) -> uuid.UUID:

@@ -153,7 +153,7 @@ async def by_dedupe_key(uow: UnitOfWork, key: str) -> ExecutionLog | None:
 
 async def latest(uow: UnitOfWork) -> ExecutionLog | None:
     row = await uow.fetchone(
-        f"select {_COLUMNS} from execution_logs"
+        f"select {_COLUMNS} from execution_logs where timestamp is not null"
         " order by timestamp desc, id desc limit 1 for update"
     )
     return ExecutionLog.from_row(row) if row else None
@@ -173,7 +173,7 @@ async def latest_time(uow: UnitOfWork, arm: Arm) -> datetime | None:
 async def minutes_by_arm(uow: UnitOfWork, since: datetime, until: datetime) -> dict[Arm, int]:
     """Minutes logged per theater in (since, until]."""
     rows = await uow.fetchall(
-        "select arm_type, coalesce(sum(duration), 0)::int as m from execution_logs"
+        "select arm_type, coalesce(sum(duration), 0)::bigint as m from execution_logs"
         " where timestamp > %s and timestamp <= %s group by arm_type",
         (since, until),
     )

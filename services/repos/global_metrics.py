@@ -111,7 +111,7 @@ async def status_snapshot(
         f" {select_list(_METRICS_FIELDS, 'g', 'g_')},"
         f" {select_list(THEATER_FIELDS, 't', 't_')},"
         f" {select_list(ITEM_FIELDS, 'i', 'i_')},"
-        " coalesce(m.recent, 0)::int as m_recent, coalesce(m.day_ago, 0)::int as m_day_ago"
+        " coalesce(m.recent, 0)::bigint as m_recent, coalesce(m.day_ago, 0)::bigint as m_day_ago"
         " from user_settings s cross join global_metrics g left join theaters t on true"
         " left join (select arm_type,"
         "   sum(duration) filter (where timestamp > %(week_ago)s) as recent,"

@@ -190,7 +190,7 @@ class ItemContext:
 
 
 MINUTES_COLUMN = (
-    ", (select coalesce(sum(duration), 0)::int from execution_logs"
+    ", (select coalesce(sum(duration), 0)::bigint from execution_logs"
     " where timestamp > %(since)s and timestamp <= %(until)s) as minutes"
 )
 

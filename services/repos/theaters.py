@@ -83,8 +83,8 @@ _NOT_CHANGED_SINCE = " and ({column} is null or {column} < %(now)s)"
 async def set_progress(
     uow: UnitOfWork, arm: Arm, progress: Decimal, now: datetime, *, replayed: bool = False
 ) -> bool:
-    """Set the progress; a live change records its time. ``replayed``: only if not changed
-    live at or after ``now`` (returns False, nothing written, if it was)."""
+    """Set the progress; a live change records its time. False if nothing was written: the
+    theater's row is gone, or (``replayed``) it was changed live at or after ``now``."""
     params = {"progress": progress, "now": now, "arm": arm}
     if replayed:
         return bool(
@@ -94,12 +94,13 @@ async def set_progress(
                 params,
             )
         )
-    await uow.execute(
-        "update theaters set total_progress = %(progress)s, updated_at = %(now)s,"
-        " progress_set_at = %(now)s where arm_type = %(arm)s",
-        params,
+    return bool(
+        await uow.execute(
+            "update theaters set total_progress = %(progress)s, updated_at = %(now)s,"
+            " progress_set_at = %(now)s where arm_type = %(arm)s",
+            params,
+        )
     )
-    return True
 
 
 async def set_energy(uow: UnitOfWork, ibm: int, cs: int, now: datetime) -> None:
@@ -119,8 +120,9 @@ async def set_blocked(
     *,
     replayed: bool = False,
 ) -> bool:
-    """Block or unblock; a live change records its time. ``replayed``: only if not blocked or
-    unblocked live at or after ``now`` (returns False, nothing written, if it was)."""
+    """Block or unblock; a live change records its time. False if nothing was written: the
+    theater's row is gone, or (``replayed``) it was blocked or unblocked live at or after
+    ``now``."""
     params = {"status": status, "reason": reason, "now": now, "arm": arm}
     if replayed:
         return bool(
@@ -131,12 +133,13 @@ async def set_blocked(
                 params,
             )
         )
-    await uow.execute(
-        "update theaters set status = %(status)s, blocked_reason = %(reason)s,"
-        " updated_at = %(now)s, blocked_set_at = %(now)s where arm_type = %(arm)s",
-        params,
+    return bool(
+        await uow.execute(
+            "update theaters set status = %(status)s, blocked_reason = %(reason)s,"
+            " updated_at = %(now)s, blocked_set_at = %(now)s where arm_type = %(arm)s",
+            params,
+        )
     )
-    return True
 
 
 async def set_snooze(uow: UnitOfWork, arm: Arm, until: datetime | None, now: datetime) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from services.db import UnitOfWork
 from services.repos.bot_role import as_bot
@@ -91,3 +92,15 @@ async def delete_all(uow: UnitOfWork, name: str) -> int:
         return await uow.execute(statement)
     async with as_bot(uow):
         return await uow.execute(statement)
+
+
+async def has_own_rows(uow: UnitOfWork, user_id: UUID) -> bool:
+    """Whether the user still has both theaters, their metrics and their settings (rows a
+    user can delete through the Data API; every command needs them). Privileged."""
+    row = await uow.fetchone(
+        "select (select count(*) from theaters where user_id = %(u)s) = 2"
+        " and exists (select 1 from global_metrics where user_id = %(u)s)"
+        " and exists (select 1 from user_settings where user_id = %(u)s) as complete",
+        {"u": user_id},
+    )
+    return bool(row and row["complete"])

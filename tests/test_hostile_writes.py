@@ -1,0 +1,80 @@
+"""Rows a user changed or deleted through the Data API: their own commands answer clearly
+(naming what to fix, or fixing it with /start) instead of "something went wrong"."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from services.db import Database
+from tests.conftest import BotEnv
+from tests.harness import Chat, data_api
+
+
+async def user_of(db: Database, tg: int) -> uuid.UUID:
+    async with db.privileged(read_only=True) as uow:
+        row = await uow.fetchone(
+            "select user_id from telegram_links where telegram_user_id = %s", (tg,)
+        )
+    assert row is not None
+    return uuid.UUID(str(row["user_id"]))
+
+
+async def started(bot: BotEnv, db: Database, tg: int) -> tuple[Chat, uuid.UUID]:
+    chat = bot.chat(tg)
+    await chat.send("/start")
+    await chat.send("/cancel")
+    return chat, await user_of(db, tg)
+
+
+async def rows(db: Database, sql: str) -> list[dict[str, Any]]:
+    async with db.privileged(read_only=True) as uow:
+        return [dict(r) for r in await uow.fetchall(sql)]
+
+
+async def test_deleted_rows_are_named_and_start_makes_them_again(
+    bot: BotEnv, db: Database, database_dsn: str
+) -> None:
+    chat, user = await started(bot, db, 6201)
+    assert await data_api(database_dsn, user, "delete from theaters where arm_type = 'cs'")
+    for command in ("/progress cs 10", "/block cs travelling"):
+        (reply,) = await chat.send(command)
+        assert "theaters.arm_type has no row for cs" in reply.plain_text, command
+        assert "Send /start" in reply.plain_text
+    assert await rows(db, "select 1 from theaters where arm_type = 'cs'") == []
+    assert await data_api(
+        database_dsn,
+        user,
+        "delete from global_metrics; delete from user_settings; delete from theaters",
+    )
+    (start,) = await chat.send("/start")
+    assert "Welcome back" in start.plain_text
+    (progress,) = await chat.send("/progress cs 10")
+    assert "cs progress set to 10%" in progress.plain_text
+    (status,) = await chat.send("/status")
+    assert "Overload risk" in status.plain_text
+
+
+async def test_null_and_huge_values_in_own_rows(
+    bot: BotEnv, db: Database, database_dsn: str
+) -> None:
+    chat, user = await started(bot, db, 6202)
+    (logged,) = await chat.send("/log cs 30 real work")
+    assert "Logged" in logged.plain_text
+    assert await data_api(
+        database_dsn,
+        user,
+        "insert into execution_logs (user_id, arm_type, action, duration, timestamp)"
+        " values (auth.uid(), 'cs', 'no time', null, null),"
+        " (auth.uid(), 'ibm', 'huge', 2147483647, now()),"
+        " (auth.uid(), 'ibm', 'huge again', 2147483647, now())",
+    )
+    (more,) = await chat.send("/log cs 30 more work")  # the week's minutes pass int's range
+    assert "Logged in cs: more work (30 min)" in more.plain_text
+    assert "Overload risk 100%" in more.plain_text
+    (undone,) = await chat.send("/undo")  # the row without a time is not "the latest"
+    assert "Removed the log “" in undone.plain_text
+    assert await data_api(database_dsn, user, "update theaters set total_progress = null")
+    (progress,) = await chat.send("/progress cs 20")
+    assert "theaters.total_progress" in progress.plain_text
+    assert "went wrong" not in progress.plain_text
