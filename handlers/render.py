@@ -43,6 +43,16 @@ def esc(text: object) -> str:
     return html.escape(str(text), quote=False)
 
 
+#: The longest text /history shows of one entry: what the bot itself accepts (rows written
+#: through the Data API may hold far more; /export has it all).
+HISTORY_TEXT_MAX = 2000
+
+
+def clip(text: str, limit: int) -> str:
+    """At most ``limit`` characters, with an ellipsis when cut (line breaks kept)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def short(text: str, limit: int) -> str:
     """Cut to ``limit`` characters with an ellipsis (for button labels)."""
     text = " ".join(text.split())
@@ -371,11 +381,12 @@ def render_history(entries: Sequence[HistoryEntry], tz: str, arm: Arm | None) ->
     lines = [f"<b>Recent{esc(where)}</b>"]
     for e in entries:
         stamp = esc(when(e.timestamp, tz))
+        text = esc(clip(e.text, HISTORY_TEXT_MAX))
         if e.kind == "log":
             minutes = f" · {e.minutes} min" if e.minutes else ""
-            lines.append(f"📝 {stamp} <b>{esc(e.arm)}</b> {esc(e.text)}{minutes}")
+            lines.append(f"📝 {stamp} <b>{esc(e.arm)}</b> {text}{minutes}")
         else:
-            lines.append(f"💡 {stamp} <b>{esc(e.arm)}</b> {esc(e.text)}")
+            lines.append(f"💡 {stamp} <b>{esc(e.arm)}</b> {text}")
         if e.detail:
-            lines.append(f"    <i>{esc(e.detail)}</i>")
+            lines.append(f"    <i>{esc(clip(e.detail, HISTORY_TEXT_MAX))}</i>")
     return "\n".join(lines)

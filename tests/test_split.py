@@ -110,3 +110,25 @@ async def test_history_with_multiline_details_at_the_cut_reaches_telegram(
     assert joined.count("step 7:") == 12  # every line of every detail arrived
     refused = [c.description for c in bot.emu.calls("sendMessage") if not c.ok]
     assert refused == []
+
+
+async def test_history_shows_at_most_the_bots_own_limit_of_text_per_entry(
+    bot: BotEnv, database: Database
+) -> None:
+    """Rows written through the Data API may hold megabytes; /history shows each entry up to
+    the 2 000 characters the bot itself accepts."""
+    chat = bot.chat(4243)
+    await chat.send("/start")
+    async with database.user_uow(TelegramUser(4243)) as uow:
+        await uow.execute(
+            "insert into reflections (user_id, arm_type, evidence, context) values"
+            " (auth.uid(), 'cs', repeat('e', 100000), repeat('c', 100000))"
+        )
+        await uow.commit()
+    before = len(bot.emu.sent(4243))
+    await chat.send("/history cs 1", replies=1)
+    await chat.settle(quiet=0.5)
+    texts = [p.plain_text for p in bot.emu.sent(4243)[before:]]
+    joined = "".join(texts)
+    assert len(joined) < 4200  # 2 000 + 2 000 characters and a header, not 200 000
+    assert joined.count("e") >= 1999 and "e" * 2000 not in joined and "…" in joined
