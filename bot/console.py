@@ -81,6 +81,12 @@ def run_console_session(
         f"Local console: {where} — type /help; a number in [brackets] presses that button"
         " (a button that shows a number is pressed by that number); /quit leaves.\n"
     )
+    user_id = _console_user_id(settings)
+    if user_id != CONSOLE_USER_ID:
+        stdout.write(
+            f"(You are Telegram user {user_id}: ALLOWED_TELEGRAM_USER_IDS leaves"
+            f" {CONSOLE_USER_ID} out.)\n"
+        )
     stdout.flush()
     secrets: list[str] = []
     if settings.database_url is not None:
@@ -106,7 +112,7 @@ def run_console_session(
                 emu,
                 stdout,
                 interactive=interactive,
-                user_id=_console_user_id(settings),
+                user_id=user_id,
                 first_name=first_name,
                 secrets=secrets,
                 ids=ids,

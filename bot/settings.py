@@ -14,6 +14,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 #: The shortest WEBHOOK_SECRET accepted (about 190 bits from the 64-character alphabet).
 WEBHOOK_SECRET_MIN = 32
+#: A random secret of 32 characters from 64 has about 25 different ones; fewer than this is
+#: a pattern, not a secret.
+WEBHOOK_SECRET_DISTINCT = 10
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -140,11 +143,14 @@ class Settings(BaseSettings):
         allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
         if not set(secret) <= allowed or len(secret) > 256:
             raise ValueError("must be at most 256 characters of A-Z, a-z, 0-9, _ and -")
+        make_one = "make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
         if len(secret) < WEBHOOK_SECRET_MIN:
             raise ValueError(
                 f"must be at least {WEBHOOK_SECRET_MIN} characters (it has {len(secret)});"
-                " make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                f" {make_one}"
             )
+        if len(set(secret)) < WEBHOOK_SECRET_DISTINCT:  # "aaaa…", "abab…": guessable
+            raise ValueError(f"must be random, not a few characters repeated; {make_one}")
         return value
 
     @property

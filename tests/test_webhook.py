@@ -18,7 +18,7 @@ from bot.webhook import Webhook
 from services.db import Database
 from tests.harness import Clock, make_settings
 
-SECRET = "s" * 31 + "_"  # 32 characters: the shortest accepted
+SECRET = "s0123456789abcdefghijklmnopqrst_"  # 32 characters: the shortest accepted
 
 
 def free_port() -> int:
@@ -37,6 +37,12 @@ def test_a_short_secret_stops_start_up_naming_the_setting(
         )
     (problem,) = info.value.problems
     assert problem.startswith("WEBHOOK_SECRET:") and "at least 32" in problem
+    with pytest.raises(SettingsError) as info:
+        load_settings(
+            _env_file=None, webhook_url="https://bot.example.com/telegram", webhook_secret="a" * 40
+        )
+    (problem,) = info.value.problems
+    assert problem.startswith("WEBHOOK_SECRET:") and "random" in problem
     ok = load_settings(
         _env_file=None, webhook_url="https://bot.example.com/telegram", webhook_secret=SECRET
     )
@@ -74,7 +80,7 @@ async def test_updates_come_in_only_with_the_secret_compared_in_constant_time(
         async with httpx.AsyncClient() as client:
             for headers in (
                 {},
-                {"X-Telegram-Bot-Api-Secret-Token": "s" * 32},  # same length, wrong
+                {"X-Telegram-Bot-Api-Secret-Token": SECRET[::-1]},  # same length, wrong
                 {"X-Telegram-Bot-Api-Secret-Token": SECRET[:-1]},  # a prefix
             ):
                 answer = await client.post(url, json=forged, headers=headers)
