@@ -514,9 +514,9 @@ async def echo2(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 
 def add_echo(app: AnyApp) -> None:
-    """``/echo`` and ``/echo2`` in group -2, before the private-chat gate."""
-    app.add_handler(CommandHandler("echo", echo), group=-2)
-    app.add_handler(CommandHandler("echo2", echo2), group=-2)
+    """``/echo`` and ``/echo2`` in group -3, before the gate (-2) and everything after it."""
+    app.add_handler(CommandHandler("echo", echo), group=-3)
+    app.add_handler(CommandHandler("echo2", echo2), group=-3)
 
 
 def classify_update(update: Update) -> str:
