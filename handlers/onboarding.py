@@ -10,13 +10,15 @@ account and nothing otherwise. It must be registered *after* every other convers
 while one of those is open its own steps get the user's text first, and *before*
 ``basic.register`` (whose plain /start it shadows) and the fallbacks.
 
-Onboarding never traps the user: a typed answer is only taken when it looks like one (a zone
-name, a number, a time), and anything else goes on to the normal handlers. Its buttons are
-entry points too, so a button pressed after a timeout or a restart still works.
+Onboarding never traps the user: while a question is open, what is typed is its answer
+(saved, or a specific error: "forty" is not a number of hours, "7am" is not a time zone), and
+any command closes the question (``handlers/conversation.py: one_question_at_a_time``). Its
+buttons are entry points too, so a button pressed after a timeout or a restart still works.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from telegram import InlineKeyboardMarkup, Update
@@ -78,11 +80,8 @@ ASK_BRIEF = (
 )
 
 # Typed text is only taken as an answer when it looks like one; the rest goes on.
-ZONE_TEXT = filters.Regex(r"^\s*[A-Za-z][A-Za-z0-9_+\-/]*\s*$")
-HOURS_TEXT = filters.Regex(r"(?i)^\s*\d{1,4}\s*(h|hours?)?\s*$")
-TIME_TEXT = filters.Regex(
-    r"(?i)^\s*((\d{1,2}([:.h]\d{2})?|\d{4})\s*([ap]\.?m\.?)?|noon|midnight|off|none|no)\s*$"
-)
+#: A typed weekly capacity: "35", "35h", "35 hours".
+HOURS = re.compile(r"(?i)\s*(\d{1,4})\s*(?:h|hrs?|hours?)?\s*")
 
 
 # --- questions --------------------------------------------------------------------------
@@ -228,9 +227,10 @@ async def typed_zone(update: Update, context: Context) -> str | int:
 async def typed_capacity(update: Update, context: Context) -> str | int:
     """A typed number of hours per week ("35" or "35 h")."""
     assert update.effective_message is not None
-    digits = "".join(ch for ch in update.effective_message.text or "" if ch.isdigit())
+    typed = update.effective_message.text or ""
+    match = HOURS.fullmatch(typed)
     try:
-        hours = parse_int(digits, "weekly capacity")
+        hours = parse_int(match[1] if match else typed, "weekly capacity")
         settings = await _store(update, context, weekly_capacity_hours=hours)
     except DomainError as exc:
         await reply(update, f"{esc(exc.user_message)}\nTry again, or tap a button above.")
@@ -275,9 +275,12 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
             CallbackQueryHandler(onboard_button, pattern=r"^ob:"),
         ],
         states={
-            OB_TZ: [MessageHandler(text & ZONE_TEXT, typed_zone)],
-            OB_CAPACITY: [MessageHandler(text & HOURS_TEXT, typed_capacity)],
-            OB_BRIEF: [MessageHandler(text & TIME_TEXT, typed_brief)],
+            # While a question is open, what is typed is an answer: it is saved, or gets the
+            # specific error ("forty" → weekly capacity must be a number). A command closes
+            # the question (one_question_at_a_time), so nobody is trapped.
+            OB_TZ: [MessageHandler(text, typed_zone)],
+            OB_CAPACITY: [MessageHandler(text, typed_capacity)],
+            OB_BRIEF: [MessageHandler(text, typed_brief)],
         },
     )
     # The shared timeout message says "nothing was saved" and drops every draft; here the

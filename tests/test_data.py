@@ -562,3 +562,22 @@ async def test_a_command_during_onboarding_closes_its_question(bot: BotEnv, db: 
     assert "I read commands" in after.plain_text
     assert (await settings_of(db, 9705))["weekly_capacity_hours"] == 40
     assert await rows(db, "select duration from execution_logs") == [{"duration": 45}]
+
+
+async def test_onboarding_takes_typed_answers_with_specific_errors(
+    bot: BotEnv, db: Database
+) -> None:
+    chat = bot.chat(9706)
+    await chat.send("/start")
+    (zone,) = await chat.send("7am")  # the time zone question is open
+    assert "Unknown time zone '7am'" in zone.plain_text
+    (capacity,) = await chat.send("Europe/Berlin")
+    assert "2/3 · Weekly capacity" in capacity.plain_text
+    (forty,) = await chat.send("forty")
+    assert "Weekly capacity must be a whole number (got 'forty')" in forty.plain_text
+    (brief,) = await chat.send("35 hours")
+    assert "3/3 · Daily brief" in brief.plain_text
+    (done,) = await chat.send("7:30 pm")
+    assert "All set!" in done.plain_text
+    saved = await settings_of(db, 9706)
+    assert saved["weekly_capacity_hours"] == 35 and str(saved["brief_time"]) == "19:30:00"
