@@ -21,7 +21,8 @@ from bot.embedded_db import EmbeddedPostgres
 from bot.local_api import BotApiEmulator
 from services.db import Database
 from services.migrations import apply_migrations
-from tests.harness import Chat, Clock, bot_running
+from tests.fake_supabase_auth import FakeSupabaseAuth
+from tests.harness import Chat, Clock, bot_running, make_settings
 
 TEST_DB = "aelpher_test"
 
@@ -134,6 +135,21 @@ async def bot(db: Database, database_dsn: str, emulator: BotApiEmulator) -> Asyn
     clock = Clock()
     async with bot_running(emulator, database_dsn, clock=clock) as app:
         yield BotEnv(emulator, app, clock)
+
+
+SUPABASE_ANON_KEY = "anon-test-key"
+
+
+@pytest.fixture
+async def supabase_bot(
+    db: Database, database_dsn: str, emulator: BotApiEmulator
+) -> AsyncIterator[tuple[BotEnv, FakeSupabaseAuth]]:
+    """The running bot in Supabase mode, with Supabase Auth faked at its HTTP boundary."""
+    with FakeSupabaseAuth() as fake:
+        settings = make_settings(supabase_url=fake.url, supabase_anon_key=SUPABASE_ANON_KEY)
+        clock = Clock()
+        async with bot_running(emulator, database_dsn, clock=clock, settings=settings) as app:
+            yield BotEnv(emulator, app, clock), fake
 
 
 class BotEnv:

@@ -11,23 +11,18 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
-import pytest
 
-from bot.local_api import BotApiEmulator
 from services.db import Database
 from services.migrations import MIGRATIONS_DIR, apply_migrations
 from tests.conftest import BotEnv, make_user
 from tests.fake_supabase_auth import FakeSupabaseAuth
-from tests.harness import Clock, bot_running, make_settings
 
 GRANTS_MIGRATION = "20261206000100_data_api_grants.sql"
-ANON_KEY = "anon-test-key"
 
 
 async def as_api(
@@ -296,17 +291,6 @@ async def test_a_forged_link_never_takes_the_victims_telegram_id(
     async with db.privileged() as uow:
         left = await uow.fetchall("select telegram_user_id from telegram_links")
     assert [r["telegram_user_id"] for r in left] == [victim_tg]
-
-
-@pytest.fixture
-async def supabase_bot(
-    db: Database, database_dsn: str, emulator: BotApiEmulator
-) -> AsyncIterator[tuple[BotEnv, FakeSupabaseAuth]]:
-    with FakeSupabaseAuth() as fake:
-        settings = make_settings(supabase_url=fake.url, supabase_anon_key=ANON_KEY)
-        clock = Clock()
-        async with bot_running(emulator, database_dsn, clock=clock, settings=settings) as app:
-            yield BotEnv(emulator, app, clock), fake
 
 
 async def test_supabase_mode_a_linked_user_cannot_repoint_and_unlink_still_works(

@@ -4,20 +4,13 @@ bot says what stays (the Supabase Auth user). End to end through the running bot
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
-from bot.local_api import BotApiEmulator
 from handlers import data as data_handlers
 from services.db import Database
 from services.repos.user_data import TABLE_NAMES
 from tests.conftest import BotEnv, make_user
 from tests.fake_supabase_auth import FakeSupabaseAuth
-from tests.harness import Clock, bot_running, make_settings
-
-ANON_KEY = "anon-test-key"
 
 
 async def rows(db: Database, sql: str, *params: object) -> list[dict[str, Any]]:
@@ -71,17 +64,6 @@ async def test_local_delete_removes_the_account_the_bot_created(bot: BotEnv, db:
     assert "Welcome to Aelpher" in again.plain_text
     (fresh,) = await accounts_named(db, tg, name)
     assert fresh["id"] != user_id
-
-
-@pytest.fixture
-async def supabase_bot(
-    db: Database, database_dsn: str, emulator: BotApiEmulator
-) -> AsyncIterator[tuple[BotEnv, FakeSupabaseAuth]]:
-    with FakeSupabaseAuth() as fake:
-        settings = make_settings(supabase_url=fake.url, supabase_anon_key=ANON_KEY)
-        clock = Clock()
-        async with bot_running(emulator, database_dsn, clock=clock, settings=settings) as app:
-            yield BotEnv(emulator, app, clock), fake
 
 
 async def test_supabase_delete_says_the_login_stays_and_keeps_it(
