@@ -26,7 +26,7 @@ async def replay_job(context: Context) -> None:
     d = deps(context)
     if d.outbox is None or await d.outbox.count_pending() == 0:
         return
-    report = await sync.replay(d.db, d.outbox)
+    report = await sync.replay(d.db, d.outbox, d.allowed_user_ids)
     if report.synced or report.skipped or report.parked or report.superseded:
         logger.info(
             "outbox replay: %d synced, %d already applied, %d superseded, %d parked",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -186,6 +186,9 @@ class ReplayReport:
     superseded: list[tuple[OutboxEntry, str]] = field(default_factory=list)
     #: still failing for now, kept and retried (told once)
     failing: list[tuple[OutboxEntry, str]] = field(default_factory=list)
+    #: parked because its author is no longer on the allow-list (not told: the bot no longer
+    #: writes to them)
+    refused: list[tuple[OutboxEntry, str]] = field(default_factory=list)
     unreachable: bool = False
 
 
@@ -195,11 +198,15 @@ class _Outcome(Enum):
     DOWN = "down"  # the database is unreachable: stop
 
 
-async def replay(db: Database, outbox: Outbox) -> ReplayReport:
+async def replay(
+    db: Database, outbox: Outbox, allowed: Collection[int] = frozenset()
+) -> ReplayReport:
     """Apply every pending entry in order; stop only when the database is down.
 
     An entry that can never apply is parked with its reason and does not hold back anyone's
     later entries; one that fails for now holds back only its own author's later entries.
+    With an allow-list (``allowed`` not empty), an entry whose author is no longer on it is
+    parked without being applied or told: nothing of theirs is written or switched back on.
     """
     report = ReplayReport()
     held: set[int] = set()
@@ -209,6 +216,10 @@ async def replay(db: Database, outbox: Outbox) -> ReplayReport:
             after = entry.seq
             if entry.telegram_user_id in held:
                 continue
+            if allowed and entry.telegram_user_id not in allowed:
+                await outbox.forget_linked(entry.telegram_user_id)
+                await _park(outbox, entry, NOT_ALLOWED, report.refused)
+                continue
             outcome = await _apply(db, outbox, entry, report)
             if outcome is _Outcome.DOWN:
                 report.unreachable = True
@@ -216,6 +227,9 @@ async def replay(db: Database, outbox: Outbox) -> ReplayReport:
             if outcome is _Outcome.HELD:
                 held.add(entry.telegram_user_id)
     return report
+
+
+NOT_ALLOWED = "its author is no longer allowed to use this bot"
 
 
 async def _park(

@@ -362,3 +362,42 @@ async def test_nul_characters_are_refused_naming_the_field(bot: BotEnv, db: Data
     assert written == [{"n": 0}]
     blocked = await rows(db, "select status from theaters where arm_type = 'ibm'")
     assert blocked != [{"status": "blocked"}]
+
+
+async def test_a_kept_write_of_a_user_removed_from_the_allow_list_is_not_replayed(
+    server: tuple[EmbeddedPostgres, str], emulator: BotApiEmulator, tmp_path: Path
+) -> None:
+    """Removed while their write waited: it is parked, nothing of theirs is written, their
+    link stays off (no nudges) and the bot doesn't write to them."""
+    pg, dsn = server
+    me, other = 8121, 8122
+    both = make_settings(
+        data_dir=tmp_path / "data",
+        db_connect_timeout_seconds=2,
+        allowed_telegram_user_ids=f"{me},{other}",
+    )
+    async with bot_running(emulator, dsn, settings=both, clock=Clock()) as app:
+        without_replay_job(app)
+        chat = Chat(emulator, me)
+        await chat.send("/start")
+        await asyncio.to_thread(pg.halt)
+        (kept,) = await chat.send("/log cs 30 offline work")
+        assert KEPT in kept.plain_text
+    await asyncio.to_thread(pg.resume)
+    only_other = make_settings(
+        data_dir=tmp_path / "data",
+        db_connect_timeout_seconds=2,
+        allowed_telegram_user_ids=str(other),
+    )
+    async with bot_running(emulator, dsn, settings=only_other, clock=Clock()) as app:
+        without_replay_job(app)
+        await until_reachable(app)
+        told = len(emulator.sent(me))
+        await replay(app)
+        assert await outbox_of(app).count_pending(me) == 0  # parked, not waiting
+        assert len(emulator.sent(me)) == told  # no "synced", no notice
+    async with Database(dsn, max_size=1) as db, db.privileged(read_only=True) as uow:
+        logs = await uow.fetchall("select 1 from execution_logs")
+        links = await uow.fetchall("select active from telegram_links")
+    assert logs == []
+    assert [dict(r) for r in links] == [{"active": False}]
