@@ -27,6 +27,9 @@ CANCELLED = "Cancelled. Nothing was saved. /help lists what I can do."
 NOTHING_TO_CANCEL = "Nothing to cancel: I'm not waiting for an answer. /help lists what I do."
 #: What /cancel says when it closes a conversation's question (default: CANCELLED).
 CANCEL_REPLIES: dict[str, str] = {}
+#: Questions asked outside a conversation and kept in ``user_data`` until answered (the
+#: /delete confirmation): their key there → their name. Closed like the others.
+PENDING_CONFIRMATIONS: dict[str, str] = {}
 
 
 def close_open_questions(update: Update, context: Context) -> list[str]:
@@ -58,6 +61,9 @@ def close_open_questions(update: Update, context: Context) -> list[str]:
     if drafts is not None:
         for name in closed:
             drafts.pop(name, None)
+        for draft_key, name in PENDING_CONFIRMATIONS.items():
+            if drafts.pop(draft_key, None) is not None:
+                closed.append(name)
     return closed
 
 

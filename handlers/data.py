@@ -14,11 +14,12 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 from handlers import render
 from handlers.callbacks import BadCallback, decode, encode, pattern
 from handlers.common import Context, deps, edit, me, now, reply, user_data
-from handlers.conversation import close_open_questions
+from handlers.conversation import PENDING_CONFIRMATIONS, close_open_questions
 from services import erase, export
 
 #: user_data key of the pending /delete confirmation: {"nonce": str, "at": epoch seconds}
 PENDING = "delete_confirm"
+PENDING_CONFIRMATIONS[PENDING] = "delete"  # a later command or /cancel closes it
 #: how long a /delete confirmation button stays valid
 CONFIRM_SECONDS = 600
 CONFIRM_LABEL = "Yes, delete everything"

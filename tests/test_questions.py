@@ -91,3 +91,16 @@ async def test_delete_leaves_no_question_behind(bot: BotEnv, db: Database) -> No
     (reply,) = await chat.send("Read SICP")
     assert "I read commands" in reply.plain_text
     assert await rows(db, "select 1 from nba_items") == []
+
+
+async def test_a_delete_confirmation_left_behind_deletes_nothing(
+    bot: BotEnv, db: Database
+) -> None:
+    chat = await started(bot, 6106)
+    await chat.send("/add cs 3 keep this")
+    (prompt,) = await chat.send("/delete")
+    (cancelled,) = await chat.send("/cancel")  # the confirmation was the open question
+    assert "Cancelled" in cancelled.plain_text
+    await chat.send("/status")
+    await chat.press(prompt, "Yes, delete everything")
+    assert await rows(db, "select title from nba_items") == [{"title": "keep this"}]
