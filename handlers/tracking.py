@@ -41,6 +41,7 @@ from handlers.usage import (
 )
 from services import status, tracking
 from services.durations import parse_minutes
+from services.errors import DomainError
 from services.models import parse_arm
 from services.status import HISTORY_MAX
 from services.validation import check_energy, check_minutes, parse_decimal, parse_int
@@ -76,15 +77,21 @@ async def _save_log(update: Update, context: Context, draft: dict[str, Any]) -> 
         await reply(update, render.render_log(result), render.log_keyboard(result))
 
 
-_HOURS_WORD = re.compile(r"(?i)^\d{1,3}([.,]\d{1,2})?(h|hr|hrs|hours?)$")
-_MINUTES_WORD = re.compile(r"(?i)^\d{1,4}(m|min|mins|minutes?)$")
+#: A word that can only continue a duration: a unit ("h", "hours", "min") or minutes with
+#: their unit ("30m", "30 min" is two words: "30" and "min").
+_DURATION_TAIL = re.compile(r"(?i)^(\d{1,4}\s*)?(h|hr|hrs|hours?|m|min|mins|minutes?)$")
 
 
 def _minutes_from(words: list[str]) -> tuple[int, int]:
-    """The duration at the start of ``words`` ("45", "1h30", "1.5h", "1:30", or "1h 30m" as
-    two words) in minutes, and how many words it took."""
-    if len(words) >= 2 and _HOURS_WORD.match(words[0]) and _MINUTES_WORD.match(words[1]):
-        return check_minutes(parse_minutes(f"{words[0]} {words[1]}")), 2
+    """The duration at the start of ``words`` in minutes, and how many words it took:
+    "45", "1h30", "1.5h", "1:30", or over several words "2 hours", "90 min", "1h 30m",
+    "1.5 h". A bare number is minutes; the words after the duration are the action."""
+    for n in (3, 2):
+        if len(words) > n - 1 and all(_DURATION_TAIL.match(w) for w in words[1:n]):
+            try:
+                return check_minutes(parse_minutes(" ".join(words[:n]))), n
+            except DomainError:
+                continue
     return check_minutes(parse_minutes(words[0])), 1
 
 

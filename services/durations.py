@@ -33,7 +33,7 @@ _MINUTES_WORD = r"m|min|mins|minute|minutes|'"
 # "1h30", "1 h 30 m", "1.5h", "90", "90 min": hours and/or minutes, in that order.
 _DURATION = re.compile(
     rf"(?:(?P<h>{_NUMBER})\s*(?:{_HOURS_WORD})\.?)?\s*"
-    rf"(?:(?P<m>{_NUMBER})\s*(?:{_MINUTES_WORD})?\.?)?"
+    rf"(?:(?P<m>{_NUMBER})\s*(?P<unit>{_MINUTES_WORD})?\.?)?"
 )
 _COLON = re.compile(r"(?P<h>\d{1,3}):(?P<m>[0-5]\d)")
 _CLOCK = re.compile(
@@ -74,6 +74,8 @@ def parse_minutes(text: str, field: str = "minutes") -> int:
     match = _DURATION.fullmatch(value) if value else None
     if match is None or (match["h"] is None and match["m"] is None):
         raise NotADuration(field, text)
+    if match["m"] and not match["h"] and not match["unit"] and not match["m"].isdigit():
+        raise NotADuration(field, text)  # "1.5": hours or minutes? Say which.
     hours = _decimal(match["h"]) if match["h"] else Decimal(0)
     minutes = _decimal(match["m"]) if match["m"] else Decimal(0)
     if match["h"] and match["m"] and "." in match["h"].replace(",", "."):

@@ -29,7 +29,8 @@ def test_other_durations(text: str, minutes: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["", "abc", "-5", "1h30h", "h", "m", "1.5h 10m", "1:75", "ninety", "1 30", "5 days"]
+    "text",
+    ["", "abc", "-5", "1h30h", "h", "m", "1.5h 10m", "1:75", "ninety", "1 30", "5 days", "1.5"],
 )
 def test_what_is_not_a_duration_says_which_forms_work(text: str) -> None:
     with pytest.raises(NotADuration) as info:

@@ -381,13 +381,22 @@ async def test_durations_and_times_as_people_type_them(bot: BotEnv, db: Database
     assert "90 min: what did you do?" in asked.plain_text
     (three,) = await chat.send("flashcards")
     assert "Logged in cs: flashcards (90 min)" in three.plain_text
+    for text, logged in (
+        ("/log cs 2 hours deep work", "deep work (120 min)"),
+        ("/log cs 90 min reading", "reading (90 min)"),
+        ("/log cs 1.5 h spaced", "spaced (90 min)"),
+        ("/log cs 1h 30 pages read", "30 pages read (60 min)"),
+    ):
+        (reply,) = await chat.send(text)
+        assert f"Logged in cs: {logged}" in reply.plain_text, text
     (bad,) = await chat.send("/log cs ninety reading")
     assert "Minutes must be a duration like 90, 90m, 1h30, 1h 30m, 1.5h or 1:30" in bad.plain_text
     (brief,) = await chat.send("/settings brief 7:30 pm")
     assert "19:30" in brief.plain_text
     logs = await rows(db, "select action, duration from execution_logs order by timestamp")
-    assert logs == [
+    assert logs[:3] == [
         {"action": "read the paper", "duration": 90},
         {"action": "standup and review", "duration": 75},
         {"action": "flashcards", "duration": 90},
     ]
+    assert len(logs) == 7
