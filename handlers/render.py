@@ -10,14 +10,14 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from handlers.callbacks import encode
-from services import rules
+from services import rules, sanity
 from services.models import ARMS, Arm
 from services.nba import ItemResult, TheaterNba
 from services.status import HistoryEntry, StatusView
@@ -339,6 +339,10 @@ def render_undo(result: UndoResult) -> str:
 
 
 def when(moment: datetime, tz: str) -> str:
+    """A moment in the user's zone (UTC, marked, if the stored zone is unknown: it may have
+    been written outside the bot, and what was done must still be shown)."""
+    if not sanity.known_zone(tz):
+        return moment.astimezone(UTC).strftime("%a %d %b %H:%M UTC")
     return moment.astimezone(ZoneInfo(tz)).strftime("%a %d %b %H:%M")
 
 

@@ -59,6 +59,7 @@ async def theater(uow: UnitOfWork, arm: Arm) -> Theater:
     found = await theaters.get_one(uow, arm)
     if found is None:  # the account exists (the write lock was taken): the row was deleted
         raise sanity.missing_theater(arm)
+    sanity.check([found])  # a NULL or out-of-range value written outside the bot
     return found
 
 

@@ -78,3 +78,20 @@ async def test_null_and_huge_values_in_own_rows(
     (progress,) = await chat.send("/progress cs 20")
     assert "theaters.total_progress" in progress.plain_text
     assert "went wrong" not in progress.plain_text
+
+
+async def test_an_unknown_zone_or_a_null_activity_never_hides_what_happened(
+    bot: BotEnv, db: Database, database_dsn: str
+) -> None:
+    chat, user = await started(bot, db, 6203)
+    await chat.send("/log cs 30 real work")
+    assert await data_api(database_dsn, user, "update user_settings set timezone = 'Mars/Olympus'")
+    (undone,) = await chat.send("/undo")  # done, and said so (times shown in UTC)
+    assert "Removed the log “real work”" in undone.plain_text
+    assert await rows(db, "select 1 from execution_logs") == []
+    assert await data_api(database_dsn, user, "update user_settings set timezone = 'UTC'")
+    await chat.send("/block ibm away")
+    assert await data_api(database_dsn, user, "update theaters set last_activity = null")
+    (unblock,) = await chat.send("/unblock ibm")
+    assert "theaters.last_activity" in unblock.plain_text
+    assert "went wrong" not in unblock.plain_text
