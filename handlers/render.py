@@ -46,6 +46,8 @@ def esc(text: object) -> str:
 #: The longest text /history shows of one entry: what the bot itself accepts (rows written
 #: through the Data API may hold far more; /export has it all).
 HISTORY_TEXT_MAX = 2000
+#: The most /history sends at once (about four messages); the rest is named, not sent.
+HISTORY_REPLY_MAX = 4 * MESSAGE_LIMIT
 
 
 def clip(text: str, limit: int) -> str:
@@ -383,14 +385,23 @@ def render_history(entries: Sequence[HistoryEntry], tz: str, arm: Arm | None) ->
     if not entries:
         return f"Nothing recorded{where} yet. Try <code>/log cs 25 what you did</code>."
     lines = [f"<b>Recent{esc(where)}</b>"]
-    for e in entries:
+    size = len(lines[0])
+    for shown, e in enumerate(entries):
         stamp = esc(when(e.timestamp, tz))
         text = esc(clip(e.text, HISTORY_TEXT_MAX))
         if e.kind == "log":
             minutes = f" · {e.minutes} min" if e.minutes else ""
-            lines.append(f"📝 {stamp} <b>{esc(e.arm)}</b> {text}{minutes}")
+            entry = [f"📝 {stamp} <b>{esc(e.arm)}</b> {text}{minutes}"]
         else:
-            lines.append(f"💡 {stamp} <b>{esc(e.arm)}</b> {text}")
+            entry = [f"💡 {stamp} <b>{esc(e.arm)}</b> {text}"]
         if e.detail:
-            lines.append(f"    <i>{esc(clip(e.detail, HISTORY_TEXT_MAX))}</i>")
+            entry.append(f"    <i>{esc(clip(e.detail, HISTORY_TEXT_MAX))}</i>")
+        size += sum(len(line) + 1 for line in entry)
+        if size > HISTORY_REPLY_MAX and shown > 0:  # a few messages at most, not dozens
+            lines.append(
+                f"… and {len(entries) - shown} more. Ask for fewer (<code>/history cs 5</code>),"
+                " or /export has everything."
+            )
+            break
+        lines += entry
     return "\n".join(lines)

@@ -305,14 +305,14 @@ async def test_allowed_ids_refuse_others(
 
 async def test_long_history_is_split_at_line_boundaries(bot: BotEnv) -> None:
     chat = await started(bot)
-    for n in range(6):  # about 14 000 characters of history: several messages
+    for n in range(5):  # about 14 000 characters of HTML: several messages
         await chat.send(f"/reflect cs {n:02d} " + "<evidence & more> " * 100)
     before = len(bot.emu.sent(chat.user_id))
-    await chat.send("/history cs 6", replies=2)
+    await chat.send("/history cs 5", replies=2)
     await chat.settle(quiet=0.5)
     replies = bot.emu.sent(chat.user_id)[before:]
     assert len(replies) >= 3 and all(len(m.plain_text) <= 4096 for m in replies)
-    assert "05 <evidence & more>" in replies[0].plain_text
+    assert "04 <evidence & more>" in replies[0].plain_text
     assert "00 <evidence & more>" in replies[-1].plain_text
 
 

@@ -132,3 +132,24 @@ async def test_history_shows_at_most_the_bots_own_limit_of_text_per_entry(
     joined = "".join(texts)
     assert len(joined) < 4200  # 2 000 + 2 000 characters and a header, not 200 000
     assert joined.count("e") >= 1999 and "e" * 2000 not in joined and "…" in joined
+
+
+async def test_a_huge_history_is_a_few_messages_and_says_what_it_left_out(
+    bot: BotEnv, database: Database
+) -> None:
+    chat = bot.chat(4244)
+    await chat.send("/start")
+    async with database.user_uow(TelegramUser(4244)) as uow:
+        await uow.execute(
+            "insert into execution_logs (user_id, arm_type, action, details, duration, timestamp)"
+            " select auth.uid(), 'cs', 'entry ' || n, repeat('<&> ', 1000), 5,"
+            " now() - n * interval '1 minute' from generate_series(1, 30) n"
+        )
+        await uow.commit()
+    before = len(bot.emu.sent(4244))
+    await chat.send("/history cs 30", replies=1)
+    await chat.settle(quiet=0.5)
+    parts = bot.emu.sent(4244)[before:]
+    assert 1 < len(parts) <= 5
+    assert "more. Ask for fewer" in parts[-1].plain_text and "/export" in parts[-1].plain_text
+    assert "entry 1 " in parts[0].plain_text  # the newest first
