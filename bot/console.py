@@ -51,7 +51,7 @@ from bot.database import DatabaseHandle, resolve_database
 from bot.lifecycle import run, running
 from bot.local_api import BotApiEmulator, SentMessage
 from bot.settings import Settings
-from services.files import private_dir
+from services.files import private_dir, private_file
 from services.redact import redact
 
 logger = logging.getLogger(__name__)
@@ -432,18 +432,19 @@ class _LineReader:
 
 # --- helpers ----------------------------------------------------------------------------------
 
-_LEADING_NUMBER = re.compile(r"^\W*?(\d{1,6})(?!\d)")
+# A label that is a number: "3", "•3•", "15 min", "40 h", "60%" (not "07:30", "3 exercises").
+_NUMBER_LABEL = re.compile(r"(?i)^[^\w:]*(\d{1,6})\s*(?:min|h|%)?[^\w:]*$")
 
 
 def _number_in(label: str) -> int | None:
-    """The number a button's label starts with ("3", "•3•", "15 min"), if any."""
-    m = _LEADING_NUMBER.match(label.strip())
+    """The number a button's label shows ("3", "•3•", "15 min"), if it is one."""
+    m = _NUMBER_LABEL.match(label.strip())
     return int(m.group(1)) if m else None
 
 
 def button_keys(buttons: list[tuple[str, str | None]]) -> list[int]:
-    """The number that presses each button (in reading order): a label's own number where
-    it starts with one (and no earlier button took it), else 1, 2, … skipping taken numbers."""
+    """The number that presses each button (in reading order): a label's own number where it
+    is one (and no earlier button took it), else 1, 2, … skipping taken numbers."""
     keys: list[int | None] = []
     taken: set[int] = set()
     for label, _ in buttons:
@@ -484,7 +485,7 @@ class _MessageIds:
 
     def _reserve(self, upto: int) -> None:
         private_dir(self.path.parent)
-        tmp = self.path.with_suffix(".tmp")
+        tmp = private_file(self.path.with_suffix(".tmp"))
         tmp.write_text(f"{upto}\n")
         tmp.replace(self.path)
         self.reserved = upto

@@ -122,8 +122,10 @@ def test_buttons_that_show_a_number_are_pressed_by_that_number() -> None:
     assert button_keys(minutes) == [15, 25, 1, 2]
     marked = [("0", "a"), ("•1•", "b"), ("2", "c"), ("Back", "d")]
     assert button_keys(marked) == [0, 1, 2, 3]
-    repeated = [("3 exercises", "a"), ("3 drafts", "b")]  # the second can't have 3 too
+    repeated = [("3", "a"), ("•3•", "b")]  # the second can't have 3 too
     assert button_keys(repeated) == [3, 1]
+    times = [("07:30", "a"), ("3 exercises", "b"), ("40 h", "c")]  # not numbers: numbered
+    assert button_keys(times) == [1, 2, 40]
 
 
 def _message(message_id: int, kind: str = "text", **fields: object) -> SentMessage:
