@@ -22,7 +22,8 @@ from services.db import Database
 from services.redact import redact
 from tests.harness import Chat, Clock, bot_running
 
-# A token shaped like Telegram's (bot id, colon, 35 characters); never configured anywhere.
+# A fake token with the shape the redaction looks for (bot id, colon, 20+ characters); never
+# configured anywhere and never issued by Telegram.
 TOKEN = "123456789:FAKE-test-token-not-from-telegram"
 SECRET = TOKEN.partition(":")[2]
 T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
