@@ -781,11 +781,8 @@ async def _refresh(
 ) -> tuple[dict[Arm, Theater], rules.Overload]:
     """Fresh stale days, current items, statuses and risk for the user (under their lock).
 
-    What the user stored is checked first (UnreadableData): the refresh computes with it and
-    writes to those rows."""
-    metrics = await global_metrics.get(uow)
-    sanity.check([*(await theaters_repo.get_all(uow)).values(), *([metrics] if metrics else [])])
-    sanity.check(await nba_items.open_items_all(uow))
+    What the user stored is checked as it is read (``state.rerank`` and ``state.theater``
+    raise UnreadableData), before the refresh computes with it or writes to those rows."""
     for arm in ARMS:
         await state.rerank(uow, arm, now)
         await state.refresh_status(uow, await state.theater(uow, arm), now, settings)

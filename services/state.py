@@ -104,6 +104,7 @@ def as_stored(items: Sequence[NbaItem], stored: Mapping[UUID, NbaItem]) -> list[
 async def rerank(uow: UnitOfWork, arm: Arm, now: datetime) -> None:
     """Recompute stale days and the current item of ``arm`` (the theater must be locked)."""
     items = await nba_items.open_items(uow, arm)
+    sanity.check(items)  # a value written outside the bot that the ranking can't use
     _, changes = plan_items(items, {}, now)
     await nba_items.apply_changes(uow, changes)
 
