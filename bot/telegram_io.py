@@ -4,11 +4,13 @@ update processor (each user in order, users in parallel and in turn, floods boun
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from aiolimiter import AsyncLimiter
@@ -83,39 +85,30 @@ class ResilientRateLimiter(AIORateLimiter):
         rate_limit_args: int | None,
     ) -> ApiResult:
         chat_id = data.get("chat_id")
-        if isinstance(chat_id, int) and chat_id > 0:  # a private chat: its own budget first
-            async with self.chat_limiter(chat_id):
-                return await self._with_retries(
-                    callback, args, kwargs, endpoint, data, rate_limit_args
-                )
-        return await self._with_retries(callback, args, kwargs, endpoint, data, rate_limit_args)
-
-    async def _with_retries(
-        self,
-        callback: Callable[..., Coroutine[Any, Any, ApiResult]],
-        args: Any,
-        kwargs: dict[str, Any],
-        endpoint: str,
-        data: dict[str, Any],
-        rate_limit_args: int | None,
-    ) -> ApiResult:
-        delay = self.base_delay
-        for attempt in range(self.network_retries + 1):
-            try:
-                return await super().process_request(
-                    callback, args, kwargs, endpoint, data, rate_limit_args
-                )
-            except BadRequest:
-                raise
-            except TimedOut:
-                if endpoint.startswith("send") or attempt == self.network_retries:
+        # A private chat's own budget first; then PTB's limiter, retried on passing faults.
+        budget: AbstractAsyncContextManager[Any] = (
+            self.chat_limiter(chat_id)
+            if isinstance(chat_id, int) and chat_id > 0
+            else contextlib.nullcontext()
+        )
+        async with budget:
+            delay = self.base_delay
+            for attempt in range(self.network_retries + 1):
+                try:
+                    return await super().process_request(
+                        callback, args, kwargs, endpoint, data, rate_limit_args
+                    )
+                except BadRequest:
                     raise
-            except NetworkError as exc:
-                if attempt == self.network_retries:
-                    raise
-                logger.info("telegram %s failed (%s); retrying", endpoint, exc)
-            await asyncio.sleep(delay)
-            delay *= 2
+                except TimedOut:
+                    if endpoint.startswith("send") or attempt == self.network_retries:
+                        raise
+                except NetworkError as exc:
+                    if attempt == self.network_retries:
+                        raise
+                    logger.info("telegram %s failed (%s); retrying", endpoint, exc)
+                await asyncio.sleep(delay)
+                delay *= 2
         raise AssertionError("unreachable")
 
 
