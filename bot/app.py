@@ -15,7 +15,7 @@ from bot.persistence import PostgresPersistence
 from bot.scheduler import schedule_jobs
 from bot.settings import Settings
 from bot.telegram_io import LoggingApplication, PerUserUpdateProcessor, ResilientRateLimiter
-from handlers import register_handlers
+from handlers import conversation, register_handlers
 from handlers.conversation import TIMEOUT_SECONDS
 from handlers.deps import DEPS_KEY, Deps
 from handlers.outbox import REPLAY_INTERVAL_SECONDS, replay_job
@@ -102,6 +102,7 @@ def build_application(
             if switched_off:
                 logger.info("allow-list: nudges off for %d linked user(s) not on it", switched_off)
         await app.bot.set_my_commands([BotCommand(c, d) for c, d in COMMANDS])
+        await conversation.arm_pending(app)
         assert app.job_queue is not None
         app.job_queue.run_repeating(
             replay_job, interval=REPLAY_INTERVAL_SECONDS, first=1.0, name="outbox-replay"
@@ -137,6 +138,7 @@ def build_application(
     app = builder.build()
     app.bot_data[DEPS_KEY] = deps
     register_handlers(app)
+    app.update_scope = conversation.update_scope  # type: ignore[attr-defined]
     schedule_jobs(app, settings.scan_interval_seconds)
     return app
 

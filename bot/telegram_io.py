@@ -10,7 +10,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
 from aiolimiter import AsyncLimiter
@@ -118,10 +118,15 @@ class LoggingApplication(Application):  # type: ignore[type-arg]
     Never the message text (it may be private); commands are logged by name only.
     """
 
+    #: entered around each update's handling (handlers/conversation.py: update_scope)
+    update_scope: Callable[[Any, object], AbstractAsyncContextManager[None]] | None = None
+
     async def process_update(self, update: object) -> None:
         started = time.perf_counter()
+        scope = self.update_scope(self, update) if self.update_scope else nullcontext()
         try:
-            await super().process_update(update)
+            async with scope:
+                await super().process_update(update)
         finally:
             if isinstance(update, Update):
                 update_log.info(

@@ -11,6 +11,8 @@ def register_handlers(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Add every handler module's handlers, most specific first, fallbacks last."""
     from handlers import (
         basic,
+        capture,  # noqa: F401  (registers the quick-capture flow)
+        conversation,
         data,
         errors,
         link,
@@ -31,6 +33,7 @@ def register_handlers(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     nudges.register(app)  # nudge buttons, and my_chat_member (blocked / unblocked)
     settings.register(app)  # before onboarding: a value typed in /settings is for /settings
     onboarding.register(app)  # owns /start: after every other conversation, before basic
+    conversation.register(app)  # question buttons, typed answers and quick capture
     basic.register(app)
     basic.register_fallbacks(app)
     app.add_handler(CallbackQueryHandler(errors.unknown_button))

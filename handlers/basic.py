@@ -145,11 +145,6 @@ async def unknown_command(update: Update, context: Context) -> None:
     await reply(update, "I don't know that command. Try /nba, /log, /status — or /help for all.")
 
 
-async def free_text(update: Update, context: Context) -> None:
-    """Text outside a conversation."""
-    await reply(update, "I read commands: /log to record time, /add to add an NBA, /help for all.")
-
-
 async def non_text(update: Update, context: Context) -> None:
     """Photos, stickers, voice… outside a conversation."""
     await reply(update, "I can only read text. Try <code>/log cs 25 what you did</code> or /help.")
@@ -171,5 +166,4 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
 def register_fallbacks(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Last in order: anything no other handler took."""
     app.add_handler(MessageHandler(filters.COMMAND, unknown_command))
-    app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, free_text))
     app.add_handler(MessageHandler(~filters.TEXT & ~filters.StatusUpdate.ALL, non_text))

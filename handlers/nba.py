@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from telegram import CallbackQuery, Update
-from telegram.ext import (
-    Application,
-    CallbackQueryHandler,
-    CommandHandler,
-    ConversationHandler,
-    MessageHandler,
-    filters,
-)
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
 from handlers import render
 from handlers.callbacks import BadCallback, Callback, decode, encode, pattern
@@ -24,7 +17,6 @@ from handlers.common import (
     Usage,
     answer_and_edit,
     args_of,
-    ask,
     deps,
     me,
     message_key,
@@ -32,15 +24,13 @@ from handlers.common import (
     perform,
     reply,
 )
-from handlers.conversation import conversation
+from handlers.conversation import Buttons, Flow, Turn, flow, start
 from handlers.usage import NBA_USAGE
 from services import nba, rules
 from services.db import Database, TelegramUser
 from services.errors import DomainError
 from services.models import ARMS, Arm, parse_arm
-from services.validation import parse_int
-
-ADD_ARM, ADD_GAP, ADD_TITLE = "ADD_ARM", "ADD_GAP", "ADD_TITLE"
+from services.validation import check_gap, clean_title, parse_int
 
 
 async def nba_command(update: Update, context: Context) -> None:
@@ -56,94 +46,97 @@ async def nba_command(update: Update, context: Context) -> None:
 # --- /add -------------------------------------------------------------------------------
 
 
-async def _save_item(update: Update, context: Context, arm: str, gap: int, title: str) -> None:
-    result = await perform(update, context, "add_item", arm=parse_arm(arm), gap=gap, title=title)
+async def item_added(
+    update: Update, context: Context, arm: Arm, gap: int, title: str
+) -> tuple[str, Any] | None:
+    """Add the item; the reply (None: it was kept for later and the user told so)."""
+    result = await perform(update, context, "add_item", arm=arm, gap=gap, title=title)
     if result is None:
-        return
+        return None
     note = f"➕ Added to <b>{result.item.arm_type}</b>: {render.esc(result.item.title)}"
-    await reply(
-        update,
-        render.render_theater_nba(result.theater, note),
-        render.theater_nba_keyboard(result.theater),
+    return render.render_theater_nba(result.theater, note), render.theater_nba_keyboard(result.theater)
+
+
+@dataclass(frozen=True, slots=True)
+class AddDraft:
+    """An NBA being asked for: what is known so far."""
+
+    arm: Arm | None = None
+    gap: int | None = None
+
+
+GAP_BUTTONS: Buttons = [[(str(g), ("gap", g)) for g in range(6)]]
+
+
+def ask_gap_text(arm: Arm) -> str:
+    return f"<b>{arm}</b>: how big is the gap it closes? 0 = small … 5 = large. Tap or type it."
+
+
+def _add_question(draft: AddDraft) -> tuple[str, str, Buttons]:
+    if draft.arm is None:
+        arms: Buttons = [[(render.ARM_NAME[a], ("arm", a)) for a in ARMS]]
+        return "arm", "Add a Next Best Action to which theater?", arms
+    if draft.gap is None:
+        return "gap", ask_gap_text(draft.arm), GAP_BUTTONS
+    return "title", f"<b>{draft.arm}</b>, gap {draft.gap}: what's the action? Send its title.", ()
+
+
+def typed_gap(text: str) -> int:
+    return check_gap(parse_int(text.strip(), "gap"))
+
+
+async def _add_answer(turn: Turn[AddDraft], press: Callback | None, text: str) -> None:
+    draft = turn.draft
+    if turn.step == "arm":
+        arm = press.arm(0) if press is not None and press.verb == "arm" else None
+        draft = replace(draft, arm=arm if press is not None else parse_arm(text.strip()))
+        if press is not None and arm is None:
+            raise BadCallback("not a theater")
+    elif turn.step == "gap":
+        if press is not None:
+            gap = press.number(0, 0, 5) if press.verb == "gap" else None
+            if gap is None:
+                raise BadCallback("not a gap")
+        else:
+            gap = typed_gap(text)
+        draft = replace(draft, gap=gap)
+    else:
+        if press is not None:
+            raise BadCallback("no buttons at this step")
+        assert draft.arm is not None and draft.gap is not None
+        added = await item_added(turn.update, turn.context, draft.arm, draft.gap, clean_title(text))
+        turn.finish(*(added or (None, None)), in_place=False)
+        return
+    step, question, buttons = _add_question(draft)
+    turn.ask(step, draft, question, buttons)
+
+
+ADD = flow(
+    Flow(
+        "add",
+        AddDraft,
+        on_text=lambda turn, text: _add_answer(turn, None, text),
+        on_button=lambda turn, press: _add_answer(turn, press, ""),
     )
+)
 
 
-def _gap_keyboard() -> Any:
-    return render.keyboard([[(str(g), encode("add", "gap", g)) for g in range(6)]])
-
-
-async def add_start(update: Update, context: Context) -> str | int:
+async def add_start(update: Update, context: Context) -> None:
     """Add at once with all arguments; otherwise ask for what is missing."""
     args = args_of(context)
-    draft: dict[str, Any] = {}
+    draft = AddDraft()
     if args:
-        draft["arm"] = parse_arm(args[0])
+        draft = replace(draft, arm=parse_arm(args[0]))
     if len(args) >= 2:
-        draft["gap"] = parse_int(args[1], "gap")
-        if not 0 <= draft["gap"] <= 5:
-            nba_gap_check(draft["gap"])
+        draft = replace(draft, gap=typed_gap(args[1]))
     if len(args) >= 3:
-        await _save_item(update, context, draft["arm"], draft["gap"], " ".join(args[2:]))
-        return ConversationHandler.END
-    context.user_data["add"] = draft  # type: ignore[index]
-    return await _ask_next(update, context)
-
-
-def nba_gap_check(gap: int) -> None:
-    from services.validation import check_gap
-
-    check_gap(gap)
-
-
-async def _ask_next(update: Update, context: Context, *, in_place: bool = True) -> str | int:
-    draft: dict[str, Any] = context.user_data["add"]  # type: ignore[index]
-    if "arm" not in draft:
-        keys = render.keyboard([render.arm_buttons("add")])
-        await ask(update, "Add a Next Best Action to which theater?", keys, in_place=in_place)
-        return ADD_ARM
-    if "gap" not in draft:
-        question = f"<b>{draft['arm']}</b>: how big is the gap it closes? 0 = small … 5 = large."
-        await ask(update, question, _gap_keyboard(), in_place=in_place)
-        return ADD_GAP
-    question = f"<b>{draft['arm']}</b>, gap {draft['gap']}: what's the action? Send its title."
-    await ask(update, question, in_place=in_place)
-    return ADD_TITLE
-
-
-async def add_pick_arm(update: Update, context: Context) -> str | int:
-    """Take the theater from a button."""
-    query = update.callback_query
-    assert query is not None
-    context.user_data.setdefault("add", {})["arm"] = decode(query.data).arm()  # type: ignore[union-attr]
-    return await _ask_next(update, context)
-
-
-async def add_pick_gap(update: Update, context: Context) -> str | int:
-    """Take the gap from a button."""
-    query = update.callback_query
-    assert query is not None
-    context.user_data.setdefault("add", {})["gap"] = decode(query.data).number(0, 0, 5)  # type: ignore[union-attr]
-    return await _ask_next(update, context)
-
-
-async def add_typed_gap(update: Update, context: Context) -> str | int:
-    """Accept a typed gap too."""
-    assert update.effective_message is not None
-    gap = parse_int(update.effective_message.text or "", "gap")
-    nba_gap_check(gap)
-    context.user_data["add"]["gap"] = gap  # type: ignore[index]
-    return await _ask_next(update, context)
-
-
-async def add_title(update: Update, context: Context) -> str | int:
-    """Save the item with the typed title."""
-    assert update.effective_message is not None
-    draft = context.user_data["add"]  # type: ignore[index]
-    await _save_item(
-        update, context, draft["arm"], draft["gap"], update.effective_message.text or ""
-    )
-    context.user_data.pop("add", None)  # type: ignore[union-attr]
-    return ConversationHandler.END
+        assert draft.arm is not None and draft.gap is not None
+        added = await item_added(update, context, draft.arm, draft.gap, " ".join(args[2:]))
+        if added is not None:
+            await reply(update, *added)
+        return
+    step, question, buttons = _add_question(draft)
+    await start(update, context, ADD, step, draft, question, buttons)
 
 
 # --- buttons ----------------------------------------------------------------------------
@@ -313,31 +306,17 @@ async def done_minutes(update: Update, context: Context) -> None:
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     app.add_handler(CommandHandler("nba", nba_command))
-    app.add_handler(
-        conversation(
-            "add",
-            entry_points=[
-                CommandHandler("add", add_start),
-                CallbackQueryHandler(add_start_button, pattern=r"^add:new:"),
-            ],
-            states={
-                ADD_ARM: [CallbackQueryHandler(add_pick_arm, pattern=r"^add:arm:")],
-                ADD_GAP: [
-                    CallbackQueryHandler(add_pick_gap, pattern=r"^add:gap:"),
-                    MessageHandler(filters.TEXT & ~filters.COMMAND, add_typed_gap),
-                ],
-                ADD_TITLE: [MessageHandler(filters.TEXT & ~filters.COMMAND, add_title)],
-            },
-        )
-    )
+    app.add_handler(CommandHandler("add", add_start))
+    app.add_handler(CallbackQueryHandler(add_start_button, pattern=r"^add:new:"))
     app.add_handler(CallbackQueryHandler(nba_button, pattern=pattern("n")))
     app.add_handler(CallbackQueryHandler(done_minutes, pattern=pattern("d")))
 
 
-async def add_start_button(update: Update, context: Context) -> str | int:
+async def add_start_button(update: Update, context: Context) -> None:
     """The "Add one" button under an empty theater: start /add with that theater, asking in a
     new message (the /nba view it sits on stays)."""
     query = update.callback_query
     assert query is not None
-    context.user_data["add"] = {"arm": decode(query.data).arm()}  # type: ignore[index]
-    return await _ask_next(update, context, in_place=False)
+    draft = AddDraft(arm=decode(query.data).arm())
+    step, question, buttons = _add_question(draft)
+    await start(update, context, ADD, step, draft, question, buttons)

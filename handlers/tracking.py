@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
 
 from telegram import Update
-from telegram.ext import (
-    Application,
-    CallbackQueryHandler,
-    CommandHandler,
-    ConversationHandler,
-    MessageHandler,
-    filters,
-)
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
 from handlers import render
 from handlers.callbacks import decode, encode
@@ -31,7 +25,8 @@ from handlers.common import (
     reply,
     user_data,
 )
-from handlers.conversation import conversation
+from handlers.callbacks import BadCallback, Callback
+from handlers.conversation import Buttons, Flow, Turn, flow, start
 from handlers.usage import (
     BLOCK_USAGE,
     ENERGY_USAGE,
@@ -42,39 +37,117 @@ from handlers.usage import (
 from services import status, tracking
 from services.durations import parse_minutes
 from services.errors import DomainError
-from services.models import parse_arm
+from services.models import ARMS, Arm, parse_arm
 from services.status import HISTORY_MAX
-from services.validation import check_energy, check_minutes, parse_decimal, parse_int
+from services.validation import (
+    check_energy,
+    check_minutes,
+    clean_action,
+    clean_evidence,
+    parse_decimal,
+    parse_int,
+)
 
-LOG_ARM, LOG_MINUTES, LOG_ACTION, LOG_DETAILS = (
-    "LOG_ARM",
-    "LOG_MINUTES",
-    "LOG_ACTION",
-    "LOG_DETAILS",
-)
-REFLECT_ARM, REFLECT_EVIDENCE, REFLECT_CONTEXT = (
-    "REFLECT_ARM",
-    "REFLECT_EVIDENCE",
-    "REFLECT_CONTEXT",
-)
+ARM_BUTTONS: Buttons = [[(render.ARM_NAME[arm], ("arm", arm)) for arm in ARMS]]
+
+
+def _arm_answer(turn: Turn[Any], press: Callback | None, text: str | None) -> Arm:
+    """A theater, tapped or typed ("cs", "IBM")."""
+    if press is not None:
+        return press.arm(0) if press.verb == "arm" else _bad()
+    return parse_arm((text or "").strip())
+
+
+def _bad() -> Any:
+    raise BadCallback("unexpected button")
 
 
 # --- /log -------------------------------------------------------------------------------
 
 
-async def _save_log(update: Update, context: Context, draft: dict[str, Any]) -> None:
+@dataclass(frozen=True, slots=True)
+class LogDraft:
+    """A log being asked for: what is known so far."""
+
+    arm: Arm | None = None
+    minutes: int | None = None
+    action: str | None = None
+
+
+def _log_question(draft: LogDraft) -> tuple[str, str, Buttons]:
+    """The step, text and buttons that ask for what the draft lacks."""
+    if draft.arm is None:
+        return "arm", "Log time in which theater?", ARM_BUTTONS
+    if draft.minutes is None:
+        row = [(f"{m}", ("min", m)) for m in render.MINUTE_CHOICES]
+        return (
+            "minutes",
+            f"<b>{draft.arm}</b>: how long? Tap, or type it: 45, 1h30, 1.5h or 1:30 (up to 24 h).",
+            [row],
+        )
+    return "action", f"<b>{draft.arm}</b>, {draft.minutes} min: what did you do?", ()
+
+
+async def _log_saved(update: Update, context: Context, draft: LogDraft) -> tuple[str, Any] | None:
+    """Save the complete draft; the reply (None: it was kept for later, the user was told)."""
+    assert draft.arm is not None and draft.action is not None
     result = await perform(
         update,
         context,
         "log_time",
-        arm=parse_arm(draft["arm"]),
-        minutes=draft.get("minutes"),
-        action=draft["action"],
-        details=draft.get("details"),
+        arm=draft.arm,
+        minutes=draft.minutes,
+        action=draft.action,
         dedupe_key=message_key(update),
     )
-    if result is not None:
-        await reply(update, render.render_log(result), render.log_keyboard(result))
+    if result is None:
+        return None
+    return render.render_log(result), render.log_keyboard(result)
+
+
+async def log_saved(
+    update: Update, context: Context, arm: Arm, minutes: int, action: str
+) -> tuple[str, Any] | None:
+    """Save a log of ``minutes`` in ``arm``; the reply (None: kept for later)."""
+    return await _log_saved(update, context, LogDraft(arm, minutes, action))
+
+
+async def _log_step(turn: Turn[LogDraft], draft: LogDraft) -> None:
+    """Ask for what is missing, or save the log."""
+    if draft.action is None:
+        step, text, buttons = _log_question(draft)
+        turn.ask(step, draft, text, buttons)
+        return
+    saved = await _log_saved(turn.update, turn.context, draft)
+    if saved is None:
+        turn.finish()
+    else:
+        turn.finish(*saved, in_place=False)
+
+
+async def _log_text(turn: Turn[LogDraft], text: str) -> None:
+    draft = turn.draft
+    if turn.step == "arm":
+        draft = replace(draft, arm=_arm_answer(turn, None, text))
+    elif turn.step == "minutes":
+        draft = replace(draft, minutes=check_minutes(parse_minutes(text)))
+    elif turn.step == "action":
+        draft = replace(draft, action=clean_action(text))
+    await _log_step(turn, draft)
+
+
+async def _log_button(turn: Turn[LogDraft], press: Callback) -> None:
+    draft = turn.draft
+    if turn.step == "arm":
+        draft = replace(draft, arm=_arm_answer(turn, press, None))
+    elif turn.step == "minutes" and press.verb == "min":
+        draft = replace(draft, minutes=press.number(0, 1, 1440))
+    else:
+        raise BadCallback("not a button of this step")
+    await _log_step(turn, draft)
+
+
+LOG = flow(Flow("log", LogDraft, on_text=_log_text, on_button=_log_button))
 
 
 #: A word that can only continue a duration: a unit ("h", "hours", "min") or minutes with
@@ -82,7 +155,7 @@ async def _save_log(update: Update, context: Context, draft: dict[str, Any]) -> 
 _DURATION_TAIL = re.compile(r"(?i)^(\d{1,4}\s*)?(h|hr|hrs|hours?|m|min|mins|minutes?)$")
 
 
-def _minutes_from(words: list[str]) -> tuple[int, int]:
+def minutes_from(words: list[str]) -> tuple[int, int]:
     """The duration at the start of ``words`` in minutes, and how many words it took:
     "45", "1h30", "1.5h", "1:30", or over several words "2 hours", "90 min", "1h 30m",
     "1.5 h". A bare number is minutes; the words after the duration are the action."""
@@ -95,243 +168,335 @@ def _minutes_from(words: list[str]) -> tuple[int, int]:
     return check_minutes(parse_minutes(words[0])), 1
 
 
-async def log_start(update: Update, context: Context) -> str | int:
+async def log_start(update: Update, context: Context) -> None:
     """Log at once with all arguments; otherwise ask for what is missing."""
     args = args_of(context)
-    draft: dict[str, Any] = {}
+    draft = LogDraft()
     if args:
-        draft["arm"] = parse_arm(args[0])
+        draft = replace(draft, arm=parse_arm(args[0]))
     if len(args) >= 2:
-        draft["minutes"], used = _minutes_from(args[1:])
+        minutes, used = minutes_from(args[1:])
+        draft = replace(draft, minutes=minutes)
         if len(args) > 1 + used:
-            draft["action"] = " ".join(args[1 + used :])
-    if "action" in draft:
-        await _save_log(update, context, draft)
-        return ConversationHandler.END
-    user_data(context)["log"] = draft
-    return await _log_next(update, context)
+            draft = replace(draft, action=" ".join(args[1 + used :]))
+    if draft.action is not None:
+        saved = await _log_saved(update, context, draft)
+        if saved is not None:
+            await reply(update, *saved)
+        return
+    step, text, buttons = _log_question(draft)
+    await start(update, context, LOG, step, draft, text, buttons)
 
 
-async def _log_next(update: Update, context: Context) -> str | int:
-    draft = user_data(context)["log"]
-    if "arm" not in draft:
-        await ask(
-            update, "Log time in which theater?", render.keyboard([render.arm_buttons("log")])
-        )
-        return LOG_ARM
-    if "minutes" not in draft:
-        row = [(f"{m}", encode("log", "min", m)) for m in render.MINUTE_CHOICES]
-        await ask(
-            update,
-            f"<b>{draft['arm']}</b>: how long? Tap, or type it: 45, 1h30, 1.5h or 1:30"
-            " (up to 24 h).",
-            render.keyboard([row]),
-        )
-        return LOG_MINUTES
-    await ask(update, f"<b>{draft['arm']}</b>, {draft['minutes']} min: what did you do?")
-    return LOG_ACTION
+# --- follow-ups: details of a log, context of a reflection ------------------------------
 
 
-async def log_pick(update: Update, context: Context) -> str | int:
-    """Theater or minutes from a button: the question is redrawn as the next one."""
-    query = update.callback_query
-    assert query is not None
-    cb = decode(query.data)
-    draft = user_data(context).setdefault("log", {})
-    if cb.verb == "arm":
-        draft["arm"] = cb.arm()
-    elif cb.verb == "min":
-        draft["minutes"] = cb.number(0, 1, 1440)
-    return await _log_next(update, context)
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """Text to add to a saved record: which one."""
+
+    record: UUID
 
 
-async def log_typed_minutes(update: Update, context: Context) -> str | int:
-    """Minutes typed as a number."""
-    assert update.effective_message is not None
-    minutes = check_minutes(parse_minutes(update.effective_message.text or ""))
-    user_data(context)["log"]["minutes"] = minutes
-    return await _log_next(update, context)
+async def _details_text(turn: Turn[FollowUp], text: str) -> None:
+    result = await tracking.set_log_details(turn.db, turn.who, turn.draft.record, text)
+    turn.finish(f"📝 Details added to “{render.esc(result.log.action)}”.")
 
 
-async def log_action(update: Update, context: Context) -> str | int:
-    """The action text: the log is saved now (details can follow with a button)."""
-    assert update.effective_message is not None
-    draft = user_data(context)["log"]
-    draft["action"] = update.effective_message.text or ""
-    await _save_log(update, context, draft)
-    user_data(context).pop("log", None)
-    return ConversationHandler.END
+async def _context_text(turn: Turn[FollowUp], text: str) -> None:
+    found = await tracking.add_context(turn.db, turn.who, turn.draft.record, text)
+    turn.finish(f"💡 Context added to “{render.esc(found.evidence)}”.")
 
 
-async def _ask_follow_up(update: Update, context: Context, draft: str, prompt: str) -> None:
-    """A button under a saved record (log, reflection): remember which, ask for the text."""
-    query = update.callback_query
-    assert query is not None
-    await query.answer()
-    user_data(context)[draft] = {"id": decode(query.data).uuid().hex}
-    await reply(update, prompt)
+DETAILS = flow(Flow("log-details", FollowUp, on_text=_details_text))
+CONTEXT = flow(Flow("reflect-context", FollowUp, on_text=_context_text))
 
 
-def _follow_up(update: Update, context: Context, draft: str) -> tuple[UUID, str]:
-    """The record the user is adding text to, and the text. The draft stays until the text
-    is saved, so a text that is too long can be sent again."""
-    assert update.effective_message is not None
-    record = UUID(hex=user_data(context)[draft]["id"])
-    return record, update.effective_message.text or ""
-
-
-async def details_start(update: Update, context: Context) -> str | int:
+async def details_start(update: Update, context: Context) -> None:
     """The "Add details" button under a log: ask for them."""
-    await _ask_follow_up(
-        update,
-        context,
-        "log",
-        "Send the details for that log (up to 2000 characters), or /cancel.",
-    )
-    return LOG_DETAILS
+    query = update.callback_query
+    assert query is not None
+    record = decode(query.data).uuid()
+    text = "Send the details for that log (up to 2000 characters), or /cancel."
+    await start(update, context, DETAILS, "text", FollowUp(record), text)
 
 
-async def log_details(update: Update, context: Context) -> str | int:
-    """Store the typed details on the log."""
-    log_id, text = _follow_up(update, context, "log")
-    result = await tracking.set_log_details(deps(context).db, me(update), log_id, text)
-    user_data(context).pop("log", None)
-    await reply(update, f"📝 Details added to “{render.esc(result.log.action)}”.")
-    return ConversationHandler.END
+async def context_start(update: Update, context: Context) -> None:
+    """The "Add context" button under a reflection: ask for the text."""
+    query = update.callback_query
+    assert query is not None
+    record = decode(query.data).uuid()
+    text = "Send the context for that reflection (up to 2000 characters), or /cancel."
+    await start(update, context, CONTEXT, "text", FollowUp(record), text)
 
 
 # --- /reflect ---------------------------------------------------------------------------
 
 
-async def _save_reflection(update: Update, context: Context, arm: str, evidence: str) -> None:
-    found = await perform(update, context, "reflect", arm=parse_arm(arm), evidence=evidence)
+@dataclass(frozen=True, slots=True)
+class TheaterDraft:
+    """A form about one theater: which, once known."""
+
+    arm: Arm | None = None
+
+
+async def reflection_saved(
+    update: Update, context: Context, arm: Arm, evidence: str
+) -> tuple[str, Any] | None:
+    found = await perform(update, context, "reflect", arm=arm, evidence=evidence)
     if found is None:
-        return
-    await reply(
-        update,
+        return None
+    return (
         f"💡 Reflection saved in <b>{found.arm_type}</b>: {render.esc(found.evidence)}",
         render.keyboard([[("➕ Add context", encode("r", "ctx", found.id))]]),
     )
 
 
-async def reflect_start(update: Update, context: Context) -> str | int:
+def _ask_evidence(arm: Arm) -> str:
+    return (
+        f"<b>{arm}</b>: what's the evidence? An objective fact, like "
+        "<i>mock exam 78%</i> or <i>PR #12 merged</i>."
+    )
+
+
+async def _reflect_answer(turn: Turn[TheaterDraft], press: Callback | None, text: str) -> None:
+    if turn.step == "arm":
+        arm = _arm_answer(turn, press, text)
+        turn.ask("evidence", TheaterDraft(arm), _ask_evidence(arm))
+        return
+    if press is not None:
+        raise BadCallback("no buttons at this step")
+    assert turn.draft.arm is not None
+    saved = await reflection_saved(
+        turn.update, turn.context, turn.draft.arm, clean_evidence(text)
+    )
+    turn.finish(*(saved or (None, None)), in_place=False)
+
+
+REFLECT = flow(
+    Flow(
+        "reflect",
+        TheaterDraft,
+        on_text=lambda turn, text: _reflect_answer(turn, None, text),
+        on_button=lambda turn, press: _reflect_answer(turn, press, ""),
+    )
+)
+
+
+async def reflect_start(update: Update, context: Context) -> None:
     """Save at once with theater and evidence; otherwise ask."""
     args = args_of(context)
     if len(args) >= 2:
-        await _save_reflection(update, context, args[0], " ".join(args[1:]))
-        return ConversationHandler.END
-    draft: dict[str, Any] = {}
+        saved = await reflection_saved(update, context, parse_arm(args[0]), " ".join(args[1:]))
+        if saved is not None:
+            await reply(update, *saved)
+        return
     if args:
-        draft["arm"] = parse_arm(args[0])
-    user_data(context)["reflect"] = draft
-    return await _reflect_next(update, context)
+        arm = parse_arm(args[0])
+        await start(update, context, REFLECT, "evidence", TheaterDraft(arm), _ask_evidence(arm))
+        return
+    text = "A reflection for which theater?"
+    await start(update, context, REFLECT, "arm", TheaterDraft(), text, ARM_BUTTONS)
 
 
-async def _reflect_next(update: Update, context: Context) -> str | int:
-    draft = user_data(context)["reflect"]
-    if "arm" not in draft:
-        await ask(
-            update,
-            "A reflection for which theater?",
-            render.keyboard([render.arm_buttons("reflect")]),
-        )
-        return REFLECT_ARM
-    await ask(
-        update,
-        f"<b>{draft['arm']}</b>: what's the evidence? An objective fact, like "
-        "<i>mock exam 78%</i> or <i>PR #12 merged</i>.",
+# --- /progress, /energy, /block, /unblock: one line, or step by step -----------------------
+
+
+async def _progress_saved(update: Update, context: Context, arm: Arm, text: str) -> str | None:
+    value = parse_decimal(text.strip(), "progress", percent=True)
+    combined = await perform(update, context, "set_progress", arm=arm, value=str(value))
+    if combined is None:
+        return None
+    return (
+        f"📈 <b>{arm}</b> progress set to {render.num(value)}%."
+        f" Combined progress {render.num(combined)}%."
     )
-    return REFLECT_EVIDENCE
 
 
-async def reflect_pick(update: Update, context: Context) -> str | int:
-    query = update.callback_query
-    assert query is not None
-    user_data(context).setdefault("reflect", {})["arm"] = decode(query.data).arm()
-    return await _reflect_next(update, context)
+_PROGRESS_BUTTONS: Buttons = [[(f"{p}%", ("pct", p)) for p in (0, 25, 50, 75, 100)]]
 
 
-async def reflect_evidence(update: Update, context: Context) -> str | int:
-    assert update.effective_message is not None
-    draft = user_data(context)["reflect"]
-    await _save_reflection(update, context, draft["arm"], update.effective_message.text or "")
-    user_data(context).pop("reflect", None)
-    return ConversationHandler.END
+def _ask_progress(arm: Arm) -> str:
+    return f"<b>{arm}</b>: progress in percent? Tap, or type it (0-100, like 40 or 62.5)."
 
 
-async def context_start(update: Update, context: Context) -> str | int:
-    """The "Add context" button: ask for the text."""
-    await _ask_follow_up(
-        update, context, "reflect", "Send the context for that reflection (up to 2000 characters)."
+async def _progress_answer(turn: Turn[TheaterDraft], press: Callback | None, text: str) -> None:
+    if turn.step == "arm":
+        arm = _arm_answer(turn, press, text)
+        turn.ask("value", TheaterDraft(arm), _ask_progress(arm), _PROGRESS_BUTTONS)
+        return
+    if press is not None:
+        text = str(press.number(0, 0, 100)) if press.verb == "pct" else _bad()
+    assert turn.draft.arm is not None
+    turn.finish(await _progress_saved(turn.update, turn.context, turn.draft.arm, text))
+
+
+PROGRESS = flow(
+    Flow(
+        "progress",
+        TheaterDraft,
+        on_text=lambda turn, text: _progress_answer(turn, None, text),
+        on_button=lambda turn, press: _progress_answer(turn, press, ""),
     )
-    return REFLECT_CONTEXT
-
-
-async def context_text(update: Update, context: Context) -> str | int:
-    """Store the typed context on the reflection."""
-    reflection_id, text = _follow_up(update, context, "reflect")
-    found = await tracking.add_context(deps(context).db, me(update), reflection_id, text)
-    user_data(context).pop("reflect", None)
-    await reply(update, f"💡 Context added to “{render.esc(found.evidence)}”.")
-    return ConversationHandler.END
-
-
-# --- one-line setters -------------------------------------------------------------------
+)
 
 
 async def progress_command(update: Update, context: Context) -> None:
-    """Set a theater's progress."""
+    """Set a theater's progress: /progress cs 40, or step by step."""
     args = args_of(context)
-    if len(args) != 2:
+    if len(args) > 2:
         raise Usage(PROGRESS_USAGE)
-    arm = parse_arm(args[0])
-    value = parse_decimal(args[1], "progress", percent=True)
-    combined = await perform(update, context, "set_progress", arm=arm, value=str(value))
-    if combined is None:
+    if len(args) == 2:
+        done = await _progress_saved(update, context, parse_arm(args[0]), args[1])
+        if done is not None:
+            await reply(update, done)
         return
-    await reply(
-        update,
-        f"📈 <b>{arm}</b> progress set to {render.num(value)}%."
-        f" Combined progress {render.num(combined)}%.",
+    if args:
+        arm = parse_arm(args[0])
+        await start(
+            update, context, PROGRESS, "value", TheaterDraft(arm), _ask_progress(arm),
+            _PROGRESS_BUTTONS,
+        )  # fmt: skip
+        return
+    text = "Set the progress of which theater?"
+    await start(update, context, PROGRESS, "arm", TheaterDraft(), text, ARM_BUTTONS)
+
+
+async def _energy_saved(update: Update, context: Context, text: str) -> str | None:
+    share = check_energy(parse_int(text.strip(), "energy", percent=True))
+    result = await perform(update, context, "set_energy", ibm_share=share)
+    if result is None:
+        return None
+    ibm, cs = result
+    return f"⚡ Energy: ibm {ibm}% · cs {cs}%."
+
+
+@dataclass(frozen=True, slots=True)
+class NoDraft:
+    """A one-question form: nothing to remember between steps."""
+
+
+async def _energy_answer(turn: Turn[NoDraft], press: Callback | None, text: str) -> None:
+    if press is not None:
+        text = str(press.number(0, 0, 100)) if press.verb == "pct" else _bad()
+    turn.finish(await _energy_saved(turn.update, turn.context, text))
+
+
+ENERGY = flow(
+    Flow(
+        "energy",
+        NoDraft,
+        on_text=lambda turn, text: _energy_answer(turn, None, text),
+        on_button=lambda turn, press: _energy_answer(turn, press, ""),
     )
+)
 
 
 async def energy_command(update: Update, context: Context) -> None:
-    """Split energy between the theaters."""
+    """Split energy between the theaters: /energy 60, or asked."""
     args = args_of(context)
-    if len(args) != 1:
+    if len(args) > 1:
         raise Usage(ENERGY_USAGE)
-    share = check_energy(parse_int(args[0], "energy", percent=True))
-    result = await perform(update, context, "set_energy", ibm_share=share)
-    if result is None:
+    if args:
+        done = await _energy_saved(update, context, args[0])
+        if done is not None:
+            await reply(update, done)
         return
-    ibm, cs = result
-    await reply(update, f"⚡ Energy: ibm {ibm}% · cs {cs}%.")
+    buttons: Buttons = [[(f"{p}/{100 - p}", ("pct", p)) for p in (20, 40, 50, 60, 80)]]
+    await start(
+        update, context, ENERGY, "share", NoDraft(),
+        "How much of your energy goes to <b>ibm</b>, in percent? cs gets the rest."
+        " Tap ibm/cs, or type it (0-100).", buttons,
+    )  # fmt: skip
+
+
+async def _blocked(update: Update, context: Context, arm: Arm, reason: str | None) -> str | None:
+    reason = reason.strip() if reason else None
+    if await perform(update, context, "block", arm=arm, reason=reason or None) is None:
+        return None
+    why = f" ({render.esc(reason)})" if reason else ""
+    return f"⛔ <b>{arm}</b> is blocked{why}. No idle nudges until /unblock {arm}."
+
+
+_NO_REASON: Buttons = [[("No reason", ("none",))]]
+
+
+def _ask_reason(arm: Arm) -> str:
+    return f"Why is <b>{arm}</b> blocked? Type the reason, or tap No reason."
+
+
+async def _block_answer(turn: Turn[TheaterDraft], press: Callback | None, text: str) -> None:
+    if turn.step == "arm":
+        arm = _arm_answer(turn, press, text)
+        turn.ask("reason", TheaterDraft(arm), _ask_reason(arm), _NO_REASON)
+        return
+    if press is not None and press.verb != "none":
+        _bad()
+    assert turn.draft.arm is not None
+    reason = None if press is not None else text
+    turn.finish(await _blocked(turn.update, turn.context, turn.draft.arm, reason))
+
+
+BLOCK = flow(
+    Flow(
+        "block",
+        TheaterDraft,
+        on_text=lambda turn, text: _block_answer(turn, None, text),
+        on_button=lambda turn, press: _block_answer(turn, press, ""),
+    )
+)
 
 
 async def block_command(update: Update, context: Context) -> None:
-    """Block a theater (no idle nudges) with an optional reason."""
+    """Block a theater (no idle nudges) with an optional reason, or step by step."""
     args = args_of(context)
-    if not args:
-        raise Usage(BLOCK_USAGE)
-    arm = parse_arm(args[0])
-    reason = " ".join(args[1:]) or None
-    if await perform(update, context, "block", arm=arm, reason=reason) is None:
+    if len(args) >= 2:
+        done = await _blocked(update, context, parse_arm(args[0]), " ".join(args[1:]))
+        if done is not None:
+            await reply(update, done)
         return
-    why = f" ({render.esc(reason)})" if reason else ""
-    await reply(update, f"⛔ <b>{arm}</b> is blocked{why}. No idle nudges until /unblock {arm}.")
+    if args:
+        arm = parse_arm(args[0])
+        await start(
+            update, context, BLOCK, "reason", TheaterDraft(arm), _ask_reason(arm), _NO_REASON
+        )
+        return
+    await start(update, context, BLOCK, "arm", TheaterDraft(), "Block which theater?", ARM_BUTTONS)
+
+
+async def _unblocked(update: Update, context: Context, arm: Arm) -> str | None:
+    state = await perform(update, context, "unblock", arm=arm)
+    if state is None:
+        return None
+    return f"✅ <b>{arm}</b> is unblocked; it is {state} now."
+
+
+async def _unblock_answer(turn: Turn[NoDraft], press: Callback | None, text: str) -> None:
+    arm = _arm_answer(turn, press, text)
+    turn.finish(await _unblocked(turn.update, turn.context, arm))
+
+
+UNBLOCK = flow(
+    Flow(
+        "unblock",
+        NoDraft,
+        on_text=lambda turn, text: _unblock_answer(turn, None, text),
+        on_button=lambda turn, press: _unblock_answer(turn, press, ""),
+    )
+)
 
 
 async def unblock_command(update: Update, context: Context) -> None:
-    """Unblock a theater."""
+    """Unblock a theater: /unblock ibm, or asked."""
     args = args_of(context)
-    if len(args) != 1:
+    if len(args) > 1:
         raise Usage(UNBLOCK_USAGE)
-    arm = parse_arm(args[0])
-    state = await perform(update, context, "unblock", arm=arm)
-    if state is None:
+    if args:
+        done = await _unblocked(update, context, parse_arm(args[0]))
+        if done is not None:
+            await reply(update, done)
         return
-    await reply(update, f"✅ <b>{arm}</b> is unblocked; it is {state} now.")
+    await start(update, context, UNBLOCK, "arm", NoDraft(), "Unblock which theater?", ARM_BUTTONS)
 
 
 async def undo_command(update: Update, context: Context) -> None:
@@ -367,40 +532,11 @@ async def history_command(update: Update, context: Context) -> None:
 
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-    text = filters.TEXT & ~filters.COMMAND
-    app.add_handler(
-        conversation(
-            "log",
-            entry_points=[
-                CommandHandler("log", log_start),
-                CallbackQueryHandler(details_start, pattern=r"^l:det:"),
-            ],
-            states={
-                LOG_ARM: [CallbackQueryHandler(log_pick, pattern=r"^log:arm:")],
-                LOG_MINUTES: [
-                    CallbackQueryHandler(log_pick, pattern=r"^log:min:"),
-                    MessageHandler(text, log_typed_minutes),
-                ],
-                LOG_ACTION: [MessageHandler(text, log_action)],
-                LOG_DETAILS: [MessageHandler(text, log_details)],
-            },
-        )
-    )
-    app.add_handler(
-        conversation(
-            "reflect",
-            entry_points=[
-                CommandHandler("reflect", reflect_start),
-                CallbackQueryHandler(context_start, pattern=r"^r:ctx:"),
-            ],
-            states={
-                REFLECT_ARM: [CallbackQueryHandler(reflect_pick, pattern=r"^reflect:arm:")],
-                REFLECT_EVIDENCE: [MessageHandler(text, reflect_evidence)],
-                REFLECT_CONTEXT: [MessageHandler(text, context_text)],
-            },
-        )
-    )
+    app.add_handler(CallbackQueryHandler(details_start, pattern=r"^l:det:"))
+    app.add_handler(CallbackQueryHandler(context_start, pattern=r"^r:ctx:"))
     for name, callback in (
+        ("log", log_start),
+        ("reflect", reflect_start),
         ("progress", progress_command),
         ("energy", energy_command),
         ("block", block_command),

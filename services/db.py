@@ -26,7 +26,7 @@ import contextlib
 import json
 import logging
 import select
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -54,14 +54,34 @@ STATEMENT_TIMEOUT = "8s"
 # role and returns one row: with no link, the claims name no user (auth.uid() is null, so the
 # policies let nothing through) and user_id is null, because the first statement has already
 # run when its result says so.
-_IMPERSONATE_TELEGRAM = (
-    "select link.user_id, coalesce(link.active, true) as active,"
+_IMPERSONATION = (
     " set_config('role', 'authenticated', true),"
     " set_config('request.jwt.claims',"
     "   json_build_object('sub', link.user_id, 'role', 'authenticated')::text, true),"
     " set_config('statement_timeout', %(timeout)s, true),"
     " set_config('transaction_read_only', %(read_only)s, true)"
     " from (select) as one left join telegram_links link on link.telegram_user_id = %(tg)s"
+)
+_IMPERSONATE_TELEGRAM = "select link.user_id, coalesce(link.active, true) as active," + _IMPERSONATION
+# The same opening with the update's open question (handlers/conversation.py). The table is
+# the bot's: it is read or deleted here, by the statement that switches role, whose tables
+# are checked before its set_config calls run. Reading locks the question until the
+# transaction ends (a second instance answering the same chat waits, then sees what the first
+# left); closing deletes it (a command abandons the question before it).
+_IMPERSONATE_TELEGRAM_ASKING = (
+    "select link.user_id, coalesce(link.active, true) as active,"
+    " q.flow as question_flow, q.step as question_step, q.draft as question_draft,"
+    " q.token as question_token, q.expires_at as question_expires_at,"
+    + _IMPERSONATION
+    + " left join lateral (select * from open_questions"
+    "   where chat_id = %(chat)s and telegram_user_id = %(tg)s for update) q on true"
+)
+_IMPERSONATE_TELEGRAM_CLOSING = (
+    "with closed as (delete from open_questions"
+    "   where chat_id = %(chat)s and telegram_user_id = %(tg)s returning flow)"
+    " select link.user_id, coalesce(link.active, true) as active,"
+    " (select flow from closed) as closed_flow,"
+    + _IMPERSONATION
 )
 _IMPERSONATE_USER = (
     "select %(uid)s::uuid as user_id, true as active,"
@@ -133,6 +153,33 @@ class DatabaseBusy(DatabaseUnavailable):
 
 
 @dataclass(frozen=True, slots=True)
+class QuestionKey:
+    """Whose open question an opening reads or closes: a chat and a Telegram user."""
+
+    chat_id: int
+    telegram_user_id: int
+
+
+@dataclass(slots=True)
+class UpdateScope:
+    """The update being handled, as the database sees it (set per update by the bot).
+
+    ``close_pending``: the update is a command, so the chat's open question is abandoned; the
+    first unit of work of this Telegram user that commits deletes it in its opening (no extra
+    round trip), else the bot deletes it when the update is done."""
+
+    key: QuestionKey
+    close_pending: bool = False
+
+
+#: The update this task is handling (None: none, e.g. a background job).
+UPDATE_SCOPE: ContextVar[UpdateScope | None] = ContextVar("aelpher_update", default=None)
+#: A unit of work the services of this task join instead of opening their own (the answer
+#: to a question: one transaction reads the question, writes, and closes or moves it on).
+_JOINED: ContextVar[UnitOfWork | None] = ContextVar("aelpher_joined", default=None)
+
+
+@dataclass(frozen=True, slots=True)
 class _Opening:
     """What a unit of work sends with its first statement: BEGIN (None: a one-statement
     read, whose implicit transaction needs none), whom to impersonate (None: nobody), and a
@@ -144,6 +191,10 @@ class _Opening:
     first: str | None = None
     #: all of it and the first statement in one pipeline (else one after the other)
     pipelined: bool = True
+    #: the open question to read (locked) with the impersonation
+    question: QuestionKey | None = None
+    #: the open question to delete with the impersonation
+    close: QuestionKey | None = None
 
 
 class UnitOfWork:
@@ -173,6 +224,20 @@ class UnitOfWork:
         #: the Telegram link was found switched off (the user had blocked the bot)
         self.link_inactive = False
         self._committed = False
+        #: the Telegram user this transaction was opened for (None: by id, or privileged)
+        self.telegram_user_id: int | None = (
+            opening.who.telegram_user_id
+            if opening and isinstance(opening.who, TelegramUser)
+            else None
+        )
+        #: the open question the opening read (its columns; None: none open), once opened
+        self.question: dict[str, Any] | None = None
+        #: the opening deleted the chat's open question (a command abandoned it)
+        self.closed_question: str | None = None
+        #: whether the transaction ended with COMMIT (set when the block is done)
+        self.ended_committed = False
+        #: the transaction runs in a pipeline-capable connection (not behind a pooler)
+        self.pipelined = opening.pipelined if opening else True
 
     async def commit(self) -> None:
         """Mark the work as done: the transaction commits when the block exits normally."""
@@ -190,16 +255,28 @@ class UnitOfWork:
         cur = await self._execute(query, params)
         return await cur.fetchall()
 
+    async def cursor(self, query: str, params: Any = None) -> psycopg.AsyncCursor[DictRow]:
+        """Run a statement and return its cursor (for a statement that may return rows)."""
+        return await self._execute(query, params)
+
     async def execute(self, query: str, params: Any = None) -> int:
         """Run a statement and return the number of rows it touched."""
         cur = await self._execute(query, params)
         return cur.rowcount
 
-    async def _execute(self, query: str, params: Any) -> psycopg.AsyncCursor[DictRow]:
+    async def begin(self) -> None:
+        """Send the opening now, with no statement of the caller's: what it reads (the
+        user, the open question) is then known. NotLinked if the user is not linked, after
+        :attr:`question` was read."""
+        if self._opening is not None:
+            await self._execute(None, None)
+
+    async def _execute(self, query: str | None, params: Any) -> psycopg.AsyncCursor[DictRow]:
         if self._spent:  # it would run outside the read's transaction, as the connecting role
             raise RuntimeError("a one-statement unit of work ran its statement already")
         opening, self._opening = self._opening, None
         if opening is None:
+            assert query is not None
             return await self.conn.execute(query, params)
         try:
             return await self._open(opening, query, params)
@@ -214,10 +291,10 @@ class UnitOfWork:
         return await self._open(opening, query, params)
 
     async def _open(
-        self, opening: _Opening, query: str, params: Any
+        self, opening: _Opening, query: str | None, params: Any
     ) -> psycopg.AsyncCursor[DictRow]:
-        """Send the opening with the block's first statement."""
-        self._spent = opening.begin is None
+        """Send the opening with the block's first statement (None: none)."""
+        self._spent = opening.begin is None and query is not None
         # In a pipeline, leaving it sends the Sync and reads all results; behind a transaction
         # pooler the same statements go one after the other (always inside BEGIN: an implicit
         # transaction spanning several statements exists only in a pipeline).
@@ -232,7 +309,8 @@ class UnitOfWork:
                     switched = await self.conn.execute(*_impersonation(opening))
                 if opening.first is not None:
                     first = await self.conn.execute(opening.first)
-                cur = await self.conn.execute(query, params)
+                cur = await self.conn.execute(query, params) if query is not None else switched
+                assert cur is not None
         except psycopg.Error:
             # A statement failed: if the user was not linked, that is what to say (an
             # insert confined to no user fails on its null user_id, say).
@@ -248,6 +326,13 @@ class UnitOfWork:
     def _resolve(self, row: DictRow | None) -> None:
         """Take the impersonation's result: the user, or NotLinked."""
         assert row is not None  # the impersonation always returns its one row
+        if "question_flow" in row:
+            self.question = (
+                {k.removeprefix("question_"): v for k, v in row.items() if k.startswith("question_")}
+                if row["question_flow"] is not None
+                else None
+            )
+        self.closed_question = row.get("closed_flow")
         if row["user_id"] is None:  # what ran was confined to no user and saw nothing
             raise NotLinked()
         self.user_id = row["user_id"]
@@ -263,7 +348,12 @@ def _impersonation(opening: _Opening) -> tuple[str, dict[str, Any]]:
         values |= {"uid": opening.who, "claims": _claims(opening.who)}
         return _IMPERSONATE_USER, values
     assert isinstance(opening.who, TelegramUser)
-    return _IMPERSONATE_TELEGRAM, values | {"tg": opening.who.telegram_user_id}
+    values["tg"] = opening.who.telegram_user_id
+    if opening.question is not None:
+        return _IMPERSONATE_TELEGRAM_ASKING, values | {"chat": opening.question.chat_id}
+    if opening.close is not None:
+        return _IMPERSONATE_TELEGRAM_CLOSING, values | {"chat": opening.close.chat_id}
+    return _IMPERSONATE_TELEGRAM, values
 
 
 async def _end(conn: psycopg.AsyncConnection[DictRow], *, commit: bool) -> None:
@@ -297,6 +387,19 @@ async def _claim_replay(uow: UnitOfWork) -> None:
     )
     if row is None:
         raise AlreadyApplied(str(replay.id))
+
+
+def in_joined_unit() -> bool:
+    """Whether this task's services run inside a unit of work they joined (see
+    :meth:`Database.joined`): a failure there fails that whole transaction."""
+    return _JOINED.get() is not None
+
+
+def _same_user(uow: UnitOfWork, who: Principal) -> bool:
+    """Whether ``who`` names the user ``uow`` is confined to."""
+    if isinstance(who, TelegramUser):
+        return who.telegram_user_id == uow.telegram_user_id
+    return uow.user_id is not None and who == uow.user_id
 
 
 def _readable(fd: int) -> bool:
@@ -386,15 +489,36 @@ class Database:
         read_only: bool = False,
         single: bool = False,
         first: str | None = None,
+        question: QuestionKey | None = None,
     ) -> AsyncIterator[UnitOfWork]:
+        joined = _JOINED.get()
+        if joined is not None and who is not None and _same_user(joined, who):
+            # inside the answer to a question: the service's work is part of its transaction
+            if first is not None and await joined.fetchone(first) is None:
+                raise NotLinked()
+            yield joined
+            return
         pipelined = not self.transaction_pooler
+        scope = UPDATE_SCOPE.get()
+        close = None
+        if (
+            scope is not None
+            and scope.close_pending
+            and question is None
+            and isinstance(who, TelegramUser)
+            and who.telegram_user_id == scope.key.telegram_user_id
+        ):
+            close = scope.key
+        if question is not None:
+            single = read_only = False
         if single and not pipelined:  # the implicit transaction needs the pipeline
             single, read_only = False, True
-        begin = None if single else "begin read only" if read_only else "begin"
-        async with self._transaction_inner(
-            _Opening(begin, who, read_only or single, first, pipelined)
-        ) as uow:
+        begin = None if single else "begin read only" if read_only and close is None else "begin"
+        opening = _Opening(begin, who, read_only or single, first, pipelined, question, close)
+        async with self._transaction_inner(opening) as uow:
             yield uow
+        if close is not None and scope is not None and uow.ended_committed:
+            scope.close_pending = False  # the opening's delete is committed
         if self.on_linked is not None and isinstance(who, TelegramUser) and uow.user_id:
             await self.on_linked(who.telegram_user_id)
         if uow.link_inactive and isinstance(who, TelegramUser):
@@ -402,6 +526,16 @@ class Database:
             async with self._transaction(None) as admin:
                 await admin.execute(_REACTIVATE, (who.telegram_user_id,))
                 await admin.commit()
+
+    @contextlib.contextmanager
+    def joined(self, uow: UnitOfWork) -> Iterator[None]:
+        """Within the block, the services' units of work for ``uow``'s user are ``uow``
+        itself: what they write commits or rolls back with it."""
+        token = _JOINED.set(uow)
+        try:
+            yield
+        finally:
+            _JOINED.reset(token)
 
     async def _checkout(self) -> psycopg.AsyncConnection[DictRow]:
         """A pooled connection the server has not closed; DatabaseBusy if every connection
@@ -466,7 +600,9 @@ class Database:
                         raise
                     # A read-only transaction cannot have written: it commits, which (unlike
                     # a rollback) keeps the connection's prepared statements.
-                    await _end(uow.conn, commit=uow.committed or opening.read_only)
+                    commit = uow.committed or opening.read_only
+                    await _end(uow.conn, commit=commit)
+                    uow.ended_committed = commit
                 finally:
                     for fresh in spare:
                         await self.pool.putconn(fresh)
@@ -482,6 +618,7 @@ class Database:
         read_only: bool = False,
         single: bool = False,
         first: str | None = None,
+        question: QuestionKey | None = None,
     ) -> Any:
         """One transaction confined by RLS to one user's rows (by id, or by Telegram id).
 
@@ -491,8 +628,10 @@ class Database:
         two form one implicit, read-only transaction); a second statement raises.
         ``first``: a statement without parameters that runs first, in the same round trip as
         the block's first statement (the per-user write lock); NotLinked if it returns no
-        row. The statement after it still starts after it, with a fresh snapshot."""
-        return self._transaction(who, read_only, single, first)
+        row. The statement after it still starts after it, with a fresh snapshot.
+        ``question``: the opening also reads (and locks) that chat's open question, into
+        :attr:`UnitOfWork.question` (a read-write transaction; ``who`` a TelegramUser)."""
+        return self._transaction(who, read_only, single, first, question)
 
     def privileged(self, *, read_only: bool = False) -> Any:
         """One transaction as the connecting role, for cross-user work only."""

@@ -37,6 +37,7 @@ from services.db import (
     DatabaseUnavailable,
     Replay,
     TelegramUser,
+    in_joined_unit,
 )
 from services.errors import DomainError, NotLinked, Superseded
 from services.outbox import Outbox, OutboxEntry
@@ -151,7 +152,11 @@ async def perform(
     except DatabaseBusy:  # the database answers: nothing to keep, the user tries again
         raise
     except DatabaseUnavailable:
-        if outbox is None or not await outbox.is_linked(who.telegram_user_id):
+        if (
+            outbox is None
+            or in_joined_unit()  # the whole answer fails, and is kept once, by its caller
+            or not await outbox.is_linked(who.telegram_user_id)
+        ):
             raise
         payload = {"op": op, "args": kwargs}
         entry_id = await outbox.add(

@@ -542,7 +542,7 @@ async def test_cancel_leaves_onboarding_and_keeps_the_answers(bot: BotEnv, db: D
     assert "no more questions" in stopped.plain_text
     assert "What you already answered is saved" in stopped.plain_text
     (after,) = await chat.send("35")  # no longer an answer
-    assert "I read commands" in after.plain_text
+    assert "Save this as" in after.plain_text
     assert (await settings_of(db, 9704))["timezone"] == "Asia/Tokyo"
     assert (await settings_of(db, 9704))["weekly_capacity_hours"] == 40
 
@@ -559,7 +559,7 @@ async def test_a_command_during_onboarding_closes_its_question(bot: BotEnv, db: 
     await chat.send("read chapter 3")
     await chat.send("no details")
     (after,) = await chat.send("30")  # onboarding's question was closed by /log
-    assert "I read commands" in after.plain_text
+    assert "Save this as" in after.plain_text
     assert (await settings_of(db, 9705))["weekly_capacity_hours"] == 40
     assert await rows(db, "select duration from execution_logs") == [{"duration": 45}]
 

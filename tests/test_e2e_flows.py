@@ -136,7 +136,7 @@ async def test_cancel_leaves_the_conversation(bot: BotEnv, db: Database) -> None
     (cancelled,) = await chat.send("/cancel")
     assert "Cancelled" in cancelled.plain_text
     (after,) = await chat.send("45")
-    assert "I read commands" in after.plain_text  # no longer inside /log
+    assert "Save this as" in after.plain_text  # no longer inside /log
     assert await rows(db, "select 1 from execution_logs") == []
 
 
@@ -152,7 +152,7 @@ async def test_conversation_times_out(bot: BotEnv, db: Database) -> None:
     (timed_out,) = await chat._wait(1, 10)
     assert "timed out after 10 minutes" in timed_out.plain_text
     (after,) = await chat.send("45")
-    assert "I read commands" in after.plain_text
+    assert "Save this as" in after.plain_text
 
 
 async def test_conversation_resumes_after_restart(
@@ -224,7 +224,7 @@ async def test_group_chat_gets_one_polite_line(bot: BotEnv, db: Database) -> Non
         ("/history cs 500", "Count must be between 1 and 50"),
         ("/nba cs ibm", "Usage: /nba"),
         ("/undo", "Nothing to undo: you have no logs yet."),
-        ("hello there", "I read commands"),
+        ("hello there", "Save this as"),
         ("/reflect cs " + "e" * 2001, "Evidence is too long: 2001 characters, the limit is 2000."),
     ],
 )
@@ -331,7 +331,7 @@ async def test_conversation_that_timed_out_while_down_does_not_come_back(
         await uow.commit()
     async with bot_running(emulator, database_dsn):
         (reply,) = await chat.send("hello")
-        assert "I read commands" in reply.plain_text
+        assert "Save this as" in reply.plain_text
     assert await rows(db, "select 1 from execution_logs") == []
 
 

@@ -32,7 +32,7 @@ async def test_cancel_closes_every_open_question_and_text_after_it_is_free(
     (cancelled,) = await chat.send("/cancel")
     assert "Cancelled. Nothing was saved." in cancelled.plain_text
     (free,) = await chat.send("hello there")
-    assert "I read commands" in free.plain_text
+    assert "Save this as" in free.plain_text
     (nothing,) = await chat.send("/cancel")
     assert "Nothing to cancel" in nothing.plain_text
     assert await rows(db, "select 1 from nba_items") == []
@@ -48,7 +48,7 @@ async def test_the_latest_question_takes_the_answer_and_the_earlier_one_is_gone(
     (added,) = await chat.send("first answer")
     assert "Added to cs: first answer" in added.plain_text
     (free,) = await chat.send("second answer")  # the /log question was abandoned
-    assert "I read commands" in free.plain_text
+    assert "Save this as" in free.plain_text
     assert await rows(db, "select title from nba_items") == [{"title": "first answer"}]
     assert await rows(db, "select 1 from execution_logs") == []
 
@@ -77,7 +77,7 @@ async def test_an_abandoned_question_stays_closed_after_a_restart(
         await chat.send("/status")  # abandons it
     async with bot_running(emulator, database_dsn):  # the conversation state was persisted
         (reply,) = await chat.send("2")
-        assert "I read commands" in reply.plain_text
+        assert "Save this as" in reply.plain_text
     assert await rows(db, "select 1 from execution_logs") == []
 
 
@@ -89,7 +89,7 @@ async def test_delete_leaves_no_question_behind(bot: BotEnv, db: Database) -> No
     await chat.send("/start")
     await chat.send("/cancel")
     (reply,) = await chat.send("Read SICP")
-    assert "I read commands" in reply.plain_text
+    assert "Save this as" in reply.plain_text
     assert await rows(db, "select 1 from nba_items") == []
 
 

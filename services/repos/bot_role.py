@@ -14,7 +14,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from psycopg import pq
+from typing import Any
+
+from psycopg import AsyncCursor, pq
+from psycopg.rows import DictRow
 
 from services.db import UnitOfWork
 
@@ -35,3 +38,26 @@ async def as_bot(uow: UnitOfWork) -> AsyncIterator[None]:
         # After a failed statement the transaction is aborted and rolls back, role and all.
         if was != "none" and uow.conn.info.transaction_status == pq.TransactionStatus.INTRANS:
             await uow.execute(_BACK, (was,))
+
+
+_TO_BOT_FOR_GOOD = "select set_config('role', 'none', true)"
+
+
+async def last_as_bot(uow: UnitOfWork, query: str, params: Any = None) -> list[DictRow]:
+    """Run ``query`` as the connecting role as the last statement of ``uow`` (the role is not
+    switched back): on a pipelined connection the switch and the statement go in one round
+    trip. On a privileged unit of work it is just the statement."""
+    if uow.telegram_user_id is None and uow.user_id is None:
+        return await _rows(await uow.cursor(query, params))
+    await uow.begin()
+    if not uow.pipelined:
+        await uow.execute(_TO_BOT_FOR_GOOD)
+        return await _rows(await uow.cursor(query, params))
+    async with uow.conn.pipeline():
+        await uow.conn.execute(_TO_BOT_FOR_GOOD)
+        cur = await uow.conn.execute(query, params)
+    return await _rows(cur)
+
+
+async def _rows(cur: AsyncCursor[DictRow]) -> list[DictRow]:
+    return await cur.fetchall() if cur.description is not None else []

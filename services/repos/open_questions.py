@@ -1,0 +1,133 @@
+"""SQL for ``open_questions``: the one question open per chat (handlers/conversation.py).
+
+The bot's own table: no API role reaches it. The update's unit of work reads it in its
+opening (services/db.py); the statements here replace or delete it, as the connecting role,
+as the last statements of that unit of work (see :func:`services.repos.bot_role.last_as_bot`),
+or in a privileged unit of work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from services.db import QuestionKey, UnitOfWork
+from services.repos.bot_role import last_as_bot
+
+_SAVE = (
+    "insert into open_questions"
+    " (chat_id, telegram_user_id, flow, step, draft, token, asked_at, expires_at)"
+    " values (%(chat)s, %(tg)s, %(flow)s, %(step)s, %(draft)s, %(token)s, %(at)s, %(expires)s)"
+    " on conflict (chat_id, telegram_user_id) do update set flow = excluded.flow,"
+    " step = excluded.step, draft = excluded.draft, token = excluded.token,"
+    " asked_at = excluded.asked_at, expires_at = excluded.expires_at"
+)
+_DELETE = (
+    "delete from open_questions where chat_id = %(chat)s and telegram_user_id = %(tg)s"
+    " returning flow"
+)
+_READ = (
+    "select flow, step, draft, token, expires_at from open_questions"
+    " where chat_id = %(chat)s and telegram_user_id = %(tg)s for update"
+)
+# A question still open at its expiry, claimed by the one instance that deletes it.
+_EXPIRE = (
+    "delete from open_questions where chat_id = %(chat)s and telegram_user_id = %(tg)s"
+    " and token = %(token)s and expires_at <= %(now)s returning flow, step, draft"
+)
+_PENDING = "select chat_id, telegram_user_id, token, expires_at from open_questions"
+_DELETE_OF_USER = "delete from open_questions where telegram_user_id = %s"
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """An open question as stored: its draft is still JSON."""
+
+    flow: str
+    step: str
+    draft: Any
+    token: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    key: QuestionKey
+    token: str
+    expires_at: datetime
+
+
+def _key(key: QuestionKey) -> dict[str, int]:
+    return {"chat": key.chat_id, "tg": key.telegram_user_id}
+
+
+def from_opening(columns: dict[str, Any] | None) -> Stored | None:
+    """The question the unit of work's opening read (see services/db.py), if any."""
+    if columns is None:
+        return None
+    return Stored(
+        columns["flow"], columns["step"], columns["draft"], columns["token"], columns["expires_at"]
+    )
+
+
+async def read(uow: UnitOfWork, key: QuestionKey) -> Stored | None:
+    """The open question, locked (privileged unit of work)."""
+    row = await uow.fetchone(_READ, _key(key))
+    return None if row is None else Stored(**row)
+
+
+async def save(
+    uow: UnitOfWork,
+    key: QuestionKey,
+    *,
+    flow: str,
+    step: str,
+    draft: Any,
+    token: str,
+    asked_at: datetime,
+    expires_at: datetime,
+) -> None:
+    """Replace the chat's open question (the last statement of a user's unit of work)."""
+    params = _key(key) | {
+        "flow": flow,
+        "step": step,
+        "draft": Jsonb(draft),
+        "token": token,
+        "at": asked_at,
+        "expires": expires_at,
+    }
+    await last_as_bot(uow, _SAVE, params)
+
+
+async def delete(uow: UnitOfWork, key: QuestionKey) -> str | None:
+    """Close the chat's open question; the flow it belonged to (None: none was open)."""
+    rows = await last_as_bot(uow, _DELETE, _key(key))
+    return str(rows[0]["flow"]) if rows else None
+
+
+async def expire(
+    uow: UnitOfWork, key: QuestionKey, token: str, now: datetime
+) -> Stored | None:
+    """Delete the question if it is still the one with ``token`` and has expired by ``now``:
+    it, once, for the one caller that deleted it (privileged unit of work)."""
+    row = await uow.fetchone(_EXPIRE, _key(key) | {"token": token, "now": now})
+    if row is None:
+        return None
+    return Stored(row["flow"], row["step"], row["draft"], token, now)
+
+
+async def pending(uow: UnitOfWork) -> list[Pending]:
+    """Every open question, to arm their expiry (privileged unit of work)."""
+    rows = await uow.fetchall(_PENDING)
+    return [
+        Pending(QuestionKey(r["chat_id"], r["telegram_user_id"]), r["token"], r["expires_at"])
+        for r in rows
+    ]
+
+
+async def delete_of_user(uow: UnitOfWork, telegram_user_id: int) -> int:
+    """Close every question of a Telegram user (their data was erased)."""
+    return await uow.execute(_DELETE_OF_USER, (telegram_user_id,))
