@@ -126,5 +126,14 @@ async def _text(turn: Turn[CaptureDraft], text: str) -> None:
         await _saved(turn, parse_arm(text.strip()))
 
 
-CAPTURE = flow(Flow("capture", CaptureDraft, on_text=_text, on_button=_button))
+CAPTURE = flow(
+    Flow(
+        "capture",
+        CaptureDraft,
+        on_text=_text,
+        on_button=_button,
+        cancel_reply="OK, not saved.",
+        timeout_reply=None,  # an offer nobody took: nothing to say
+    )
+)
 NO_QUESTION.append(capture)

@@ -170,7 +170,9 @@ class Turn(Generic[D]):
         its message unless ``in_place=False``)."""
         asked = questions.ask(self.flow.name, step, draft, self.now)
         self.next, self.closed = asked, False
-        rows = [[(label, encode("q", asked.token, *data)) for label, data in row] for row in buttons]
+        rows = [
+            [(label, encode("q", asked.token, *data)) for label, data in row] for row in buttons
+        ]
         self.replies.append(_Reply(text, render.keyboard(rows) if rows else None, in_place))
 
     def finish(
@@ -545,7 +547,9 @@ async def one_question_at_a_time(update: Update, context: Context) -> None:
 
 
 @asynccontextmanager
-async def update_scope(app: Application[Any, Any, Any, Any, Any, Any], update: object) -> AsyncIterator[None]:
+async def update_scope(
+    app: Application[Any, Any, Any, Any, Any, Any], update: object
+) -> AsyncIterator[None]:
     """Around each update: what the database needs to know of it (a command closes the open
     question), and the close done here if no unit of work of the command did it."""
     if not (
@@ -651,13 +655,13 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
 
 # --- LEGACY: PTB conversations still used by flows not yet moved to the engine --------------
 import warnings  # noqa: E402
+
 from telegram.ext import BaseHandler, ConversationHandler, TypeHandler  # noqa: E402
 from telegram.warnings import PTBUserWarning  # noqa: E402
 
 DRAFT_KEYS = ("add", "log", "reflect", "link", "settings", "onboard")
 CANCEL_REPLIES: dict[str, str] = {}
 PENDING_CONFIRMATIONS: dict[str, str] = {}
-
 
 
 def close_open_questions(update: Update, context: Context) -> list[str]:

@@ -54,7 +54,9 @@ async def item_added(
     if result is None:
         return None
     note = f"➕ Added to <b>{result.item.arm_type}</b>: {render.esc(result.item.title)}"
-    return render.render_theater_nba(result.theater, note), render.theater_nba_keyboard(result.theater)
+    return render.render_theater_nba(result.theater, note), render.theater_nba_keyboard(
+        result.theater
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +106,9 @@ async def _add_answer(turn: Turn[AddDraft], press: Callback | None, text: str) -
         if press is not None:
             raise BadCallback("no buttons at this step")
         assert draft.arm is not None and draft.gap is not None
-        added = await item_added(turn.update, turn.context, draft.arm, draft.gap, clean_title(text))
+        added = await item_added(
+            turn.update, turn.context, draft.arm, draft.gap, clean_title(text)
+        )
         turn.finish(*(added or (None, None)), in_place=False)
         return
     step, question, buttons = _add_question(draft)

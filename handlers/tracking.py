@@ -11,24 +11,20 @@ from telegram import Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
 from handlers import render
-from handlers.callbacks import decode, encode
+from handlers.callbacks import BadCallback, Callback, decode, encode
 from handlers.common import (
     Context,
     Usage,
     args_of,
-    ask,
     deps,
     me,
     message_key,
     now,
     perform,
     reply,
-    user_data,
 )
-from handlers.callbacks import BadCallback, Callback
 from handlers.conversation import Buttons, Flow, Turn, flow, start
 from handlers.usage import (
-    BLOCK_USAGE,
     ENERGY_USAGE,
     HISTORY_USAGE,
     PROGRESS_USAGE,
@@ -267,9 +263,7 @@ async def _reflect_answer(turn: Turn[TheaterDraft], press: Callback | None, text
     if press is not None:
         raise BadCallback("no buttons at this step")
     assert turn.draft.arm is not None
-    saved = await reflection_saved(
-        turn.update, turn.context, turn.draft.arm, clean_evidence(text)
-    )
+    saved = await reflection_saved(turn.update, turn.context, turn.draft.arm, clean_evidence(text))
     turn.finish(*(saved or (None, None)), in_place=False)
 
 

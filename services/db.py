@@ -62,7 +62,9 @@ _IMPERSONATION = (
     " set_config('transaction_read_only', %(read_only)s, true)"
     " from (select) as one left join telegram_links link on link.telegram_user_id = %(tg)s"
 )
-_IMPERSONATE_TELEGRAM = "select link.user_id, coalesce(link.active, true) as active," + _IMPERSONATION
+_IMPERSONATE_TELEGRAM = (
+    "select link.user_id, coalesce(link.active, true) as active," + _IMPERSONATION
+)
 # The same opening with the update's open question (handlers/conversation.py). The table is
 # the bot's: it is read or deleted here, by the statement that switches role, whose tables
 # are checked before its set_config calls run. Reading locks the question until the
@@ -80,8 +82,7 @@ _IMPERSONATE_TELEGRAM_CLOSING = (
     "with closed as (delete from open_questions"
     "   where chat_id = %(chat)s and telegram_user_id = %(tg)s returning flow)"
     " select link.user_id, coalesce(link.active, true) as active,"
-    " (select flow from closed) as closed_flow,"
-    + _IMPERSONATION
+    " (select flow from closed) as closed_flow," + _IMPERSONATION
 )
 _IMPERSONATE_USER = (
     "select %(uid)s::uuid as user_id, true as active,"
@@ -328,7 +329,11 @@ class UnitOfWork:
         assert row is not None  # the impersonation always returns its one row
         if "question_flow" in row:
             self.question = (
-                {k.removeprefix("question_"): v for k, v in row.items() if k.startswith("question_")}
+                {
+                    k.removeprefix("question_"): v
+                    for k, v in row.items()
+                    if k.startswith("question_")
+                }
                 if row["question_flow"] is not None
                 else None
             )

@@ -103,7 +103,9 @@ async def close_now(db: Database, key: QuestionKey) -> str | None:
     return flow
 
 
-async def store_now(db: Database, key: QuestionKey, question: Question[Any], now: datetime) -> None:
+async def store_now(
+    db: Database, key: QuestionKey, question: Question[Any], now: datetime
+) -> None:
     """Make ``question`` the chat's open question in a transaction of its own."""
     async with db.privileged() as uow:
         await save(uow, key, question, now)

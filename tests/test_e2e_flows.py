@@ -144,13 +144,13 @@ async def test_conversation_times_out(bot: BotEnv, db: Database) -> None:
     chat = await started(bot)
     await chat.send("/log cs")
     await chat.settle()
-    handler = next(h for h in bot.app.handlers[0] if getattr(h, "name", None) == "log")
-    assert handler.conversation_timeout == 600
-    (job,) = handler.timeout_jobs.values()
-    job.schedule_removal()
+    (job,) = bot.app.job_queue.get_jobs_by_name(f"question:{chat.user_id}:{chat.user_id}")
+    await job.run(bot.app)  # too early: the question is still open
+    bot.clock.advance(minutes=10)
     await job.run(bot.app)  # what the job queue does ten minutes later
     (timed_out,) = await chat._wait(1, 10)
     assert "timed out after 10 minutes" in timed_out.plain_text
+    await job.run(bot.app)  # told once
     (after,) = await chat.send("45")
     assert "Save this as" in after.plain_text
 
@@ -216,10 +216,11 @@ async def test_group_chat_gets_one_polite_line(bot: BotEnv, db: Database) -> Non
         ("/log cs 99999 a lot", "Minutes must be between 1 and 1440"),
         ("/log cs 45 " + "x" * 201, "Action is too long: 201 characters, the limit is 200."),
         ("/progress cs 140", "Progress must be between 0 and 100"),
-        ("/progress cs", "Usage: /progress ibm|cs 0-100"),
-        ("/energy", "Usage: /energy 0-100"),
+        ("/progress cs", "cs: progress in percent? Tap, or type it"),
+        ("/energy", "How much of your energy goes to ibm"),
+        ("/energy 60 40", "Usage: /energy 0-100"),
         ("/energy 101", "Energy must be between 0 and 100"),
-        ("/block", "Usage: /block ibm|cs [reason]"),
+        ("/block", "Block which theater?"),
         ("/unblock cs ibm", "Usage: /unblock ibm|cs"),
         ("/history cs 500", "Count must be between 1 and 50"),
         ("/nba cs ibm", "Usage: /nba"),
@@ -324,12 +325,11 @@ async def test_conversation_that_timed_out_while_down_does_not_come_back(
         await chat.send("/start")
         await chat.send("/log cs 20")  # asks what was done
     async with db.privileged() as uow:  # the bot stays down for 11 minutes
-        await uow.execute(
-            "update bot_persistence set updated_at = now() - interval '11 minutes'"
-            " where kind like 'conv:%'"
-        )
+        await uow.execute("update open_questions set expires_at = now() - interval '1 minute'")
         await uow.commit()
     async with bot_running(emulator, database_dsn):
+        (timed_out,) = await chat._wait(1, 10)  # re-armed at start-up, and told once
+        assert "timed out after 10 minutes" in timed_out.plain_text
         (reply,) = await chat.send("hello")
         assert "Save this as" in reply.plain_text
     assert await rows(db, "select 1 from execution_logs") == []

@@ -32,7 +32,9 @@ async def test_cancel_closes_every_open_question_and_text_after_it_is_free(
     (cancelled,) = await chat.send("/cancel")
     assert "Cancelled. Nothing was saved." in cancelled.plain_text
     (free,) = await chat.send("hello there")
-    assert "Save this as" in free.plain_text
+    assert "Save this as" in free.plain_text  # quick capture offers it: a question too
+    (dropped,) = await chat.send("/cancel")
+    assert "not saved" in dropped.plain_text
     (nothing,) = await chat.send("/cancel")
     assert "Nothing to cancel" in nothing.plain_text
     assert await rows(db, "select 1 from nba_items") == []

@@ -108,9 +108,7 @@ async def delete(uow: UnitOfWork, key: QuestionKey) -> str | None:
     return str(rows[0]["flow"]) if rows else None
 
 
-async def expire(
-    uow: UnitOfWork, key: QuestionKey, token: str, now: datetime
-) -> Stored | None:
+async def expire(uow: UnitOfWork, key: QuestionKey, token: str, now: datetime) -> Stored | None:
     """Delete the question if it is still the one with ``token`` and has expired by ``now``:
     it, once, for the one caller that deleted it (privileged unit of work)."""
     row = await uow.fetchone(_EXPIRE, _key(key) | {"token": token, "now": now})
