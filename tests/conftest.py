@@ -27,7 +27,7 @@ from tests.harness import Chat, Clock, bot_running, make_settings
 TEST_DB = "aelpher_test"
 
 # Tables cleaned between tests; auth.users cascades to every per-user table.
-_CLEAN = "truncate auth.users, bot_persistence, link_attempts cascade"
+_CLEAN = "truncate auth.users, bot_persistence, link_attempts, open_questions cascade"
 
 
 def dsn_for(server_dsn: str, dbname: str) -> str:
