@@ -14,7 +14,7 @@ from handlers.callbacks import BadCallback, Callback
 from handlers.common import Context
 from handlers.conversation import NO_QUESTION, Buttons, Flow, Turn, flow
 from handlers.nba import GAP_BUTTONS, ask_gap_text, item_added, typed_gap
-from handlers.tracking import ARM_BUTTONS, log_saved, reflection_saved
+from handlers.tracking import ARM_BUTTONS, log_from, reflection_saved
 from services.durations import parse_minutes
 from services.models import ARMS, Arm
 from services.validation import check_minutes, clean_action, clean_evidence, clean_title
@@ -90,7 +90,8 @@ async def _saved(turn: Turn[CaptureDraft], value: int | Arm) -> None:
         done = await item_added(update, context, draft.arm, value, draft.text)
     elif draft.kind == "log":
         assert draft.arm is not None and isinstance(value, int)
-        done = await log_saved(update, context, draft.arm, value, draft.text)
+        await log_from(turn, draft.arm, value, draft.text)
+        return
     else:
         assert isinstance(value, str)
         done = await reflection_saved(update, context, value, draft.text)

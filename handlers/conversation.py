@@ -164,11 +164,19 @@ class Turn(Generic[D]):
         return TelegramUser(self.update.effective_user.id)
 
     def ask(
-        self, step: str, draft: D, text: str, buttons: Buttons = (), *, in_place: bool = True
+        self,
+        step: str,
+        draft: Any,
+        text: str,
+        buttons: Buttons = (),
+        *,
+        in_place: bool = True,
+        flow: Flow[Any] | None = None,
     ) -> None:
         """Ask the next question: ``text`` with ``buttons`` (for a pressed button, in place of
-        its message unless ``in_place=False``)."""
-        asked = questions.ask(self.flow.name, step, draft, self.now)
+        its message unless ``in_place=False``); ``flow``: another flow takes over from here
+        (its ``draft``)."""
+        asked = questions.ask((flow or self.flow).name, step, draft, self.now)
         self.next, self.closed = asked, False
         rows = [
             [(label, encode("q", asked.token, *data)) for label, data in row] for row in buttons
@@ -620,6 +628,15 @@ async def expire_job(context: ContextTypes.DEFAULT_TYPE) -> None:
     key: QuestionKey = data[0]
     token: str = data[1]
     d = deps(context)
+    memory = _memory(context)
+    remembered, dirty = memory.dirty(key)
+    if dirty and remembered is None:  # answered or closed here during an outage: not expired
+        try:
+            await questions.close_now(d.db, key)
+            memory.remember(key, None, dirty=False)
+        except DatabaseUnavailable:
+            pass
+        return
     try:
         found = await questions.expire(d.db, key, token, d.clock())
     except DatabaseUnavailable:

@@ -32,7 +32,7 @@ from handlers.usage import (
 )
 from services import status, tracking
 from services.durations import parse_minutes
-from services.errors import DomainError
+from services.errors import DomainError, Implausible
 from services.models import ARMS, Arm, parse_arm
 from services.status import HISTORY_MAX
 from services.validation import (
@@ -84,8 +84,11 @@ def _log_question(draft: LogDraft) -> tuple[str, str, Buttons]:
     return "action", f"<b>{draft.arm}</b>, {draft.minutes} min: what did you do?", ()
 
 
-async def _log_saved(update: Update, context: Context, draft: LogDraft) -> tuple[str, Any] | None:
-    """Save the complete draft; the reply (None: it was kept for later, the user was told)."""
+async def _log_saved(
+    update: Update, context: Context, draft: LogDraft, *, confirmed: bool = False
+) -> tuple[str, Any] | None:
+    """Save the complete draft; the reply (None: it was kept for later, the user was told).
+    Implausible (the day would pass 16 h in that theater) unless ``confirmed``."""
     assert draft.arm is not None and draft.action is not None
     result = await perform(
         update,
@@ -95,17 +98,48 @@ async def _log_saved(update: Update, context: Context, draft: LogDraft) -> tuple
         minutes=draft.minutes,
         action=draft.action,
         dedupe_key=message_key(update),
+        confirmed=confirmed,
     )
     if result is None:
         return None
     return render.render_log(result), render.log_keyboard(result)
 
 
-async def log_saved(
-    update: Update, context: Context, arm: Arm, minutes: int, action: str
-) -> tuple[str, Any] | None:
-    """Save a log of ``minutes`` in ``arm``; the reply (None: kept for later)."""
-    return await _log_saved(update, context, LogDraft(arm, minutes, action))
+CONFIRM_BUTTONS: Buttons = [[("Yes, save it", ("yes",)), ("No", ("no",))]]
+
+
+def confirm_text(error: Implausible) -> str:
+    return f"🤔 {render.esc(error.user_message)}"
+
+
+async def _log_or_confirm(turn: Turn[Any], draft: LogDraft) -> None:
+    """Save the log, or (a day over 16 h in that theater) ask to confirm it first."""
+    try:
+        saved = await _log_saved(turn.update, turn.context, draft)
+    except Implausible as exc:
+        turn.ask("confirm", draft, confirm_text(exc), CONFIRM_BUTTONS, flow=LOG, in_place=False)
+        return
+    if saved is None:
+        turn.finish()
+    else:
+        turn.finish(*saved, in_place=False)
+
+
+async def _confirmed(turn: Turn[LogDraft], yes: bool) -> None:
+    if not yes:
+        turn.finish("OK, not saved.", toast="Not saved.")
+        return
+    saved = await _log_saved(turn.update, turn.context, turn.draft, confirmed=True)
+    if saved is None:
+        turn.finish()
+    else:
+        turn.finish(*saved)
+
+
+async def log_from(turn: Turn[Any], arm: Arm, minutes: int, action: str) -> None:
+    """Finish ``turn`` by saving a log (or asking to confirm an implausible day: the question
+    becomes /log's confirmation)."""
+    await _log_or_confirm(turn, LogDraft(arm, minutes, action))
 
 
 async def _log_step(turn: Turn[LogDraft], draft: LogDraft) -> None:
@@ -114,11 +148,7 @@ async def _log_step(turn: Turn[LogDraft], draft: LogDraft) -> None:
         step, text, buttons = _log_question(draft)
         turn.ask(step, draft, text, buttons)
         return
-    saved = await _log_saved(turn.update, turn.context, draft)
-    if saved is None:
-        turn.finish()
-    else:
-        turn.finish(*saved, in_place=False)
+    await _log_or_confirm(turn, draft)
 
 
 async def _log_text(turn: Turn[LogDraft], text: str) -> None:
@@ -129,6 +159,13 @@ async def _log_text(turn: Turn[LogDraft], text: str) -> None:
         draft = replace(draft, minutes=check_minutes(parse_minutes(text)))
     elif turn.step == "action":
         draft = replace(draft, action=clean_action(text))
+    elif turn.step == "confirm":
+        answer = text.strip().lower()
+        if answer not in YES + NO:
+            turn.say("Tap Yes, save it or No above (or type yes or no).")
+            return
+        await _confirmed(turn, answer in YES)
+        return
     await _log_step(turn, draft)
 
 
@@ -138,6 +175,9 @@ async def _log_button(turn: Turn[LogDraft], press: Callback) -> None:
         draft = replace(draft, arm=_arm_answer(turn, press, None))
     elif turn.step == "minutes" and press.verb == "min":
         draft = replace(draft, minutes=press.number(0, 1, 1440))
+    elif turn.step == "confirm" and press.verb in ("yes", "no"):
+        await _confirmed(turn, press.verb == "yes")
+        return
     else:
         raise BadCallback("not a button of this step")
     await _log_step(turn, draft)
@@ -145,6 +185,9 @@ async def _log_button(turn: Turn[LogDraft], press: Callback) -> None:
 
 LOG = flow(Flow("log", LogDraft, on_text=_log_text, on_button=_log_button))
 
+
+YES = ("yes", "y", "ok", "save", "sure")
+NO = ("no", "n", "nope", "don't", "dont")
 
 #: A word that can only continue a duration: a unit ("h", "hours", "min") or minutes with
 #: their unit ("30m", "30 min" is two words: "30" and "min").
@@ -176,7 +219,11 @@ async def log_start(update: Update, context: Context) -> None:
         if len(args) > 1 + used:
             draft = replace(draft, action=" ".join(args[1 + used :]))
     if draft.action is not None:
-        saved = await _log_saved(update, context, draft)
+        try:
+            saved = await _log_saved(update, context, draft)
+        except Implausible as exc:
+            await start(update, context, LOG, "confirm", draft, confirm_text(exc), CONFIRM_BUTTONS)
+            return
         if saved is not None:
             await reply(update, *saved)
         return

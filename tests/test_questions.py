@@ -3,6 +3,7 @@ and an abandoned question never takes a later answer, also across a restart or a
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.local_api import BotApiEmulator
@@ -106,3 +107,45 @@ async def test_a_delete_confirmation_left_behind_deletes_nothing(
     await chat.send("/status")
     await chat.press(prompt, "Yes, delete everything")
     assert await rows(db, "select title from nba_items") == [{"title": "keep this"}]
+
+
+async def test_a_day_over_16_hours_in_one_theater_asks_before_saving(
+    bot: BotEnv, db: Database
+) -> None:
+    bot.clock.set(datetime(2026, 12, 2, 18, 0, tzinfo=UTC))
+    chat = await started(bot, 6107)
+    (first,) = await chat.send("/log cs 15h deep work")
+    assert "Logged in cs: deep work (900 min)" in first.plain_text
+    (asked,) = await chat.send("/log cs 2h more work")
+    assert "That would make 17 h logged in cs today (over 16 h). Save it anyway?" in (
+        asked.plain_text
+    )
+    await chat.press(asked, "Yes, save it")  # the question is redrawn as the saved log
+    assert "Logged in cs: more work (120 min)" in chat.message(asked.message_id).plain_text
+    await chat.press_data(asked.message_id, asked.callback_data("Yes, save it"))  # again
+    assert chat.emu.calls("answerCallbackQuery")[-1].params["text"] == "This question is closed."
+    (again,) = await chat.send("/log cs 30 evening reading")
+    assert "Save it anyway?" in again.plain_text
+    (typed_no,) = await chat.send("no")
+    assert "not saved" in typed_no.plain_text
+    (ibm,) = await chat.send("/log ibm 8h the other theater is its own day")
+    assert "Logged in ibm" in ibm.plain_text
+    logs = await rows(db, "select action, duration from execution_logs order by timestamp")
+    assert logs == [
+        {"action": "deep work", "duration": 900},
+        {"action": "more work", "duration": 120},
+        {"action": "the other theater is its own day", "duration": 480},
+    ]
+
+
+async def test_a_guided_log_confirms_too_and_a_typed_yes_saves(bot: BotEnv, db: Database) -> None:
+    bot.clock.set(datetime(2026, 12, 2, 18, 0, tzinfo=UTC))
+    chat = await started(bot, 6108)
+    await chat.send("/log cs 16h marathon")
+    await chat.send("/log cs")
+    await chat.send("20")
+    (asked,) = await chat.send("flashcards")
+    assert "Save it anyway?" in asked.plain_text
+    (saved,) = await chat.send("yes")
+    assert "Logged in cs: flashcards (20 min)" in saved.plain_text
+    assert len(await rows(db, "select 1 from execution_logs")) == 2
