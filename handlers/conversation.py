@@ -9,7 +9,8 @@ its buttons carry, expiry) is a row of ``open_questions`` (services/questions.py
   in its opening (no extra round trip) and locked; the flow's step runs inside that same
   transaction (the services it calls join it), then the question moves on (replaced, new
   token) or closes (deleted), and the transaction commits. Only then are the replies sent.
-  A step that fails on bad input changes nothing and says what was wrong; the question stays.
+  A step that fails on bad input changes nothing and says what was wrong (the one-line
+  form's message, then "Try again, or /cancel."); the question stays.
 * **One at a time.** Asking replaces the chat's question. Any command abandons it: the first
   unit of work of the command deletes it in its opening (services/db.py ``UpdateScope``), or
   the bot does when the command is done. /cancel deletes it and says what it closed.
@@ -209,7 +210,7 @@ class Turn(Generic[D]):
         if self.update.callback_query is not None:
             self.toast = error.user_message[:200]
         else:
-            self.say(f"⚠️ {message}\n{TRY_AGAIN}")
+            self.say(f"{message}\n{TRY_AGAIN}")
 
 
 # --- what the database holds, and this instance's copy for outages ---------------------------
