@@ -14,6 +14,7 @@ __all__ = [
     "DomainError",
     "Empty",
     "ForbiddenCharacter",
+    "Implausible",
     "InvalidTheater",
     "InvalidTimezone",
     "NotANumber",
@@ -172,6 +173,32 @@ class Conflict(DomainError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
+
+
+def _hours_minutes(minutes: int) -> str:
+    """A number of minutes as people read it: "17 h 30 min", "16 h", "45 min"."""
+    hours, rest = divmod(minutes, 60)
+    if not hours:
+        return f"{rest} min"
+    return f"{hours} h {rest} min" if rest else f"{hours} h"
+
+
+class Implausible(DomainError):
+    """A log that would take one theater's minutes for the user's local day over the
+    plausible limit; saved only when the user confirms: "That would make 17 h 30 min logged
+    in cs today (over 16 h). Save it anyway?"."""
+
+    def __init__(self, arm: str, day_minutes: int, minutes: int, limit: int) -> None:
+        self.arm = arm
+        #: the day's total in ``arm`` including this log
+        self.day_minutes = day_minutes
+        #: the minutes of this log
+        self.minutes = minutes
+        self.limit = limit
+        super().__init__(
+            f"That would make {_hours_minutes(day_minutes)} logged in {arm} today"
+            f" (over {_hours_minutes(limit)}). Save it anyway?"
+        )
 
 
 class NothingToUndo(DomainError):

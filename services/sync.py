@@ -60,10 +60,14 @@ class Operation:
 Args = dict[str, Any]
 
 
-async def _log_time(db: Database, who: TelegramUser, now: datetime, _: bool, kw: Args) -> Any:
+async def _log_time(
+    db: Database, who: TelegramUser, now: datetime, replayed: bool, kw: Args
+) -> Any:
+    # replayed: the user can't be asked whether an implausibly long day is right
     return await tracking.log_time(
         db, who, kw["arm"], kw.get("minutes"), kw["action"], now,
         details=kw.get("details"), dedupe_key=kw.get("dedupe_key"),
+        confirmed=True if replayed else kw.get("confirmed", False),
     )  # fmt: skip
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
-from services import rules, sanity, state, validation
-from services.db import Database, Principal
-from services.errors import NotFound, NothingToUndo, NotLinked, Superseded
+from services import rules, sanity, state, stats, validation
+from services.db import Database, Principal, UnitOfWork
+from services.errors import Implausible, NotFound, NothingToUndo, NotLinked, Superseded
 from services.models import Arm, ExecutionLog, Reflection, TheaterStatus
 from services.repos import execution_logs, global_metrics, reflections, theaters
 
@@ -24,6 +25,19 @@ class LogResult:
     duplicate: bool = False
 
 
+#: One theater's minutes in one local day above which a log is saved only when confirmed.
+PLAUSIBLE_DAY_MINUTES = 16 * 60
+#: Reaches back past the start of the local day of any instant, in any time zone (a local
+#: day lasts at most 26 hours).
+_DAY_REACH = timedelta(days=2)
+
+
+def local_day_start(now: datetime, timezone: str) -> datetime:
+    """When the local day of ``now`` began in ``timezone`` (UTC if the zone is unknown)."""
+    zone = ZoneInfo(timezone if sanity.known_zone(timezone) else "UTC")
+    return stats.local_midnight(now.astimezone(zone).date(), zone)
+
+
 async def log_time(
     db: Database,
     user_id: Principal,
@@ -34,14 +48,19 @@ async def log_time(
     *,
     details: str | None = None,
     dedupe_key: str | None = None,
+    confirmed: bool = False,
 ) -> LogResult:
-    """Record what the user did in ``arm``; the theater becomes active (unless blocked)."""
+    """Record what the user did in ``arm``; the theater becomes active (unless blocked).
+
+    A log that would take ``arm``'s minutes for the user's local day (``now`` in their time
+    zone) over :data:`PLAUSIBLE_DAY_MINUTES` raises :class:`Implausible` and writes nothing,
+    unless ``confirmed``. A repeated ``dedupe_key`` returns the earlier log either way."""
     action = validation.clean_action(action)
     details = validation.clean_details(details)
     if minutes is not None:
         minutes = validation.check_minutes(minutes)
     async with state.locked(db, user_id) as uow:  # the read below sees every earlier write
-        inputs = await execution_logs.log_inputs(uow, now - state.WEEK, now)
+        inputs = await execution_logs.log_inputs(uow, now - state.WEEK, now, now - _DAY_REACH)
         settings = inputs.settings
         if settings is None:
             raise NotLinked()
@@ -49,6 +68,15 @@ async def log_time(
         theater = inputs.theaters.get(arm)
         if theater is None:
             raise NotLinked()
+        if minutes is not None and not confirmed:
+            today = local_day_start(now, settings.timezone)
+            day_minutes = inputs.minutes_since(arm, today) + minutes
+            if day_minutes > PLAUSIBLE_DAY_MINUTES:
+                # a repeat of a log already recorded: its minutes are in the total already
+                earlier = await _earlier(uow, dedupe_key)
+                if earlier is not None:
+                    return _duplicate(inputs, earlier, capacity)
+                raise Implausible(arm, day_minutes, minutes, PLAUSIBLE_DAY_MINUTES)
         status = state.logged_status(theater, now, settings)
         overload = rules.overload(inputs.minutes + (minutes or 0), capacity)
         recorded = await execution_logs.record(
@@ -69,6 +97,11 @@ async def log_time(
             return _duplicate(inputs, earlier, capacity)
         await uow.commit()
         return LogResult(recorded[0], status, overload)
+
+
+async def _earlier(uow: UnitOfWork, dedupe_key: str | None) -> ExecutionLog | None:
+    """The log recorded under ``dedupe_key`` (None: no key, or nothing under it)."""
+    return None if dedupe_key is None else await execution_logs.by_dedupe_key(uow, dedupe_key)
 
 
 def _duplicate(

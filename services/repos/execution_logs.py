@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -66,32 +66,53 @@ async def insert(
 
 @dataclass(frozen=True, slots=True)
 class LogInputs:
-    """What recording a log needs: the settings (None if missing), the theaters and the
-    minutes logged in the window."""
+    """What recording a log needs: the settings (None if missing), the theaters, the
+    minutes logged in the window, and each theater's recent logs with minutes."""
 
     settings: UserSettings | None
     theaters: dict[Arm, Theater]
     minutes: int
+    #: per theater, (timestamp, minutes) of each log with minutes in (recent_since, until]
+    recent: dict[Arm, list[tuple[datetime, int]]] = field(default_factory=dict)
+
+    def minutes_since(self, arm: Arm, since: datetime) -> int:
+        """The minutes of ``arm``'s recent logs at or after ``since`` (which must not be
+        before the ``recent_since`` they were read with)."""
+        return sum(minutes for at, minutes in self.recent.get(arm, ()) if at >= since)
 
 
-async def log_inputs(uow: UnitOfWork, since: datetime, until: datetime) -> LogInputs:
-    """The settings, both theaters and the minutes of every log in (since, until], in one
+async def log_inputs(
+    uow: UnitOfWork, since: datetime, until: datetime, recent_since: datetime
+) -> LogInputs:
+    """The settings, both theaters, the minutes of every log in (since, until] and, per
+    theater, the time and minutes of each log with minutes in (recent_since, until], in one
     statement (after the lock, in a statement of its own: see :func:`nba_items.item_context`).
     """
     rows = await uow.fetchall(
         f"select {select_list(SETTINGS_FIELDS, 's', 's_')},"
-        f" {select_list(THEATER_FIELDS, 't', 't_')}{nba_items.MINUTES_COLUMN}"
-        " from user_settings s left join theaters t on true order by t.arm_type",
-        {"since": since, "until": until},
+        f" {select_list(THEATER_FIELDS, 't', 't_')}{nba_items.MINUTES_COLUMN},"
+        " r.at as r_at, r.minutes as r_minutes"
+        " from user_settings s left join theaters t on true"
+        " left join lateral (select array_agg(e.timestamp) as at,"
+        "   array_agg(e.duration) as minutes from execution_logs e"
+        "   where e.arm_type = t.arm_type and e.duration is not null"
+        "   and e.timestamp > %(recent)s and e.timestamp <= %(until)s) r on true"
+        " order by t.arm_type",
+        {"since": since, "until": until, "recent": recent_since},
     )
     found: dict[Arm, Theater] = {}
+    recent: dict[Arm, list[tuple[datetime, int]]] = {}
     for row in rows:
         theater = take(Theater, THEATER_FIELDS, row, "t_")
         if theater is not None:
             found[theater.arm_type] = theater
+            recent[theater.arm_type] = list(
+                zip(row["r_at"] or (), row["r_minutes"] or (), strict=True)
+            )
     if not rows:
         return LogInputs(None, found, 0)
-    return LogInputs(take(UserSettings, SETTINGS_FIELDS, rows[0], "s_"), found, rows[0]["minutes"])
+    settings = take(UserSettings, SETTINGS_FIELDS, rows[0], "s_")
+    return LogInputs(settings, found, rows[0]["minutes"], recent)
 
 
 async def record(
