@@ -171,6 +171,11 @@ class Press:
     async def fresh(self) -> nba.TheaterNba:
         return (await nba.view(self.db, self.who, [self.arm], self.at))[0]
 
+    async def gone(self) -> None:
+        """The pressed item is no longer open: say what became of it, show the theater."""
+        fate = await nba.fate(self.db, self.who, self.arm, self.cb.uuid(1), self.at)
+        await self.redraw(fate.theater, render.gone_toast(fate))
+
     async def entry(self) -> rules.RankedItem:
         """The pressed item as ranked now; ItemGone if it is no longer open."""
         view = await self.fresh()
@@ -273,7 +278,7 @@ async def nba_button(update: Update, context: Context) -> None:
     except (BadCallback, KeyError):
         await query.answer("That button is no longer valid.")
     except nba.ItemGone:
-        await press.redraw(await press.fresh(), "That changed — here is the fresh view.")
+        await press.gone()
     except DomainError as exc:
         await query.answer(exc.user_message[:200], show_alert=True)
 

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+from uuid import UUID
 
 from telegram import Bot, ChatMember, InlineKeyboardMarkup, Update
 from telegram.constants import ChatType
@@ -248,15 +249,16 @@ def capacity_keyboard(current: int) -> InlineKeyboardMarkup:
 Action = Callable[[Update, Callback, Database, TelegramUser, Any], Awaitable[None]]
 
 
-async def _fresh_theater(
-    update: Update, db: Database, who: TelegramUser, arm: Arm, t: Any
+async def _item_gone(
+    update: Update, db: Database, who: TelegramUser, arm: Arm, item_id: UUID, t: Any
 ) -> None:
-    view = (await nba.view(db, who, [arm], t))[0]
+    """The button's item is no longer open: say what became of it, show the theater."""
+    fate = await nba.fate(db, who, arm, item_id, t)
     await answer_and_edit(
         update,
-        "That changed — here is the fresh view.",
-        render.render_theater_nba(view),
-        render.theater_nba_keyboard(view),
+        render.gone_toast(fate),
+        render.render_theater_nba(fate.theater),
+        render.theater_nba_keyboard(fate.theater),
     )
 
 
@@ -277,10 +279,11 @@ async def log_minutes(
             brief_keyboard(),
         )
         return
+    item_id = cb.uuid(1)
     try:
-        result = await nba.progress(db, who, cb.uuid(1), LOG_MINUTES, t, dedupe_key=key)
+        result = await nba.progress(db, who, item_id, LOG_MINUTES, t, dedupe_key=key)
     except nba.ItemGone:
-        await _fresh_theater(update, db, who, arm, t)
+        await _item_gone(update, db, who, arm, item_id, t)
         return
     note = f"▶ Logged {LOG_MINUTES} min on “{esc(result.item.title)}”."
     await answer_and_edit(

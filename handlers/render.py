@@ -19,7 +19,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 from handlers.callbacks import encode
 from services import rules, sanity
 from services.models import ARMS, Arm
-from services.nba import ItemResult, TheaterNba
+from services.nba import Fate, ItemResult, TheaterNba
 from services.status import HistoryEntry, StatusView
 from services.tracking import LogResult, UndoResult
 
@@ -282,6 +282,19 @@ def manage_keyboard(arm: Arm, item_id: UUID, gap: int) -> InlineKeyboardMarkup:
             ],
         ]
     )
+
+
+#: The longest title a toast quotes (a callback answer holds at most 200 characters).
+_TOAST_TITLE = 160
+
+
+def gone_toast(fate: Fate) -> str:
+    """The notice for a button whose item is no longer open (plain text: a toast)."""
+    if fate.state == "done":
+        return f"✅ “{short(fate.title or '', _TOAST_TITLE)}” is already done."
+    if fate.state == "deleted":
+        return "That item was deleted."
+    return "That changed — here is the fresh view."
 
 
 def render_done(result: ItemResult) -> str:

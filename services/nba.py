@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Literal
 from uuid import UUID
 
 from services import rules, sanity, state, validation
@@ -75,6 +76,33 @@ async def view(
         sanity.check([found[arm].theater, *found[arm].items])  # written outside the bot?
         views.append(_theater_nba(found[arm].theater, found[arm].items, now))
     return views
+
+
+@dataclass(frozen=True, slots=True)
+class Fate:
+    """What became of an item a button pointed at, and the pressed theater as it now stands.
+
+    ``state``: "done" (completed), "deleted" (no such item of the user's: deleted, or never
+    theirs; nothing else is told about it), or "open" (still there: something else changed).
+    ``title``: the item's title, None when deleted."""
+
+    state: Literal["open", "done", "deleted"]
+    title: str | None
+    theater: TheaterNba
+
+
+async def fate(db: Database, user_id: Principal, arm: Arm, item_id: UUID, now: datetime) -> Fate:
+    """What became of the item ``item_id`` (after :class:`ItemGone`) and ``arm``'s ranked
+    items, in one statement."""
+    async with db.user_uow(user_id, single=True) as uow:
+        found, item = await nba_items.theater_with_fate(uow, arm, item_id)
+    if found is None:
+        raise NotLinked()
+    sanity.check([found.theater, *found.items])  # written outside the bot?
+    theater = _theater_nba(found.theater, found.items, now)
+    if item is None:
+        return Fate("deleted", None, theater)
+    return Fate("done" if item.done else "open", item.title, theater)
 
 
 async def _save(

@@ -124,15 +124,18 @@ OPEN_ITEMS_OF = (
 )
 
 
-async def theaters_with_items(uow: UnitOfWork, arms: Sequence[Arm]) -> dict[Arm, TheaterItems]:
-    """The given theaters with their open items, in one statement (missing theaters are
-    absent from the result)."""
-    rows = await uow.fetchall(
-        f"select {select_list(THEATER_FIELDS, 't', 't_')}, {select_list(ITEM_FIELDS, 'i', 'i_')}"
+def _theaters_sql(extra: str = "", joins: str = "") -> str:
+    """Theaters (``%(arms)s``) with their open items, and the ``extra`` columns of the
+    ``joins``."""
+    return (
+        f"select {select_list(THEATER_FIELDS, 't', 't_')},"
+        f" {select_list(ITEM_FIELDS, 'i', 'i_')}{extra}"
         f" from theaters t left join lateral ({OPEN_ITEMS_OF.format(alias='t')}) i on true"
-        " where t.arm_type = any(%s) order by t.arm_type, i.created_at, i.id",
-        (list(arms),),
+        f"{joins} where t.arm_type = any(%(arms)s) order by t.arm_type, i.created_at, i.id"
     )
+
+
+def _theater_items(rows: Sequence[Mapping[str, Any]]) -> dict[Arm, TheaterItems]:
     found: dict[Arm, TheaterItems] = {}
     for row in rows:
         arm = row["t_arm_type"]
@@ -144,6 +147,41 @@ async def theaters_with_items(uow: UnitOfWork, arms: Sequence[Arm]) -> dict[Arm,
         if item is not None:
             found[arm].items.append(item)
     return found
+
+
+async def theaters_with_items(uow: UnitOfWork, arms: Sequence[Arm]) -> dict[Arm, TheaterItems]:
+    """The given theaters with their open items, in one statement (missing theaters are
+    absent from the result)."""
+    rows = await uow.fetchall(_theaters_sql(), {"arms": list(arms)})
+    return _theater_items(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemFate:
+    """What became of an item: its title, and whether it was completed."""
+
+    title: str
+    done: bool
+
+
+async def theater_with_fate(
+    uow: UnitOfWork, arm: Arm, item_id: UUID
+) -> tuple[TheaterItems | None, ItemFate | None]:
+    """``arm`` with its open items (None if the theater is missing) and what became of one
+    item (None if there is no such item: deleted, or another user's), in one statement."""
+    rows = await uow.fetchall(
+        _theaters_sql(
+            ", x.id as x_id, x.title as x_title, x.completed_at is not null as x_done",
+            " left join nba_items x on x.id = %(item)s",
+        ),
+        {"arms": [arm], "item": item_id},
+    )
+    fate = (
+        ItemFate(rows[0]["x_title"], rows[0]["x_done"])
+        if rows and rows[0]["x_id"] is not None
+        else None
+    )
+    return _theater_items(rows).get(arm), fate
 
 
 async def insert_with_items(
