@@ -266,10 +266,12 @@ def _typed(stored: Stored | None) -> tuple[Flow[Any], Question[Any]] | None:
 
 
 async def _store(uow: UnitOfWork, key: QuestionKey, turn: Turn[Any]) -> None:
+    """Move the question on or close it, and commit (in one round trip where allowed)."""
     if turn.next is not None:
-        await questions.save(uow, key, turn.next, turn.now)
+        await questions.save(uow, key, turn.next, turn.now, commit=True)
     elif turn.closed:
-        await questions.close(uow, key)
+        await questions.close(uow, key, commit=True)
+    await uow.commit()
 
 
 async def _send(turn: Turn[Any]) -> None:
@@ -347,11 +349,9 @@ async def _answer(
                 turn = fresh(now)  # nothing open (or it just expired): quick capture
             if turn is None:
                 if gone:  # expired or unreadable, or the dirty copy closed it
-                    await questions.close(uow, key)
-                    await uow.commit()
+                    await questions.close(uow, key, commit=True)
             elif turn.question is None:
                 await _store(uow, key, turn)
-                await uow.commit()
             else:
                 try:
                     await _run(turn, answer, uow)
@@ -359,7 +359,6 @@ async def _answer(
                     pass  # rolled back: the question stays as stored
                 else:
                     await _store(uow, key, turn)
-                    await uow.commit()
         if dirty:
             memory.remember(key, None, False)
     except NotLinked:
@@ -432,7 +431,6 @@ async def _answer_unlinked(
             await _send(turn)
             return True
         await _store(uow, key, turn)
-        await uow.commit()
     await _send(turn)
     return True
 

@@ -239,6 +239,14 @@ class UnitOfWork:
         self.ended_committed = False
         #: the transaction runs in a pipeline-capable connection (not behind a pooler)
         self.pipelined = opening.pipelined if opening else True
+        #: a statement to send with the next one (a joined service's ``first``)
+        self._pending_first: str | None = None
+
+    def run_first(self, statement: str) -> None:
+        """Send ``statement`` (no parameters; it must return a row, else NotLinked) with
+        this unit of work's next statement, in the same round trip where pipelines are
+        used."""
+        self._pending_first = statement
 
     async def commit(self) -> None:
         """Mark the work as done: the transaction commits when the block exits normally."""
@@ -278,7 +286,10 @@ class UnitOfWork:
         opening, self._opening = self._opening, None
         if opening is None:
             assert query is not None
-            return await self.conn.execute(query, params)
+            first, self._pending_first = self._pending_first, None
+            if first is None:
+                return await self.conn.execute(query, params)
+            return await self._after_first(first, query, params)
         try:
             return await self._open(opening, query, params)
         except psycopg.OperationalError:
@@ -322,6 +333,21 @@ class UnitOfWork:
             self._resolve(await switched.fetchone())
         if first is not None and await first.fetchone() is None:
             raise NotLinked()  # the user's rows the first statement needs are missing
+        return cur
+
+    async def _after_first(
+        self, first: str, query: str, params: Any
+    ) -> psycopg.AsyncCursor[DictRow]:
+        """``first``, then the statement: one pipeline (one round trip) where allowed."""
+        if not self.pipelined:
+            if await (await self.conn.execute(first)).fetchone() is None:
+                raise NotLinked()
+            return await self.conn.execute(query, params)
+        async with self.conn.pipeline():
+            checked = await self.conn.execute(first)
+            cur = await self.conn.execute(query, params)
+        if await checked.fetchone() is None:
+            raise NotLinked()
         return cur
 
     def _resolve(self, row: DictRow | None) -> None:
@@ -499,8 +525,8 @@ class Database:
         joined = _JOINED.get()
         if joined is not None and who is not None and _same_user(joined, who):
             # inside the answer to a question: the service's work is part of its transaction
-            if first is not None and await joined.fetchone(first) is None:
-                raise NotLinked()
+            if first is not None:
+                joined.run_first(first)
             yield joined
             return
         pipelined = not self.transaction_pooler

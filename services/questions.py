@@ -75,8 +75,16 @@ def ask(flow: str, step: str, draft: D, now: datetime) -> Question[D]:
     return Question(flow, step, draft, new_token(), now + TIMEOUT)
 
 
-async def save(uow: UnitOfWork, key: QuestionKey, question: Question[Any], now: datetime) -> None:
-    """Make ``question`` the chat's open question (the unit of work's last statement)."""
+async def save(
+    uow: UnitOfWork,
+    key: QuestionKey,
+    question: Question[Any],
+    now: datetime,
+    *,
+    commit: bool = False,
+) -> None:
+    """Make ``question`` the chat's open question (the unit of work's last statement;
+    ``commit``: and commit it, in the same round trip)."""
     draft = _adapter(type(question.draft)).dump_python(question.draft, mode="json")
     await open_questions.save(
         uow,
@@ -87,20 +95,20 @@ async def save(uow: UnitOfWork, key: QuestionKey, question: Question[Any], now: 
         token=question.token,
         asked_at=now,
         expires_at=question.expires_at,
+        commit=commit,
     )
 
 
-async def close(uow: UnitOfWork, key: QuestionKey) -> str | None:
-    """Close the chat's open question (the unit of work's last statement)."""
-    return await open_questions.delete(uow, key)
+async def close(uow: UnitOfWork, key: QuestionKey, *, commit: bool = False) -> str | None:
+    """Close the chat's open question (the unit of work's last statement; ``commit``: and
+    commit, in the same round trip)."""
+    return await open_questions.delete(uow, key, commit=commit)
 
 
 async def close_now(db: Database, key: QuestionKey) -> str | None:
     """Close the chat's open question in a transaction of its own; the flow it was of."""
     async with db.privileged() as uow:
-        flow = await open_questions.delete(uow, key)
-        await uow.commit()
-    return flow
+        return await open_questions.delete(uow, key, commit=True)
 
 
 async def store_now(
@@ -108,8 +116,7 @@ async def store_now(
 ) -> None:
     """Make ``question`` the chat's open question in a transaction of its own."""
     async with db.privileged() as uow:
-        await save(uow, key, question, now)
-        await uow.commit()
+        await save(uow, key, question, now, commit=True)
 
 
 async def read(uow: UnitOfWork, key: QuestionKey) -> Stored | None:

@@ -89,8 +89,10 @@ async def save(
     token: str,
     asked_at: datetime,
     expires_at: datetime,
+    commit: bool = False,
 ) -> None:
-    """Replace the chat's open question (the last statement of a user's unit of work)."""
+    """Replace the chat's open question (the last statement of a user's unit of work;
+    ``commit``: and commit it, in the same round trip)."""
     params = _key(key) | {
         "flow": flow,
         "step": step,
@@ -99,12 +101,13 @@ async def save(
         "at": asked_at,
         "expires": expires_at,
     }
-    await last_as_bot(uow, _SAVE, params)
+    await last_as_bot(uow, _SAVE, params, commit=commit)
 
 
-async def delete(uow: UnitOfWork, key: QuestionKey) -> str | None:
-    """Close the chat's open question; the flow it belonged to (None: none was open)."""
-    rows = await last_as_bot(uow, _DELETE, _key(key))
+async def delete(uow: UnitOfWork, key: QuestionKey, *, commit: bool = False) -> str | None:
+    """Close the chat's open question; the flow it belonged to (None: none was open).
+    ``commit``: and commit, in the same round trip."""
+    rows = await last_as_bot(uow, _DELETE, _key(key), commit=commit)
     return str(rows[0]["flow"]) if rows else None
 
 

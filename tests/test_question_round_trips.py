@@ -1,0 +1,48 @@
+"""What a guided form costs in round trips to the database: the open question is read by
+the statement that opens the answer's unit of work, and moved on or closed with its COMMIT,
+so a step costs no round trip of its own."""
+
+from __future__ import annotations
+
+from tests.conftest import BotEnv
+from tests.harness import Chat, counting_round_trips
+
+
+async def started(bot: BotEnv, user_id: int) -> Chat:
+    chat = bot.chat(user_id)
+    await chat.send("/start")
+    await chat.send("/cancel")
+    return chat
+
+
+async def test_round_trips_of_one_line_and_guided_forms(bot: BotEnv) -> None:
+    chat = await started(bot, 6301)
+    await chat.send("/log cs 10 warm-up")  # connections and prepared statements warmed up
+    measured: dict[str, int] = {}
+    with counting_round_trips() as trips:
+        for label, text in (
+            ("one-line /log", "/log cs 20 one line"),
+            ("one-line /progress", "/progress cs 30"),
+            ("/log asks the action", "/log cs 20"),
+            ("the action answered: saved", "guided"),
+            ("/progress asks the theater", "/progress"),
+            ("the theater typed: asks the value", "cs"),
+            ("the value typed: saved", "40"),
+            ("a bad value: nothing changes", "/energy"),
+            ("bad", "lots"),
+            ("quick capture offer", "an idea"),
+            ("/status", "/status"),
+        ):
+            trips.reset()
+            await chat.send(text)
+            measured[label] = trips.count
+    print(measured)
+    one_line = measured["one-line /log"]
+    # the guided step that saves costs what the one-line command costs, plus the question's
+    # own statements riding with the COMMIT: never a round trip to read the question
+    assert measured["the action answered: saved"] <= one_line + 1
+    assert measured["the value typed: saved"] <= measured["one-line /progress"] + 1
+    assert measured["the theater typed: asks the value"] <= 2
+    assert measured["quick capture offer"] <= 2
+    assert measured["/status"] == 1  # the command's close of the question rides its opening
+    assert measured["bad"] <= 2  # the read, then the rollback
