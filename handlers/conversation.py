@@ -58,7 +58,7 @@ from services.db import (
     UnitOfWork,
     UpdateScope,
 )
-from services.errors import DomainError, NotLinked
+from services.errors import DomainError, NotFound, NotLinked
 from services.questions import Question, Stored
 from services.repos.open_questions import from_opening
 
@@ -309,6 +309,9 @@ async def _run(
         if isinstance(exc, NotLinked):
             raise
         turn.next, turn.closed, turn.replies = None, False, []
+        if isinstance(exc, NotFound):  # what the question was about is gone: nothing to retry
+            turn.finish(render.esc(exc.user_message), in_place=False, toast=exc.user_message)
+            return
         turn.problem(exc)
         raise _Refused() from exc
 

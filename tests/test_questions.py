@@ -149,3 +149,19 @@ async def test_a_guided_log_confirms_too_and_a_typed_yes_saves(bot: BotEnv, db: 
     (saved,) = await chat.send("yes")
     assert "Logged in cs: flashcards (20 min)" in saved.plain_text
     assert len(await rows(db, "select 1 from execution_logs")) == 2
+
+
+async def test_details_for_a_log_undone_meanwhile_close_the_question(
+    bot: BotEnv, db: Database
+) -> None:
+    chat = await started(bot, 6109)
+    (saved,) = await chat.send("/log cs 20 reading")
+    await chat.press(saved, "➕ Add details", replies=1)
+    await chat.press(saved, "➕ Add details", replies=1)  # asked again: the same question
+    async with db.privileged() as uow:  # the log is removed (the Aelpher app, say)
+        await uow.execute("delete from execution_logs")
+        await uow.commit()
+    (gone,) = await chat.send("pages 1-20")
+    assert "That log no longer exists." in gone.plain_text
+    (free,) = await chat.send("pages 1-20")  # the question is closed: quick capture
+    assert "Save this as" in free.plain_text
