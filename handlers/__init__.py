@@ -31,8 +31,8 @@ def register_handlers(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     data.register(app)
     stats.register(app)
     nudges.register(app)  # nudge buttons, and my_chat_member (blocked / unblocked)
-    settings.register(app)  # before onboarding: a value typed in /settings is for /settings
-    onboarding.register(app)  # owns /start: after every other conversation, before basic
+    settings.register(app)
+    onboarding.register(app)  # the "onboard" flow; /start is basic's
     conversation.register(app)  # question buttons, typed answers and quick capture
     basic.register(app)
     basic.register_fallbacks(app)

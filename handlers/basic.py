@@ -94,19 +94,17 @@ async def gate(update: Update, context: Context) -> None:
     await allowed_only(update, context)
 
 
-async def start(update: Update, context: Context) -> str | None:
-    """Create or find the account (local mode) or point to /link (Supabase mode).
-
-    The entry point of the onboarding conversation (handlers/onboarding.py): returns its
-    first state for a just-created account, None otherwise.
-    """
+async def start(update: Update, context: Context) -> None:
+    """Create or find the account (local mode) or point to /link (Supabase mode); a
+    just-created account is welcomed with the first onboarding question (handlers/onboarding.py)
+    in the same message."""
     user = update.effective_user
     chat = update.effective_chat
     assert user is not None and chat is not None
     d = deps(context)
     if d.allowed_user_ids and user.id not in d.allowed_user_ids:  # the gate refuses first
         await reply(update, PRIVATE_BOT)
-        return None
+        return
     if d.supabase_url:
         link = await accounts.find_link(d.db, user.id)
         if link is None:
@@ -115,7 +113,7 @@ async def start(update: Update, context: Context) -> str | None:
                 "👋 Welcome to <b>Aelpher</b>. Send /link to connect your "
                 "Aelpher account with a one-time code sent to your email.",
             )
-            return None
+            return
         await accounts.reactivate(d.db, user.id, chat.id, now(context))
         created = False
     else:
@@ -125,14 +123,12 @@ async def start(update: Update, context: Context) -> str | None:
     if d.outbox is not None:  # linked: writes may wait out an outage from now on
         await d.outbox.remember_linked(user.id)
     if created:  # the welcome and the first onboarding question, in one message
-        state = await begin_onboarding(update, context, intro=WELCOME_NEW)
+        await begin_onboarding(update, context, intro=WELCOME_NEW)
     else:
         await reply(update, WELCOME_BACK)
-        state = None
     payload = args_of(context)
     if payload and payload[0] in ("help",):
         await reply(update, HELP)
-    return state
 
 
 async def help_command(update: Update, context: Context) -> None:

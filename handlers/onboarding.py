@@ -1,48 +1,33 @@
 """First-run onboarding: three quick questions right after /start creates the account.
 
-Time zone, weekly capacity and daily brief time, each with buttons, each skippable, each
-stored as soon as it is answered (so /cancel, a timeout or a restart keeps what was answered),
-then one suggested first step.
+Time zone, weekly capacity and daily brief time, each with buttons and typed answers, each
+skippable ("Skip", or typed ``skip``), each stored as soon as it is answered (so /cancel, a
+timeout or a restart keeps what was answered), then one suggested first step.
 
-How it is wired: this conversation ("onboard") owns /start. Its entry point is
-:func:`handlers.basic.start`, which returns :func:`begin_onboarding`'s state for a just-created
-account and nothing otherwise. It must be registered *after* every other conversation, so that
-while one of those is open its own steps get the user's text first, and *before*
-``basic.register`` (whose plain /start it shadows) and the fallbacks.
-
-Onboarding never traps the user: while a question is open, what is typed is its answer
-(saved, or a specific error: "forty" is not a number of hours, "7am" is not a time zone), and
-any command closes the question (``handlers/conversation.py: one_question_at_a_time``). Its
-buttons are entry points too, so a button pressed after a timeout or a restart still works.
+It is the "onboard" flow of the question engine (handlers/conversation.py): /start
+(:func:`handlers.basic.start`) calls :func:`begin_onboarding` for a just-created account,
+which asks the first question in the welcome's own message. While a question is open, what
+is typed is its answer (saved, or a specific error: "forty" is not a number of hours, "7am"
+is not a time zone); any command abandons it, and its buttons then answer "This question is
+closed". Ten quiet minutes end it silently: the person has moved on.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
-from telegram import InlineKeyboardMarkup, Update
-from telegram.ext import (
-    Application,
-    CallbackQueryHandler,
-    CommandHandler,
-    ConversationHandler,
-    MessageHandler,
-    TypeHandler,
-    filters,
-)
+from telegram import Update
+from telegram.ext import Application, CallbackQueryHandler
 
-from handlers import render
-from handlers.callbacks import BadCallback, decode, encode
-from handlers.common import Context, deps, edit, me, now, reply
-from handlers.conversation import CANCEL_REPLIES, conversation
+from handlers.callbacks import BadCallback, Callback
+from handlers.common import Context
+from handlers.conversation import CLOSED, Buttons, Flow, Turn, flow, start
 from handlers.render import esc
 from services import preferences
-from services.errors import DomainError
 from services.models import UserSettings
 from services.validation import CAPACITY_HOURS_RANGE, parse_int
-
-OB_TZ, OB_CAPACITY, OB_BRIEF = "OB_TZ", "OB_CAPACITY", "OB_BRIEF"
 
 COMMON_ZONES = (
     "Europe/London",
@@ -76,41 +61,47 @@ ASK_CAPACITY = (
 ASK_BRIEF = (
     "<b>3/3 · Daily brief</b>\n"
     "Want a short morning brief (both theaters, current NBAs, overload risk) every day? "
-    "Pick a time in your time zone, type one like <code>07:15</code>, or choose Off."
+    "Pick a time in your time zone, type one like <code>07:15</code> or <code>7am</code>,"
+    " or choose Off."
+)
+CANCEL_REPLY = (
+    "OK, no more questions. What you already answered is saved; the rest keeps its"
+    f" defaults (see /settings).\n\n{FIRST_STEP}"
 )
 
-# Typed text is only taken as an answer when it looks like one; the rest goes on.
 #: A typed weekly capacity: "35", "35h", "35 hours".
 HOURS = re.compile(r"(?i)\s*(\d{1,4})\s*(?:h|hrs?|hours?)?\s*")
+#: Typed instead of tapping Skip.
+SKIP_WORDS = frozenset({"skip", "pass", "later"})
+#: Typed for no daily brief.
+OFF_WORDS = frozenset({"off", "none", "no"})
+
+TZ_BUTTONS: Buttons = [
+    *[
+        [(zone, ("tz", n)) for n, zone in list(enumerate(COMMON_ZONES))[i : i + 2]]
+        for i in range(0, len(COMMON_ZONES), 2)
+    ],
+    [("Skip (keep UTC)", ("tz", "skip"))],
+]
+CAPACITY_BUTTONS: Buttons = [
+    [(f"{h} h", ("cap", h)) for h in CAPACITY_CHOICES],
+    [("Skip (keep 40 h)", ("cap", "skip"))],
+]
+BRIEF_BUTTONS: Buttons = [
+    [(t, ("brief", code)) for code, t in BRIEF_BY_CODE.items()] + [("Off", ("brief", "off"))],
+    [("Skip", ("brief", "skip"))],
+]
+
+#: step → the verb of its buttons
+_VERB = {"tz": "tz", "capacity": "cap", "brief": "brief"}
+
+
+@dataclass(frozen=True, slots=True)
+class OnboardDraft:
+    """Nothing to carry between the steps: each answer is stored as it comes."""
 
 
 # --- questions --------------------------------------------------------------------------
-
-
-def tz_keyboard() -> InlineKeyboardMarkup:
-    buttons = [(zone, encode("ob", "tz", n)) for n, zone in enumerate(COMMON_ZONES)]
-    rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
-    rows.append([("Skip (keep UTC)", encode("ob", "tz", "skip"))])
-    return render.keyboard(rows)
-
-
-def capacity_keyboard() -> InlineKeyboardMarkup:
-    return render.keyboard(
-        [
-            [(f"{h} h", encode("ob", "cap", h)) for h in CAPACITY_CHOICES],
-            [("Skip (keep 40 h)", encode("ob", "cap", "skip"))],
-        ]
-    )
-
-
-def brief_keyboard() -> InlineKeyboardMarkup:
-    return render.keyboard(
-        [
-            [(t, encode("ob", "brief", code)) for code, t in BRIEF_BY_CODE.items()]
-            + [("Off", encode("ob", "brief", "off"))],
-            [("Skip", encode("ob", "brief", "skip"))],
-        ]
-    )
 
 
 def _summary(settings: UserSettings) -> str:
@@ -130,77 +121,10 @@ def render_done(settings: UserSettings | None, note: str = "") -> str:
     return "\n".join(lines)
 
 
-async def _ask(update: Update, text: str, markup: InlineKeyboardMarkup | None) -> None:
-    """Redraw the pressed message for a button, or send a new one for a typed answer."""
-    if update.callback_query is not None:
-        await edit(update, text, markup)
-    else:
-        await reply(update, text, markup)
-
-
-async def _next_after(
-    update: Update, step: str, note: str, settings: UserSettings | None
-) -> str | int:
-    """Ask the question that follows ``step`` (after a note on what was stored)."""
-    head = f"{note}\n\n" if note else ""
-    if step == OB_TZ:
-        await _ask(update, head + ASK_CAPACITY, capacity_keyboard())
-        return OB_CAPACITY
-    if step == OB_CAPACITY:
-        await _ask(update, head + ASK_BRIEF, brief_keyboard())
-        return OB_BRIEF
-    await _ask(update, render_done(settings, note), None)
-    return ConversationHandler.END
-
-
-async def begin_onboarding(update: Update, context: Context, intro: str = "") -> str:
-    """Ask the first question (after ``intro``, e.g. the welcome, in the same message)."""
-    head = f"{intro}\n\n" if intro else ""
-    await reply(
-        update, head + "Three quick questions to set you up; skip any.\n\n" + ASK_TZ, tz_keyboard()
-    )
-    return OB_TZ
-
-
-async def _store(update: Update, context: Context, **changes: Any) -> UserSettings:
-    return await preferences.update_preferences(
-        deps(context).db, me(update), now=now(context), **changes
-    )
-
-
-# --- answers ----------------------------------------------------------------------------
-
-
-async def onboard_button(update: Update, context: Context) -> str | int | None:
-    """Any ob:… button: store the choice (or skip) and ask the next question in place."""
-    query = update.callback_query
-    assert query is not None
-    try:
-        cb = decode(query.data)
-        choice = cb.text(0)
-        step = {"tz": OB_TZ, "cap": OB_CAPACITY, "brief": OB_BRIEF}[cb.verb]
-        changes: dict[str, Any] = {}
-        if choice != "skip":
-            if step == OB_TZ:
-                changes["timezone"] = COMMON_ZONES[cb.number(0, 0, len(COMMON_ZONES) - 1)]
-            elif step == OB_CAPACITY:
-                changes["weekly_capacity_hours"] = cb.number(0, *CAPACITY_HOURS_RANGE)
-            else:
-                changes["brief_time"] = None if choice == "off" else BRIEF_BY_CODE[choice]
-    except (BadCallback, KeyError):
-        await query.answer("That button is no longer valid.")
-        return None
-    settings = await _store(update, context, **changes)
-    await query.answer("Skipped." if choice == "skip" else "Saved.")
-    return await _next_after(
-        update, step, _noted(step, settings, skipped=choice == "skip"), settings
-    )
-
-
 def _noted(step: str, settings: UserSettings, *, skipped: bool) -> str:
-    if step == OB_TZ:
+    if step == "tz":
         what = f"time zone {esc(settings.timezone)}"
-    elif step == OB_CAPACITY:
+    elif step == "capacity":
         what = f"weekly capacity {settings.weekly_capacity_hours} h"
     else:
         brief = settings.brief_time
@@ -208,82 +132,89 @@ def _noted(step: str, settings: UserSettings, *, skipped: bool) -> str:
     return f"↷ Skipped: keeping {what}." if skipped else f"✅ Saved: {what}."
 
 
-async def typed_zone(update: Update, context: Context) -> str | int:
-    """A typed IANA zone name."""
-    assert update.effective_message is not None
-    text = update.effective_message.text or ""
-    try:
-        settings = await _store(update, context, timezone=text)
-    except DomainError as exc:
-        close = preferences.suggest_timezones(text)
-        hint = f"Did you mean {' or '.join(close)}? " if close else ""
-        await reply(
-            update, f"{esc(exc.user_message)}\n{esc(hint)}Try again, or tap a button above."
+async def begin_onboarding(update: Update, context: Context, intro: str = "") -> None:
+    """Ask the first question (after ``intro``, e.g. the welcome, in the same message)."""
+    head = f"{intro}\n\n" if intro else ""
+    text = head + "Three quick questions to set you up; skip any.\n\n" + ASK_TZ
+    await start(update, context, ONBOARD, "tz", OnboardDraft(), text, TZ_BUTTONS)
+
+
+async def _answered(turn: Turn[OnboardDraft], changes: dict[str, Any]) -> None:
+    """Store ``changes`` (none: skipped) and ask the question after this step."""
+    step = turn.step
+    settings = await preferences.update_preferences(turn.db, turn.who, now=turn.now, **changes)
+    skipped = not changes
+    note = _noted(step, settings, skipped=skipped)
+    if turn.update.callback_query is not None:
+        turn.toast = "Skipped." if skipped else "Saved."
+    if step == "tz":
+        turn.ask("capacity", turn.draft, f"{note}\n\n{ASK_CAPACITY}", CAPACITY_BUTTONS)
+    elif step == "capacity":
+        turn.ask("brief", turn.draft, f"{note}\n\n{ASK_BRIEF}", BRIEF_BUTTONS)
+    else:
+        turn.finish(render_done(settings, note))
+
+
+# --- answers ----------------------------------------------------------------------------
+
+
+async def _button(turn: Turn[OnboardDraft], press: Callback) -> None:
+    """A tap: the step's choice, or Skip."""
+    if press.verb != _VERB.get(turn.step):
+        raise BadCallback("not a button of this step")
+    choice = press.text(0)
+    changes: dict[str, Any] = {}
+    if choice != "skip":
+        if turn.step == "tz":
+            changes["timezone"] = COMMON_ZONES[press.number(0, 0, len(COMMON_ZONES) - 1)]
+        elif turn.step == "capacity":
+            changes["weekly_capacity_hours"] = press.number(0, *CAPACITY_HOURS_RANGE)
+        elif choice == "off":
+            changes["brief_time"] = None
+        elif choice in BRIEF_BY_CODE:
+            changes["brief_time"] = BRIEF_BY_CODE[choice]
+        else:
+            raise BadCallback("not a brief time")
+    await _answered(turn, changes)
+
+
+async def _text(turn: Turn[OnboardDraft], text: str) -> None:
+    """A typed answer: an IANA zone, a number of hours ("35", "35 h"), a time of day ("7am",
+    "19:30", "7:30 pm") or off; ``skip`` at any step keeps the default."""
+    typed = text.strip()
+    changes: dict[str, Any] = {}
+    if typed.lower() in SKIP_WORDS:
+        pass
+    elif turn.step == "tz":
+        changes["timezone"] = preferences.timezone_or_hint(typed)
+    elif turn.step == "capacity":
+        match = HOURS.fullmatch(typed)
+        changes["weekly_capacity_hours"] = parse_int(
+            match[1] if match else typed, "weekly capacity"
         )
-        return OB_TZ
-    return await _next_after(update, OB_TZ, _noted(OB_TZ, settings, skipped=False), settings)
+    else:
+        changes["brief_time"] = None if typed.lower() in OFF_WORDS else typed
+    await _answered(turn, changes)
 
 
-async def typed_capacity(update: Update, context: Context) -> str | int:
-    """A typed number of hours per week ("35" or "35 h")."""
-    assert update.effective_message is not None
-    typed = update.effective_message.text or ""
-    match = HOURS.fullmatch(typed)
-    try:
-        hours = parse_int(match[1] if match else typed, "weekly capacity")
-        settings = await _store(update, context, weekly_capacity_hours=hours)
-    except DomainError as exc:
-        await reply(update, f"{esc(exc.user_message)}\nTry again, or tap a button above.")
-        return OB_CAPACITY
-    note = _noted(OB_CAPACITY, settings, skipped=False)
-    return await _next_after(update, OB_CAPACITY, note, settings)
-
-
-async def typed_brief(update: Update, context: Context) -> str | int:
-    """A typed time of day ("07:15") or "off"."""
-    assert update.effective_message is not None
-    text = (update.effective_message.text or "").strip()
-    value = None if text.lower() in ("off", "none", "no") else text
-    try:
-        settings = await _store(update, context, brief_time=value)
-    except DomainError as exc:
-        await reply(update, f"{esc(exc.user_message)}\nTry again, or tap a button above.")
-        return OB_BRIEF
-    return await _next_after(update, OB_BRIEF, _noted(OB_BRIEF, settings, skipped=False), settings)
-
-
-async def onboarding_timed_out(update: Update, context: Context) -> None:
-    """Ten quiet minutes end the onboarding silently: the user has moved on."""
-
-
-# /cancel during onboarding stops the questions; what was answered stays saved.
-CANCEL_REPLIES["onboard"] = (
-    "OK, no more questions. What you already answered is saved; the rest keeps its"
-    f" defaults (see /settings).\n\n{FIRST_STEP}"
+ONBOARD = flow(
+    Flow(
+        "onboard",
+        OnboardDraft,
+        on_text=_text,
+        on_button=_button,
+        cancel_reply=CANCEL_REPLY,  # what was answered stays saved
+        timeout_reply=None,  # ten quiet minutes: the person has moved on
+    )
 )
 
 
-def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-    """Add the "onboard" conversation: after every other conversation, before basic.register."""
-    from handlers import basic  # basic.start hands new accounts over to begin_onboarding
+async def _legacy_button(update: Update, context: Context) -> None:
+    """A button of an onboarding message sent before the questions moved to the engine."""
+    assert update.callback_query is not None
+    await update.callback_query.answer(CLOSED)
 
-    text = filters.TEXT & ~filters.COMMAND
-    handler = conversation(
-        "onboard",
-        entry_points=[
-            CommandHandler("start", basic.start),
-            CallbackQueryHandler(onboard_button, pattern=r"^ob:"),
-        ],
-        states={
-            # While a question is open, what is typed is an answer: it is saved, or gets the
-            # specific error ("forty" → weekly capacity must be a number). A command closes
-            # the question (one_question_at_a_time), so nobody is trapped.
-            OB_TZ: [MessageHandler(text, typed_zone)],
-            OB_CAPACITY: [MessageHandler(text, typed_capacity)],
-            OB_BRIEF: [MessageHandler(text, typed_brief)],
-        },
-    )
-    # The shared timeout message says "nothing was saved" and drops every draft; here the
-    # answers are saved as they come and a user who ignored the questions has moved on.
-    handler.states[ConversationHandler.TIMEOUT] = [TypeHandler(Update, onboarding_timed_out)]
-    app.add_handler(handler)
+
+def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """The flow registers itself on import; here only the buttons of older messages."""
+    app.add_handler(CallbackQueryHandler(_legacy_button, pattern=r"^ob:"))

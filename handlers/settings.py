@@ -1,39 +1,32 @@
 """/settings: time zone, quiet hours, daily brief, weekly review and the three thresholds.
 
-One inline menu whose buttons edit the message in place. Each sub-menu offers common choices
-as buttons and also waits for a typed value (a persistent conversation, 10-minute timeout,
-/cancel anywhere); a typed value that does not parse gets the specific problem and the user
-can simply try again. One-line forms do it all at once: ``/settings brief 08:00``.
+One question of the engine (handlers/conversation.py, flow "settings"): the menu is its first
+step and each sub-menu another, drawn in place of the pressed message. A sub-menu offers
+common choices as buttons and also takes a typed value; a value that does not parse gets the
+specific problem and the question stays, so the person simply tries again. The menu itself
+takes a setting and its value typed on one line (``brief 7:30 pm``). Back returns to the menu,
+Done closes the question; any command abandons it, and its buttons then answer "This question
+is closed". The one-line form does it all at once: ``/settings brief 08:00``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import time
 from typing import Any
 
-from telegram import InlineKeyboardMarkup, Update
-from telegram.ext import (
-    Application,
-    CallbackQueryHandler,
-    CommandHandler,
-    ConversationHandler,
-    MessageHandler,
-    filters,
-)
+from telegram import Update
+from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
-from handlers.callbacks import BadCallback, Callback, decode, encode, pattern
-from handlers.common import Context, Usage, args_of, deps, edit, me, now, reply, user_data
-from handlers.conversation import conversation
-from handlers.render import esc, keyboard
+from handlers.callbacks import BadCallback, Callback, pattern
+from handlers.common import Context, Usage, args_of, deps, me, now
+from handlers.conversation import CLOSED, Button, Buttons, Flow, Turn, flow, start
+from handlers.render import esc
 from handlers.usage import SETTINGS_USAGE
-from services import nudges
+from services import nudges, preferences
 from services.errors import DomainError
 from services.models import UserSettings
-from services.validation import check_timezone, parse_int
-
-TYPING = "SETTINGS_TYPING"
-DRAFT = "settings"
-
+from services.validation import parse_int
 
 ZONES = (
     "UTC",
@@ -53,6 +46,7 @@ REVIEW_TIMES = (time(9), time(12), time(18), time(20))
 IDLE_CHOICES = (24, 48, 72, 96, 168)
 THRESHOLD_CHOICES = (60, 70, 80, 90, 100)
 CAPACITY_CHOICES = (30, 35, 40, 45, 50, 60)
+#: what people type for a setting (one-line form, or on the menu) → the setting (a step)
 _ALIASES = {
     "tz": "tz",
     "timezone": "tz",
@@ -65,6 +59,34 @@ _ALIASES = {
     "threshold": "overload",
     "capacity": "capacity",
 }
+#: the verb of a menu button → the setting whose sub-menu it opens (a step)
+_FIELD_OF_MENU = {
+    "tz": "tz",
+    "q": "quiet",
+    "b": "brief",
+    "r": "review",
+    "i": "idle",
+    "o": "overload",
+    "c": "capacity",
+}
+#: the verb of a value button → the setting (step) whose sub-menu shows it
+_FIELD_OF_VALUE = {
+    "tzv": "tz",
+    "qv": "quiet",
+    "bv": "brief",
+    "rv": "review",
+    "iv": "idle",
+    "ov": "overload",
+    "cv": "capacity",
+}
+MENU = "menu"
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsDraft:
+    """The sub-menu's context: the weekday picked for the weekly review (None: none yet)."""
+
+    day: int | None = None
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -106,120 +128,102 @@ def render_settings(s: UserSettings, note: str | None = None) -> str:
         f"⚠️ Overload reminder at <b>{s.overload_threshold}%</b> risk",
         f"⏱ Weekly capacity: <b>{s.weekly_capacity_hours} h</b>",
         "",
-        "Tap what to change.",
+        "Tap what to change, or type it like <code>brief 07:30</code>.",
     ]
     return "\n".join(lines)
 
 
-def settings_keyboard() -> InlineKeyboardMarkup:
-    return keyboard(
-        [
-            [("🌍 Time zone", encode("set", "tz")), ("🌙 Quiet hours", encode("set", "q"))],
-            [("☀️ Daily brief", encode("set", "b")), ("📅 Weekly review", encode("set", "r"))],
-            [("💤 Idle after", encode("set", "i")), ("⚠️ Overload at", encode("set", "o"))],
-            [("⏱ Capacity", encode("set", "c")), ("✔ Done", encode("set", "x"))],
-        ]
-    )
+MENU_BUTTONS: Buttons = [
+    [("🌍 Time zone", ("tz",)), ("🌙 Quiet hours", ("q",))],
+    [("☀️ Daily brief", ("b",)), ("📅 Weekly review", ("r",))],
+    [("💤 Idle after", ("i",)), ("⚠️ Overload at", ("o",))],
+    [("⏱ Capacity", ("c",)), ("✔ Done", ("x",))],
+]
+
+_BACK: Button = ("↩ Back", ("m",))
 
 
-_BACK = ("↩ Back", encode("set", "m"))
-
-
-def _choice_rows(choices: list[tuple[str, str]], per_row: int = 4) -> list[list[tuple[str, str]]]:
+def _choice_rows(choices: list[Button], per_row: int = 4) -> list[list[Button]]:
     return [choices[i : i + per_row] for i in range(0, len(choices), per_row)]
 
 
-def submenu(
-    verb: str, s: UserSettings, day: int | None = None
-) -> tuple[str, InlineKeyboardMarkup]:
+def submenu(field: str, s: UserSettings, day: int | None = None) -> tuple[str, Buttons]:
     """The text and buttons of one setting's sub-menu (a typed value is also accepted)."""
-    rows: list[list[tuple[str, str]]]
-    if verb == "tz":
+    rows: list[list[Button]]
+    if field == "tz":
         text = (
             f"🌍 Your time zone is <b>{esc(s.timezone)}</b>.\n"
             "Type its IANA name (e.g. <code>Europe/Berlin</code>, <code>America/New_York</code>)"
             " or pick one:"
         )
-        rows = _choice_rows([(z, encode("set", "tzv", i)) for i, z in enumerate(ZONES)], 2)
-    elif verb == "q":
+        rows = _choice_rows([(z, ("tzv", i)) for i, z in enumerate(ZONES)], 2)
+    elif field == "quiet":
         text = (
             f"🌙 Quiet hours: <b>{describe_quiet(s)}</b>. Idle and overload reminders due then"
             " wait until they end (the brief and review come at the time you chose).\n"
             "Pick, or type a range like <code>22:00-08:00</code> (or <code>off</code>):"
         )
         rows = [
-            [
-                (f"{clock(a)}–{clock(b)}", encode("set", "qv", _hhmm(a), _hhmm(b)))
-                for a, b in QUIET_CHOICES
-            ],
-            [("Off", encode("set", "qv", "off"))],
+            [(f"{clock(a)}–{clock(b)}", ("qv", _hhmm(a), _hhmm(b))) for a, b in QUIET_CHOICES],
+            [("Off", ("qv", "off"))],
         ]
-    elif verb == "b":
+    elif field == "brief":
         text = (
             f"☀️ Daily brief: <b>{describe_brief(s)}</b>. Both theaters, their next actions and"
             " your overload risk, every day at this time.\n"
-            "Pick a time, or type one like <code>07:30</code> (or <code>off</code>):"
+            "Pick a time, or type one like <code>07:30</code> or <code>7am</code>"
+            " (or <code>off</code>):"
         )
         rows = [
-            [(clock(t), encode("set", "bv", _hhmm(t))) for t in BRIEF_CHOICES],
-            [("Off", encode("set", "bv", "off"))],
+            [(clock(t), ("bv", _hhmm(t))) for t in BRIEF_CHOICES],
+            [("Off", ("bv", "off"))],
         ]
-    elif verb == "r" and day is None:
+    elif field == "review" and day is None:
         text = (
             f"📅 Weekly review: <b>{describe_review(s)}</b>. Time per theater against its energy"
             " share, NBAs done and reflections of the last 7 days.\n"
             "Pick a day, or type a day and a time like <code>sun 18:00</code>"
             " (or <code>off</code>):"
         )
-        days = [(name[:3], encode("set", "rd", n)) for n, name in enumerate(nudges.DAY_NAMES)]
-        rows = [*_choice_rows(days, 4), [("Off", encode("set", "rv", "off"))]]
-    elif verb == "r":
+        days: list[Button] = [(name[:3], ("rd", n)) for n, name in enumerate(nudges.DAY_NAMES)]
+        rows = [*_choice_rows(days, 4), [("Off", ("rv", "off"))]]
+    elif field == "review":
         assert day is not None
         text = (
             f"📅 Weekly review on <b>{nudges.DAY_NAMES[day]}</b>: pick a time, or type one like"
             " <code>18:30</code>:"
         )
-        rows = [[(clock(t), encode("set", "rv", day, _hhmm(t))) for t in REVIEW_TIMES]]
-    elif verb == "i":
+        rows = [[(clock(t), ("rv", day, _hhmm(t))) for t in REVIEW_TIMES]]
+    elif field == "idle":
         text = (
             f"💤 An idle reminder comes after <b>{s.idle_after_hours} h</b> without activity in a"
             " theater (then at most daily, 3 times).\nPick, or type 1-720 hours:"
         )
-        rows = [[(f"{h} h", encode("set", "iv", h)) for h in IDLE_CHOICES]]
-    elif verb == "o":
+        rows = [[(f"{h} h", ("iv", h)) for h in IDLE_CHOICES]]
+    elif field == "overload":
         text = (
             f"⚠️ An overload reminder comes when your risk reaches <b>{s.overload_threshold}%</b>."
             "\nPick, or type 1-100:"
         )
-        rows = [[(f"{n}%", encode("set", "ov", n)) for n in THRESHOLD_CHOICES]]
+        rows = [[(f"{n}%", ("ov", n)) for n in THRESHOLD_CHOICES]]
     else:
         text = (
             f"⏱ Weekly capacity: <b>{s.weekly_capacity_hours} h</b> (the overload risk compares"
             " the last 7 days against it).\nPick, or type 1-168 hours:"
         )
-        rows = _choice_rows([(f"{n} h", encode("set", "cv", n)) for n in CAPACITY_CHOICES], 3)
+        rows = _choice_rows([(f"{n} h", ("cv", n)) for n in CAPACITY_CHOICES], 3)
     rows.append([_BACK])
-    return text, keyboard(rows)
-
-
-_FIELD_OF_MENU = {
-    "tz": "tz",
-    "q": "quiet",
-    "b": "brief",
-    "r": "review",
-    "i": "idle",
-    "o": "overload",
-    "c": "capacity",
-}
+    return text, rows
 
 
 # --- turning input into changes -------------------------------------------------------------
 
 
 def changes_from_text(field: str, text: str, day: int | None = None) -> tuple[dict[str, Any], str]:
-    """Parse what the user typed for ``field``: (changes for update_settings, a note)."""
+    """Parse what the user typed for ``field``: (changes for update_settings, a note).
+    ``day``: the weekday already picked in the review's sub-menu (then a time is enough)."""
     if field == "tz":
-        zone = check_timezone(text)
+        zone = preferences.timezone_or_hint(text)
         return {"timezone": zone}, f"✅ Time zone set to {esc(zone)}."
     if field == "quiet":
         quiet = nudges.parse_quiet(text)
@@ -238,10 +242,14 @@ def changes_from_text(field: str, text: str, day: int | None = None) -> tuple[di
     if field == "review":
         if nudges.is_off(text):
             return {"review_day": None, "review_time": None}, "✅ Weekly review off."
-        if day is not None and len(text.split()) == 1:
-            review: tuple[int, time] | None = (day, nudges.parse_clock(text))
-        else:
+        review: tuple[int, time] | None
+        if day is None:
             review = nudges.parse_review(text)
+        else:
+            try:  # "sun 18:00" still picks another day
+                review = nudges.parse_review(text)
+            except DomainError:
+                review = (day, nudges.parse_clock(text))
         assert review is not None
         d, at = review
         return (
@@ -295,99 +303,97 @@ def changes_from_button(cb: Callback) -> tuple[dict[str, Any], str]:
     raise BadCallback("unknown settings verb")
 
 
-# --- handlers -------------------------------------------------------------------------------
+class NotASetting(DomainError):
+    """Text typed on the settings menu that is not a setting and its value."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Tap what to change, or type a setting and its value, like brief 07:30 (settings:"
+            " tz, quiet, brief, review, idle, overload, capacity)."
+        )
 
 
-async def settings_command(update: Update, context: Context) -> str | int:
-    """Show the settings menu, or change one setting: /settings brief 08:00."""
+# --- the question ---------------------------------------------------------------------------
+
+
+async def _saved(turn: Turn[SettingsDraft], changes: dict[str, Any], note: str) -> None:
+    """Store the changes, then show the menu again with a note of what changed (for a typed
+    value in a new message, under the person's own)."""
+    saved = await nudges.update_settings(turn.db, turn.who, now=turn.now, **changes)
+    if turn.update.callback_query is not None:
+        turn.toast = "Saved."
+    turn.ask(MENU, SettingsDraft(), render_settings(saved, note), MENU_BUTTONS)
+
+
+async def _button(turn: Turn[SettingsDraft], press: Callback) -> None:
+    """A menu button opens its sub-menu (a step), Back returns, Done closes, a value button
+    stores its value."""
+    verb = press.verb
+    if verb in _FIELD_OF_MENU or verb == "rd":
+        day = press.number(0, 0, 6) if verb == "rd" else None
+        field = _FIELD_OF_MENU.get(verb, "review")
+        text, buttons = submenu(field, await nudges.get_settings(turn.db, turn.who), day)
+        turn.ask(field, SettingsDraft(day), text, buttons)
+    elif verb == "m":
+        s = await nudges.get_settings(turn.db, turn.who)
+        turn.ask(MENU, SettingsDraft(), render_settings(s), MENU_BUTTONS)
+    elif verb == "x":
+        turn.finish("⚙️ Settings saved. /settings changes them again.", toast="Saved.")
+    elif _FIELD_OF_VALUE.get(verb) == turn.step:
+        await _saved(turn, *changes_from_button(press))
+    else:
+        raise BadCallback("not a button of this step")
+
+
+async def _text(turn: Turn[SettingsDraft], text: str) -> None:
+    """A typed value for the open sub-menu; on the menu, a setting and its value."""
+    if turn.step == MENU:
+        words = text.split(maxsplit=1)
+        field = _ALIASES.get(words[0].lower()) if words else None
+        if field is None or len(words) < 2:
+            raise NotASetting()
+        await _saved(turn, *changes_from_text(field, words[1]))
+        return
+    await _saved(turn, *changes_from_text(turn.step, text, turn.draft.day))
+
+
+SETTINGS = flow(
+    Flow(
+        "settings",
+        SettingsDraft,
+        on_text=_text,
+        on_button=_button,
+        cancel_reply="Settings closed; what you saved stays saved.",
+        timeout_reply=None,  # a menu left open: nothing was pending, nothing to say
+    )
+)
+
+
+async def settings_command(update: Update, context: Context) -> None:
+    """Show the settings menu, or change one setting first: /settings brief 08:00."""
     args = args_of(context)
-    user_data(context).pop(DRAFT, None)
     db, who = deps(context).db, me(update)
     if not args:
-        await reply(
-            update, render_settings(await nudges.get_settings(db, who)), settings_keyboard()
+        s = await nudges.get_settings(db, who)
+        await start(
+            update, context, SETTINGS, MENU, SettingsDraft(), render_settings(s), MENU_BUTTONS
         )
-        return ConversationHandler.END
+        return
     field = _ALIASES.get(args[0].lower())
     if field is None or len(args) < 2:
         raise Usage(SETTINGS_USAGE)
     changes, note = changes_from_text(field, " ".join(args[1:]))
     saved = await nudges.update_settings(db, who, now=now(context), **changes)
-    await reply(update, render_settings(saved, note), settings_keyboard())
-    return ConversationHandler.END
+    text = render_settings(saved, note)
+    await start(update, context, SETTINGS, MENU, SettingsDraft(), text, MENU_BUTTONS)
 
 
-async def settings_button(update: Update, context: Context) -> str | int:
-    """Every set:… button: open a sub-menu (and wait for typing) or store a value."""
-    query = update.callback_query
-    assert query is not None
-    draft = user_data(context)
-    db, who = deps(context).db, me(update)
-    try:
-        cb = decode(query.data)
-        if cb.verb in _FIELD_OF_MENU or cb.verb == "rd":
-            day = cb.number(0, 0, 6) if cb.verb == "rd" else None
-            text, markup = submenu(
-                "r" if day is not None else cb.verb, await nudges.get_settings(db, who), day
-            )
-            await query.answer()
-            await edit(update, text, markup)
-            draft[DRAFT] = {"field": _FIELD_OF_MENU.get(cb.verb, "review"), "day": day}
-            return TYPING
-        draft.pop(DRAFT, None)
-        if cb.verb == "m":
-            await query.answer()
-            await edit(
-                update, render_settings(await nudges.get_settings(db, who)), settings_keyboard()
-            )
-        elif cb.verb == "x":
-            await query.answer("Saved.")
-            await edit(update, "⚙️ Settings saved. /settings changes them again.")
-        else:
-            changes, note = changes_from_button(cb)
-            saved = await nudges.update_settings(db, who, now=now(context), **changes)
-            await query.answer("Saved.")
-            await edit(update, render_settings(saved, note), settings_keyboard())
-    except BadCallback:
-        await query.answer("That button is no longer valid.")
-    except DomainError as exc:
-        await query.answer(exc.user_message[:200], show_alert=True)
-    return ConversationHandler.END
-
-
-async def settings_typed(update: Update, context: Context) -> str | int:
-    """Take a typed value for the setting being changed; on a mistake, say what and wait."""
-    assert update.effective_message is not None
-    draft: dict[str, Any] = user_data(context).get(DRAFT) or {}
-    field = draft.get("field")
-    if field is None:
-        return ConversationHandler.END
-    try:
-        changes, note = changes_from_text(
-            field, update.effective_message.text or "", draft.get("day")
-        )
-        saved = await nudges.update_settings(
-            deps(context).db, me(update), now=now(context), **changes
-        )
-    except DomainError as exc:
-        await reply(update, f"⚠️ {esc(exc.user_message)}\nTry again, or /cancel.")
-        return TYPING
-    user_data(context).pop(DRAFT, None)
-    await reply(update, render_settings(saved, note), settings_keyboard())
-    return ConversationHandler.END
+async def _legacy_button(update: Update, context: Context) -> None:
+    """A button of a settings message sent before the menu became a question."""
+    assert update.callback_query is not None
+    await update.callback_query.answer(CLOSED)
 
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-    buttons = CallbackQueryHandler(settings_button, pattern=pattern("set"))
-    app.add_handler(
-        conversation(
-            DRAFT,
-            entry_points=[CommandHandler("settings", settings_command), buttons],
-            states={
-                TYPING: [
-                    MessageHandler(filters.TEXT & ~filters.COMMAND, settings_typed),
-                    buttons,
-                ],
-            },
-        )
-    )
+    app.add_handler(CommandHandler("settings", settings_command))
+    app.add_handler(CallbackQueryHandler(_legacy_button, pattern=pattern("set")))

@@ -1021,7 +1021,7 @@ def parse_review(text: str) -> tuple[int, time] | None:
     """The weekly review typed as a day and a time (sun 18:00), or off."""
     if is_off(text):
         return None
-    parts = text.split()
+    parts = text.split(maxsplit=1)  # the time may be two words: "sun 7:30 pm"
     if len(parts) != 2:
         raise InvalidSetting(
             "The weekly review needs a day and a time, e.g. sun 18:00, or off"

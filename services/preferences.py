@@ -1,4 +1,4 @@
-"""Changing a user's preferences from typed text (the first-run onboarding).
+"""Changing a user's preferences from typed text (onboarding, /settings).
 
 Storing them is :func:`services.nudges.update_settings`, the one place that validates
 ``user_settings`` changes and reschedules the nudges that depend on them; this module only
@@ -13,9 +13,11 @@ from typing import Any
 
 from services import nudges
 from services.db import Database, Principal
+from services.errors import InvalidTimezone
 from services.models import UserSettings
+from services.validation import check_timezone
 
-__all__ = ["suggest_timezones", "update_preferences"]
+__all__ = ["UnknownZone", "suggest_timezones", "timezone_or_hint", "update_preferences"]
 
 _TIMES = ("brief_time", "review_time", "quiet_start", "quiet_end")
 
@@ -31,6 +33,25 @@ def suggest_timezones(text: str, limit: int = 3) -> list[str]:
         if "/" in name and name.rsplit("/", 1)[1].lower() == city
     )
     return found[:limit]
+
+
+class UnknownZone(InvalidTimezone):
+    """A typed time zone that is not an IANA name, with the near misses it may have meant."""
+
+    def __init__(self, value: str, close: list[str]) -> None:
+        super().__init__(value)
+        self.close = close
+        if close:
+            self._message += f" Did you mean {' or '.join(close)}?"
+
+
+def timezone_or_hint(text: str) -> str:
+    """The canonical IANA name for ``text``; else :class:`UnknownZone` naming close ones
+    ("Kolkata" → "Did you mean Asia/Kolkata?")."""
+    try:
+        return check_timezone(text)
+    except InvalidTimezone:
+        raise UnknownZone(text, suggest_timezones(text)) from None
 
 
 async def update_preferences(
