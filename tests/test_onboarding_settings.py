@@ -72,7 +72,7 @@ async def test_onboarding_capacity_forty_is_an_error_then_40_is_saved(
     await chat.send("/start")
     await chat.send("Europe/Berlin")
     (forty,) = await chat.send("forty")
-    assert "⚠️ Weekly capacity must be a whole number (got 'forty')" in forty.plain_text
+    assert "Weekly capacity must be a whole number (got 'forty')" in forty.plain_text
     assert "Try again, or /cancel." in forty.plain_text
     (zero,) = await chat.send("0 h")
     assert "Weekly capacity must be between 1 and 168 hours (got 0)" in zero.plain_text
@@ -236,7 +236,7 @@ async def test_settings_sub_menus_take_typed_values(bot: BotEnv, db: Database) -
     sub = chat.message(menu.message_id)
     assert "Weekly capacity: 40 h" in sub.plain_text and "Pick, or type 1-168" in sub.plain_text
     (forty,) = await chat.send("forty")
-    assert "⚠️ Weekly capacity must be a whole number (got 'forty')" in forty.plain_text
+    assert "Weekly capacity must be a whole number (got 'forty')" in forty.plain_text
     assert "Try again, or /cancel." in forty.plain_text
     (saved,) = await chat.send("45")  # the question stayed open
     assert "✅ Weekly capacity 45 h." in saved.plain_text and "⚙️ Settings" in saved.plain_text
