@@ -11,12 +11,10 @@ from telegram.ext import Application, ApplicationBuilder, Defaults
 
 from bot.database import make_database, migrate, wait_for_database
 from bot.http import AiohttpRequest
-from bot.persistence import PostgresPersistence
 from bot.scheduler import schedule_jobs
 from bot.settings import Settings
 from bot.telegram_io import LoggingApplication, PerUserUpdateProcessor, ResilientRateLimiter
 from handlers import conversation, register_handlers
-from handlers.conversation import TIMEOUT_SECONDS
 from handlers.deps import DEPS_KEY, Deps
 from handlers.outbox import REPLAY_INTERVAL_SECONDS, replay_job
 from services import accounts
@@ -88,14 +86,9 @@ def build_application(
         if run_migrations:
             await migrate(dsn)
 
-    # PTB loads persistence before post_init, so the persistence prepares the database (runs
-    # the migrations, opens the pool) the first time it is used.
-    persistence = PostgresPersistence(
-        db, prepare=prepare_database, conversation_max_age=TIMEOUT_SECONDS
-    )
-
     async def post_init(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         if db.pool.closed:
+            await prepare_database()
             await db.open()
         if settings.allowed_telegram_user_ids:  # no nudges for anyone no longer allowed
             switched_off = await accounts.apply_allow_list(db, settings.allowed_telegram_user_ids)
@@ -127,7 +120,6 @@ def build_application(
         .application_class(LoggingApplication)
         .rate_limiter(ResilientRateLimiter())
         .concurrent_updates(PerUserUpdateProcessor(_concurrency(concurrent_updates, settings)))
-        .persistence(persistence)
         .post_init(post_init)
         .post_shutdown(post_shutdown)
         # aiohttp instead of PTB's default httpx: less than half the CPU per Bot API call

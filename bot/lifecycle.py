@@ -89,7 +89,7 @@ async def serve_until_signalled(
     app: Application[Any, Any, Any, Any, Any, Any], *, webhook: Webhook | None = None
 ) -> None:
     """Run ``app`` until SIGINT or SIGTERM (what platforms send on deploy): in-flight updates
-    finish, the job queue stops, the persistence is written, the pool closes."""
+    finish, the job queue stops, the pool closes."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

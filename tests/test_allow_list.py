@@ -27,14 +27,14 @@ _TABLES = (
 
 
 async def snapshot(db: Database) -> dict[str, Any]:
-    """Every per-user row and the bot's persisted conversations and user data."""
+    """Every per-user row and the open questions."""
     found: dict[str, Any] = {}
     async with db.privileged(read_only=True) as uow:
         for table in _TABLES:
             rows = await uow.fetchall(f"select * from {table} order by 1, 2")
             found[table] = [dict(r) for r in rows]
-        rows = await uow.fetchall("select kind, key, data from bot_persistence order by 1, 2")
-        found["bot_persistence"] = [dict(r) for r in rows]
+        rows = await uow.fetchall("select * from open_questions order by 1, 2")
+        found["open_questions"] = [dict(r) for r in rows]
     return found
 
 

@@ -201,6 +201,9 @@ async def test_a_user_still_reads_their_own_link_and_ledger_and_nothing_else(
         assert await as_api(database_dsn, people.alice, statement) == 1, statement
     for statement in (
         "select * from link_attempts",
+        "select * from open_questions",
+        "insert into open_questions (chat_id, telegram_user_id, flow, step, token, asked_at,"
+        " expires_at) values (1, 1, 'log', 'action', 't', now(), now() + interval '1 hour')",
         "select * from bot_persistence",
         "select * from schema_migrations",
     ):
