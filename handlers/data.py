@@ -137,7 +137,9 @@ async def _delete_button(turn: Turn[DeleteDraft], press: Callback) -> None:
     d = deps(turn.context)
     supabase_mode = bool(d.supabase_url)
     erased = await erase.delete_everything(d.db, turn.who, local_account=not supabase_mode)
-    if d.outbox is not None:  # writes still kept from an outage go too
+    # Writes still kept from an outage go too (before the commit: there is no hook after it;
+    # if the commit failed, the data stays and only those kept writes are lost).
+    if d.outbox is not None:
         await d.outbox.drop_user(turn.who.telegram_user_id)
     turn.finish(render_deleted(erased.rows, supabase_mode), toast="Deleted.")
 

@@ -57,6 +57,7 @@ async def delete_everything(db: Database, user_id: Principal, *, local_account: 
         async with as_bot(uow):  # before the links that name the Telegram users go
             await open_questions.delete_of_account(uow)
         deleted = {name: await user_data.delete_all(uow, name) for name in user_data.TABLE_NAMES}
+        uow.link_removed = True  # the unit of work answering /delete must not re-note the link
         account_deleted = False
         if local_account:
             async with as_bot(uow):
