@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
-import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from telegram import InlineKeyboardMarkup, Update
-from telegram.ext import Application, CallbackQueryHandler, CommandHandler
+from telegram import Update
+from telegram.ext import Application, CommandHandler
 
-from handlers import render
-from handlers.callbacks import BadCallback, decode, encode, pattern
-from handlers.common import Context, deps, edit, me, now, reply, user_data
-from handlers.conversation import PENDING_CONFIRMATIONS, close_open_questions
+from handlers.callbacks import BadCallback, Callback
+from handlers.common import Context, deps, me, now
+from handlers.conversation import Buttons, Flow, Turn, flow, start
 from services import erase, export
 
-#: user_data key of the pending /delete confirmation: {"nonce": str, "at": epoch seconds}
-PENDING = "delete_confirm"
-PENDING_CONFIRMATIONS[PENDING] = "delete"  # a later command or /cancel closes it
-#: how long a /delete confirmation button stays valid
-CONFIRM_SECONDS = 600
 CONFIRM_LABEL = "Yes, delete everything"
 KEEP_LABEL = "Keep my data"
 
@@ -38,7 +31,11 @@ TABLE_LABELS = {
 }
 
 KEPT = "👍 Kept. Nothing was deleted."
-STALE = "That confirmation is no longer valid (used or expired). Send /delete to start again."
+CANCELLED = "Cancelled. Nothing was deleted."
+USE_THE_BUTTONS = (
+    f"Nothing is deleted unless you tap “{CONFIRM_LABEL}” above. Tap “{KEEP_LABEL}”, or send"
+    " /cancel, to keep your data."
+)
 
 
 def render_counts(counts: Mapping[str, int]) -> str:
@@ -76,10 +73,7 @@ def render_delete_prompt(counts: Mapping[str, int], supabase_mode: bool) -> str:
     )
 
 
-def delete_keyboard(nonce: str) -> InlineKeyboardMarkup:
-    return render.keyboard(
-        [[(CONFIRM_LABEL, encode("del", "yes", nonce)), (KEEP_LABEL, encode("del", "no"))]]
-    )
+DELETE_BUTTONS: Buttons = [[(CONFIRM_LABEL, ("yes",)), (KEEP_LABEL, ("no",))]]
 
 
 def render_deleted(counts: Mapping[str, int], supabase_mode: bool) -> str:
@@ -114,60 +108,54 @@ async def export_command(update: Update, context: Context) -> None:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class DeleteDraft:
+    """The /delete confirmation holds nothing: its question's token is the confirmation."""
+
+
 async def delete_command(update: Update, context: Context) -> None:
-    """Show what /delete would remove and ask for an explicit confirmation."""
+    """Show what /delete would remove and ask for an explicit confirmation (a question: a
+    later command or /cancel closes it, and its buttons then change nothing)."""
     counts = await erase.count_data(deps(context).db, me(update))
-    nonce = secrets.token_hex(6)
-    user_data(context)[PENDING] = {"nonce": nonce, "at": now(context).timestamp()}
     supabase_mode = bool(deps(context).supabase_url)
-    await reply(update, render_delete_prompt(counts, supabase_mode), delete_keyboard(nonce))
+    prompt = render_delete_prompt(counts, supabase_mode)
+    await start(update, context, DELETE, "confirm", DeleteDraft(), prompt, DELETE_BUTTONS)
 
 
-def _confirmed(context: Context, nonce: str) -> bool:
-    """Whether ``nonce`` is the pressing user's own, still-fresh confirmation (single use).
+async def _delete_button(turn: Turn[DeleteDraft], press: Callback) -> None:
+    """The "Yes" button deletes the presser's data, in the question's own transaction; "Keep"
+    closes the question.
 
-    The nonce lives in the presser's user_data, so a button forged from another user's
-    confirmation (clients can send any callback data) matches nothing.
-    """
-    pending = user_data(context).get(PENDING)
-    if not isinstance(pending, dict) or not isinstance(pending.get("nonce"), str):
-        return False
-    fresh = now(context).timestamp() - float(pending.get("at", 0)) <= CONFIRM_SECONDS
-    if not (fresh and hmac.compare_digest(pending["nonce"], nonce)):
-        return False
-    user_data(context).pop(PENDING, None)
-    return True
-
-
-async def delete_button(update: Update, context: Context) -> None:
-    """del:yes:<nonce> deletes the presser's data (if the nonce is theirs); del:no keeps it."""
-    query = update.callback_query
-    assert query is not None
-    try:
-        cb = decode(query.data)
-        nonce = cb.text(0) if cb.verb == "yes" else ""
-    except BadCallback:
-        await query.answer("That button is no longer valid.")
+    The token of the presser's own open question is the confirmation: a button of another
+    person's prompt (clients can send any callback data), of an earlier prompt, or of one
+    closed by a command, /cancel or the timeout matches nothing ("This question is closed")."""
+    if press.verb == "no":
+        turn.finish(KEPT, toast="Kept.")
         return
-    if cb.verb == "no":
-        user_data(context).pop(PENDING, None)
-        await query.answer("Kept.")
-        await edit(update, KEPT)
-        return
-    if cb.verb != "yes" or not _confirmed(context, nonce):
-        await query.answer(STALE, show_alert=True)
-        return
-    d = deps(context)
+    if press.verb != "yes":
+        raise BadCallback("not a button of /delete")
+    d = deps(turn.context)
     supabase_mode = bool(d.supabase_url)
-    erased = await erase.delete_everything(d.db, me(update), local_account=not supabase_mode)
-    if d.outbox is not None:  # writes still kept from an outage go too
-        await d.outbox.drop_user(me(update).telegram_user_id)
-    close_open_questions(update, context)  # and any question left half answered
-    await query.answer("Deleted.")
-    await edit(update, render_deleted(erased.rows, supabase_mode))
+    erased = await erase.delete_everything(d.db, turn.who, local_account=not supabase_mode)
+    # Writes still kept from an outage go too (before the commit: there is no hook after it;
+    # if the commit failed, the data stays and only those kept writes are lost).
+    if d.outbox is not None:
+        await d.outbox.drop_user(turn.who.telegram_user_id)
+    turn.finish(render_deleted(erased.rows, supabase_mode), toast="Deleted.")
+
+
+DELETE = flow(
+    Flow(
+        "delete",
+        DeleteDraft,
+        on_button=_delete_button,
+        cancel_reply=CANCELLED,
+        timeout_reply=None,  # nothing was deleted: the prompt's buttons just stop working
+        typed_hint=USE_THE_BUTTONS,
+    )
+)
 
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     app.add_handler(CommandHandler("export", export_command))
     app.add_handler(CommandHandler("delete", delete_command))
-    app.add_handler(CallbackQueryHandler(delete_button, pattern=pattern("del")))

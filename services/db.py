@@ -224,6 +224,9 @@ class UnitOfWork:
         self._spent = False
         #: the Telegram link was found switched off (the user had blocked the bot)
         self.link_inactive = False
+        #: the transaction removed the user's Telegram link (/delete): it is not reported as
+        #: linked (``Database.on_linked``) when it ends
+        self.link_removed = False
         self._committed = False
         #: the Telegram user this transaction was opened for (None: by id, or privileged)
         self.telegram_user_id: int | None = (
@@ -550,7 +553,12 @@ class Database:
             yield uow
         if close is not None and scope is not None and uow.ended_committed:
             scope.close_pending = False  # the opening's delete is committed
-        if self.on_linked is not None and isinstance(who, TelegramUser) and uow.user_id:
+        if (
+            self.on_linked is not None
+            and isinstance(who, TelegramUser)
+            and uow.user_id
+            and not uow.link_removed
+        ):
             await self.on_linked(who.telegram_user_id)
         if uow.link_inactive and isinstance(who, TelegramUser):
             # the user wrote again after blocking the bot: nudges may resume

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.db import Database, Principal
-from services.repos import global_metrics, telegram_links, user_data
+from services.repos import global_metrics, open_questions, telegram_links, user_data
 from services.repos.bot_role import as_bot
 
 __all__ = ["Erased", "count_data", "delete_everything"]
@@ -40,15 +40,24 @@ async def count_data(db: Database, user_id: Principal) -> dict[str, int]:
 
 
 async def delete_everything(db: Database, user_id: Principal, *, local_account: bool) -> Erased:
-    """Delete the user's rows in every per-user table, the Telegram link included, and with
-    ``local_account`` (local mode) the ``auth.users`` row the bot created.
+    """Delete the user's rows in every per-user table, the Telegram link included, the open
+    questions of the Telegram users linked to them (in every chat: their drafts hold the
+    user's text), and with ``local_account`` (local mode) the ``auth.users`` row the bot
+    created.
+
+    Run as the answer to the /delete confirmation, this joins that question's transaction and
+    deletes its row too; the engine's own close of it afterwards then finds nothing, which is
+    fine.
 
     Takes the per-user write lock first, so a write already under way finishes before, and
     one that comes after finds no account (NotLinked).
     """
     async with db.user_uow(user_id) as uow:
         await global_metrics.get(uow, for_update=True)
+        async with as_bot(uow):  # before the links that name the Telegram users go
+            await open_questions.delete_of_account(uow)
         deleted = {name: await user_data.delete_all(uow, name) for name in user_data.TABLE_NAMES}
+        uow.link_removed = True  # the unit of work answering /delete must not re-note the link
         account_deleted = False
         if local_account:
             async with as_bot(uow):

@@ -16,6 +16,7 @@ import pytest
 
 from bot.local_api import image_size
 from handlers import data as data_handlers
+from handlers.conversation import CLOSED
 from handlers.stats import render_chart
 from services import accounts, nudges, preferences, rules, stats
 from services.db import Database
@@ -386,6 +387,7 @@ async def test_delete_asks_first_and_keep_deletes_nothing(bot: BotEnv, db: Datab
     # The used prompt's confirm button (a stale client) is no longer honoured.
     await chat.press_data(prompt.message_id, prompt.callback_data("Yes, delete everything"))
     assert await counts_of(db, alice) == before
+    assert last_answer(bot) == CLOSED
 
 
 async def test_confirmed_delete_removes_every_row_of_the_user_only(
@@ -436,7 +438,11 @@ async def test_forged_confirmation_from_another_user_deletes_nothing(
     assert await counts_of(db, alice) == before[alice]
     assert await counts_of(db, bob) == before[bob]
     answers = [c.params.get("text") for c in bot.emu.calls("answerCallbackQuery")]
-    assert answers[-2:] == [data_handlers.STALE, data_handlers.STALE]
+    assert answers[-2:] == [CLOSED, CLOSED]
+    # Bob's own prompt still works for Bob, and for him only.
+    await bob_chat.press(bob_prompt, "Yes, delete everything")
+    assert await counts_of(db, bob) == dict.fromkeys(TABLE_NAMES, 0)
+    assert await counts_of(db, alice) == before[alice]
 
 
 async def test_confirmation_expires(bot: BotEnv, db: Database) -> None:
@@ -448,6 +454,100 @@ async def test_confirmation_expires(bot: BotEnv, db: Database) -> None:
     bot.clock.set(datetime.now(UTC) + timedelta(minutes=11))
     await chat.press(prompt, "Yes, delete everything")
     assert await counts_of(db, alice) == before
+    assert last_answer(bot) == CLOSED
+    assert await rows(db, "select 1 from open_questions where telegram_user_id = 9601") == []
+
+
+def last_answer(bot: BotEnv) -> str | None:
+    """The text of the bot's last answer to a button press (its toast)."""
+    text = bot.emu.calls("answerCallbackQuery")[-1].params.get("text")
+    return None if text is None else str(text)
+
+
+async def test_a_command_closes_the_confirmation_and_its_yes_deletes_nothing(
+    bot: BotEnv, db: Database
+) -> None:
+    alice = await fill(bot, db, 9611, "Alice")
+    before = await counts_of(db, alice)
+    chat = bot.chat(9611)
+    chat.seen = len(bot.emu.sent(9611))
+    (prompt,) = await chat.send("/delete")
+    await chat.send("/status")  # any command abandons the open question
+    await chat.press(prompt, "Yes, delete everything")
+    assert last_answer(bot) == CLOSED
+    assert await counts_of(db, alice) == before
+    assert chat.message(prompt.message_id).plain_text == prompt.plain_text  # left as it was
+    (again,) = await chat.send("/delete")  # a new confirmation works
+    await chat.press(prompt, "Yes, delete everything")  # …but not with the old button
+    assert last_answer(bot) == CLOSED
+    assert await counts_of(db, alice) == before
+    await chat.press(again, "Yes, delete everything")
+    assert last_answer(bot) == "Deleted."
+    assert await counts_of(db, alice) == dict.fromkeys(TABLE_NAMES, 0)
+
+
+async def test_a_confirmation_button_of_the_old_kind_deletes_nothing(
+    bot: BotEnv, db: Database
+) -> None:
+    """Prompts sent before the confirmation became a question carry del:yes:<nonce>."""
+    alice = await fill(bot, db, 9641, "Alice")
+    before = await counts_of(db, alice)
+    chat = bot.chat(9641)
+    chat.seen = len(bot.emu.sent(9641))
+    (own,) = await chat.send("/status")
+    await chat.press_data(own.message_id, "del:yes:0123456789ab")
+    assert last_answer(bot) == "That button is no longer valid. Send /help."
+    assert await counts_of(db, alice) == before
+
+
+async def test_typing_during_the_confirmation_deletes_nothing_and_points_to_the_buttons(
+    bot: BotEnv, db: Database
+) -> None:
+    alice = await fill(bot, db, 9621, "Alice")
+    before = await counts_of(db, alice)
+    chat = bot.chat(9621)
+    chat.seen = len(bot.emu.sent(9621))
+    (prompt,) = await chat.send("/delete")
+    (hint,) = await chat.send("yes")
+    assert hint.plain_text == data_handlers.USE_THE_BUTTONS
+    assert await counts_of(db, alice) == before
+    (cancelled,) = await chat.send("/cancel")
+    assert cancelled.plain_text == data_handlers.CANCELLED
+    await chat.press(prompt, "Keep my data")
+    assert last_answer(bot) == CLOSED
+    assert chat.message(prompt.message_id).plain_text == prompt.plain_text
+
+
+async def test_delete_closes_the_persons_questions_in_every_chat_and_nobody_elses(
+    bot: BotEnv, db: Database
+) -> None:
+    """A draft holds the person's text: /delete removes their open questions everywhere
+    (here one in a group chat, written directly), not another person's."""
+    alice = await fill(bot, db, 9631, "Alice")
+    await fill(bot, db, 9632, "Bob")
+    bob = bot.chat(9632)
+    bob.seen = len(bot.emu.sent(9632))
+    await bob.send("/add cs 3")  # Bob's question stays open
+    async with db.privileged() as uow:
+        await uow.execute(
+            "insert into open_questions"
+            " (chat_id, telegram_user_id, flow, step, draft, token, asked_at, expires_at)"
+            " values (-100777, 9631, 'add', 'title', '{\"arm\": \"cs\", \"gap\": 3}',"
+            " 'grouptok', now(), now() + interval '10 minutes')"
+        )
+        await uow.commit()
+    chat = bot.chat(9631)
+    chat.seen = len(bot.emu.sent(9631))
+    (prompt,) = await chat.send("/delete")
+    await chat.press(prompt, "Yes, delete everything")
+    assert last_answer(bot) == "Deleted."
+    assert await counts_of(db, alice) == dict.fromkeys(TABLE_NAMES, 0)
+    assert await rows(
+        db,
+        "select telegram_user_id, flow from open_questions where telegram_user_id in (9631, 9632)",
+    ) == [{"telegram_user_id": 9632, "flow": "add"}]
+    (added,) = await bob.send("Bob's title")
+    assert "Added to cs: Bob's title" in added.plain_text
 
 
 # --- onboarding ------------------------------------------------------------------------------

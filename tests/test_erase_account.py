@@ -54,6 +54,7 @@ async def test_local_delete_removes_the_account_the_bot_created(bot: BotEnv, db:
     await chat.press(prompt, "Yes, delete everything")
     done = chat.message(prompt.message_id).plain_text
     assert data_handlers.LOCAL_ACCOUNT_GONE in done
+    assert await rows(db, "select 1 from open_questions where telegram_user_id = %s", tg) == []
 
     assert await accounts_named(db, tg, name) == []  # no name, no Telegram id left behind
     assert await rows(db, "select 1 from auth.users where id = %s", user_id) == []
@@ -89,3 +90,11 @@ async def test_supabase_delete_says_the_login_stays_and_keeps_it(
         {"email": "ann@example.com"}
     ]
     assert await per_user_rows(db, ann) == dict.fromkeys(TABLE_NAMES, 0)
+    assert await rows(db, "select 1 from open_questions where telegram_user_id = 5401") == []
+
+    # The login stayed, so /link connects the chat to the (now empty) account again.
+    (sent,) = await chat.send("/link ann@example.com")
+    assert "I've sent a one-time code" in sent.plain_text
+    (linked,) = await chat.send(fake.last_code("ann@example.com"))
+    assert linked.plain_text == "✅ Linked to ann@example.com. /nba shows what's next."
+    assert await rows(db, "select 1 from open_questions where telegram_user_id = 5401") == []

@@ -377,6 +377,119 @@ async def test_the_conversation_and_the_tries_survive_a_restart(
     assert await links(db) == [{"telegram_user_id": TG, "user_id": ann, "active": True}]
 
 
+async def questions_of(db: Database, telegram_user_id: int) -> list[dict[str, Any]]:
+    async with db.privileged() as uow:
+        rows = await uow.fetchall(
+            "select flow, step, draft from open_questions where telegram_user_id = %s",
+            (telegram_user_id,),
+        )
+    return [dict(r) for r in rows]
+
+
+NOT_LINKED_YET = "You're not linked yet. Send /link to connect your Aelpher account."
+
+
+async def test_link_step_by_step_keeps_the_email_and_never_the_code(
+    sb_bot: BotEnv, db: Database, fake: FakeSupabaseAuth, ann: uuid.UUID
+) -> None:
+    chat = sb_bot.chat(TG)
+    (ask,) = await chat.send("/link")
+    assert ask.plain_text == "Which email does your Aelpher account use? Send it here, or /cancel."
+    assert await questions_of(db, TG) == [
+        {"flow": "link", "step": "email", "draft": {"email": None}}
+    ]
+    (sent,) = await chat.send(" Ann@Example.com ")
+    assert sent.plain_text == (
+        "📧 If an Aelpher account uses ann@example.com, I've sent a one-time code there.\n"
+        "Send me the 6-digit code from that email, or /cancel."
+    )
+    code = fake.last_code("ann@example.com")
+    (rejected,) = await chat.send(wrong(fake, "ann@example.com"))
+    assert rejected.plain_text == (
+        "❌ That code is wrong or has expired. 4 tries left: send the code again, or /link for"
+        " a new one."
+    )
+    stored = await questions_of(db, TG)
+    assert stored == [{"flow": "link", "step": "code", "draft": {"email": "ann@example.com"}}]
+    assert code not in str(stored)
+    (linked,) = await chat.send(code)
+    assert linked.plain_text == "✅ Linked to ann@example.com. /nba shows what's next."
+    assert await links(db) == [{"telegram_user_id": TG, "user_id": ann, "active": True}]
+    assert await questions_of(db, TG) == []
+    (free,) = await chat.send("Read SICP")  # linked now, and no question open: quick capture
+    assert "Save this as" in free.plain_text
+
+
+async def test_a_bad_email_on_the_command_line_asks_for_it(
+    sb_bot: BotEnv, db: Database, fake: FakeSupabaseAuth, ann: uuid.UUID
+) -> None:
+    chat = sb_bot.chat(TG)
+    (bad,) = await chat.send("/link ann-at-example.com")
+    assert bad.plain_text == (
+        "That doesn't look like an email address: send it like you@example.com.\n"
+        "Send the email of your Aelpher account, or /cancel."
+    )
+    assert fake.requests("/auth/v1/otp") == []
+    (sent,) = await chat.send("ann@example.com")
+    assert "I've sent a one-time code" in sent.plain_text
+    (linked,) = await chat.send(fake.last_code("ann@example.com"))
+    assert "✅ Linked to ann@example.com" in linked.plain_text
+
+
+@pytest.mark.parametrize("step", ["email", "code"])
+async def test_an_abandoned_link_question_takes_no_later_answer(
+    sb_bot: BotEnv, db: Database, fake: FakeSupabaseAuth, ann: uuid.UUID, step: str
+) -> None:
+    """Another command abandons /link: the email or code typed after it is not taken (no
+    request reaches Supabase Auth), and the reply doesn't echo it."""
+    chat = sb_bot.chat(TG)
+    await chat.send("/link ann@example.com" if step == "code" else "/link")
+    otp_requests = len(fake.requests("/auth/v1/otp"))
+    (other,) = await chat.send("/unlink")  # any command
+    assert other.plain_text == "This chat isn't linked."
+    assert await questions_of(db, TG) == []
+    typed = fake.last_code("ann@example.com") if step == "code" else "ann@example.com"
+    (answer,) = await chat.send(typed)
+    assert answer.plain_text == NOT_LINKED_YET
+    assert fake.requests("/auth/v1/verify") == []
+    assert len(fake.requests("/auth/v1/otp")) == otp_requests
+    assert await links(db) == []
+    assert await questions_of(db, TG) == []
+
+
+async def test_a_link_question_expires_after_ten_minutes(
+    sb_bot: BotEnv, db: Database, fake: FakeSupabaseAuth, ann: uuid.UUID
+) -> None:
+    chat = sb_bot.chat(TG)
+    await chat.send("/link ann@example.com")
+    sb_bot.clock.advance(minutes=11)
+    (answer,) = await chat.send(fake.last_code("ann@example.com"))
+    assert answer.plain_text == NOT_LINKED_YET
+    assert fake.requests("/auth/v1/verify") == []
+    assert await links(db) == []
+
+
+async def test_link_step_by_step_continues_after_a_restart_between_email_and_code(
+    db: Database,
+    database_dsn: str,
+    emulator: BotApiEmulator,
+    fake: FakeSupabaseAuth,
+    ann: uuid.UUID,
+) -> None:
+    settings = make_settings(supabase_url=fake.url, supabase_anon_key=ANON)
+    chat = BotEnv(emulator, None, Clock()).chat(TG)
+    async with bot_running(emulator, database_dsn, settings=settings):
+        (ask,) = await chat.send("/link")
+        assert "Which email" in ask.plain_text
+        (sent,) = await chat.send("ann@example.com")
+        assert "I've sent a one-time code" in sent.plain_text
+    async with bot_running(emulator, database_dsn, settings=settings):
+        (linked,) = await chat.send(fake.last_code("ann@example.com"))
+        assert linked.plain_text == "✅ Linked to ann@example.com. /nba shows what's next."
+    assert await links(db) == [{"telegram_user_id": TG, "user_id": ann, "active": True}]
+    assert await questions_of(db, TG) == []
+
+
 # --- limits shared across Telegram users and instances (PostgreSQL) ------------------------
 
 

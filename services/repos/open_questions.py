@@ -40,6 +40,10 @@ _EXPIRE = (
 )
 _PENDING = "select chat_id, telegram_user_id, token, expires_at from open_questions"
 _DELETE_OF_USER = "delete from open_questions where telegram_user_id = %s"
+_DELETE_OF_ACCOUNT = (
+    "delete from open_questions where telegram_user_id in"
+    " (select telegram_user_id from telegram_links where user_id = auth.uid())"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,3 +136,10 @@ async def pending(uow: UnitOfWork) -> list[Pending]:
 async def delete_of_user(uow: UnitOfWork, telegram_user_id: int) -> int:
     """Close every question of a Telegram user (their data was erased)."""
     return await uow.execute(_DELETE_OF_USER, (telegram_user_id,))
+
+
+async def delete_of_account(uow: UnitOfWork) -> int:
+    """Close every question of the Telegram users linked to the unit of work's user
+    (``auth.uid()``), in every chat: their data is being erased. Run as the bot
+    (:func:`services.repos.bot_role.as_bot`), before the links go."""
+    return await uow.execute(_DELETE_OF_ACCOUNT)
