@@ -59,14 +59,22 @@ from telegram import Update
 
 COMMANDS = ("/nba", "/log", "/status", "button")
 ECHO = "/echo"
-#: measured too, for reference, not main commands: /help (no database work) and /nba of one
-#: theater (one theater read and drawn instead of two)
-REFERENCE = ("/help", "/nba cs")
+#: measured too, for reference, not main commands: /help (no database work), /nba of one
+#: theater (one theater read and drawn instead of two), and a guided /log: the command that
+#: asks what was done ("/log ask") and the typed answer that saves it ("step", from the same
+#: user right after)
+REFERENCE = ("/help", "/nba cs", "/log ask", "step")
+_ASK = "/log cs 25"
+_STEP = "bench step"
 
 
 def classify(update: Update) -> str:
     """The kind of an update as this bench names it (``/nba cs`` apart from ``/nba``)."""
     text = update.effective_message.text if update.effective_message else None
+    if text == _ASK:
+        return "/log ask"
+    if text is not None and text.startswith(_STEP):
+        return "step"
     return text if text in REFERENCE else classify_update(update)
 
 
@@ -81,6 +89,10 @@ def item(kind: str, user: int, round_no: int, nba_ids: dict[int, int]) -> Item:
         return ("text", user, f"{kind} ping {round_no}")
     if kind == "/log":
         return ("text", user, f"/log cs 25 bench round {round_no}")
+    if kind == "/log ask":
+        return ("text", user, _ASK)
+    if kind == "step":
+        return ("text", user, f"{_STEP} {round_no}")
     if kind == "button":  # its current Lock/Unlock button, looked up before the clock starts
         return ("lock", user, str(nba_ids[user]))
     return ("text", user, kind)
@@ -115,8 +127,9 @@ async def rounds(
     step = 0
     for r in range(first, first + count):
         for kind in kinds:
-            user = users[step % len(users)]
-            step += 1
+            if kind != "step":  # the answer comes from the user who was just asked
+                user = users[step % len(users)]
+                step += 1
             samples[ECHO].append(await one(emu, tracker, ECHO, user, r, nba_ids))
             samples[kind].append(await one(emu, tracker, kind, user, r, nba_ids))
     return samples
@@ -157,10 +170,11 @@ def report(
     total_updates = sum(len(v) for v in samples.values())
     background = counters.transactions["background"]
     print(
-        "(ratio_p50 = p50 / echo p50, the target's ratio; /help (no database work) and /nba cs"
-        " (one theater) are references, not main commands; db_ms and api_ms are means of the"
-        " time spent waiting for PostgreSQL and for Bot API requests: the button's two requests"
-        " overlap, so its api_ms adds both)"
+        "(ratio_p50 = p50 / echo p50, the target's ratio; /help (no database work), /nba cs"
+        " (one theater), /log ask (a /log that asks what was done) and step (the typed answer,"
+        " which saves the log) are references, not main commands; db_ms and api_ms are means of"
+        " the time spent waiting for PostgreSQL and for Bot API requests: the button's two"
+        " requests overlap, so its api_ms adds both)"
     )
     print(
         f"background work during the measured rounds (persistence flushes, jobs): {background}"

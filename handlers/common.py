@@ -144,11 +144,6 @@ def args_of(context: Context) -> list[str]:
     return list(context.args or [])
 
 
-def user_data(context: Context) -> dict[str, Any]:
-    assert context.user_data is not None
-    return context.user_data
-
-
 QUEUED = (
     "📴 I can't reach the database right now. Your {what} is saved on this server and will"
     " sync as soon as the database is back; I'll tell you when it has."

@@ -293,6 +293,7 @@ async def _send(turn: Turn[Any]) -> None:
     scope = UPDATE_SCOPE.get()
     if scope is not None and turn.next is not None:
         scope.close_pending = False  # the new question replaced the one before
+        scope.asked = True
 
 
 async def _run(
@@ -417,23 +418,34 @@ async def _answer_unlinked(
     token: str | None,
     now: datetime,
 ) -> bool:
-    """For a person who is not linked: answer a question of a flow that serves them (/link)
-    in a privileged transaction. False if there is none (they are told to /start)."""
+    """For a person who is not linked: answer a question of a flow that serves them (/link).
+    False if there is none (they are told to /start or /link).
+
+    Such a step talks to Supabase Auth (seconds, at worst), so no transaction is held while
+    it runs: the question is read on its own, and its next state written after the step."""
     d = deps(context)
     key = key_of(update)
-    async with d.db.privileged() as uow:
-        found = _typed(await questions.read(uow, key))
-        if found is None or not found[0].unlinked:
+    found = _typed(await questions.peek(d.db, key))
+    if found is None or not found[0].unlinked:
+        return False
+    if found[1].expired(now):
+        await questions.close_now(d.db, key)
+        return False
+    turn = _turn_for(update, context, found, now, token)
+    if turn is None:
+        if update.callback_query is None:
             return False
-        turn = _turn_for(update, context, found, now, token)
-        if turn is None:
-            return False
-        try:
-            await _run(turn, answer, None)
-        except _Refused:
-            await _send(turn)
-            return True
-        await _store(uow, key, turn)
+        await update.callback_query.answer(CLOSED)
+        return True
+    try:
+        await _run(turn, answer, None)
+    except _Refused:
+        await _send(turn)
+        return True
+    if turn.next is not None:
+        await questions.store_now(d.db, key, turn.next, now)
+    elif turn.closed:
+        await questions.close_now(d.db, key)
     await _send(turn)
     return True
 
@@ -525,10 +537,9 @@ async def one_question_at_a_time(update: Update, context: Context) -> None:
         return
     scope = UPDATE_SCOPE.get()
     command = (message.text or "").split(maxsplit=1)[0].split("@")[0].lower()
-    legacy = close_open_questions(update, context)
     if command != "/cancel":
         if scope is not None:
-            scope.close_pending = True
+            scope.close_pending = scope.command = True
         return
     if scope is not None:
         scope.close_pending = False
@@ -546,9 +557,7 @@ async def one_question_at_a_time(update: Update, context: Context) -> None:
         remembered = memory.entries.get(key, (None, False))[0]
         closed = remembered.flow if remembered else None
         memory.remember(key, None, dirty=True)
-    if closed is None and legacy:
-        await reply(update, CANCEL_REPLIES.get(legacy[0], CANCELLED))
-    elif closed is None:
+    if closed is None:
         await reply(update, NOTHING_TO_CANCEL)
     else:
         spec = FLOWS.get(closed)
@@ -577,6 +586,10 @@ async def update_scope(
         UPDATE_SCOPE.reset(token)
         if scope.close_pending:
             await _close_after(app, scope.key)
+        elif scope.command and not scope.asked:  # closed by the command's unit of work
+            memory = app.bot_data.get(_MEMORY_KEY)
+            if isinstance(memory, _Memory):
+                memory.remember(scope.key, None, dirty=False)
 
 
 async def _close_after(app: Application[Any, Any, Any, Any, Any, Any], key: QuestionKey) -> None:
@@ -670,90 +683,3 @@ def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """The engine's own handlers: question buttons, and typed text (after every command)."""
     app.add_handler(CallbackQueryHandler(on_button, pattern=r"^q:"))
     app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, on_text))
-
-
-# --- LEGACY: PTB conversations still used by flows not yet moved to the engine --------------
-import warnings  # noqa: E402
-
-from telegram.ext import BaseHandler, ConversationHandler, TypeHandler  # noqa: E402
-from telegram.warnings import PTBUserWarning  # noqa: E402
-
-DRAFT_KEYS = ("add", "log", "reflect", "link", "settings", "onboard")
-CANCEL_REPLIES: dict[str, str] = {}
-PENDING_CONFIRMATIONS: dict[str, str] = {}
-
-
-def close_open_questions(update: Update, context: Context) -> list[str]:
-    """End every conversation open for this user in this chat; return their names.
-
-    A person sees one question at a time: a new command abandons what was asked before (it
-    never takes a later answer), and /cancel closes it. PTB's ConversationHandler keeps its
-    state per conversation, so each one is ended here, its timeout job dropped (no "timed
-    out" message for a question already left) and its draft removed; persistence records the
-    change like any other.
-    """
-    closed: list[str] = []
-    for group in context.application.handlers.values():
-        for handler in group:
-            if not isinstance(handler, ConversationHandler) or handler.name is None:
-                continue
-            try:
-                key = handler._get_key(update)
-            except RuntimeError:  # no user or chat: nothing of anyone's to close
-                continue
-            if key not in handler._conversations:
-                continue
-            job = handler.timeout_jobs.pop(key, None)
-            if job is not None:
-                job.schedule_removal()
-            handler._update_state(ConversationHandler.END, key)
-            closed.append(handler.name)
-    drafts = context.user_data
-    if drafts is not None:
-        for name in closed:
-            drafts.pop(name, None)
-        for draft_key, name in PENDING_CONFIRMATIONS.items():
-            if drafts.pop(draft_key, None) is not None:
-                closed.append(name)
-    return closed
-
-
-async def timed_out(update: Update, context: Context) -> None:
-    """Tell the user the conversation expired (drafts are dropped)."""
-    for key in DRAFT_KEYS:
-        context.user_data.pop(key, None)  # type: ignore[union-attr]
-    await reply(update, "⌛ That conversation timed out after 10 minutes; nothing was saved.")
-
-
-def conversation(
-    name: str,
-    entry_points: Sequence[BaseHandler[Any, Any, Any]],
-    states: dict[object, list[BaseHandler[Any, Any, Any]]],
-) -> ConversationHandler[Any]:
-    """A persistent ConversationHandler named ``name`` with /cancel and a timeout.
-
-    Conversations are per user and chat (not per message): a button pressed in a step belongs
-    to that user's conversation, which is what PTB's per_message warning is about.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*per_message.*", category=PTBUserWarning)
-        return _build(name, entry_points, states)
-
-
-def _build(
-    name: str,
-    entry_points: Sequence[BaseHandler[Any, Any, Any]],
-    states: dict[object, list[BaseHandler[Any, Any, Any]]],
-) -> ConversationHandler[Any]:
-    return ConversationHandler(
-        entry_points=list(entry_points),
-        states={
-            **states,
-            ConversationHandler.TIMEOUT: [TypeHandler(Update, timed_out)],
-        },
-        fallbacks=[],  # /cancel: one_question_at_a_time, before any conversation
-        name=name,
-        persistent=True,
-        conversation_timeout=TIMEOUT_SECONDS,
-        allow_reentry=True,
-    )

@@ -171,6 +171,10 @@ class UpdateScope:
 
     key: QuestionKey
     close_pending: bool = False
+    #: the update is a command (it abandons the open question)
+    command: bool = False
+    #: the update asked a question (which replaced the one before)
+    asked: bool = False
 
 
 #: The update this task is handling (None: none, e.g. a background job).
@@ -546,7 +550,8 @@ class Database:
         if question is not None:
             single = read_only = False
         if single and not pipelined:  # the implicit transaction needs the pipeline
-            single, read_only = False, True
+            # a user's one-statement read stays read-only; a privileged one keeps its mode
+            single, read_only = False, read_only or who is not None
         begin = None if single else "begin read only" if read_only and close is None else "begin"
         opening = _Opening(begin, who, read_only or single, first, pipelined, question, close)
         async with self._transaction_inner(opening) as uow:
@@ -672,6 +677,8 @@ class Database:
         :attr:`UnitOfWork.question` (a read-write transaction; ``who`` a TelegramUser)."""
         return self._transaction(who, read_only, single, first, question)
 
-    def privileged(self, *, read_only: bool = False) -> Any:
-        """One transaction as the connecting role, for cross-user work only."""
-        return self._transaction(None, read_only)
+    def privileged(self, *, read_only: bool = False, single: bool = False) -> Any:
+        """One transaction as the connecting role, for cross-user work only. ``single``:
+        exactly one statement, its own implicit transaction (one round trip; commit it with
+        ``commit()`` all the same, which behind a pooler sends the COMMIT)."""
+        return self._transaction(None, read_only, single)

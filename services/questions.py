@@ -107,7 +107,7 @@ async def close(uow: UnitOfWork, key: QuestionKey, *, commit: bool = False) -> s
 
 async def close_now(db: Database, key: QuestionKey) -> str | None:
     """Close the chat's open question in a transaction of its own; the flow it was of."""
-    async with db.privileged() as uow:
+    async with db.privileged(single=True) as uow:  # one statement: one round trip
         return await open_questions.delete(uow, key, commit=True)
 
 
@@ -115,13 +115,14 @@ async def store_now(
     db: Database, key: QuestionKey, question: Question[Any], now: datetime
 ) -> None:
     """Make ``question`` the chat's open question in a transaction of its own."""
-    async with db.privileged() as uow:
+    async with db.privileged(single=True) as uow:  # one statement: one round trip
         await save(uow, key, question, now, commit=True)
 
 
-async def read(uow: UnitOfWork, key: QuestionKey) -> Stored | None:
-    """The chat's open question, locked (a privileged unit of work: for people not linked)."""
-    return await open_questions.read(uow, key)
+async def peek(db: Database, key: QuestionKey) -> Stored | None:
+    """The chat's open question, read on its own (for people not linked: /link)."""
+    async with db.privileged(read_only=True) as uow:
+        return await open_questions.peek(uow, key)
 
 
 async def expire(db: Database, key: QuestionKey, token: str, now: datetime) -> Stored | None:

@@ -121,3 +121,23 @@ async def test_entry_that_can_never_apply_is_parked_and_reported_once(
     assert await outbox.count_pending() == 0  # parked: never retried, blocks nobody
     assert [reason for _, reason in await outbox.parked()] == [reports[0].parked[0][1]]
     outbox.close()
+
+
+async def test_during_an_outage_an_abandoned_question_takes_no_answer(
+    server: tuple[EmbeddedPostgres, str], emulator: BotApiEmulator, tmp_path: Path
+) -> None:
+    pg, dsn = server
+    settings = make_settings(data_dir=tmp_path / "data", db_connect_timeout_seconds=2)
+    async with bot_running(emulator, dsn, settings=settings, clock=Clock()):
+        chat = Chat(emulator, 8004)
+        await chat.send("/start")
+        await chat.send("/log cs 40")  # asks for the action
+        await chat.send("/status")  # abandons it
+        await asyncio.to_thread(pg.halt)
+        try:
+            (reply,) = await chat.send("read offline")
+            assert "can't reach the database" in reply.plain_text
+            assert "will sync" not in reply.plain_text  # nothing was kept as a log
+        finally:
+            await asyncio.to_thread(pg.resume)
+    assert await count(dsn, "select 1 from execution_logs") == []

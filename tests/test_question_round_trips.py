@@ -32,6 +32,7 @@ async def test_round_trips_of_one_line_and_guided_forms(bot: BotEnv) -> None:
             ("bad", "lots"),
             ("quick capture offer", "an idea"),
             ("/status", "/status"),
+            ("/help", "/help"),
         ):
             trips.reset()
             await chat.send(text)
@@ -45,4 +46,6 @@ async def test_round_trips_of_one_line_and_guided_forms(bot: BotEnv) -> None:
     assert measured["the theater typed: asks the value"] <= 2
     assert measured["quick capture offer"] <= 2
     assert measured["/status"] == 1  # the command's close of the question rides its opening
+    assert measured["/help"] == 1  # no database work of its own: the close is one statement
+    assert measured["/log asks the action"] == 1  # the question stored: one statement
     assert measured["bad"] <= 2  # the read, then the rollback

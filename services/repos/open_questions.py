@@ -29,9 +29,9 @@ _DELETE = (
     "delete from open_questions where chat_id = %(chat)s and telegram_user_id = %(tg)s"
     " returning flow"
 )
-_READ = (
+_PEEK = (
     "select flow, step, draft, token, expires_at from open_questions"
-    " where chat_id = %(chat)s and telegram_user_id = %(tg)s for update"
+    " where chat_id = %(chat)s and telegram_user_id = %(tg)s"
 )
 # A question still open at its expiry, claimed by the one instance that deletes it.
 _EXPIRE = (
@@ -77,9 +77,9 @@ def from_opening(columns: dict[str, Any] | None) -> Stored | None:
     )
 
 
-async def read(uow: UnitOfWork, key: QuestionKey) -> Stored | None:
-    """The open question, locked (privileged unit of work)."""
-    row = await uow.fetchone(_READ, _key(key))
+async def peek(uow: UnitOfWork, key: QuestionKey) -> Stored | None:
+    """The open question, not locked (privileged unit of work)."""
+    row = await uow.fetchone(_PEEK, _key(key))
     return None if row is None else Stored(**row)
 
 
