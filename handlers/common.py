@@ -74,6 +74,19 @@ async def reply(
     return sent
 
 
+async def reply_with(
+    update: Update, result: str | tuple[str, InlineKeyboardMarkup | None] | None
+) -> None:
+    """Reply with a write's rendered result (text, or text and keyboard); None: nothing to
+    say (the write was kept for later, and the user told so already)."""
+    if result is None:
+        return
+    if isinstance(result, str):
+        await reply(update, result)
+    else:
+        await reply(update, *result)
+
+
 async def edit(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
     """Redraw the pressed message in place (or send anew if it can't be edited)."""
     query = update.callback_query

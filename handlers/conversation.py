@@ -116,6 +116,24 @@ def flow(spec: Flow[D]) -> Flow[D]:
     return spec
 
 
+def answered_by(
+    name: str,
+    draft: type[D],
+    answer: Callable[[Turn[D], Callback | None, str], Awaitable[None]],
+    **options: Any,
+) -> Flow[D]:
+    """Register a flow whose steps take a tap or typed text in one function:
+    ``answer(turn, press, "")`` for a tap, ``answer(turn, None, text)`` for text."""
+
+    async def on_text(turn: Turn[D], text: str) -> None:
+        await answer(turn, None, text)
+
+    async def on_button(turn: Turn[D], press: Callback) -> None:
+        await answer(turn, press, "")
+
+    return flow(Flow(name, draft, on_text=on_text, on_button=on_button, **options))
+
+
 @dataclass(slots=True)
 class _Reply:
     text: str

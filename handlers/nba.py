@@ -23,8 +23,9 @@ from handlers.common import (
     now,
     perform,
     reply,
+    reply_with,
 )
-from handlers.conversation import Buttons, Flow, Turn, flow, start
+from handlers.conversation import Buttons, Turn, answered_by, start
 from handlers.usage import NBA_USAGE
 from services import nba, rules
 from services.db import Database, TelegramUser
@@ -115,14 +116,7 @@ async def _add_answer(turn: Turn[AddDraft], press: Callback | None, text: str) -
     turn.ask(step, draft, question, buttons)
 
 
-ADD = flow(
-    Flow(
-        "add",
-        AddDraft,
-        on_text=lambda turn, text: _add_answer(turn, None, text),
-        on_button=lambda turn, press: _add_answer(turn, press, ""),
-    )
-)
+ADD = answered_by("add", AddDraft, _add_answer)
 
 
 async def add_start(update: Update, context: Context) -> None:
@@ -136,8 +130,7 @@ async def add_start(update: Update, context: Context) -> None:
     if len(args) >= 3:
         assert draft.arm is not None and draft.gap is not None
         added = await item_added(update, context, draft.arm, draft.gap, " ".join(args[2:]))
-        if added is not None:
-            await reply(update, *added)
+        await reply_with(update, added)
         return
     step, question, buttons = _add_question(draft)
     await start(update, context, ADD, step, draft, question, buttons)

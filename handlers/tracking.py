@@ -22,8 +22,9 @@ from handlers.common import (
     now,
     perform,
     reply,
+    reply_with,
 )
-from handlers.conversation import Buttons, Flow, Turn, flow, start
+from handlers.conversation import Buttons, Flow, Turn, answered_by, flow, start
 from handlers.usage import (
     ENERGY_USAGE,
     HISTORY_USAGE,
@@ -224,8 +225,7 @@ async def log_start(update: Update, context: Context) -> None:
         except Implausible as exc:
             await start(update, context, LOG, "confirm", draft, confirm_text(exc), CONFIRM_BUTTONS)
             return
-        if saved is not None:
-            await reply(update, *saved)
+        await reply_with(update, saved)
         return
     step, text, buttons = _log_question(draft)
     await start(update, context, LOG, step, draft, text, buttons)
@@ -314,14 +314,7 @@ async def _reflect_answer(turn: Turn[TheaterDraft], press: Callback | None, text
     turn.finish(*(saved or (None, None)), in_place=False)
 
 
-REFLECT = flow(
-    Flow(
-        "reflect",
-        TheaterDraft,
-        on_text=lambda turn, text: _reflect_answer(turn, None, text),
-        on_button=lambda turn, press: _reflect_answer(turn, press, ""),
-    )
-)
+REFLECT = answered_by("reflect", TheaterDraft, _reflect_answer)
 
 
 async def reflect_start(update: Update, context: Context) -> None:
@@ -329,8 +322,7 @@ async def reflect_start(update: Update, context: Context) -> None:
     args = args_of(context)
     if len(args) >= 2:
         saved = await reflection_saved(update, context, parse_arm(args[0]), " ".join(args[1:]))
-        if saved is not None:
-            await reply(update, *saved)
+        await reply_with(update, saved)
         return
     if args:
         arm = parse_arm(args[0])
@@ -372,14 +364,7 @@ async def _progress_answer(turn: Turn[TheaterDraft], press: Callback | None, tex
     turn.finish(await _progress_saved(turn.update, turn.context, turn.draft.arm, text))
 
 
-PROGRESS = flow(
-    Flow(
-        "progress",
-        TheaterDraft,
-        on_text=lambda turn, text: _progress_answer(turn, None, text),
-        on_button=lambda turn, press: _progress_answer(turn, press, ""),
-    )
-)
+PROGRESS = answered_by("progress", TheaterDraft, _progress_answer)
 
 
 async def progress_command(update: Update, context: Context) -> None:
@@ -389,8 +374,7 @@ async def progress_command(update: Update, context: Context) -> None:
         raise Usage(PROGRESS_USAGE)
     if len(args) == 2:
         done = await _progress_saved(update, context, parse_arm(args[0]), args[1])
-        if done is not None:
-            await reply(update, done)
+        await reply_with(update, done)
         return
     if args:
         arm = parse_arm(args[0])
@@ -423,14 +407,7 @@ async def _energy_answer(turn: Turn[NoDraft], press: Callback | None, text: str)
     turn.finish(await _energy_saved(turn.update, turn.context, text))
 
 
-ENERGY = flow(
-    Flow(
-        "energy",
-        NoDraft,
-        on_text=lambda turn, text: _energy_answer(turn, None, text),
-        on_button=lambda turn, press: _energy_answer(turn, press, ""),
-    )
-)
+ENERGY = answered_by("energy", NoDraft, _energy_answer)
 
 
 async def energy_command(update: Update, context: Context) -> None:
@@ -440,8 +417,7 @@ async def energy_command(update: Update, context: Context) -> None:
         raise Usage(ENERGY_USAGE)
     if args:
         done = await _energy_saved(update, context, args[0])
-        if done is not None:
-            await reply(update, done)
+        await reply_with(update, done)
         return
     buttons: Buttons = [[(f"{p}/{100 - p}", ("pct", p)) for p in (20, 40, 50, 60, 80)]]
     await start(
@@ -478,14 +454,7 @@ async def _block_answer(turn: Turn[TheaterDraft], press: Callback | None, text: 
     turn.finish(await _blocked(turn.update, turn.context, turn.draft.arm, reason))
 
 
-BLOCK = flow(
-    Flow(
-        "block",
-        TheaterDraft,
-        on_text=lambda turn, text: _block_answer(turn, None, text),
-        on_button=lambda turn, press: _block_answer(turn, press, ""),
-    )
-)
+BLOCK = answered_by("block", TheaterDraft, _block_answer)
 
 
 async def block_command(update: Update, context: Context) -> None:
@@ -493,8 +462,7 @@ async def block_command(update: Update, context: Context) -> None:
     args = args_of(context)
     if len(args) >= 2:
         done = await _blocked(update, context, parse_arm(args[0]), " ".join(args[1:]))
-        if done is not None:
-            await reply(update, done)
+        await reply_with(update, done)
         return
     if args:
         arm = parse_arm(args[0])
@@ -517,14 +485,7 @@ async def _unblock_answer(turn: Turn[NoDraft], press: Callback | None, text: str
     turn.finish(await _unblocked(turn.update, turn.context, arm))
 
 
-UNBLOCK = flow(
-    Flow(
-        "unblock",
-        NoDraft,
-        on_text=lambda turn, text: _unblock_answer(turn, None, text),
-        on_button=lambda turn, press: _unblock_answer(turn, press, ""),
-    )
-)
+UNBLOCK = answered_by("unblock", NoDraft, _unblock_answer)
 
 
 async def unblock_command(update: Update, context: Context) -> None:
@@ -534,8 +495,7 @@ async def unblock_command(update: Update, context: Context) -> None:
         raise Usage(UNBLOCK_USAGE)
     if args:
         done = await _unblocked(update, context, parse_arm(args[0]))
-        if done is not None:
-            await reply(update, done)
+        await reply_with(update, done)
         return
     await start(update, context, UNBLOCK, "arm", NoDraft(), "Unblock which theater?", ARM_BUTTONS)
 

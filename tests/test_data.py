@@ -151,6 +151,15 @@ async def insert_log(db: Database, user: UUID, arm: str, minutes: int, at: datet
         await uow.commit()
 
 
+async def filled(bot: BotEnv, db: Database, user_id: int) -> tuple[UUID, dict[str, int], Chat]:
+    """Alice with data: her id, her row counts, and her chat (past the set-up messages)."""
+    alice = await fill(bot, db, user_id, "Alice")
+    before = await counts_of(db, alice)
+    chat = bot.chat(user_id)
+    chat.seen = len(bot.emu.sent(user_id))
+    return alice, before, chat
+
+
 async def test_stats_view_reads_the_users_logs_in_their_time_zone(
     db: Database, alice: UUID, bob: UUID
 ) -> None:
@@ -367,10 +376,7 @@ async def counts_of(db: Database, user: UUID) -> dict[str, int]:
 
 
 async def test_delete_asks_first_and_keep_deletes_nothing(bot: BotEnv, db: Database) -> None:
-    alice = await fill(bot, db, 9301, "Alice")
-    before = await counts_of(db, alice)
-    chat = bot.chat(9301)
-    chat.seen = len(bot.emu.sent(9301))
+    alice, before, chat = await filled(bot, db, 9301)
     (prompt,) = await chat.send("/delete")
     assert "Delete all your Aelpher data?" in prompt.plain_text
     assert "time logs: 1 (execution_logs)" in prompt.plain_text
@@ -446,10 +452,7 @@ async def test_forged_confirmation_from_another_user_deletes_nothing(
 
 
 async def test_confirmation_expires(bot: BotEnv, db: Database) -> None:
-    alice = await fill(bot, db, 9601, "Alice")
-    before = await counts_of(db, alice)
-    chat = bot.chat(9601)
-    chat.seen = len(bot.emu.sent(9601))
+    alice, before, chat = await filled(bot, db, 9601)
     (prompt,) = await chat.send("/delete")
     bot.clock.set(datetime.now(UTC) + timedelta(minutes=11))
     await chat.press(prompt, "Yes, delete everything")
@@ -467,10 +470,7 @@ def last_answer(bot: BotEnv) -> str | None:
 async def test_a_command_closes_the_confirmation_and_its_yes_deletes_nothing(
     bot: BotEnv, db: Database
 ) -> None:
-    alice = await fill(bot, db, 9611, "Alice")
-    before = await counts_of(db, alice)
-    chat = bot.chat(9611)
-    chat.seen = len(bot.emu.sent(9611))
+    alice, before, chat = await filled(bot, db, 9611)
     (prompt,) = await chat.send("/delete")
     await chat.send("/status")  # any command abandons the open question
     await chat.press(prompt, "Yes, delete everything")
@@ -490,10 +490,7 @@ async def test_a_confirmation_button_of_the_old_kind_deletes_nothing(
     bot: BotEnv, db: Database
 ) -> None:
     """Prompts sent before the confirmation became a question carry del:yes:<nonce>."""
-    alice = await fill(bot, db, 9641, "Alice")
-    before = await counts_of(db, alice)
-    chat = bot.chat(9641)
-    chat.seen = len(bot.emu.sent(9641))
+    alice, before, chat = await filled(bot, db, 9641)
     (own,) = await chat.send("/status")
     await chat.press_data(own.message_id, "del:yes:0123456789ab")
     assert last_answer(bot) == "That button is no longer valid. Send /help."
@@ -503,10 +500,7 @@ async def test_a_confirmation_button_of_the_old_kind_deletes_nothing(
 async def test_typing_during_the_confirmation_deletes_nothing_and_points_to_the_buttons(
     bot: BotEnv, db: Database
 ) -> None:
-    alice = await fill(bot, db, 9621, "Alice")
-    before = await counts_of(db, alice)
-    chat = bot.chat(9621)
-    chat.seen = len(bot.emu.sent(9621))
+    alice, before, chat = await filled(bot, db, 9621)
     (prompt,) = await chat.send("/delete")
     (hint,) = await chat.send("yes")
     assert hint.plain_text == data_handlers.USE_THE_BUTTONS
