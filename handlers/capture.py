@@ -11,13 +11,21 @@ from telegram import Update
 
 from handlers import render
 from handlers.callbacks import BadCallback, Callback
-from handlers.common import Context
-from handlers.conversation import NO_QUESTION, Buttons, Flow, Turn, flow
+from handlers.common import Context, arm_and_rest
+from handlers.conversation import NO_QUESTION, Button, Buttons, Flow, Turn, flow
 from handlers.nba import GAP_BUTTONS, ask_gap_text, item_added, typed_gap
 from handlers.tracking import ARM_BUTTONS, log_from, reflection_saved
 from services.durations import parse_minutes
 from services.models import ARMS, Arm
-from services.validation import check_minutes, clean_action, clean_evidence, clean_title
+from services.validation import (
+    ACTION_MAX,
+    EVIDENCE_MAX,
+    TITLE_MAX,
+    check_minutes,
+    clean_action,
+    clean_evidence,
+    clean_title,
+)
 
 #: What the text can become, by button verb.
 KINDS = {"nba": "➕ NBA", "log": "📝 Log", "ref": "💡 Reflection"}
@@ -32,25 +40,47 @@ class CaptureDraft:
     arm: Arm | None = None
 
 
-CHOICES: Buttons = [
-    [(f"➕ NBA {arm}", ("nba", arm)) for arm in ARMS],
-    [(f"📝 Log {arm}", ("log", arm)) for arm in ARMS],
-    [("💡 Reflection", ("ref",))],
-]
+def _choices(text: str) -> Buttons:
+    """What ``text`` can become: only what its length allows (a title and an action hold
+    200 characters, evidence 2000)."""
+    size = len(text.strip())
+    rows: list[list[Button]] = []
+    if size <= TITLE_MAX:
+        rows.append([(f"➕ NBA {arm}", ("nba", arm)) for arm in ARMS])
+    if size <= ACTION_MAX:
+        rows.append([(f"📝 Log {arm}", ("log", arm)) for arm in ARMS])
+    if size <= EVIDENCE_MAX:
+        rows.append([("💡 Reflection", ("ref",))])
+    return rows
 
 
 def _offer(draft: CaptureDraft) -> str:
-    return (
-        f"“{render.esc(render.short(draft.text, 300))}”\n"
-        "Save this as a Next Best Action, a log or a reflection? Tap one, or /cancel."
-    )
+    quoted = f"“{render.esc(render.short(draft.text, 300))}”\n"
+    if len(draft.text.strip()) > ACTION_MAX:
+        return (
+            quoted + f"Save this as a reflection? (At {len(draft.text.strip())} characters it is"
+            f" too long for an NBA title or a log, which hold {TITLE_MAX}.) Tap, or /cancel."
+        )
+    return quoted + "Save this as a Next Best Action, a log or a reflection? Tap one, or /cancel."
+
+
+TOO_LONG = (
+    "That is {size} characters: too long to keep as an NBA, a log ({limit}) or a reflection"
+    " ({evidence}). Send a shorter text, or use /reflect with the gist."
+)
 
 
 def capture(update: Update, context: Context, text: str, now: datetime) -> Turn[Any]:
-    """The question that offers ``text`` (nothing is saved until a tap)."""
+    """The question that offers ``text`` (nothing is saved until a tap); a text too long
+    for anything is told so (and nothing is asked)."""
     turn = Turn(update, context, CAPTURE, None, now)
     draft = CaptureDraft(text)
-    turn.ask("choose", draft, _offer(draft), CHOICES)
+    choices = _choices(text)
+    if not choices:
+        size = len(text.strip())
+        turn.finish(TOO_LONG.format(size=size, limit=TITLE_MAX, evidence=EVIDENCE_MAX))
+        return turn
+    turn.ask("choose", draft, _offer(draft), choices)
     return turn
 
 
@@ -73,7 +103,8 @@ async def _chosen(turn: Turn[CaptureDraft], press: Callback) -> None:
         turn.ask(
             "minutes",
             draft,
-            f"<b>{draft.arm}</b>: how long did it take? Tap, or type it: 45, 1h30, 1.5h or 1:30.",
+            f"<b>{draft.arm}</b>: how long did it take? Tap, or type it: 45, 1h30, 1.5h or 1:30"
+            " (up to 24 h).",
             _MINUTES,
         )
     else:
@@ -115,16 +146,14 @@ async def _text(turn: Turn[CaptureDraft], text: str) -> None:
     """Typed while the offer is open: a new text to capture; typed at a second step: its
     value (a gap, a duration, a theater)."""
     if turn.step == "choose":
-        draft = CaptureDraft(text)
-        turn.ask("choose", draft, _offer(draft), CHOICES)
+        offer = capture(turn.update, turn.context, text, turn.now)
+        turn.next, turn.closed, turn.replies = offer.next, offer.closed, offer.replies
     elif turn.step == "gap":
         await _saved(turn, typed_gap(text))
     elif turn.step == "minutes":
         await _saved(turn, check_minutes(parse_minutes(text)))
     else:
-        from services.models import parse_arm
-
-        await _saved(turn, parse_arm(text.strip()))
+        await _saved(turn, arm_and_rest(text)[0])
 
 
 CAPTURE = flow(

@@ -14,9 +14,10 @@ from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
 from handlers.deps import Deps, get_deps
-from handlers.render import split_message
+from handlers.render import ARM_NAME, split_message
 from services import sync
 from services.db import TelegramUser
+from services.models import Arm, parse_arm
 
 logger = logging.getLogger(__name__)
 
@@ -174,3 +175,16 @@ async def perform(update: Update, context: Context, op: str, **kwargs: Any) -> A
         await reply(update, QUEUED.format(what=html.escape(result.description, quote=False)))
         return None
     return result
+
+
+def arm_and_rest(text: str) -> tuple[Arm, str]:
+    """A typed theater and what follows it: "cs 40" → (cs, "40"); a button's label typed
+    as shown ("cs · study") leaves nothing."""
+    words = text.split()
+    if not words:
+        return parse_arm(""), ""
+    arm = parse_arm(words[0])
+    rest = words[1:]
+    if rest and rest[0] == "·" and " ".join(rest) == ARM_NAME[arm].split(" ", 1)[1]:
+        rest = []
+    return arm, " ".join(rest)

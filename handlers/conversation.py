@@ -61,6 +61,7 @@ from services.db import (
 from services.errors import DomainError, NotFound, NotLinked
 from services.questions import Question, Stored
 from services.repos.open_questions import from_opening
+from services.sanity import UnreadableData
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +162,10 @@ class Turn(Generic[D]):
         self.next: Question[D] | None = None
         self.closed = False
         self.toast: str | None = None
+        #: the toast is an alert the person must dismiss (a problem with what they tapped)
+        self.alert = False
+        #: the typed text is not an answer to this question (see :meth:`not_an_answer`)
+        self.passed = False
         self.replies: list[_Reply] = []
 
     @property
@@ -222,11 +227,18 @@ class Turn(Generic[D]):
         """A message in a new bubble; the question stays as it is unless ask/finish say so."""
         self.replies.append(_Reply(text, markup, False))
 
+    def not_an_answer(self) -> None:
+        """The typed text is plainly not meant for this question (a menu that takes only
+        "setting value" lines got a sentence): the question closes and the text is offered
+        for quick capture instead."""
+        self.next, self.closed, self.passed = None, True, True
+
     def problem(self, error: DomainError) -> None:
         """Bad input: say what was wrong; the question stays open for another try."""
         message = render.esc(error.user_message)
         if self.update.callback_query is not None:
             self.toast = error.user_message[:200]
+            self.alert = True
         else:
             self.say(f"{message}\n{TRY_AGAIN}")
 
@@ -303,7 +315,7 @@ async def _send(turn: Turn[Any]) -> None:
             replies.pop(0)
             await answer_and_edit(update, turn.toast, first.text, first.markup)
         else:
-            await query.answer(turn.toast)
+            await query.answer(turn.toast, show_alert=turn.alert)
     for r in replies:
         await reply(update, r.text, r.markup)
     if turn.next is not None:
@@ -328,8 +340,8 @@ async def _run(
         if isinstance(exc, NotLinked):
             raise
         turn.next, turn.closed, turn.replies = None, False, []
-        if isinstance(exc, NotFound):  # what the question was about is gone: nothing to retry
-            turn.finish(render.esc(exc.user_message), in_place=False, toast=exc.user_message)
+        if isinstance(exc, NotFound | UnreadableData):  # another try can't help: close it
+            turn.finish(render.esc(exc.user_message), in_place=False, toast="Not saved.")
             return
         turn.problem(exc)
         raise _Refused() from exc
@@ -380,12 +392,16 @@ async def _answer(
                 except _Refused:
                     pass  # rolled back: the question stays as stored
                 else:
+                    if turn.passed:  # not an answer: quick capture, in the same transaction
+                        turn = fresh(now) or turn
                     await _store(uow, key, turn)
         if dirty:
             memory.remember(key, None, False)
     except NotLinked:
         if turn is None and await _answer_unlinked(update, context, answer, token, now):
             return
+        if turn is not None and turn.question is not None:
+            await _abandon(context, key)  # the person is told to /start; no answer pends
         raise
     except DatabaseBusy:
         raise
@@ -403,6 +419,11 @@ async def _answer(
         memory.remember(key, turn.next, dirty=True)
         await _send(turn)
         return
+    except Exception:
+        # A fault in a step (a bug): the question must not take some later text instead.
+        if turn is not None and turn.question is not None:
+            await _abandon(context, key)
+        raise
     if turn is None:
         assert update.callback_query is not None
         await update.callback_query.answer(CLOSED)
@@ -410,6 +431,15 @@ async def _answer(
     if turn.next is not None or turn.closed:
         memory.remember(key, turn.next, dirty=False)
     await _send(turn)
+
+
+async def _abandon(context: Context, key: QuestionKey) -> None:
+    """Close the question after its answer failed (best effort: the failure is reported)."""
+    _memory(context).remember(key, None, dirty=False)
+    try:
+        await questions.close_now(deps(context).db, key)
+    except Exception:
+        logger.exception("could not close the question after its answer failed")
 
 
 def _turn_for(

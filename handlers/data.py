@@ -144,10 +144,22 @@ async def _delete_button(turn: Turn[DeleteDraft], press: Callback) -> None:
     turn.finish(render_deleted(erased.rows, supabase_mode), toast="Deleted.")
 
 
+#: typed answers that keep the data (deleting needs the tap: a typed "yes" never deletes)
+_KEEP_WORDS = ("no", "n", "keep", "keep it", "keep my data", "don't", "dont", "stop")
+
+
+async def _delete_text(turn: Turn[DeleteDraft], text: str) -> None:
+    if text.strip().lower().rstrip(".!") in _KEEP_WORDS:
+        turn.finish(KEPT, in_place=False)
+    else:
+        turn.say(USE_THE_BUTTONS)
+
+
 DELETE = flow(
     Flow(
         "delete",
         DeleteDraft,
+        on_text=_delete_text,
         on_button=_delete_button,
         cancel_reply=CANCELLED,
         timeout_reply=None,  # nothing was deleted: the prompt's buttons just stop working

@@ -17,6 +17,7 @@ from handlers.common import (
     Usage,
     answer_and_edit,
     args_of,
+    arm_and_rest,
     deps,
     me,
     message_key,
@@ -88,32 +89,40 @@ def typed_gap(text: str) -> int:
     return check_gap(parse_int(text.strip(), "gap"))
 
 
+def _fill(draft: AddDraft, text: str) -> tuple[AddDraft, str | None]:
+    """Fill the draft from typed text in the one-line form's order, from its first missing
+    field ("cs 3 Read SICP" at the theater step, "3 Read SICP" at the gap step); the title,
+    if the text went that far."""
+    rest = text
+    if draft.arm is None:
+        arm, rest = arm_and_rest(text)
+        draft = replace(draft, arm=arm)
+    if draft.gap is None and rest.strip():
+        first, _, rest = rest.strip().partition(" ")
+        draft = replace(draft, gap=typed_gap(first))
+    return draft, rest.strip() or None
+
+
 async def _add_answer(turn: Turn[AddDraft], press: Callback | None, text: str) -> None:
-    draft = turn.draft
-    if turn.step == "arm":
-        arm = press.arm(0) if press is not None and press.verb == "arm" else None
-        draft = replace(draft, arm=arm if press is not None else parse_arm(text.strip()))
-        if press is not None and arm is None:
-            raise BadCallback("not a theater")
-    elif turn.step == "gap":
-        if press is not None:
-            gap = press.number(0, 0, 5) if press.verb == "gap" else None
-            if gap is None:
-                raise BadCallback("not a gap")
+    draft, title = turn.draft, None
+    if press is not None:
+        if turn.step == "arm" and press.verb == "arm":
+            draft = replace(draft, arm=press.arm(0))
+        elif turn.step == "gap" and press.verb == "gap":
+            draft = replace(draft, gap=press.number(0, 0, 5))
         else:
-            gap = typed_gap(text)
-        draft = replace(draft, gap=gap)
+            raise BadCallback("not a button of this step")
+    elif turn.step == "title":
+        title = text
     else:
-        if press is not None:
-            raise BadCallback("no buttons at this step")
-        assert draft.arm is not None and draft.gap is not None
-        added = await item_added(
-            turn.update, turn.context, draft.arm, draft.gap, clean_title(text)
-        )
-        turn.finish(*(added or (None, None)), in_place=False)
+        draft, title = _fill(draft, text)
+    if title is None:
+        step, question, buttons = _add_question(draft)
+        turn.ask(step, draft, question, buttons)
         return
-    step, question, buttons = _add_question(draft)
-    turn.ask(step, draft, question, buttons)
+    assert draft.arm is not None and draft.gap is not None
+    added = await item_added(turn.update, turn.context, draft.arm, draft.gap, clean_title(title))
+    turn.finish(*(added or (None, None)), in_place=False)
 
 
 ADD = answered_by("add", AddDraft, _add_answer)

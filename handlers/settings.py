@@ -303,16 +303,6 @@ def changes_from_button(cb: Callback) -> tuple[dict[str, Any], str]:
     raise BadCallback("unknown settings verb")
 
 
-class NotASetting(DomainError):
-    """Text typed on the settings menu that is not a setting and its value."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "Tap what to change, or type a setting and its value, like brief 07:30 (settings:"
-            " tz, quiet, brief, review, idle, overload, capacity)."
-        )
-
-
 # --- the question ---------------------------------------------------------------------------
 
 
@@ -350,8 +340,16 @@ async def _text(turn: Turn[SettingsDraft], text: str) -> None:
     if turn.step == MENU:
         words = text.split(maxsplit=1)
         field = _ALIASES.get(words[0].lower()) if words else None
-        if field is None or len(words) < 2:
-            raise NotASetting()
+        if field is None:
+            if text.strip().lower() in ("done", "✔ done", "close", "ok"):
+                turn.finish("⚙️ Settings saved. /settings changes them again.")
+            else:  # not meant for the menu: offered for quick capture instead
+                turn.not_an_answer()
+            return
+        if len(words) < 2:  # "brief": its sub-menu, as the button opens it
+            menu, buttons = submenu(field, await nudges.get_settings(turn.db, turn.who), None)
+            turn.ask(field, SettingsDraft(None), menu, buttons)
+            return
         await _saved(turn, *changes_from_text(field, words[1]))
         return
     await _saved(turn, *changes_from_text(turn.step, text, turn.draft.day))

@@ -16,6 +16,7 @@ from handlers.common import (
     Context,
     Usage,
     args_of,
+    arm_and_rest,
     deps,
     me,
     message_key,
@@ -49,10 +50,23 @@ ARM_BUTTONS: Buttons = [[(render.ARM_NAME[arm], ("arm", arm)) for arm in ARMS]]
 
 
 def _arm_answer(turn: Turn[Any], press: Callback | None, text: str | None) -> Arm:
-    """A theater, tapped or typed ("cs", "IBM")."""
+    """A theater, tapped or typed ("cs", "IBM", or a button's label "cs · study")."""
     if press is not None:
         return press.arm(0) if press.verb == "arm" else _bad()
-    return parse_arm((text or "").strip())
+    return arm_and_rest(text or "")[0]
+
+
+def theater_step(turn: Turn[Any], press: Callback | None, text: str) -> tuple[Arm, str | None]:
+    """For a flow that first asks the theater: the theater, and the answer to the step
+    after it (None: not given yet). At the theater step, typed text may carry both
+    ("cs 40" to /progress); at a later step the draft holds the theater."""
+    if turn.step != "arm":
+        assert turn.draft.arm is not None
+        return turn.draft.arm, text
+    if press is not None:
+        return _arm_answer(turn, press, None), None
+    arm, rest = arm_and_rest(text)
+    return arm, rest or None
 
 
 def _bad() -> Any:
@@ -152,12 +166,27 @@ async def _log_step(turn: Turn[LogDraft], draft: LogDraft) -> None:
     await _log_or_confirm(turn, draft)
 
 
+def _fill(draft: LogDraft, text: str) -> LogDraft:
+    """Fill the draft from typed text in the one-line form's order, from its first missing
+    field: at the theater step "cs 45 read" is the whole log, at the minutes step "45 read"."""
+    rest = text
+    if draft.arm is None:
+        arm, rest = arm_and_rest(text)
+        draft = replace(draft, arm=arm)
+    words = rest.split()
+    if draft.minutes is None and words:
+        minutes, used = minutes_from(words)
+        draft = replace(draft, minutes=minutes)
+        words = words[used:]
+    if draft.action is None and words:
+        draft = replace(draft, action=clean_action(" ".join(words)))
+    return draft
+
+
 async def _log_text(turn: Turn[LogDraft], text: str) -> None:
     draft = turn.draft
-    if turn.step == "arm":
-        draft = replace(draft, arm=_arm_answer(turn, None, text))
-    elif turn.step == "minutes":
-        draft = replace(draft, minutes=check_minutes(parse_minutes(text)))
+    if turn.step in ("arm", "minutes"):
+        draft = _fill(draft, text)
     elif turn.step == "action":
         draft = replace(draft, action=clean_action(text))
     elif turn.step == "confirm":
@@ -211,14 +240,7 @@ def minutes_from(words: list[str]) -> tuple[int, int]:
 async def log_start(update: Update, context: Context) -> None:
     """Log at once with all arguments; otherwise ask for what is missing."""
     args = args_of(context)
-    draft = LogDraft()
-    if args:
-        draft = replace(draft, arm=parse_arm(args[0]))
-    if len(args) >= 2:
-        minutes, used = minutes_from(args[1:])
-        draft = replace(draft, minutes=minutes)
-        if len(args) > 1 + used:
-            draft = replace(draft, action=" ".join(args[1 + used :]))
+    draft = _fill(LogDraft(), " ".join(args)) if args else LogDraft()
     if draft.action is not None:
         try:
             saved = await _log_saved(update, context, draft)
@@ -303,14 +325,13 @@ def _ask_evidence(arm: Arm) -> str:
 
 
 async def _reflect_answer(turn: Turn[TheaterDraft], press: Callback | None, text: str) -> None:
-    if turn.step == "arm":
-        arm = _arm_answer(turn, press, text)
+    arm, evidence = theater_step(turn, press, text)
+    if evidence is None:
         turn.ask("evidence", TheaterDraft(arm), _ask_evidence(arm))
         return
     if press is not None:
         raise BadCallback("no buttons at this step")
-    assert turn.draft.arm is not None
-    saved = await reflection_saved(turn.update, turn.context, turn.draft.arm, clean_evidence(text))
+    saved = await reflection_saved(turn.update, turn.context, arm, clean_evidence(evidence))
     turn.finish(*(saved or (None, None)), in_place=False)
 
 
@@ -354,14 +375,13 @@ def _ask_progress(arm: Arm) -> str:
 
 
 async def _progress_answer(turn: Turn[TheaterDraft], press: Callback | None, text: str) -> None:
-    if turn.step == "arm":
-        arm = _arm_answer(turn, press, text)
+    arm, value = theater_step(turn, press, text)
+    if value is None:
         turn.ask("value", TheaterDraft(arm), _ask_progress(arm), _PROGRESS_BUTTONS)
         return
     if press is not None:
-        text = str(press.number(0, 0, 100)) if press.verb == "pct" else _bad()
-    assert turn.draft.arm is not None
-    turn.finish(await _progress_saved(turn.update, turn.context, turn.draft.arm, text))
+        value = str(press.number(0, 0, 100)) if press.verb == "pct" else _bad()
+    turn.finish(await _progress_saved(turn.update, turn.context, arm, value))
 
 
 PROGRESS = answered_by("progress", TheaterDraft, _progress_answer)
@@ -387,8 +407,15 @@ async def progress_command(update: Update, context: Context) -> None:
     await start(update, context, PROGRESS, "arm", TheaterDraft(), text, ARM_BUTTONS)
 
 
+#: "60/40", as the buttons show it: ibm's share first
+_SPLIT = re.compile(r"^\s*(\d{1,3})\s*%?\s*/\s*(\d{1,3})\s*%?\s*$")
+
+
 async def _energy_saved(update: Update, context: Context, text: str) -> str | None:
-    share = check_energy(parse_int(text.strip(), "energy", percent=True))
+    split = _SPLIT.match(text)
+    if split and int(split[1]) + int(split[2]) != 100:
+        raise DomainError(f"ibm/cs must add up to 100% (got {split[1]}/{split[2]}).")
+    share = check_energy(parse_int(split[1] if split else text.strip(), "energy", percent=True))
     result = await perform(update, context, "set_energy", ibm_share=share)
     if result is None:
         return None
@@ -442,16 +469,20 @@ def _ask_reason(arm: Arm) -> str:
     return f"Why is <b>{arm}</b> blocked? Type the reason, or tap No reason."
 
 
+#: typed for "no reason"
+_NONE = ("no reason", "none", "no", "-", "skip")
+
+
 async def _block_answer(turn: Turn[TheaterDraft], press: Callback | None, text: str) -> None:
-    if turn.step == "arm":
-        arm = _arm_answer(turn, press, text)
+    arm, reason = theater_step(turn, press, text)
+    if reason is None and turn.step == "arm":
         turn.ask("reason", TheaterDraft(arm), _ask_reason(arm), _NO_REASON)
         return
     if press is not None and press.verb != "none":
         _bad()
-    assert turn.draft.arm is not None
-    reason = None if press is not None else text
-    turn.finish(await _blocked(turn.update, turn.context, turn.draft.arm, reason))
+    if press is not None or (reason or "").strip().lower() in _NONE:
+        reason = None
+    turn.finish(await _blocked(turn.update, turn.context, arm, reason))
 
 
 BLOCK = answered_by("block", TheaterDraft, _block_answer)

@@ -86,7 +86,10 @@ def plan_items(
 ) -> tuple[list[NbaItem], nba_items.Changes]:
     """Apply ``changed`` (new states of some of the theater's ``open_items``) and ``delete``
     in memory, then re-rank: the theater's open items as they will be stored, and the
-    changes that store them (the rows that differ from ``open_items``)."""
+    changes that store them (the rows that differ from ``open_items``). UnreadableData if
+    an item holds a value the ranking can't use (a NULL gap, say, written outside the bot):
+    every write that re-ranks comes through here."""
+    sanity.check(open_items)
     before = {item.id: item for item in open_items}
     merged = [changed.get(item.id, item) for item in open_items if item.id != delete]
     still_open = ranked([item for item in merged if item.completed_at is None], now)
@@ -104,8 +107,7 @@ def as_stored(items: Sequence[NbaItem], stored: Mapping[UUID, NbaItem]) -> list[
 async def rerank(uow: UnitOfWork, arm: Arm, now: datetime) -> None:
     """Recompute stale days and the current item of ``arm`` (the theater must be locked)."""
     items = await nba_items.open_items(uow, arm)
-    sanity.check(items)  # a value written outside the bot that the ranking can't use
-    _, changes = plan_items(items, {}, now)
+    _, changes = plan_items(items, {}, now)  # checks the items first
     await nba_items.apply_changes(uow, changes)
 
 
