@@ -342,13 +342,18 @@ async def _run(
         turn.next, turn.closed, turn.replies = None, False, []
         if isinstance(exc, NotFound | UnreadableData):  # another try can't help: close it
             turn.finish(render.esc(exc.user_message), in_place=False, toast="Not saved.")
-            return
+            raise _Refused(close=True) from exc
         turn.problem(exc)
         raise _Refused() from exc
 
 
 class _Refused(Exception):
-    """The step refused its input: roll back, say why, keep the question."""
+    """The step refused its input: roll back what it wrote, say why, and keep the question
+    (``close``: close it, in a statement of its own after the rollback)."""
+
+    def __init__(self, *, close: bool = False) -> None:
+        super().__init__()
+        self.close = close
 
 
 async def _answer(
@@ -368,7 +373,7 @@ async def _answer(
     memory = _memory(context)
     now = d.clock()
     turn: Turn[Any] | None = None
-    dirty = False
+    dirty = closing = False
     try:
         async with d.db.user_uow(TelegramUser(key.telegram_user_id), question=key) as uow:
             await uow.begin()
@@ -389,14 +394,17 @@ async def _answer(
             else:
                 try:
                     await _run(turn, answer, uow)
-                except _Refused:
-                    pass  # rolled back: the question stays as stored
+                except _Refused as refused:
+                    uow.discard()  # nothing the step wrote stays
+                    closing = refused.close
                 else:
                     if turn.passed:  # not an answer: quick capture, in the same transaction
                         turn = fresh(now) or turn
                     await _store(uow, key, turn)
         if dirty:
             memory.remember(key, None, False)
+        if closing:
+            await _abandon(context, key)
     except NotLinked:
         if turn is None and await _answer_unlinked(update, context, answer, token, now):
             return
@@ -413,7 +421,9 @@ async def _answer(
             raise
         try:
             await _run(turn, answer, None)
-        except _Refused:
+        except _Refused as refused:
+            if refused.close:
+                memory.remember(key, None, dirty=True)
             await _send(turn)
             return
         memory.remember(key, turn.next, dirty=True)
@@ -487,7 +497,9 @@ async def _answer_unlinked(
         return True
     try:
         await _run(turn, answer, None)
-    except _Refused:
+    except _Refused as refused:
+        if refused.close:
+            await questions.close_now(d.db, key)
         await _send(turn)
         return True
     if turn.next is not None:

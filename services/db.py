@@ -232,6 +232,7 @@ class UnitOfWork:
         #: linked (``Database.on_linked``) when it ends
         self.link_removed = False
         self._committed = False
+        self._discarded = False
         #: the Telegram user this transaction was opened for (None: by id, or privileged)
         self.telegram_user_id: int | None = (
             opening.who.telegram_user_id
@@ -256,8 +257,14 @@ class UnitOfWork:
         self._pending_first = statement
 
     async def commit(self) -> None:
-        """Mark the work as done: the transaction commits when the block exits normally."""
-        self._committed = True
+        """Mark the work as done: the transaction commits when the block exits normally
+        (unless :meth:`discard` was called)."""
+        if not self._discarded:
+            self._committed = True
+
+    def discard(self) -> None:
+        """Roll the transaction back when the block exits, whatever was marked committed."""
+        self._committed, self._discarded = False, True
 
     @property
     def committed(self) -> bool:

@@ -95,3 +95,47 @@ async def test_an_unknown_zone_or_a_null_activity_never_hides_what_happened(
     (unblock,) = await chat.send("/unblock ibm")
     assert "theaters.last_activity" in unblock.plain_text
     assert "went wrong" not in unblock.plain_text
+
+
+async def test_an_item_with_a_null_gap_is_named_by_every_write_and_no_question_stays(
+    bot: BotEnv, db: Database, database_dsn: str
+) -> None:
+    chat, user = await started(bot, db, 6211)
+    (card,) = await chat.send("/add cs 2 existing")
+    for column in ("gap", "last_updated"):
+        assert await data_api(database_dsn, user, f"update nba_items set {column} = null")
+        (offer,) = await chat.send("captured")
+        await chat.press(offer, "➕ NBA cs")
+        (named,) = await chat.send("3")
+        assert f"nba_items.{column}" in named.plain_text, column
+        assert "something went wrong" not in named.plain_text
+        (free,) = await chat.send("something else entirely")  # the question closed
+        assert "Save this as" in free.plain_text
+        (one_line,) = await chat.send("/add cs 1 x")
+        assert f"nba_items.{column}" in one_line.plain_text
+        await chat.send("/cancel")
+        assert await data_api(
+            database_dsn,
+            user,
+            f"update nba_items set {column} = {'2' if column == 'gap' else 'now()'}",
+        )
+    await chat.press(card, "🔒 Lock")  # the repaired row works again
+    assert await rows(db, "select title from nba_items where is_locked") == [{"title": "existing"}]
+    assert await rows(db, "select title from nba_items order by title") == [{"title": "existing"}]
+
+
+async def test_a_flow_that_finds_the_person_not_set_up_leaves_no_question(
+    bot: BotEnv, db: Database, database_dsn: str
+) -> None:
+    chat, user = await started(bot, db, 6212)
+    assert await data_api(database_dsn, user, "delete from user_settings")
+    await chat.send("/log cs")
+    await chat.send("45")
+    (told,) = await chat.send("read")
+    assert "/start" in told.plain_text
+    (free,) = await chat.send("read")  # not taken as the action again
+    assert "/start" in free.plain_text or "Save this as" in free.plain_text
+    await chat.send("/start")
+    (offer,) = await chat.send("read")
+    assert "Save this as" in offer.plain_text
+    assert await rows(db, "select 1 from execution_logs") == []
