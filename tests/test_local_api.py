@@ -46,11 +46,11 @@ from bot.local_api import (
     BotApiEmulator,
     EntityParseError,
     FloodLimits,
-    _tiny_png,
     parse_html,
     parse_markdown_v2,
     utf16_len,
 )
+from bot.local_api.images import _tiny_png
 
 USER = 42
 
