@@ -165,3 +165,66 @@ async def test_details_for_a_log_undone_meanwhile_close_the_question(
     assert "That log no longer exists." in gone.plain_text
     (free,) = await chat.send("pages 1-20")  # the question is closed: quick capture
     assert "Save this as" in free.plain_text
+
+
+async def test_the_settings_menu_passes_a_sentence_on_to_quick_capture(bot: BotEnv) -> None:
+    chat = await started(bot, 6110)
+    (menu,) = await chat.send("/settings brief 08:00")
+    assert "08:00" in menu.plain_text
+    (offer,) = await chat.send("Read chapter 4")
+    assert "Save this as" in offer.plain_text
+    await chat.send("/settings")
+    (sub,) = await chat.send("brief")  # a setting's name opens its sub-menu
+    assert "brief" in sub.plain_text.lower()
+    (saved,) = await chat.send("7:30 pm")
+    assert "19:30" in saved.plain_text
+
+
+async def test_typed_answers_take_button_labels_and_the_rest_of_the_one_line_form(
+    bot: BotEnv, db: Database
+) -> None:
+    chat = await started(bot, 6111)
+    await chat.send("/log")
+    (whole,) = await chat.send("cs 45 read the paper")  # the whole log at the theater step
+    assert "Logged in cs: read the paper (45 min)" in whole.plain_text
+    await chat.send("/log")
+    await chat.send("ibm · job")  # the button's label, typed
+    (done,) = await chat.send("1h30 standup")  # minutes and action at the minutes step
+    assert "Logged in ibm: standup (90 min)" in done.plain_text
+    await chat.send("/add cs")
+    (added,) = await chat.send("3 Read the book")  # gap and title at the gap step
+    assert "Added to cs: Read the book" in added.plain_text
+    await chat.send("/energy")
+    (split,) = await chat.send("60/40")
+    assert "ibm 60% · cs 40%" in split.plain_text
+    await chat.send("/energy")
+    (wrong,) = await chat.send("60/50")
+    assert "must add up to 100%" in wrong.plain_text
+    await chat.send("/block")
+    await chat.send("cs")
+    (blocked,) = await chat.send("No reason")
+    assert "cs is blocked. No idle nudges" in blocked.plain_text
+    await chat.send("/progress")
+    (progress,) = await chat.send("ibm 40")
+    assert "ibm progress set to 40%" in progress.plain_text
+    assert await rows(db, "select blocked_reason from theaters where arm_type = 'cs'") == [
+        {"blocked_reason": None}
+    ]
+
+
+async def test_quick_capture_offers_only_what_the_text_fits(bot: BotEnv, db: Database) -> None:
+    chat = await started(bot, 6112)
+    (offer,) = await chat.send("x" * 300)
+    labels = [label for row in offer.buttons for label, _ in row]
+    assert labels == ["💡 Reflection"]
+    assert "too long for an NBA title or a log" in offer.plain_text
+    (nothing,) = await chat.send("y" * 2500)
+    assert "too long to keep" in nothing.plain_text and not nothing.buttons
+    await chat.press(offer, "💡 Reflection")  # the earlier offer was replaced: closed
+    assert chat.emu.calls("answerCallbackQuery")[-1].params["text"] == "This question is closed."
+    (offer,) = await chat.send("<b>kept</b> & exact")
+    await chat.press(offer, "💡 Reflection")
+    await chat.press(chat.message(offer.message_id), "cs · study")
+    assert await rows(db, "select evidence from reflections") == [
+        {"evidence": "<b>kept</b> & exact"}
+    ]
