@@ -1169,12 +1169,6 @@ async def shift_energy_toward(
         return ibm, cs
 
 
-async def ledger_rows(db: Database, principal: Principal) -> list[LedgerRow]:
-    """The user's nudge ledger, newest first."""
-    async with db.user_uow(principal, read_only=True) as uow:
-        return await ledger.for_user(uow)
-
-
 __all__ = [
     "Blocked",
     "BriefNudge",

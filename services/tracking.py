@@ -250,22 +250,6 @@ async def set_energy(
         return ibm, cs
 
 
-async def shift_energy(
-    db: Database, user_id: Principal, towards: Arm, points: int, now: datetime
-) -> tuple[int, int]:
-    """Move ``points`` of energy towards one theater (clamped to 0-100)."""
-    async with db.user_uow(user_id) as uow:
-        await state.begin_write(uow)
-        metrics = await global_metrics.get(uow)
-        assert metrics is not None
-        delta = points if towards == "ibm" else -points
-        ibm, cs = rules.energy_split(min(100, max(0, metrics.energy_allocation_ibm + delta)))
-        await theaters.set_energy(uow, ibm, cs, now)
-        await global_metrics.set_energy(uow, ibm, cs, now)
-        await uow.commit()
-        return ibm, cs
-
-
 async def block(
     db: Database,
     user_id: Principal,
