@@ -23,7 +23,7 @@ from telegram.ext import Application, CallbackQueryHandler, ChatMemberHandler
 from handlers import render
 from handlers.callbacks import BadCallback, Callback, decode, encode, pattern
 from handlers.common import Context, answer_and_edit, deps, me, message_key, now
-from handlers.render import esc, keyboard, num, short
+from handlers.render import CAPACITY_CHOICES, esc, keyboard, num, short
 from services import accounts, nba, nudges, tracking
 from services.db import Database, DatabaseUnavailable, TelegramUser
 from services.errors import DomainError
@@ -34,7 +34,6 @@ logger = logging.getLogger(__name__)
 LOG_MINUTES = 25
 SNOOZE = timedelta(days=1)
 SHIFT_POINTS = 10
-CAPACITY_CHOICES = (30, 35, 40, 45, 50, 60)
 _TITLE = 80
 _EVIDENCE = 80
 

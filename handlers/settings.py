@@ -21,7 +21,7 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 from handlers.callbacks import BadCallback, Callback, pattern
 from handlers.common import Context, Usage, args_of, deps, me, now
 from handlers.conversation import CLOSED, Button, Buttons, Flow, Turn, flow, start
-from handlers.render import esc
+from handlers.render import CAPACITY_CHOICES, esc
 from handlers.usage import SETTINGS_USAGE
 from services import nudges, preferences
 from services.errors import DomainError
@@ -45,7 +45,6 @@ BRIEF_CHOICES = (time(6), time(7), time(8), time(9))
 REVIEW_TIMES = (time(9), time(12), time(18), time(20))
 IDLE_CHOICES = (24, 48, 72, 96, 168)
 THRESHOLD_CHOICES = (60, 70, 80, 90, 100)
-CAPACITY_CHOICES = (30, 35, 40, 45, 50, 60)
 #: what people type for a setting (one-line form, or on the menu) → the setting (a step)
 _ALIASES = {
     "tz": "tz",
