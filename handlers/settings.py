@@ -26,7 +26,14 @@ from handlers.usage import SETTINGS_USAGE
 from services import nudges, preferences
 from services.errors import DomainError
 from services.models import UserSettings
-from services.validation import parse_int
+from services.validation import (
+    DAY_NAMES,
+    is_off,
+    parse_clock,
+    parse_int,
+    parse_quiet,
+    parse_review,
+)
 
 ZONES = (
     "UTC",
@@ -112,7 +119,7 @@ def describe_brief(s: UserSettings) -> str:
 def describe_review(s: UserSettings) -> str:
     if s.review_day is None or s.review_time is None:
         return "off"
-    return f"{nudges.DAY_NAMES[s.review_day]} {clock(s.review_time)}"
+    return f"{DAY_NAMES[s.review_day]} {clock(s.review_time)}"
 
 
 def render_settings(s: UserSettings, note: str | None = None) -> str:
@@ -184,12 +191,12 @@ def submenu(field: str, s: UserSettings, day: int | None = None) -> tuple[str, B
             "Pick a day, or type a day and a time like <code>sun 18:00</code>"
             " (or <code>off</code>):"
         )
-        days: list[Button] = [(name[:3], ("rd", n)) for n, name in enumerate(nudges.DAY_NAMES)]
+        days: list[Button] = [(name[:3], ("rd", n)) for n, name in enumerate(DAY_NAMES)]
         rows = [*_choice_rows(days, 4), [("Off", ("rv", "off"))]]
     elif field == "review":
         assert day is not None
         text = (
-            f"📅 Weekly review on <b>{nudges.DAY_NAMES[day]}</b>: pick a time, or type one like"
+            f"📅 Weekly review on <b>{DAY_NAMES[day]}</b>: pick a time, or type one like"
             " <code>18:30</code>:"
         )
         rows = [[(clock(t), ("rv", day, _hhmm(t))) for t in REVIEW_TIMES]]
@@ -225,7 +232,7 @@ def changes_from_text(field: str, text: str, day: int | None = None) -> tuple[di
         zone = preferences.timezone_or_hint(text)
         return {"timezone": zone}, f"✅ Time zone set to {esc(zone)}."
     if field == "quiet":
-        quiet = nudges.parse_quiet(text)
+        quiet = parse_quiet(text)
         if quiet is None:
             return {"quiet_start": None, "quiet_end": None}, "✅ Quiet hours off."
         start, end = quiet
@@ -234,26 +241,26 @@ def changes_from_text(field: str, text: str, day: int | None = None) -> tuple[di
             f"✅ Quiet hours {clock(start)}–{clock(end)}.",
         )
     if field == "brief":
-        if nudges.is_off(text):
+        if is_off(text):
             return {"brief_time": None}, "✅ Daily brief off."
-        at = nudges.parse_clock(text)
+        at = parse_clock(text)
         return {"brief_time": at}, f"✅ Daily brief at {clock(at)}."
     if field == "review":
-        if nudges.is_off(text):
+        if is_off(text):
             return {"review_day": None, "review_time": None}, "✅ Weekly review off."
         review: tuple[int, time] | None
         if day is None:
-            review = nudges.parse_review(text)
+            review = parse_review(text)
         else:
             try:  # "sun 18:00" still picks another day
-                review = nudges.parse_review(text)
+                review = parse_review(text)
             except DomainError:
-                review = (day, nudges.parse_clock(text))
+                review = (day, parse_clock(text))
         assert review is not None
         d, at = review
         return (
             {"review_day": d, "review_time": at},
-            f"✅ Weekly review on {nudges.DAY_NAMES[d]} at {clock(at)}.",
+            f"✅ Weekly review on {DAY_NAMES[d]} at {clock(at)}.",
         )
     if field == "idle":
         hours = parse_int(text, "idle threshold")

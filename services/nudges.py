@@ -46,7 +46,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import re
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -57,9 +56,9 @@ from typing import Any, ClassVar, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from services import accounts, durations, rules, sanity, state, validation
+from services import accounts, rules, sanity, state, validation
 from services.db import Database, Principal, UnitOfWork
-from services.errors import DomainError, NotLinked, OutOfRange
+from services.errors import DomainError, InvalidSetting, NotLinked, OutOfRange
 from services.models import ARMS, Arm, NbaItem, Theater, TheaterStatus, UserSettings
 from services.repos import execution_logs, global_metrics, nba_items, scan, telegram_links
 from services.repos import nudges as ledger
@@ -946,10 +945,6 @@ async def _build_review(
 # --- the user's nudge settings ----------------------------------------------------------------
 
 
-class InvalidSetting(DomainError):
-    """A setting typed in a form the bot does not understand (the message says which)."""
-
-
 class EnergyChanged(DomainError):
     """The energy split changed since the button was made."""
 
@@ -971,63 +966,6 @@ SETTING_NAMES = frozenset(
         "weekly_capacity_hours",
     }
 )
-DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_OFF = frozenset({"off", "none", "no", "never", "disable", "disabled", "stop", "-"})
-_RANGE_SPLIT = re.compile(r"\s*(?:-|–|—|\bto\b)\s*")
-
-
-def _quote(text: str) -> str:
-    one = " ".join(text.split())
-    return f"'{one[:39]}…'" if len(one) > 40 else f"'{one}'"
-
-
-def is_off(text: str) -> bool:
-    return text.strip().lower() in _OFF
-
-
-def parse_clock(text: str, field: str = "Time") -> time:
-    """A time of day as people type it: 08:00, 8:00, 8.00, 0800, 8, 7am, 7:30 pm, noon."""
-    try:
-        return durations.parse_clock(text, field)
-    except durations.NotAClockTime as exc:
-        raise InvalidSetting(exc.user_message) from None
-
-
-def parse_quiet(text: str) -> tuple[time, time] | None:
-    """Quiet hours typed as 22:00-08:00 (may wrap midnight), or off."""
-    if is_off(text):
-        return None
-    parts = _RANGE_SPLIT.split(text.strip())
-    if len(parts) != 2 or not all(parts):
-        raise InvalidSetting(
-            f"Quiet hours must look like 22:00-08:00, or off (got {_quote(text)})."
-        )
-    start, end = parse_clock(parts[0], "Start"), parse_clock(parts[1], "End")
-    if start == end:
-        raise InvalidSetting("Quiet hours need different start and end times (or send off).")
-    return start, end
-
-
-def parse_day(text: str) -> int:
-    """A weekday typed as a name or its first three letters (0 = Monday … 6 = Sunday)."""
-    value = text.strip().lower()
-    for n, name in enumerate(DAY_NAMES):
-        if len(value) >= 2 and name.lower().startswith(value):
-            return n
-    raise InvalidSetting(f"Unknown day {_quote(text)}: use mon, tue, wed, thu, fri, sat or sun.")
-
-
-def parse_review(text: str) -> tuple[int, time] | None:
-    """The weekly review typed as a day and a time (sun 18:00), or off."""
-    if is_off(text):
-        return None
-    parts = text.split(maxsplit=1)  # the time may be two words: "sun 7:30 pm"
-    if len(parts) != 2:
-        raise InvalidSetting(
-            "The weekly review needs a day and a time, e.g. sun 18:00, or off"
-            f" (got {_quote(text)})."
-        )
-    return parse_day(parts[0]), parse_clock(parts[1])
 
 
 def _validate(changes: dict[str, Any]) -> dict[str, Any]:
@@ -1174,7 +1112,6 @@ __all__ = [
     "BriefNudge",
     "EnergyChanged",
     "IdleNudge",
-    "InvalidSetting",
     "NbaLine",
     "Nudge",
     "NudgeKind",
