@@ -23,9 +23,10 @@ from handlers.common import Context, Usage, args_of, deps, me, now
 from handlers.conversation import CLOSED, Button, Buttons, Flow, Turn, flow, start
 from handlers.render import CAPACITY_CHOICES, esc
 from handlers.usage import SETTINGS_USAGE
-from services import nudges, preferences
+from services import preferences
 from services.errors import DomainError
 from services.models import UserSettings
+from services.nudges.settings import get_settings, update_settings
 from services.validation import (
     DAY_NAMES,
     is_off,
@@ -325,7 +326,7 @@ class NotASetting(DomainError):
 async def _saved(turn: Turn[SettingsDraft], changes: dict[str, Any], note: str) -> None:
     """Store the changes, then show the menu again with a note of what changed (for a typed
     value in a new message, under the person's own)."""
-    saved = await nudges.update_settings(turn.db, turn.who, now=turn.now, **changes)
+    saved = await update_settings(turn.db, turn.who, now=turn.now, **changes)
     if turn.update.callback_query is not None:
         turn.toast = "Saved."
     turn.ask(MENU, SettingsDraft(), render_settings(saved, note), MENU_BUTTONS)
@@ -338,10 +339,10 @@ async def _button(turn: Turn[SettingsDraft], press: Callback) -> None:
     if verb in _FIELD_OF_MENU or verb == "rd":
         day = press.number(0, 0, 6) if verb == "rd" else None
         field = _FIELD_OF_MENU.get(verb, "review")
-        text, buttons = submenu(field, await nudges.get_settings(turn.db, turn.who), day)
+        text, buttons = submenu(field, await get_settings(turn.db, turn.who), day)
         turn.ask(field, SettingsDraft(day), text, buttons)
     elif verb == "m":
-        s = await nudges.get_settings(turn.db, turn.who)
+        s = await get_settings(turn.db, turn.who)
         turn.ask(MENU, SettingsDraft(), render_settings(s), MENU_BUTTONS)
     elif verb == "x":
         turn.finish("⚙️ Settings saved. /settings changes them again.", toast="Saved.")
@@ -380,7 +381,7 @@ async def settings_command(update: Update, context: Context) -> None:
     args = args_of(context)
     db, who = deps(context).db, me(update)
     if not args:
-        s = await nudges.get_settings(db, who)
+        s = await get_settings(db, who)
         await start(
             update, context, SETTINGS, MENU, SettingsDraft(), render_settings(s), MENU_BUTTONS
         )
@@ -389,7 +390,7 @@ async def settings_command(update: Update, context: Context) -> None:
     if field is None or len(args) < 2:
         raise Usage(SETTINGS_USAGE)
     changes, note = changes_from_text(field, " ".join(args[1:]))
-    saved = await nudges.update_settings(db, who, now=now(context), **changes)
+    saved = await update_settings(db, who, now=now(context), **changes)
     text = render_settings(saved, note)
     await start(update, context, SETTINGS, MENU, SettingsDraft(), text, MENU_BUTTONS)
 
