@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 
-from services import nudges as rules_nudges
+from services.nudges import localtime, planning
 from services.rules import theater_status
 
 ARMS = ("ibm", "cs")
@@ -183,9 +183,7 @@ class Population:
         self._capacities = _weighted(CAPACITIES)
         # Zones outside the default quiet hours at ``now``: where due idle/overload users live.
         self.awake_zones = [
-            z
-            for z, _ in ZONES
-            if not rules_nudges.in_quiet(now, rules_nudges.zone(z), *DEFAULT_QUIET)
+            z for z, _ in ZONES if not localtime.in_quiet(now, localtime.zone(z), *DEFAULT_QUIET)
         ]
         if not self.awake_zones:
             raise ValueError(f"every zone is in quiet hours at {now}: pick another --now")
@@ -215,23 +213,23 @@ class Population:
 
     @lru_cache(maxsize=4096)  # noqa: B019 - one Population per run
     def _next_brief(self, zone: str, at: time) -> datetime:
-        return rules_nudges.next_daily(self.now, at, rules_nudges.zone(zone))
+        return localtime.next_daily(self.now, at, localtime.zone(zone))
 
     @lru_cache(maxsize=4096)  # noqa: B019
     def _latest_brief(self, zone: str, at: time) -> tuple[str, datetime]:
-        found = rules_nudges.latest_daily(self.now, at, rules_nudges.zone(zone))
+        found = localtime.latest_daily(self.now, at, localtime.zone(zone))
         assert found is not None
         return found[0].isoformat(), found[1]
 
     @lru_cache(maxsize=4096)  # noqa: B019
     def _next_review(self, zone: str, day: int, at: time) -> datetime:
-        return rules_nudges.next_weekly(self.now, day, at, rules_nudges.zone(zone))
+        return localtime.next_weekly(self.now, day, at, localtime.zone(zone))
 
     @lru_cache(maxsize=4096)  # noqa: B019
     def _latest_review(self, zone: str, day: int, at: time) -> tuple[str, datetime]:
-        found = rules_nudges.latest_weekly(self.now, day, at, rules_nudges.zone(zone))
+        found = localtime.latest_weekly(self.now, day, at, localtime.zone(zone))
         assert found is not None
-        return rules_nudges.iso_week(found[0]), found[1]
+        return localtime.iso_week(found[0]), found[1]
 
     # --- one chunk ----------------------------------------------------------------------------
 
@@ -269,12 +267,12 @@ class Population:
         review: tuple[int, time] | None = None
         brief_hint: object = KEEP
         review_hint: object = KEEP
-        tz = rules_nudges.zone(zone)
+        tz = localtime.zone(zone)
         if due == "brief":
             local = now.astimezone(tz) - timedelta(minutes=rng.randint(1, 300))
             brief_time = time(local.hour, local.minute)
             _, instant = self._latest_brief(zone, brief_time)
-            assert now - instant < rules_nudges.BRIEF_GRACE
+            assert now - instant < planning.BRIEF_GRACE
             brief_hint = instant  # the instant the previous scan scheduled
         elif rng.random() < 0.20:
             brief_time = rng.choice(BRIEF_TIMES)
@@ -289,7 +287,7 @@ class Population:
             local = now.astimezone(tz) - timedelta(minutes=rng.randint(60, 48 * 60))
             review = (local.weekday(), time(local.hour, local.minute))
             _, instant = self._latest_review(zone, *review)
-            assert now - instant < rules_nudges.REVIEW_GRACE
+            assert now - instant < planning.REVIEW_GRACE
             review_hint = instant
         elif rng.random() < 0.10:
             review = rng.choice(REVIEWS)
@@ -362,7 +360,7 @@ class Population:
                         f"{uid}\tidle\t{arm}\t{idle_key_prefix(arm, la)}{n}\tsent\t1"
                         f"\t{ts(last)}\t{ts(last + timedelta(seconds=1))}\t\\N\t\\N\t{ts(la)}"
                     )
-                hint = last + rules_nudges.IDLE_REPEAT
+                hint = last + planning.IDLE_REPEAT
                 assert hint > now
             elif arm == odd_arm and state == "blocked":
                 la = now - timedelta(hours=h + rng.uniform(24, 24 * 40))
@@ -423,7 +421,7 @@ class Population:
                 f"{uid}\toverload\t\\N\toverload:after:none\tsent\t1\t{ts(sent)}"
                 f"\t{ts(sent + timedelta(seconds=1))}\t{risk}\t\\N\t\\N"
             )
-            out.fix_overload.append(f"{uid}\t{ts(sent + rules_nudges.OVERLOAD_REPEAT)}")
+            out.fix_overload.append(f"{uid}\t{ts(sent + planning.OVERLOAD_REPEAT)}")
             c["state:overload_nudged"] += 1
         else:
             risk = min(round(100 * minutes_7d / (capacity * 60), 2), threshold - 1)

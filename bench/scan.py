@@ -16,7 +16,7 @@ same transaction. Exactly ``round(N × --due-fraction)`` users have one due nudg
 overload, brief and review by turns). The hints are checked (rows whose hint has passed =
 the due ones), then ``VACUUM (ANALYZE)`` and a checkpoint.
 
-Then ``services.nudges.run_scan(db, now, None, dry_run=True)`` (the four decision queries
+Then ``services.nudges.scan.run_scan(db, now, None, dry_run=True)`` (the four decision queries
 of ``services/repos/scan.py`` and the retry count, in the product's own pool and
 transactions, without claiming) runs ``--warmup`` times unrecorded and ``--repeat`` times
 timed, with ``now`` fixed; ``--explain`` prints ``EXPLAIN (ANALYZE, BUFFERS)`` of each of
@@ -55,9 +55,10 @@ from benchlib import print_machine  # noqa: E402
 from psycopg.conninfo import conninfo_to_dict, make_conninfo  # noqa: E402
 
 from bot.embedded_db import EmbeddedPostgres  # noqa: E402
-from services import nudges  # noqa: E402
 from services.db import Database  # noqa: E402
 from services.migrations import apply_migrations  # noqa: E402
+from services.nudges import delivery, planning  # noqa: E402
+from services.nudges import scan as nudge_scan  # noqa: E402
 from services.repos import nudges as ledger_sql  # noqa: E402
 from services.repos import scan as scan_sql  # noqa: E402
 
@@ -309,7 +310,7 @@ def vacuum(dsn: str) -> float:
 
 def _queries(now: datetime) -> list[tuple[str, str, Mapping[str, Any] | Sequence[Any]]]:
     """The scan's statements with the parameters ``claim_due``/``run_scan`` give them."""
-    lease = now + nudges.LEASE
+    lease = now + delivery.LEASE
     return [
         (
             "idle candidates (scan.IDLE_CANDIDATES)",
@@ -317,9 +318,9 @@ def _queries(now: datetime) -> list[tuple[str, str, Mapping[str, Any] | Sequence
             {
                 "now": now,
                 "lease": lease,
-                "repeat": nudges.IDLE_REPEAT,
-                "max_idle": nudges.IDLE_MAX_PER_EPISODE,
-                "limit": nudges.SCAN_LIMIT,
+                "repeat": planning.IDLE_REPEAT,
+                "max_idle": planning.IDLE_MAX_PER_EPISODE,
+                "limit": nudge_scan.SCAN_LIMIT,
             },
         ),
         (
@@ -328,20 +329,20 @@ def _queries(now: datetime) -> list[tuple[str, str, Mapping[str, Any] | Sequence
             {
                 "now": now,
                 "lease": lease,
-                "repeat": nudges.OVERLOAD_REPEAT,
-                "rise": nudges.OVERLOAD_RISE,
-                "limit": nudges.SCAN_LIMIT,
+                "repeat": planning.OVERLOAD_REPEAT,
+                "rise": planning.OVERLOAD_RISE,
+                "limit": nudge_scan.SCAN_LIMIT,
             },
         ),
         (
             "brief candidates (scan.BRIEF_CANDIDATES)",
             scan_sql.BRIEF_CANDIDATES,
-            {"now": now, "limit": nudges.SCAN_LIMIT},
+            {"now": now, "limit": nudge_scan.SCAN_LIMIT},
         ),
         (
             "review candidates (scan.REVIEW_CANDIDATES)",
             scan_sql.REVIEW_CANDIDATES,
-            {"now": now, "limit": nudges.SCAN_LIMIT},
+            {"now": now, "limit": nudge_scan.SCAN_LIMIT},
         ),
         ("retries due (repos.nudges._COUNT_RETRIES)", ledger_sql._COUNT_RETRIES, (now,)),
     ]
@@ -362,19 +363,19 @@ def explain(dsn: str, now: datetime) -> None:
 
 async def measure(
     dsn: str, now: datetime, warmup: int, repeat: int
-) -> tuple[list[float], nudges.ScanReport, int]:
+) -> tuple[list[float], nudge_scan.ScanReport, int]:
     db = Database(dsn, max_size=2, min_size=1, timeout=30.0, name="bench-scan")
     await db.open()
     try:
-        report = nudges.ScanReport()
+        report = nudge_scan.ScanReport()
         for _ in range(warmup):
-            report = await nudges.run_scan(db, now, None, dry_run=True)
+            report = await nudge_scan.run_scan(db, now, None, dry_run=True)
         times = []
         for _ in range(repeat):
             started = time.perf_counter()
-            report = await nudges.run_scan(db, now, None, dry_run=True)
+            report = await nudge_scan.run_scan(db, now, None, dry_run=True)
             times.append(time.perf_counter() - started)
-        due = await nudges.due_count(db, now)
+        due = await nudge_scan.due_count(db, now)
     finally:
         await db.close()
     return times, report, due
@@ -416,9 +417,9 @@ def main(argv: list[str] | None = None) -> int:
         f"now={now.isoformat()} users={pop.n} due_users={pop.due_n}"
         f" ({args.due_fraction:g}) by kind: "
         + " ".join(f"{k}={expected[k]}" for k in ("idle", "overload", "brief", "review"))
-        + f"; scan limit per kind={nudges.SCAN_LIMIT}"
+        + f"; scan limit per kind={nudge_scan.SCAN_LIMIT}"
     )
-    capped = [k for k, v in expected.items() if v > nudges.SCAN_LIMIT]
+    capped = [k for k, v in expected.items() if v > nudge_scan.SCAN_LIMIT]
     if capped:
         print(f"note: more due {capped} than one scan takes; the rest waits for the next scan")
 
@@ -462,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         f" deferred={report.deferred} retried={report.retried}"
         f" by_kind={dict(sorted(report.by_kind.items()))}; due_count()={due}"
     )
-    want = sum(min(v, nudges.SCAN_LIMIT) for v in expected.values())
+    want = sum(min(v, nudge_scan.SCAN_LIMIT) for v in expected.values())
     if report.due != want or not hints_ok:
         print(f"WARNING: expected {want} due nudges")
     print(f"users={pop.n} due={report.due} scan_seconds={median:.4f}")

@@ -293,8 +293,8 @@ async def done_minutes(update: Update, context: Context) -> None:
     assert query is not None
     try:
         cb = decode(query.data)
-        result = await tracking.set_log_minutes(
-            deps(context).db, me(update), cb.uuid(0), cb.number(1, 1, 1440), now(context)
+        result = await tracking.edit_log(
+            deps(context).db, me(update), cb.uuid(0), now(context), minutes=cb.number(1, 1, 1440)
         )
     except BadCallback:
         await query.answer("That button is no longer valid.")

@@ -23,18 +23,29 @@ from telegram.ext import Application, CallbackQueryHandler, ChatMemberHandler
 from handlers import render
 from handlers.callbacks import BadCallback, Callback, decode, encode, pattern
 from handlers.common import Context, answer_and_edit, deps, me, message_key, now
-from handlers.render import esc, keyboard, num, short
-from services import accounts, nba, nudges, tracking
+from handlers.render import CAPACITY_CHOICES, esc, keyboard, num, short
+from services import accounts, nba, tracking
 from services.db import Database, DatabaseUnavailable, TelegramUser
 from services.errors import DomainError
 from services.models import ARMS, Arm
+from services.nudges import settings as nudge_settings
+from services.nudges.messages import (
+    Blocked,
+    BriefNudge,
+    IdleNudge,
+    Nudge,
+    OverloadNudge,
+    ReviewNudge,
+    Send,
+    SendFailed,
+)
+from services.nudges.scan import run_scan
 
 logger = logging.getLogger(__name__)
 
 LOG_MINUTES = 25
 SNOOZE = timedelta(days=1)
 SHIFT_POINTS = 10
-CAPACITY_CHOICES = (30, 35, 40, 45, 50, 60)
 _TITLE = 80
 _EVIDENCE = 80
 
@@ -42,23 +53,23 @@ _EVIDENCE = 80
 # --- the scan job ---------------------------------------------------------------------------
 
 
-def make_sender(bot: Bot) -> nudges.Send:
-    """A ``send`` for :func:`services.nudges.run_scan` that renders and sends one nudge."""
+def make_sender(bot: Bot) -> Send:
+    """A ``send`` for :func:`services.nudges.scan.run_scan` that renders and sends one nudge."""
 
-    async def send(chat_id: int, nudge: nudges.Nudge) -> None:
+    async def send(chat_id: int, nudge: Nudge) -> None:
         text, markup = render_nudge(nudge)
         try:
             await bot.send_message(chat_id, text, reply_markup=markup)
         except Forbidden as exc:
-            raise nudges.Blocked(_why(exc)) from exc
+            raise Blocked(_why(exc)) from exc
         except RetryAfter as exc:
-            raise nudges.SendFailed(False, _why(exc), retry_after=_seconds(exc)) from exc
+            raise SendFailed(False, _why(exc), retry_after=_seconds(exc)) from exc
         except BadRequest as exc:  # before NetworkError: BadRequest subclasses it
-            raise nudges.SendFailed(True, _why(exc)) from exc
+            raise SendFailed(True, _why(exc)) from exc
         except NetworkError as exc:  # includes TimedOut and 5xx
-            raise nudges.SendFailed(False, _why(exc)) from exc
+            raise SendFailed(False, _why(exc)) from exc
         except TelegramError as exc:
-            raise nudges.SendFailed(False, _why(exc)) from exc
+            raise SendFailed(False, _why(exc)) from exc
 
     return send
 
@@ -78,7 +89,7 @@ async def nudge_scan_job(context: Context) -> None:
     """Run one nudge scan: decide, claim and send what is due (the repeating job)."""
     d = deps(context)
     try:
-        report = await nudges.run_scan(d.db, d.clock(), make_sender(context.bot))
+        report = await run_scan(d.db, d.clock(), make_sender(context.bot))
     except DatabaseUnavailable as exc:
         logger.warning("nudge scan skipped: database unavailable (%s)", exc)
         return
@@ -108,7 +119,7 @@ def _hours(minutes: int) -> str:
     return num((Decimal(minutes) / 60).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
 
 
-def render_idle(n: nudges.IdleNudge) -> str:
+def render_idle(n: IdleNudge) -> str:
     lines = [
         f"🔴 <b>{esc(n.arm)}</b> has been idle for {_days(n.days_idle)}"
         f" (last activity {esc(render.when(n.last_activity, n.timezone))})."
@@ -123,7 +134,7 @@ def render_idle(n: nudges.IdleNudge) -> str:
     return "\n".join(lines)
 
 
-def idle_keyboard(n: nudges.IdleNudge) -> InlineKeyboardMarkup:
+def idle_keyboard(n: IdleNudge) -> InlineKeyboardMarkup:
     log = (
         encode("g", "lg", n.arm, n.current.item_id)
         if n.current is not None
@@ -140,7 +151,7 @@ def idle_keyboard(n: nudges.IdleNudge) -> InlineKeyboardMarkup:
     )
 
 
-def render_overload(n: nudges.OverloadNudge) -> str:
+def render_overload(n: OverloadNudge) -> str:
     o = n.overload
     return (
         f"⚠️ Overload risk <b>{num(o.risk)}%</b>, at or over your {n.threshold}% threshold.\n"
@@ -155,7 +166,7 @@ def overload_keyboard() -> InlineKeyboardMarkup:
     )
 
 
-def render_brief(n: nudges.BriefNudge) -> str:
+def render_brief(n: BriefNudge) -> str:
     lines = [f"☀️ <b>Daily brief</b> · {n.local_date.strftime('%a %d %b')}"]
     for t in n.theaters:
         icon = render.STATUS_ICON.get(t.status, "")
@@ -184,7 +195,7 @@ def brief_keyboard() -> InlineKeyboardMarkup:
     return keyboard([[(f"View {arm}", encode("n", "v", arm)) for arm in ARMS]])
 
 
-def render_review(n: nudges.ReviewNudge) -> str:
+def render_review(n: ReviewNudge) -> str:
     lines = [f"📅 <b>Weekly review</b> · {esc(n.week)} (the last 7 days)"]
     for t in n.theaters:
         lines.append("")
@@ -215,20 +226,20 @@ def render_review(n: nudges.ReviewNudge) -> str:
     return "\n".join(lines)
 
 
-def review_keyboard(n: nudges.ReviewNudge) -> InlineKeyboardMarkup | None:
+def review_keyboard(n: ReviewNudge) -> InlineKeyboardMarkup | None:
     if not n.can_shift or n.drifted is None:
         return None
     data = encode("g", "sh", n.drifted, n.energy_ibm)
     return keyboard([[(f"⚖ Shift energy {SHIFT_POINTS} points to {n.drifted}", data)]])
 
 
-def render_nudge(n: nudges.Nudge) -> tuple[str, InlineKeyboardMarkup | None]:
+def render_nudge(n: Nudge) -> tuple[str, InlineKeyboardMarkup | None]:
     """The message and buttons of any nudge."""
-    if isinstance(n, nudges.IdleNudge):
+    if isinstance(n, IdleNudge):
         return render_idle(n), idle_keyboard(n)
-    if isinstance(n, nudges.OverloadNudge):
+    if isinstance(n, OverloadNudge):
         return render_overload(n), overload_keyboard()
-    if isinstance(n, nudges.BriefNudge):
+    if isinstance(n, BriefNudge):
         return render_brief(n), brief_keyboard()
     return render_review(n), review_keyboard(n)
 
@@ -301,7 +312,7 @@ async def snooze_theater(
     arm = cb.arm(0)
     until = t + SNOOZE
     await tracking.snooze(db, who, arm, until, t)
-    settings = await nudges.get_settings(db, who)
+    settings = await nudge_settings.get_settings(db, who)
     await answer_and_edit(
         update,
         "Snoozed for a day.",
@@ -329,8 +340,8 @@ async def snooze_overload(
     update: Update, cb: Callback, db: Database, who: TelegramUser, t: Any
 ) -> None:
     """No overload nudges for a day."""
-    until = await nudges.snooze_overload(db, who, t + SNOOZE, t)
-    settings = await nudges.get_settings(db, who)
+    until = await nudge_settings.snooze_overload(db, who, t + SNOOZE, t)
+    settings = await nudge_settings.get_settings(db, who)
     await answer_and_edit(
         update,
         "Snoozed for a day.",
@@ -343,7 +354,7 @@ async def capacity_menu(
     update: Update, cb: Callback, db: Database, who: TelegramUser, t: Any
 ) -> None:
     """Offer weekly capacities as buttons."""
-    settings = await nudges.get_settings(db, who)
+    settings = await nudge_settings.get_settings(db, who)
     await answer_and_edit(
         update,
         None,
@@ -358,7 +369,7 @@ async def set_capacity(
 ) -> None:
     """Store the chosen weekly capacity and show the new risk."""
     hours = cb.number(0, 1, 168)
-    overload = await nudges.set_capacity(db, who, hours, t)
+    overload = await nudge_settings.set_capacity(db, who, hours, t)
     await answer_and_edit(
         update,
         f"Capacity set to {hours} h.",
@@ -374,8 +385,8 @@ async def shift_energy(
     arm = cb.arm(0)
     expected = cb.number(1, 0, 100)
     try:
-        ibm, cs = await nudges.shift_energy_toward(db, who, arm, SHIFT_POINTS, expected, t)
-    except nudges.EnergyChanged as exc:
+        ibm, cs = await nudge_settings.shift_energy_toward(db, who, arm, SHIFT_POINTS, expected, t)
+    except nudge_settings.EnergyChanged as exc:
         await answer_and_edit(update, "That changed.", esc(exc.user_message))
         return
     await answer_and_edit(update, "Energy shifted.", f"⚖ Energy now ibm {ibm}% · cs {cs}%.")

@@ -24,7 +24,7 @@ from telegram.ext import Application, CallbackQueryHandler
 from handlers.callbacks import BadCallback, Callback
 from handlers.common import Context
 from handlers.conversation import CLOSED, Buttons, Flow, Turn, flow, start
-from handlers.render import esc
+from handlers.render import CAPACITY_CHOICES, esc
 from services import preferences
 from services.models import UserSettings
 from services.validation import CAPACITY_HOURS_RANGE, parse_int
@@ -38,7 +38,6 @@ COMMON_ZONES = (
     "Asia/Tokyo",
     "UTC",
 )
-CAPACITY_CHOICES = (20, 30, 40, 50, 60)
 BRIEF_CHOICES = ("07:30", "08:00", "09:00")
 #: callback data can't hold ":", so a brief button carries "0730"
 BRIEF_BY_CODE = {t.replace(":", ""): t for t in BRIEF_CHOICES}

@@ -25,6 +25,8 @@ from services.tracking import LogResult, UndoResult
 
 MESSAGE_LIMIT = 4096
 MINUTE_CHOICES = (15, 25, 45, 60, 90)
+#: Weekly capacities (hours) offered as buttons: onboarding, /settings, the overload nudge.
+CAPACITY_CHOICES = (30, 35, 40, 45, 50, 60)
 STATUS_ICON = {"active": "🟢", "warm": "🟡", "idle": "🔴", "blocked": "⛔"}
 ARM_NAME = {"ibm": "ibm · job", "cs": "cs · study"}
 

@@ -21,12 +21,20 @@ from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 from handlers.callbacks import BadCallback, Callback, pattern
 from handlers.common import Context, Usage, args_of, deps, me, now
 from handlers.conversation import CLOSED, Button, Buttons, Flow, Turn, flow, start
-from handlers.render import esc
+from handlers.render import CAPACITY_CHOICES, esc
 from handlers.usage import SETTINGS_USAGE
-from services import nudges, preferences
+from services import preferences
 from services.errors import DomainError
 from services.models import UserSettings
-from services.validation import parse_int
+from services.nudges.settings import get_settings, update_settings
+from services.validation import (
+    DAY_NAMES,
+    is_off,
+    parse_clock,
+    parse_int,
+    parse_quiet,
+    parse_review,
+)
 
 ZONES = (
     "UTC",
@@ -45,7 +53,6 @@ BRIEF_CHOICES = (time(6), time(7), time(8), time(9))
 REVIEW_TIMES = (time(9), time(12), time(18), time(20))
 IDLE_CHOICES = (24, 48, 72, 96, 168)
 THRESHOLD_CHOICES = (60, 70, 80, 90, 100)
-CAPACITY_CHOICES = (30, 35, 40, 45, 50, 60)
 #: what people type for a setting (one-line form, or on the menu) → the setting (a step)
 _ALIASES = {
     "tz": "tz",
@@ -113,7 +120,7 @@ def describe_brief(s: UserSettings) -> str:
 def describe_review(s: UserSettings) -> str:
     if s.review_day is None or s.review_time is None:
         return "off"
-    return f"{nudges.DAY_NAMES[s.review_day]} {clock(s.review_time)}"
+    return f"{DAY_NAMES[s.review_day]} {clock(s.review_time)}"
 
 
 def render_settings(s: UserSettings, note: str | None = None) -> str:
@@ -185,12 +192,12 @@ def submenu(field: str, s: UserSettings, day: int | None = None) -> tuple[str, B
             "Pick a day, or type a day and a time like <code>sun 18:00</code>"
             " (or <code>off</code>):"
         )
-        days: list[Button] = [(name[:3], ("rd", n)) for n, name in enumerate(nudges.DAY_NAMES)]
+        days: list[Button] = [(name[:3], ("rd", n)) for n, name in enumerate(DAY_NAMES)]
         rows = [*_choice_rows(days, 4), [("Off", ("rv", "off"))]]
     elif field == "review":
         assert day is not None
         text = (
-            f"📅 Weekly review on <b>{nudges.DAY_NAMES[day]}</b>: pick a time, or type one like"
+            f"📅 Weekly review on <b>{DAY_NAMES[day]}</b>: pick a time, or type one like"
             " <code>18:30</code>:"
         )
         rows = [[(clock(t), ("rv", day, _hhmm(t))) for t in REVIEW_TIMES]]
@@ -226,7 +233,7 @@ def changes_from_text(field: str, text: str, day: int | None = None) -> tuple[di
         zone = preferences.timezone_or_hint(text)
         return {"timezone": zone}, f"✅ Time zone set to {esc(zone)}."
     if field == "quiet":
-        quiet = nudges.parse_quiet(text)
+        quiet = parse_quiet(text)
         if quiet is None:
             return {"quiet_start": None, "quiet_end": None}, "✅ Quiet hours off."
         start, end = quiet
@@ -235,26 +242,26 @@ def changes_from_text(field: str, text: str, day: int | None = None) -> tuple[di
             f"✅ Quiet hours {clock(start)}–{clock(end)}.",
         )
     if field == "brief":
-        if nudges.is_off(text):
+        if is_off(text):
             return {"brief_time": None}, "✅ Daily brief off."
-        at = nudges.parse_clock(text)
+        at = parse_clock(text)
         return {"brief_time": at}, f"✅ Daily brief at {clock(at)}."
     if field == "review":
-        if nudges.is_off(text):
+        if is_off(text):
             return {"review_day": None, "review_time": None}, "✅ Weekly review off."
         review: tuple[int, time] | None
         if day is None:
-            review = nudges.parse_review(text)
+            review = parse_review(text)
         else:
             try:  # "sun 18:00" still picks another day
-                review = nudges.parse_review(text)
+                review = parse_review(text)
             except DomainError:
-                review = (day, nudges.parse_clock(text))
+                review = (day, parse_clock(text))
         assert review is not None
         d, at = review
         return (
             {"review_day": d, "review_time": at},
-            f"✅ Weekly review on {nudges.DAY_NAMES[d]} at {clock(at)}.",
+            f"✅ Weekly review on {DAY_NAMES[d]} at {clock(at)}.",
         )
     if field == "idle":
         hours = parse_int(text, "idle threshold")
@@ -309,7 +316,7 @@ def changes_from_button(cb: Callback) -> tuple[dict[str, Any], str]:
 async def _saved(turn: Turn[SettingsDraft], changes: dict[str, Any], note: str) -> None:
     """Store the changes, then show the menu again with a note of what changed (for a typed
     value in a new message, under the person's own)."""
-    saved = await nudges.update_settings(turn.db, turn.who, now=turn.now, **changes)
+    saved = await update_settings(turn.db, turn.who, now=turn.now, **changes)
     if turn.update.callback_query is not None:
         turn.toast = "Saved."
     turn.ask(MENU, SettingsDraft(), render_settings(saved, note), MENU_BUTTONS)
@@ -322,10 +329,10 @@ async def _button(turn: Turn[SettingsDraft], press: Callback) -> None:
     if verb in _FIELD_OF_MENU or verb == "rd":
         day = press.number(0, 0, 6) if verb == "rd" else None
         field = _FIELD_OF_MENU.get(verb, "review")
-        text, buttons = submenu(field, await nudges.get_settings(turn.db, turn.who), day)
+        text, buttons = submenu(field, await get_settings(turn.db, turn.who), day)
         turn.ask(field, SettingsDraft(day), text, buttons)
     elif verb == "m":
-        s = await nudges.get_settings(turn.db, turn.who)
+        s = await get_settings(turn.db, turn.who)
         turn.ask(MENU, SettingsDraft(), render_settings(s), MENU_BUTTONS)
     elif verb == "x":
         turn.finish("⚙️ Settings saved. /settings changes them again.", toast="Saved.")
@@ -372,7 +379,7 @@ async def settings_command(update: Update, context: Context) -> None:
     args = args_of(context)
     db, who = deps(context).db, me(update)
     if not args:
-        s = await nudges.get_settings(db, who)
+        s = await get_settings(db, who)
         await start(
             update, context, SETTINGS, MENU, SettingsDraft(), render_settings(s), MENU_BUTTONS
         )
@@ -381,7 +388,7 @@ async def settings_command(update: Update, context: Context) -> None:
     if field is None or len(args) < 2:
         raise Usage(SETTINGS_USAGE)
     changes, note = changes_from_text(field, " ".join(args[1:]))
-    saved = await nudges.update_settings(db, who, now=now(context), **changes)
+    saved = await update_settings(db, who, now=now(context), **changes)
     text = render_settings(saved, note)
     await start(update, context, SETTINGS, MENU, SettingsDraft(), text, MENU_BUTTONS)
 

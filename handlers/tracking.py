@@ -264,7 +264,7 @@ class FollowUp:
 
 
 async def _details_text(turn: Turn[FollowUp], text: str) -> None:
-    result = await tracking.set_log_details(turn.db, turn.who, turn.draft.record, text)
+    result = await tracking.edit_log(turn.db, turn.who, turn.draft.record, turn.now, details=text)
     turn.finish(f"📝 Details added to “{render.esc(result.log.action)}”.")
 
 

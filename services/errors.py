@@ -15,6 +15,7 @@ __all__ = [
     "Empty",
     "ForbiddenCharacter",
     "Implausible",
+    "InvalidSetting",
     "InvalidTheater",
     "InvalidTimezone",
     "NotANumber",
@@ -135,6 +136,10 @@ class InvalidTheater(DomainError):
         else:
             message = "Choose a theater: ibm or cs."
         super().__init__(message)
+
+
+class InvalidSetting(DomainError):
+    """A setting typed in a form the bot does not understand (the message says which)."""
 
 
 class InvalidTimezone(DomainError):

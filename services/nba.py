@@ -20,7 +20,7 @@ from uuid import UUID
 from services import rules, sanity, state, validation
 from services.db import Database, Principal, UnitOfWork
 from services.errors import Conflict, NotFound, NotLinked
-from services.models import ARMS, Arm, ExecutionLog, NbaItem, Theater, TheaterStatus
+from services.models import Arm, ExecutionLog, NbaItem, Theater, TheaterStatus
 from services.repos import execution_logs, nba_items
 from services.repos.nba_items import ItemContext
 
@@ -390,7 +390,3 @@ async def _earlier(uow: UnitOfWork, dedupe_key: str | None) -> ExecutionLog | No
     """The log recorded under ``dedupe_key`` (read only when a repeat is likely: the insert
     found the key taken, or the item is done already)."""
     return None if dedupe_key is None else await execution_logs.by_dedupe_key(uow, dedupe_key)
-
-
-async def all_theaters(db: Database, user_id: Principal, now: datetime) -> list[TheaterNba]:
-    return await view(db, user_id, ARMS, now)

@@ -1,6 +1,6 @@
 """Changing a user's preferences from typed text (onboarding, /settings).
 
-Storing them is :func:`services.nudges.update_settings`, the one place that validates
+Storing them is :func:`services.nudges.settings.update_settings`, the one place that validates
 ``user_settings`` changes and reschedules the nudges that depend on them; this module only
 turns what people type into values, and suggests time zones for near misses.
 """
@@ -11,11 +11,11 @@ import zoneinfo
 from datetime import datetime
 from typing import Any
 
-from services import nudges
 from services.db import Database, Principal
 from services.errors import InvalidTimezone
 from services.models import UserSettings
-from services.validation import check_timezone
+from services.nudges.settings import update_settings
+from services.validation import check_timezone, parse_clock
 
 __all__ = ["UnknownZone", "suggest_timezones", "timezone_or_hint", "update_preferences"]
 
@@ -59,7 +59,7 @@ async def update_preferences(
 ) -> UserSettings:
     """Store ``changes`` (column = value); times may be typed ("07:30"). See update_settings."""
     parsed = {
-        name: nudges.parse_clock(value) if name in _TIMES and isinstance(value, str) else value
+        name: parse_clock(value) if name in _TIMES and isinstance(value, str) else value
         for name, value in changes.items()
     }
-    return await nudges.update_settings(db, user_id, now=now, **parsed)
+    return await update_settings(db, user_id, now=now, **parsed)

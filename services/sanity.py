@@ -11,7 +11,7 @@ such a value from hurting anyone but its owner:
    the statement (``services/pgtypes.py``).
 3. What the bot reads is checked here before it is used (:func:`check`): the views then
    answer with :class:`UnreadableData`, which names the table and column and says what to do;
-   the nudge scan skips that one user (``services/nudges.py``).
+   the nudge scan skips that one user (``services/nudges/planning.py: skip_user``).
 """
 
 from __future__ import annotations

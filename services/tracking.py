@@ -114,33 +114,37 @@ def _duplicate(
     return LogResult(earlier, theater.status, rules.overload(inputs.minutes, capacity), True)
 
 
-async def set_log_minutes(
-    db: Database, user_id: Principal, log_id: UUID, minutes: int, now: datetime
+async def edit_log(
+    db: Database,
+    user_id: Principal,
+    log_id: UUID,
+    now: datetime,
+    *,
+    minutes: int | None = None,
+    details: str | None = None,
 ) -> LogResult:
-    """Attach minutes to a log after the fact (the Done confirmation's buttons)."""
-    minutes = validation.check_minutes(minutes)
+    """Change one of the user's logs after the fact: its minutes (the Done confirmation's
+    buttons) or its details (the follow-up question), one of the two.
+
+    New minutes change the load, so the overload risk is recomputed at ``now``; details leave
+    it as it was when the log was written."""
+    if (minutes is None) == (details is None):
+        raise ValueError("edit_log changes either the minutes or the details")
+    if minutes is not None:
+        minutes = validation.check_minutes(minutes)
+    cleaned = validation.clean_details(details) if details is not None else None
     async with db.user_uow(user_id) as uow:
         settings = await state.begin_write(uow)
-        changed = await execution_logs.set_duration(uow, log_id, minutes)
+        if minutes is not None:
+            changed = await execution_logs.set_duration(uow, log_id, minutes)
+        else:
+            changed = await execution_logs.set_details(uow, log_id, cleaned)
         if changed is None:
             raise NotFound("log")
-        overload = await state.recompute_risk(uow, now, settings)
-        theater = await state.theater(uow, changed.arm_type)
-        await uow.commit()
-        return LogResult(changed, theater.status, overload)
-
-
-async def set_log_details(
-    db: Database, user_id: Principal, log_id: UUID, details: str
-) -> LogResult:
-    """Add details to one of the user's logs."""
-    cleaned = validation.clean_details(details)
-    async with db.user_uow(user_id) as uow:
-        settings = await state.begin_write(uow)
-        changed = await execution_logs.set_details(uow, log_id, cleaned)
-        if changed is None:
-            raise NotFound("log")
-        overload = await state.risk_at(uow, changed.timestamp, settings.weekly_capacity_hours)
+        if minutes is not None:
+            overload = await state.recompute_risk(uow, now, settings)
+        else:
+            overload = await state.risk_at(uow, changed.timestamp, settings.weekly_capacity_hours)
         theater = await state.theater(uow, changed.arm_type)
         await uow.commit()
         return LogResult(changed, theater.status, overload)
@@ -246,22 +250,6 @@ async def set_energy(
         if not await global_metrics.set_energy(uow, ibm, cs, now, replayed=replayed):
             raise Superseded("energy split") if replayed else sanity.missing_metrics()
         await theaters.set_energy(uow, ibm, cs, now)
-        await uow.commit()
-        return ibm, cs
-
-
-async def shift_energy(
-    db: Database, user_id: Principal, towards: Arm, points: int, now: datetime
-) -> tuple[int, int]:
-    """Move ``points`` of energy towards one theater (clamped to 0-100)."""
-    async with db.user_uow(user_id) as uow:
-        await state.begin_write(uow)
-        metrics = await global_metrics.get(uow)
-        assert metrics is not None
-        delta = points if towards == "ibm" else -points
-        ibm, cs = rules.energy_split(min(100, max(0, metrics.energy_allocation_ibm + delta)))
-        await theaters.set_energy(uow, ibm, cs, now)
-        await global_metrics.set_energy(uow, ibm, cs, now)
         await uow.commit()
         return ibm, cs
 

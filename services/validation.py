@@ -3,18 +3,25 @@
 Text is trimmed first; lengths then count Python characters (code points), the unit in which
 Postgres ``char_length`` counts too. Numeric checks are inclusive at both ends. The limits are
 module constants so that handlers can quote them in usage lines.
+
+The nudge settings as people type them (a time of day, quiet hours, the weekly review's day
+and time, "off") are parsed here too, raising ``InvalidSetting``; the checks that span several
+settings (quiet start and end together) are made where they are stored.
 """
 
 from __future__ import annotations
 
 import re
 import zoneinfo
+from datetime import time
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 
+from services import durations
 from services.errors import (
     Empty,
     ForbiddenCharacter,
+    InvalidSetting,
     InvalidTimezone,
     NotANumber,
     OutOfRange,
@@ -26,6 +33,7 @@ __all__ = [
     "BLOCK_REASON_MAX",
     "CAPACITY_HOURS_RANGE",
     "CONTEXT_MAX",
+    "DAY_NAMES",
     "DESCRIPTION_MAX",
     "DETAILS_MAX",
     "ENERGY_RANGE",
@@ -51,8 +59,13 @@ __all__ = [
     "clean_details",
     "clean_evidence",
     "clean_title",
+    "is_off",
+    "parse_clock",
+    "parse_day",
     "parse_decimal",
     "parse_int",
+    "parse_quiet",
+    "parse_review",
 ]
 
 TITLE_MAX = 200
@@ -265,3 +278,64 @@ def check_timezone(name: str) -> str:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise InvalidTimezone(name) from exc
     return canonical
+
+
+# --- nudge settings typed as text (/settings, onboarding, the preferences API) ----------
+
+DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_OFF = frozenset({"off", "none", "no", "never", "disable", "disabled", "stop", "-"})
+_RANGE_SPLIT = re.compile(r"\s*(?:-|–|—|\bto\b)\s*")
+
+
+def _quote(text: str) -> str:
+    one = " ".join(text.split())
+    return f"'{one[:39]}…'" if len(one) > 40 else f"'{one}'"
+
+
+def is_off(text: str) -> bool:
+    return text.strip().lower() in _OFF
+
+
+def parse_clock(text: str, field: str = "Time") -> time:
+    """A time of day as people type it: 08:00, 8:00, 8.00, 0800, 8, 7am, 7:30 pm, noon."""
+    try:
+        return durations.parse_clock(text, field)
+    except durations.NotAClockTime as exc:
+        raise InvalidSetting(exc.user_message) from None
+
+
+def parse_quiet(text: str) -> tuple[time, time] | None:
+    """Quiet hours typed as 22:00-08:00 (may wrap midnight), or off."""
+    if is_off(text):
+        return None
+    parts = _RANGE_SPLIT.split(text.strip())
+    if len(parts) != 2 or not all(parts):
+        raise InvalidSetting(
+            f"Quiet hours must look like 22:00-08:00, or off (got {_quote(text)})."
+        )
+    start, end = parse_clock(parts[0], "Start"), parse_clock(parts[1], "End")
+    if start == end:
+        raise InvalidSetting("Quiet hours need different start and end times (or send off).")
+    return start, end
+
+
+def parse_day(text: str) -> int:
+    """A weekday typed as a name or its first three letters (0 = Monday … 6 = Sunday)."""
+    value = text.strip().lower()
+    for n, name in enumerate(DAY_NAMES):
+        if len(value) >= 2 and name.lower().startswith(value):
+            return n
+    raise InvalidSetting(f"Unknown day {_quote(text)}: use mon, tue, wed, thu, fri, sat or sun.")
+
+
+def parse_review(text: str) -> tuple[int, time] | None:
+    """The weekly review typed as a day and a time (sun 18:00), or off."""
+    if is_off(text):
+        return None
+    parts = text.split(maxsplit=1)  # the time may be two words: "sun 7:30 pm"
+    if len(parts) != 2:
+        raise InvalidSetting(
+            "The weekly review needs a day and a time, e.g. sun 18:00, or off"
+            f" (got {_quote(text)})."
+        )
+    return parse_day(parts[0]), parse_clock(parts[1])

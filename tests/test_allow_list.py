@@ -9,8 +9,8 @@ from typing import Any
 from bot.local_api import BotApiEmulator
 from handlers.basic import PRIVATE_BOT
 from handlers.nudges import make_sender
-from services import nudges
 from services.db import Database
+from services.nudges.scan import run_scan
 from tests.harness import Chat, Clock, bot_running, make_settings
 
 #: Everything of the user's the bot could write.
@@ -94,7 +94,7 @@ async def test_a_removed_user_is_not_nudged_and_others_are(
     removed = make_settings(data_dir=tmp_path / "data", allowed_telegram_user_ids=str(other))
     async with bot_running(emulator, database_dsn, settings=removed, clock=clock) as app:
         before = {user: len(emulator.sent(user)) for user in (me, other)}
-        report = await nudges.run_scan(db, clock() + timedelta(days=4), make_sender(app.bot))
+        report = await run_scan(db, clock() + timedelta(days=4), make_sender(app.bot))
         assert report.sent >= 1
         assert len(emulator.sent(me)) == before[me]  # nothing to the removed user
         to_other = emulator.sent(other)[before[other] :]

@@ -18,9 +18,9 @@ from bot.local_api import image_size
 from handlers import data as data_handlers
 from handlers.conversation import CLOSED
 from handlers.stats import render_chart
-from services import accounts, nudges, preferences, rules, stats
+from services import accounts, preferences, rules, stats, validation
 from services.db import Database
-from services.errors import InvalidTimezone, OutOfRange
+from services.errors import InvalidSetting, InvalidTimezone, OutOfRange
 from services.export import csv_value, export_data, json_value
 from services.repos.user_data import TABLE_NAMES
 from tests.conftest import BotEnv
@@ -198,15 +198,15 @@ async def test_stats_view_reads_the_users_logs_in_their_time_zone(
     ],
 )
 def test_parse_time_of_day(text: str, expected: time) -> None:
-    assert nudges.parse_clock(text) == expected
+    assert validation.parse_clock(text) == expected
 
 
 @pytest.mark.parametrize("text", ["24:00", "7:5", "13pm", "", "12:60"])
 def test_parse_time_of_day_refuses(text: str) -> None:
     with pytest.raises(
-        nudges.InvalidSetting, match="must be a time like 7, 7am, 07:30, 19:30 or 7:30 pm"
+        InvalidSetting, match="must be a time like 7, 7am, 07:30, 19:30 or 7:30 pm"
     ):
-        nudges.parse_clock(text)
+        validation.parse_clock(text)
 
 
 async def test_update_preferences_validates_each_value(db: Database, alice: UUID) -> None:
@@ -216,7 +216,7 @@ async def test_update_preferences_validates_each_value(db: Database, alice: UUID
         await preferences.update_preferences(db, alice, now=now, timezone="Mars/Olympus")
     with pytest.raises(OutOfRange, match="between 1 and 168 hours"):
         await preferences.update_preferences(db, alice, now=now, weekly_capacity_hours=200)
-    with pytest.raises(nudges.InvalidSetting, match="Quiet hours need both"):
+    with pytest.raises(InvalidSetting, match="Quiet hours need both"):
         await preferences.update_preferences(db, alice, now=now, quiet_start=None)
     for name in ("user_id", "overload_snoozed_until"):
         with pytest.raises(ValueError, match="not a nudge setting"):

@@ -16,8 +16,10 @@ import pytest
 from bot.local_api import SentMessage
 from handlers.callbacks import encode
 from handlers.nudges import make_sender
-from services import accounts, nba, nudges
+from services import accounts, nba
 from services.db import Database
+from services.nudges.scan import run_scan
+from services.nudges.settings import update_settings
 from tests.conftest import BotEnv
 from tests.harness import Chat
 
@@ -159,11 +161,11 @@ async def idle_nudge(bot: BotEnv, db: Database, tg: int) -> tuple[Chat, SentMess
     """An idle nudge for cs whose "Log 25 min" button points at Read chapter 1."""
     bot.emu.register_user(tg)
     user, _ = await accounts.create_local_account(db, tg, tg, "Test", T0)
-    await nudges.update_settings(db, user, now=T0, quiet_start=None, quiet_end=None)
+    await update_settings(db, user, now=T0, quiet_start=None, quiet_end=None)
     await nba.add_item(db, user, "cs", 2, "Read chapter 1", T0)
     await nba.add_item(db, user, "cs", 1, "Exercises", T0)
     bot.clock.set(IDLE)
-    await nudges.run_scan(db, IDLE, make_sender(bot.app.bot))
+    await run_scan(db, IDLE, make_sender(bot.app.bot))
     chat = bot.chat(tg)
     nudge = next(m for m in bot.emu.sent(tg) if "cs has been idle" in m.plain_text)
     assert "Next: Read chapter 1" in nudge.plain_text

@@ -25,11 +25,14 @@ from hypothesis import strategies as st
 
 from handlers import render
 from handlers.nudges import make_sender, render_nudge
-from services import accounts, nba, nudges, sanity, stats, status, tracking
+from services import accounts, nba, sanity, stats, status, tracking
 from services.db import Database
 from services.errors import DomainError
 from services.export import export_data
 from services.models import ARMS
+from services.nudges.messages import IdleNudge, Nudge
+from services.nudges.scan import run_scan
+from services.nudges.settings import update_settings
 from tests.conftest import BotEnv
 from tests.harness import data_api
 
@@ -46,7 +49,7 @@ async def new_user(db: Database, tg: int) -> uuid.UUID:
     IDLE exactly one nudge is due (cs idle)."""
     user, created = await accounts.create_local_account(db, tg, tg, "Test", T0)
     assert created
-    await nudges.update_settings(db, user, now=T0, **NO_QUIET)
+    await update_settings(db, user, now=T0, **NO_QUIET)
     await tracking.block(db, user, "ibm", None, T0)
     return user
 
@@ -55,14 +58,14 @@ class Outbox:
     """A ``send`` for the scan that renders each nudge as the bot would and keeps it."""
 
     def __init__(self) -> None:
-        self.sent: list[tuple[int, nudges.Nudge, str]] = []
+        self.sent: list[tuple[int, Nudge, str]] = []
 
-    async def __call__(self, chat_id: int, nudge: nudges.Nudge) -> None:
+    async def __call__(self, chat_id: int, nudge: Nudge) -> None:
         text, _ = render_nudge(nudge)
         self.sent.append((chat_id, nudge, text))
 
     def idle_for(self, chat_id: int) -> list[str]:
-        return [t for c, n, t in self.sent if c == chat_id and isinstance(n, nudges.IdleNudge)]
+        return [t for c, n, t in self.sent if c == chat_id and isinstance(n, IdleNudge)]
 
 
 async def views_answer(db: Database, user: uuid.UUID, now: datetime) -> list[str]:
@@ -197,9 +200,9 @@ async def scenario(dsn: str, writes: Sequence[tuple[tuple[str, str], bool]]) -> 
             await data_api(dsn, mallory, template.format(v=value), before_constraints=before)
 
         outbox = Outbox()
-        await nudges.run_scan(db, IDLE, outbox)
+        await run_scan(db, IDLE, outbox)
         assert len(outbox.idle_for(VICTIM)) == 1, "the victim's due nudge was not delivered"
-        await nudges.run_scan(db, IDLE + timedelta(days=1), outbox)
+        await run_scan(db, IDLE + timedelta(days=1), outbox)
         assert len(outbox.idle_for(VICTIM)) == 2, "the victim's next nudge was not delivered"
 
         for message in await views_answer(db, mallory, IDLE):
@@ -347,7 +350,7 @@ async def test_one_users_infinity_through_the_bot(
     caplog.set_level(logging.INFO)
     env.clock.set(IDLE)
     for at, sent in ((IDLE, 1), (IDLE + timedelta(hours=1), 0)):
-        report = await nudges.run_scan(db, at, make_sender(env.app.bot))
+        report = await run_scan(db, at, make_sender(env.app.bot))
         assert report.sent == sent
     (nudge,) = [m.plain_text for m in env.emu.sent(VICTIM)]
     assert "cs has been idle for 3 days" in nudge and "Read SICP chapter 3" in nudge

@@ -20,9 +20,13 @@ from telegram.ext import CallbackContext
 from bot.scheduler import SCAN_JOB_NAME, schedule_jobs
 from handlers.callbacks import encode
 from handlers.nudges import make_sender, nudge_scan_job
-from services import accounts, nba, nudges, tracking
+from services import accounts, nba, tracking
 from services.db import Database
-from services.nudges import ScanReport
+from services.nudges.delivery import LEASE, MAX_ATTEMPTS, deliver
+from services.nudges.localtime import in_quiet, next_daily, quiet_end
+from services.nudges.messages import Nudge, OverloadNudge, SendFailed
+from services.nudges.scan import ScanReport, claim_due, due_count, run_scan
+from services.nudges.settings import get_settings, set_capacity, update_settings
 from tests.conftest import BotEnv
 
 T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)  # a Monday, 12:00 UTC
@@ -64,14 +68,14 @@ async def new_user(
     user_id, created = await accounts.create_local_account(db, tg, tg, "Test", at)
     assert created
     if prefs:
-        await nudges.update_settings(db, user_id, now=at, **prefs)
+        await update_settings(db, user_id, now=at, **prefs)
     return user_id
 
 
 async def scan(env: BotEnv, db: Database, at: datetime, **kw: Any) -> ScanReport:
     """One scan at ``at``, sending through the application's real bot."""
     env.clock.set(at)
-    return await nudges.run_scan(db, at, make_sender(env.app.bot), **kw)
+    return await run_scan(db, at, make_sender(env.app.bot), **kw)
 
 
 def texts(env: BotEnv, chat_id: int, marker: str = "") -> list[str]:
@@ -150,25 +154,23 @@ async def test_activity_snooze_or_lower_risk_between_decision_and_send_cancel_it
     env: BotEnv, db: Database
 ) -> None:
     user = await new_user(env, db, 1003, **NO_QUIET)
-    claimed, report = await nudges.claim_due(db, IDLE)
+    claimed, report = await claim_due(db, IDLE)
     assert report.due == 2 and len(claimed) == 2
     # After the decision, before the send: cs gets activity, ibm is snoozed.
     await tracking.log_time(db, user, "cs", 20, "read", IDLE)
     await tracking.snooze(db, user, "ibm", IDLE + timedelta(days=1), IDLE)
-    outcomes = await nudges.deliver(db, claimed, IDLE, make_sender(env.app.bot))
+    outcomes = await deliver(db, claimed, IDLE, make_sender(env.app.bot))
     assert outcomes["cancelled"] == 2 and outcomes["sent"] == 0
     assert texts(env, 1003) == [] and await ledger(db, user) == []
     assert (await scan(env, db, IDLE + timedelta(minutes=5))).sent == 0
 
     # Overload: the risk falls under the threshold (capacity raised) after the claim.
-    await nudges.update_settings(db, user, now=IDLE, weekly_capacity_hours=1)
+    await update_settings(db, user, now=IDLE, weekly_capacity_hours=1)
     await tracking.log_time(db, user, "cs", 55, "more", IDLE + timedelta(minutes=10))
-    claimed, _ = await nudges.claim_due(db, IDLE + timedelta(minutes=10))
+    claimed, _ = await claim_due(db, IDLE + timedelta(minutes=10))
     assert [c.kind for c in claimed] == ["overload"]
-    await nudges.set_capacity(db, user, 40, IDLE + timedelta(minutes=10))
-    outcomes = await nudges.deliver(
-        db, claimed, IDLE + timedelta(minutes=10), make_sender(env.app.bot)
-    )
+    await set_capacity(db, user, 40, IDLE + timedelta(minutes=10))
+    outcomes = await deliver(db, claimed, IDLE + timedelta(minutes=10), make_sender(env.app.bot))
     assert outcomes["cancelled"] == 1 and texts(env, 1003, "Overload") == []
 
 
@@ -330,9 +332,7 @@ async def test_two_scanners_at_the_same_moment_send_each_nudge_once(
     await other.open()
     try:
         send = make_sender(env.app.bot)
-        a, b = await asyncio.gather(
-            nudges.run_scan(db, IDLE, send), nudges.run_scan(other, IDLE, send)
-        )
+        a, b = await asyncio.gather(run_scan(db, IDLE, send), run_scan(other, IDLE, send))
     finally:
         await other.close()
     assert a.sent + b.sent == 12
@@ -346,10 +346,10 @@ async def test_crash_between_claim_and_send_neither_loses_nor_doubles(
     env: BotEnv, db: Database
 ) -> None:
     user = await new_user(env, db, 1501, **NO_QUIET)
-    claimed, _ = await nudges.claim_due(db, IDLE)  # ...and the process dies here
+    claimed, _ = await claim_due(db, IDLE)  # ...and the process dies here
     assert len(claimed) == 2
     assert (await scan(env, db, IDLE + timedelta(minutes=1))).sent == 0  # leased, not doubled
-    report = await scan(env, db, IDLE + nudges.LEASE + timedelta(minutes=1))
+    report = await scan(env, db, IDLE + LEASE + timedelta(minutes=1))
     assert report.retried == 2 and report.sent == 2
     assert (await scan(env, db, IDLE + timedelta(minutes=30))).sent == 0
     assert len(texts(env, 1501, "has been idle")) == 2
@@ -373,18 +373,18 @@ async def test_the_ledger_holds_even_when_a_hint_points_back(env: BotEnv, db: Da
 
 async def test_a_claim_that_cannot_be_prepared_ends_failed(env: BotEnv, db: Database) -> None:
     user = await new_user(env, db, 1504, **NO_QUIET)
-    claimed, _ = await nudges.claim_due(db, IDLE)
+    claimed, _ = await claim_due(db, IDLE)
     async with db.privileged() as uow:  # the account lost its settings meanwhile
         await uow.execute("delete from user_settings where user_id = %s", (user,))
         await uow.commit()
-    outcomes = await nudges.deliver(db, claimed, IDLE, make_sender(env.app.bot))
+    outcomes = await deliver(db, claimed, IDLE, make_sender(env.app.bot))
     assert outcomes["failed"] == 2 and texts(env, 1504) == []
     assert {r["last_error"] for r in await ledger(db, user)} == {"account incomplete"}
 
 
 async def test_dry_run_counts_without_claiming(env: BotEnv, db: Database) -> None:
     user = await new_user(env, db, 1502, **NO_QUIET)
-    assert await nudges.due_count(db, IDLE) == 2
+    assert await due_count(db, IDLE) == 2
     assert await ledger(db, user) == [] and texts(env, 1502) == []
     assert (await scan(env, db, IDLE)).sent == 2
 
@@ -450,15 +450,15 @@ async def test_429_is_retried_and_passing_failures_are_bounded(env: BotEnv, db: 
 
     # A passing failure every time: retried by each later scan, given up after MAX_ATTEMPTS.
     # (A 5xx is first retried inside the send by the app's rate limiter, then lands here.)
-    async def network_down(chat_id: int, nudge: nudges.Nudge) -> None:
-        raise nudges.SendFailed(False, "NetworkError: Bad Gateway")
+    async def network_down(chat_id: int, nudge: Nudge) -> None:
+        raise SendFailed(False, "NetworkError: Bad Gateway")
 
     t = IDLE + timedelta(hours=48)
-    for _ in range(nudges.MAX_ATTEMPTS + 2):
-        await nudges.run_scan(db, t, network_down)
+    for _ in range(MAX_ATTEMPTS + 2):
+        await run_scan(db, t, network_down)
         t += timedelta(minutes=2)
     third = [r for r in await ledger(db, user) if r["dedupe_key"].endswith(":3")]
-    assert third[0]["status"] == "failed" and third[0]["attempts"] == nudges.MAX_ATTEMPTS
+    assert third[0]["status"] == "failed" and third[0]["attempts"] == MAX_ATTEMPTS
     assert (await scan(env, db, t + timedelta(days=1))).sent == 0  # given up for good
     assert len(texts(env, 1603, "cs has been idle")) == 2
 
@@ -518,14 +518,14 @@ async def test_overload_buttons_snooze_and_adjust_capacity(wired: BotEnv, db: Da
     await env.emu.wait_idle()
     assert "Weekly capacity set to 45 h" in chat.message(nudge.message_id).plain_text
     assert "Overload risk now 20%" in chat.message(nudge.message_id).plain_text
-    settings_now = await nudges.get_settings(db, user)
+    settings_now = await get_settings(db, user)
     assert settings_now.weekly_capacity_hours == 45
 
     # Back to 10 h (90%), then snooze: a rise of 10 points during the snooze stays quiet.
-    await nudges.set_capacity(db, user, 10, T0)
+    await set_capacity(db, user, 10, T0)
     await chat.press_data(nudge.message_id, encode("g", "os"))
     await env.emu.wait_idle()
-    snoozed = (await nudges.get_settings(db, user)).overload_snoozed_until
+    snoozed = (await get_settings(db, user)).overload_snoozed_until
     assert snoozed == T0 + timedelta(days=1)
     await tracking.log_time(db, user, "cs", 60, "more", T0 + timedelta(hours=1))  # 100%
     assert (await scan(env, db, T0 + timedelta(hours=1))).sent == 0
@@ -599,7 +599,7 @@ async def test_settings_menu_and_typed_values_are_stored(wired: BotEnv, db: Data
         bad_time.plain_text
     )
 
-    stored = await nudges.get_settings(db, user)
+    stored = await get_settings(db, user)
     assert (stored.timezone, stored.brief_time) == ("Europe/Berlin", time(8))
     assert (stored.review_day, stored.review_time) == (6, time(18, 30))
     assert (stored.quiet_start, stored.quiet_end) == (time(23), time(7))
@@ -641,7 +641,7 @@ def test_daily_occurrences_come_once_per_local_day(zone: str, at: time, start: d
     moment = start.replace(tzinfo=UTC)
     seen: list[date] = []
     for _ in range(60):
-        moment = nudges.next_daily(moment, at, tz)
+        moment = next_daily(moment, at, tz)
         local = moment.astimezone(tz)
         seen.append(local.date())
         if local.time() != at:  # only where the clock jumps over `at`, at that very instant
@@ -662,10 +662,10 @@ def test_quiet_hours_end_is_the_first_moment_outside_them(
 ) -> None:
     tz = ZoneInfo(zone)
     moment = now.replace(tzinfo=UTC)
-    over = nudges.quiet_end(moment, tz, start, end)
-    assert over >= moment and not nudges.in_quiet(over, tz, start, end)
+    over = quiet_end(moment, tz, start, end)
+    assert over >= moment and not in_quiet(over, tz, start, end)
     if over > moment:
-        assert nudges.in_quiet(over - timedelta(minutes=1), tz, start, end)
+        assert in_quiet(over - timedelta(minutes=1), tz, start, end)
         assert over - moment <= timedelta(hours=25)
 
 
@@ -673,7 +673,7 @@ def test_overload_message_shows_hours_against_capacity() -> None:
     from handlers.nudges import render_overload
     from services import rules
 
-    n = nudges.OverloadNudge(uuid.uuid4(), uuid.uuid4(), rules.overload(2130, 40), 80)
+    n = OverloadNudge(uuid.uuid4(), uuid.uuid4(), rules.overload(2130, 40), 80)
     text = render_overload(n)
     assert text.startswith("⚠️ Overload risk <b>88.75%</b>, at or over your 80% threshold.")
     assert "35.5 h of your 40 h weekly capacity in the last 7 days" in text

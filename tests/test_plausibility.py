@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from services import accounts, nudges, sync, tracking
+from services import accounts, sync, tracking
 from services.db import Database, TelegramUser
 from services.errors import DomainError, Implausible
+from services.nudges.settings import update_settings
 from services.outbox import Outbox
 
 #: 09:00 in Berlin (UTC+1 in November): the local day began at 2026-11-01 23:00 UTC.
@@ -27,7 +28,7 @@ ZONE = "Europe/Berlin"
 async def new_user(db: Database, tg: int = 3001, timezone: str = ZONE) -> uuid.UUID:
     user_id, created = await accounts.create_local_account(db, tg, tg, "Test", T0)
     assert created
-    await nudges.update_settings(db, user_id, now=T0, timezone=timezone)
+    await update_settings(db, user_id, now=T0, timezone=timezone)
     return user_id
 
 

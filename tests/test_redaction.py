@@ -17,8 +17,10 @@ from bot.console import _redact
 from bot.http import AiohttpRequest
 from bot.local_api import BotApiEmulator
 from handlers.nudges import make_sender
-from services import accounts, nudges, tracking
+from services import accounts, tracking
 from services.db import Database
+from services.nudges.scan import run_scan
+from services.nudges.settings import update_settings
 from services.redact import redact
 from tests.harness import Chat, Clock, bot_running
 
@@ -76,12 +78,12 @@ async def test_a_send_error_quoting_the_token_is_stored_and_exported_without_it(
     db: Database, database_dsn: str
 ) -> None:
     user, _ = await accounts.create_local_account(db, 51001, 51001, "A", T0)
-    await nudges.update_settings(db, user, now=T0, quiet_start=None, quiet_end=None)
+    await update_settings(db, user, now=T0, quiet_start=None, quiet_end=None)
     await tracking.block(db, user, "ibm", None, T0)
     async with malformed_bot_api() as garbled:
         with pytest.raises(Exception, match=SECRET):  # the real error text holds the token
             await garbled.send_message(51001, "hello")
-        report = await nudges.run_scan(db, IDLE, make_sender(garbled))
+        report = await run_scan(db, IDLE, make_sender(garbled))
     assert report.retry_later == 1
     async with db.privileged() as uow:
         (row,) = await uow.fetchall("select last_error from nudges where user_id = %s", (user,))

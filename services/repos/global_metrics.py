@@ -80,10 +80,6 @@ async def set_energy(
     return True
 
 
-async def set_last_sync(uow: UnitOfWork, now: datetime) -> None:
-    await uow.execute("update global_metrics set last_sync_time = %s", (now,))
-
-
 _METRICS_FIELDS = field_names(GlobalMetrics)
 
 

@@ -38,14 +38,6 @@ async def get(uow: UnitOfWork, item_id: UUID) -> NbaItem | None:
     return NbaItem.from_row(row) if row else None
 
 
-async def count_open(uow: UnitOfWork, arm: Arm) -> int:
-    row = await uow.fetchone(
-        "select count(*) as n from nba_items where arm_type = %s and completed_at is null",
-        (arm,),
-    )
-    return int(row["n"]) if row else 0
-
-
 async def set_flags(
     uow: UnitOfWork,
     item_id: UUID,

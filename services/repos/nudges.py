@@ -219,13 +219,3 @@ async def note_error(
 async def delete(uow: UnitOfWork, nudge_id: UUID) -> None:
     """Withdraw a claim that must not be sent (the re-check said no): the key is free again."""
     await _write(uow, "delete from nudges where id = %s and status = 'claimed'", (nudge_id,))
-
-
-async def for_user(uow: UnitOfWork, kind: NudgeKind | None = None) -> list[LedgerRow]:
-    """The user's ledger (newest first), e.g. for tests and /export."""
-    rows = await uow.fetchall(
-        f"select {_COLUMNS} from nudges where (%(kind)s::text is null or kind = %(kind)s)"
-        " order by claimed_at desc, id",
-        {"kind": kind},
-    )
-    return [LedgerRow(**row) for row in rows]
