@@ -354,7 +354,7 @@ async def _text(turn: Turn[SettingsDraft], text: str) -> None:
                 turn.not_an_answer()
             return
         if len(words) < 2:  # "brief": its sub-menu, as the button opens it
-            menu, buttons = submenu(field, await nudges.get_settings(turn.db, turn.who), None)
+            menu, buttons = submenu(field, await get_settings(turn.db, turn.who), None)
             turn.ask(field, SettingsDraft(None), menu, buttons)
             return
         await _saved(turn, *changes_from_text(field, words[1]))
