@@ -16,7 +16,7 @@ from telegram.ext import ContextTypes
 from handlers.deps import Deps, get_deps
 from handlers.render import ARM_NAME, split_message
 from services import sync
-from services.db import TelegramUser
+from services.db import UPDATE_SCOPE, TelegramUser
 from services.models import Arm, parse_arm
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ async def reply(
     update: Update, text: str, markup: InlineKeyboardMarkup | None = None
 ) -> Message | None:
     """Send ``text`` (split at 4096 characters); the keyboard goes on the last part."""
+    await _question_settled()
     chat = update.effective_chat
     if chat is None:
         return None
@@ -90,6 +91,7 @@ async def reply_with(
 
 async def edit(update: Update, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
     """Redraw the pressed message in place (or send anew if it can't be edited)."""
+    await _question_settled()
     query = update.callback_query
     assert query is not None
     parts = split_message(text)
@@ -147,6 +149,14 @@ async def ask(
     if query is not None:
         await query.answer()
     await reply(update, text, markup)
+
+
+async def _question_settled() -> None:
+    """Before a reply: a command's close of the open question is done (another instance
+    may take the person's next message as soon as they read this one)."""
+    scope = UPDATE_SCOPE.get()
+    if scope is not None:
+        await scope.settle()
 
 
 def is_private(update: Update) -> bool:

@@ -307,6 +307,10 @@ async def _store(uow: UnitOfWork, key: QuestionKey, turn: Turn[Any]) -> None:
 async def _send(turn: Turn[Any]) -> None:
     """Send what the turn says (after its transaction committed)."""
     update = turn.update
+    scope = UPDATE_SCOPE.get()
+    if scope is not None and turn.next is not None:
+        scope.close_pending = False  # the new question replaced the one before
+        scope.asked = True
     query = update.callback_query
     replies = list(turn.replies)
     if query is not None:
@@ -320,10 +324,6 @@ async def _send(turn: Turn[Any]) -> None:
         await reply(update, r.text, r.markup)
     if turn.next is not None:
         _arm_expiry(turn.context, key_of(update), turn.next)
-    scope = UPDATE_SCOPE.get()
-    if scope is not None and turn.next is not None:
-        scope.close_pending = False  # the new question replaced the one before
-        scope.asked = True
 
 
 async def _run(
@@ -639,6 +639,7 @@ async def update_scope(
         yield
         return
     scope = UpdateScope(key_of(update))
+    scope.close_now = lambda: _close_after(app, scope.key)
     token = UPDATE_SCOPE.set(scope)
     try:
         yield

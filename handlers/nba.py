@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
+from uuid import UUID
 
-from telegram import CallbackQuery, Update
+from telegram import CallbackQuery, InlineKeyboardMarkup, Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
 from handlers import render
@@ -27,10 +28,11 @@ from handlers.common import (
     reply_with,
 )
 from handlers.conversation import Buttons, Turn, answered_by, start
+from handlers.tracking import CONFIRM_BUTTONS, CONFIRM_HINT, NO, YES, confirm_text
 from handlers.usage import NBA_USAGE
-from services import nba, rules
+from services import nba, rules, tracking
 from services.db import Database, TelegramUser
-from services.errors import DomainError
+from services.errors import DomainError, Implausible
 from services.models import ARMS, Arm, parse_arm
 from services.validation import check_gap, clean_title, parse_int
 
@@ -216,14 +218,20 @@ async def _ask_minutes(p: Press) -> None:
     await answer_and_edit(p.update, None, render.render_progress_prompt(entry.item.title), keys)
 
 
+def progress_note(result: nba.ItemResult, minutes: int) -> str:
+    return f"▶ Logged {minutes} min on “{render.esc(result.item.title)}”."
+
+
 async def _progress(p: Press) -> None:
-    minutes = p.cb.number(2, 1, 1440)
-    result = await nba.progress(
-        p.db, p.who, p.cb.uuid(1), minutes, p.at, dedupe_key=message_key(p.update)
-    )
-    note = f"▶ Logged {minutes} min on “{render.esc(result.item.title)}”."
+    minutes, item_id, key = p.cb.number(2, 1, 1440), p.cb.uuid(1), message_key(p.update)
+    try:
+        result = await nba.progress(p.db, p.who, item_id, minutes, p.at, dedupe_key=key)
+    except Implausible as exc:
+        raise Unconfirmed(WorkDraft("progress", p.arm, minutes, item_id, key), exc) from exc
     await p.redraw(
-        result.theater, "Already recorded." if result.duplicate else "Progress logged.", note
+        result.theater,
+        "Already recorded." if result.duplicate else "Progress logged.",
+        progress_note(result, minutes),
     )
 
 
@@ -279,6 +287,8 @@ async def nba_button(update: Update, context: Context) -> None:
         await VERBS[cb.verb](press)
     except (BadCallback, KeyError):
         await query.answer("That button is no longer valid.")
+    except Unconfirmed as asked:
+        await confirm_first(update, context, asked)
     except nba.ItemGone:
         await press.gone()
     except DomainError as exc:
@@ -287,32 +297,116 @@ async def nba_button(update: Update, context: Context) -> None:
 
 async def done_minutes(update: Update, context: Context) -> None:
     """Attach minutes to the log a Done just wrote (d:m:<log>:<minutes>)."""
-    from services import tracking
-
     query = update.callback_query
     assert query is not None
     try:
         cb = decode(query.data)
-        result = await tracking.edit_log(
-            deps(context).db, me(update), cb.uuid(0), now(context), minutes=cb.number(1, 1, 1440)
+        log_id, minutes = cb.uuid(0), cb.number(1, 1, 1440)
+        result = await tracking.set_log_minutes(
+            deps(context).db, me(update), log_id, minutes, now(context)
         )
     except BadCallback:
         await query.answer("That button is no longer valid.")
         return
+    except Implausible as exc:
+        draft = WorkDraft("minutes", parse_arm(exc.arm), minutes, log_id)
+        await confirm_first(update, context, Unconfirmed(draft, exc))
+        return
     except DomainError:
         await query.answer("That log is gone.")
         return
+    await answer_and_edit(update, f"Added {result.log.duration} min.", *_minutes_added(result))
+
+
+def _minutes_added(result: tracking.LogResult) -> tuple[str, InlineKeyboardMarkup | None]:
     arm = result.log.arm_type
     text = (
         f"✅ {render.esc(result.log.action)} · {result.log.duration} min logged.\n"
         f"Overload risk {render.num(result.overload.risk)}%."
     )
-    await answer_and_edit(
-        update,
-        f"Added {result.log.duration} min.",
-        text,
-        render.keyboard([[(f"View {arm}", encode("n", "v", arm))]]),
-    )
+    return text, render.keyboard([[(f"View {arm}", encode("n", "v", arm))]])
+
+
+# --- work that would make a day over 16 h: asked first --------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WorkDraft:
+    """Work a button asked for that would take a theater's day over 16 h, saved only after
+    a yes: progress on an item, minutes for a log, or a plain log in ``arm`` (a nudge's),
+    and the dedupe key of the press that asked (so a retry of either never logs twice)."""
+
+    kind: Literal["progress", "minutes", "log"]
+    arm: Arm
+    minutes: int
+    #: the item (progress) or the log (minutes); None for a plain log
+    target: UUID | None = None
+    key: str | None = None
+    #: what a plain log says was done
+    action: str | None = None
+
+
+class Unconfirmed(Exception):
+    """A button's work was refused as an implausibly long day: the question to ask."""
+
+    def __init__(self, draft: WorkDraft, error: Implausible) -> None:
+        super().__init__(error.user_message)
+        self.draft = draft
+        self.error = error
+
+
+async def confirm_first(update: Update, context: Context, asked: Unconfirmed) -> None:
+    """Ask whether to save the work anyway (in a new message: the pressed one stays)."""
+    text = confirm_text(asked.error)
+    await start(update, context, WORK, "confirm", asked.draft, text, CONFIRM_BUTTONS)
+
+
+async def _work_answer(turn: Turn[WorkDraft], press: Callback | None, text: str) -> None:
+    if press is not None:
+        if press.verb not in ("yes", "no"):
+            raise BadCallback("not a button of this question")
+        yes = press.verb == "yes"
+    elif text.strip().lower() in YES + NO:
+        yes = text.strip().lower() in YES
+    else:
+        turn.say(CONFIRM_HINT)
+        return
+    if not yes:
+        turn.finish("OK, not saved.", toast="Not saved.")
+        return
+    draft = turn.draft
+    if draft.kind == "progress":
+        assert draft.target is not None
+        result = await nba.progress(
+            turn.db, turn.who, draft.target, draft.minutes, turn.now, dedupe_key=draft.key,
+            confirmed=True,
+        )  # fmt: skip
+        note = progress_note(result, draft.minutes)
+        turn.finish(
+            render.render_theater_nba(result.theater, note),
+            render.theater_nba_keyboard(result.theater),
+            toast="Already recorded." if result.duplicate else "Progress logged.",
+        )
+    elif draft.kind == "minutes":
+        assert draft.target is not None
+        added = await tracking.set_log_minutes(
+            turn.db, turn.who, draft.target, draft.minutes, turn.now, confirmed=True
+        )
+        turn.finish(*_minutes_added(added), toast=f"Added {draft.minutes} min.")
+    else:
+        assert draft.action is not None
+        logged = await tracking.log_time(
+            turn.db, turn.who, draft.arm, draft.minutes, draft.action, turn.now,
+            dedupe_key=draft.key, confirmed=True,
+        )  # fmt: skip
+        turn.finish(
+            render.render_log(logged),
+            render.log_keyboard(logged),
+            toast="Already recorded." if logged.duplicate else "Logged.",
+        )
+
+
+WORK = answered_by("work-confirm", WorkDraft, _work_answer)
 
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:

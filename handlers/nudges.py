@@ -23,10 +23,11 @@ from telegram.ext import Application, CallbackQueryHandler, ChatMemberHandler
 from handlers import render
 from handlers.callbacks import BadCallback, Callback, decode, encode, pattern
 from handlers.common import Context, answer_and_edit, deps, me, message_key, now
+from handlers.nba import Unconfirmed, WorkDraft, confirm_first, progress_note
 from handlers.render import CAPACITY_CHOICES, esc, keyboard, num, short
 from services import accounts, nba, tracking
 from services.db import Database, DatabaseUnavailable, TelegramUser
-from services.errors import DomainError
+from services.errors import DomainError, Implausible
 from services.models import ARMS, Arm
 from services.nudges import settings as nudge_settings
 from services.nudges.messages import (
@@ -280,9 +281,12 @@ async def log_minutes(
     arm = cb.arm(0)
     key = message_key(update)
     if len(cb.args) < 2:
-        logged = await tracking.log_time(
-            db, who, arm, LOG_MINUTES, f"{LOG_MINUTES} min on {arm}", t, dedupe_key=key
-        )
+        action = f"{LOG_MINUTES} min on {arm}"
+        try:
+            logged = await tracking.log_time(db, who, arm, LOG_MINUTES, action, t, dedupe_key=key)
+        except Implausible as exc:
+            draft = WorkDraft("log", arm, LOG_MINUTES, key=key, action=action)
+            raise Unconfirmed(draft, exc) from exc
         await answer_and_edit(
             update,
             "Already recorded." if logged.duplicate else "Logged.",
@@ -296,11 +300,12 @@ async def log_minutes(
     except nba.ItemGone:
         await _item_gone(update, db, who, arm, item_id, t)
         return
-    note = f"▶ Logged {LOG_MINUTES} min on “{esc(result.item.title)}”."
+    except Implausible as exc:
+        raise Unconfirmed(WorkDraft("progress", arm, LOG_MINUTES, item_id, key), exc) from exc
     await answer_and_edit(
         update,
         "Already recorded." if result.duplicate else f"Logged {LOG_MINUTES} min.",
-        render.render_theater_nba(result.theater, note),
+        render.render_theater_nba(result.theater, progress_note(result, LOG_MINUTES)),
         render.theater_nba_keyboard(result.theater),
     )
 
@@ -415,6 +420,8 @@ async def nudge_button(update: Update, context: Context) -> None:
         await action(update, cb, deps(context).db, me(update), now(context))
     except BadCallback:
         await query.answer("That button is no longer valid.")
+    except Unconfirmed as asked:  # a day over 16 h: ask first
+        await confirm_first(update, context, asked)
     except DomainError as exc:
         await query.answer(exc.user_message[:200], show_alert=True)
 

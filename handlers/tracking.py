@@ -121,6 +121,8 @@ async def _log_saved(
 
 
 CONFIRM_BUTTONS: Buttons = [[("Yes, save it", ("yes",)), ("No", ("no",))]]
+#: what a confirmation says to a typed answer other than yes or no
+CONFIRM_HINT = "Tap Yes, save it or No above (or type yes or no)."
 
 
 def confirm_text(error: Implausible) -> str:
@@ -192,7 +194,7 @@ async def _log_text(turn: Turn[LogDraft], text: str) -> None:
     elif turn.step == "confirm":
         answer = text.strip().lower()
         if answer not in YES + NO:
-            turn.say("Tap Yes, save it or No above (or type yes or no).")
+            turn.say(CONFIRM_HINT)
             return
         await _confirmed(turn, answer in YES)
         return
@@ -264,7 +266,7 @@ class FollowUp:
 
 
 async def _details_text(turn: Turn[FollowUp], text: str) -> None:
-    result = await tracking.edit_log(turn.db, turn.who, turn.draft.record, turn.now, details=text)
+    result = await tracking.set_log_details(turn.db, turn.who, turn.draft.record, text)
     turn.finish(f"📝 Details added to “{render.esc(result.log.action)}”.")
 
 

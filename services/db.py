@@ -175,6 +175,15 @@ class UpdateScope:
     command: bool = False
     #: the update asked a question (which replaced the one before)
     asked: bool = False
+    #: closes the question now (set by the bot): called before the update's first reply if
+    #: the close is still pending, so no reply can go out while the question is still open
+    close_now: Callable[[], Awaitable[None]] | None = None
+
+    async def settle(self) -> None:
+        """Close the open question now if the update's close is still pending."""
+        if self.close_pending and self.close_now is not None:
+            self.close_pending = False
+            await self.close_now()
 
 
 #: The update this task is handling (None: none, e.g. a background job).

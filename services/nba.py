@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from services import rules, sanity, state, validation
+from services import rules, sanity, state, tracking, validation
 from services.db import Database, Principal, UnitOfWork
 from services.errors import Conflict, NotFound, NotLinked
 from services.models import Arm, ExecutionLog, NbaItem, Theater, TheaterStatus
@@ -292,15 +292,19 @@ async def progress(
     now: datetime,
     *,
     dedupe_key: str | None = None,
+    confirmed: bool = False,
 ) -> ItemResult:
-    """Record progress on an item: a log of ``minutes``, the early-progress bonus, activity."""
+    """Record progress on an item: a log of ``minutes``, the early-progress bonus, activity.
+
+    Implausible (nothing written) if it would take the theater's local day over
+    :data:`tracking.PLAUSIBLE_DAY_MINUTES`, unless ``confirmed``."""
     minutes = validation.check_minutes(minutes)
 
     def apply(item: NbaItem) -> NbaItem:
         return _flagged(item, now, has_early_progress_bonus=True)
 
     return await _work_on_item(
-        db, user_id, item_id, now, minutes, dedupe_key, lambda title: title, apply
+        db, user_id, item_id, now, minutes, dedupe_key, lambda title: title, apply, confirmed
     )
 
 
@@ -312,8 +316,12 @@ async def done(
     *,
     minutes: int | None = None,
     dedupe_key: str | None = None,
+    confirmed: bool = False,
 ) -> ItemResult:
-    """Complete an item: a "Done: <title>" log, completed_at, the next item becomes current."""
+    """Complete an item: a "Done: <title>" log, completed_at, the next item becomes current.
+
+    With ``minutes``: Implausible (nothing written) if they would take the theater's local
+    day over :data:`tracking.PLAUSIBLE_DAY_MINUTES`, unless ``confirmed``."""
     if minutes is not None:
         minutes = validation.check_minutes(minutes)
 
@@ -324,7 +332,7 @@ async def done(
         )
 
     return await _work_on_item(
-        db, user_id, item_id, now, minutes, dedupe_key, rules.done_action, apply
+        db, user_id, item_id, now, minutes, dedupe_key, rules.done_action, apply, confirmed
     )
 
 
@@ -337,17 +345,24 @@ async def _work_on_item(
     dedupe_key: str | None,
     action: Callable[[str], str],
     apply: Callable[[NbaItem], NbaItem],
+    confirmed: bool,
 ) -> ItemResult:
     """Log work on an open item, change it (``apply`` gives its new state), mark activity,
     refresh the risk, re-rank: one transaction, whose writes are one statement.
 
     A repeated ``dedupe_key`` returns the earlier result and writes nothing (the insert of
     the log finds the key taken, and every other write of the statement depends on it).
+    Minutes that would take the theater's local day over the plausible limit raise
+    Implausible before anything is written, unless ``confirmed`` (or the key is repeated).
     Statements: the lock, one read, one write (and a look-up of the earlier log on a repeat).
     """
     async with state.locked(db, user_id) as uow:  # the read below sees every earlier write
         ctx = await nba_items.item_context(
-            uow, item_id, minutes_window=(now - state.WEEK, now), settings=True
+            uow,
+            item_id,
+            minutes_window=(now - state.WEEK, now),
+            settings=True,
+            recent_since=now - tracking.DAY_REACH,
         )
         if ctx is None:
             raise ItemGone()
@@ -359,6 +374,16 @@ async def _work_on_item(
             if earlier is None:
                 raise ItemGone()
             return ItemResult(item, _theater_nba(theater, ctx.items, now), earlier, True)
+        if minutes is not None and not confirmed:
+            assert ctx.recent is not None
+            today = tracking.local_day(now, settings.timezone)
+            refused = tracking.implausible(item.arm_type, minutes, ctx.recent, today)
+            if refused is not None:
+                # a repeat of work already recorded: its minutes are in the total already
+                earlier = await _earlier(uow, dedupe_key)
+                if earlier is None:
+                    raise refused
+                return ItemResult(item, _theater_nba(theater, ctx.items, now), earlier, True)
         final, changes = state.plan_items(ctx.items, {item.id: apply(item)}, now)
         status = state.logged_status(theater, now, settings)
         assert ctx.minutes is not None

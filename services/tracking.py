@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -29,13 +30,31 @@ class LogResult:
 PLAUSIBLE_DAY_MINUTES = 16 * 60
 #: Reaches back past the start of the local day of any instant, in any time zone (a local
 #: day lasts at most 26 hours).
-_DAY_REACH = timedelta(days=2)
+DAY_REACH = timedelta(days=2)
 
 
-def local_day_start(now: datetime, timezone: str) -> datetime:
-    """When the local day of ``now`` began in ``timezone`` (UTC if the zone is unknown)."""
+def local_day(at: datetime, timezone: str) -> tuple[datetime, datetime]:
+    """The local day of ``at`` in ``timezone`` (UTC if the zone is unknown): when it began,
+    and when the next one begins."""
     zone = ZoneInfo(timezone if sanity.known_zone(timezone) else "UTC")
-    return stats.local_midnight(now.astimezone(zone).date(), zone)
+    day = at.astimezone(zone).date()
+    return stats.local_midnight(day, zone), stats.local_midnight(day + timedelta(days=1), zone)
+
+
+def implausible(
+    arm: Arm,
+    minutes: int,
+    logged: Iterable[tuple[datetime, int]],
+    day: tuple[datetime, datetime],
+) -> Implausible | None:
+    """The refusal of ``minutes`` more in ``arm`` on ``day`` (see :func:`local_day`) if they
+    would take the day over :data:`PLAUSIBLE_DAY_MINUTES`; None if they would not.
+    ``logged``: the (time, minutes) of the theater's other logs, reaching the whole day."""
+    start, end = day
+    total = minutes + sum(m for at, m in logged if start <= at < end)
+    if total <= PLAUSIBLE_DAY_MINUTES:
+        return None
+    return Implausible(arm, total, minutes, PLAUSIBLE_DAY_MINUTES)
 
 
 async def log_time(
@@ -60,7 +79,7 @@ async def log_time(
     if minutes is not None:
         minutes = validation.check_minutes(minutes)
     async with state.locked(db, user_id) as uow:  # the read below sees every earlier write
-        inputs = await execution_logs.log_inputs(uow, now - state.WEEK, now, now - _DAY_REACH)
+        inputs = await execution_logs.log_inputs(uow, now - state.WEEK, now, now - DAY_REACH)
         settings = inputs.settings
         if settings is None:
             raise NotLinked()
@@ -69,14 +88,14 @@ async def log_time(
         if theater is None:
             raise NotLinked()
         if minutes is not None and not confirmed:
-            today = local_day_start(now, settings.timezone)
-            day_minutes = inputs.minutes_since(arm, today) + minutes
-            if day_minutes > PLAUSIBLE_DAY_MINUTES:
+            today = local_day(now, settings.timezone)
+            refused = implausible(arm, minutes, inputs.recent.get(arm, ()), today)
+            if refused is not None:
                 # a repeat of a log already recorded: its minutes are in the total already
                 earlier = await _earlier(uow, dedupe_key)
                 if earlier is not None:
                     return _duplicate(inputs, earlier, capacity)
-                raise Implausible(arm, day_minutes, minutes, PLAUSIBLE_DAY_MINUTES)
+                raise refused
         status = state.logged_status(theater, now, settings)
         overload = rules.overload(inputs.minutes + (minutes or 0), capacity)
         recorded = await execution_logs.record(
@@ -114,37 +133,51 @@ def _duplicate(
     return LogResult(earlier, theater.status, rules.overload(inputs.minutes, capacity), True)
 
 
-async def edit_log(
+async def set_log_minutes(
     db: Database,
     user_id: Principal,
     log_id: UUID,
+    minutes: int,
     now: datetime,
     *,
-    minutes: int | None = None,
-    details: str | None = None,
+    confirmed: bool = False,
 ) -> LogResult:
-    """Change one of the user's logs after the fact: its minutes (the Done confirmation's
-    buttons) or its details (the follow-up question), one of the two.
+    """Attach minutes to a log after the fact (the Done confirmation's buttons).
 
-    New minutes change the load, so the overload risk is recomputed at ``now``; details leave
-    it as it was when the log was written."""
-    if (minutes is None) == (details is None):
-        raise ValueError("edit_log changes either the minutes or the details")
-    if minutes is not None:
-        minutes = validation.check_minutes(minutes)
-    cleaned = validation.clean_details(details) if details is not None else None
-    async with db.user_uow(user_id) as uow:
-        settings = await state.begin_write(uow)
-        if minutes is not None:
-            changed = await execution_logs.set_duration(uow, log_id, minutes)
-        else:
-            changed = await execution_logs.set_details(uow, log_id, cleaned)
+    Minutes that would take the log's theater over :data:`PLAUSIBLE_DAY_MINUTES` on the
+    log's local day raise :class:`Implausible` and change nothing, unless ``confirmed``."""
+    minutes = validation.check_minutes(minutes)
+    async with state.locked(db, user_id) as uow:  # the read below sees every earlier write
+        found = await execution_logs.log_day(uow, log_id, DAY_REACH)
+        if found is None:
+            raise NotLinked()
+        settings, log, others = found
+        if log is None:
+            raise NotFound("log")
+        day = local_day(log.timestamp, settings.timezone)
+        refused = None if confirmed else implausible(log.arm_type, minutes, others, day)
+        if refused is not None:
+            raise refused
+        changed = await execution_logs.set_duration(uow, log_id, minutes)
         if changed is None:
             raise NotFound("log")
-        if minutes is not None:
-            overload = await state.recompute_risk(uow, now, settings)
-        else:
-            overload = await state.risk_at(uow, changed.timestamp, settings.weekly_capacity_hours)
+        overload = await state.recompute_risk(uow, now, settings)
+        theater = await state.theater(uow, changed.arm_type)
+        await uow.commit()
+        return LogResult(changed, theater.status, overload)
+
+
+async def set_log_details(
+    db: Database, user_id: Principal, log_id: UUID, details: str
+) -> LogResult:
+    """Add details to one of the user's logs (the risk stays as it was when it was written)."""
+    cleaned = validation.clean_details(details)
+    async with db.user_uow(user_id) as uow:
+        settings = await state.begin_write(uow)
+        changed = await execution_logs.set_details(uow, log_id, cleaned)
+        if changed is None:
+            raise NotFound("log")
+        overload = await state.risk_at(uow, changed.timestamp, settings.weekly_capacity_hours)
         theater = await state.theater(uow, changed.arm_type)
         await uow.commit()
         return LogResult(changed, theater.status, overload)

@@ -66,12 +66,21 @@ class Chat:
         return await self._wait(replies, timeout)
 
     async def press_data(
-        self, message_id: int, data: str, *, strict: bool = False, timeout: float = 10.0
-    ) -> None:
+        self,
+        message_id: int,
+        data: str,
+        *,
+        strict: bool = False,
+        replies: int = 0,
+        timeout: float = 10.0,
+    ) -> list[SentMessage]:
+        """Press a button by its data (by default, one the message need not show any more);
+        wait until the callback was answered and ``replies`` new messages."""
         answered = len(self.emu.calls("answerCallbackQuery"))
         self.emu.press(self.user_id, message_id, data, strict=strict)
         await self.emu.wait_calls("answerCallbackQuery", answered + 1, timeout)
         await self.settle()
+        return await self._wait(replies, timeout) if replies else []
 
     async def settle(self, quiet: float = 0.15, timeout: float = 10.0) -> None:
         """Wait until the bot made no API call for ``quiet`` seconds (its handler finished)."""

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from services import accounts, sync, tracking
+from services import accounts, nba, sync, tracking
 from services.db import Database, TelegramUser
-from services.errors import DomainError, Implausible
+from services.errors import DomainError, Implausible, NotFound
 from services.nudges.settings import update_settings
 from services.outbox import Outbox
 
@@ -186,3 +186,111 @@ async def test_replay_saves_without_asking(db: Database, tmp_path: Path) -> None
         ("long study", 900),
         ("offline", 120),
     ]
+
+
+# --- the other ways a log gets minutes: progress and done on an item, minutes after a Done ---
+
+
+async def item_rows(db: Database) -> list[dict[str, Any]]:
+    async with db.privileged() as uow:
+        found = await uow.fetchall(
+            "select title, has_early_progress_bonus, completed_at, last_updated from nba_items"
+            " order by created_at, id"
+        )
+    return [dict(r) for r in found]
+
+
+async def test_progress_over_sixteen_hours_asks_and_writes_nothing(db: Database) -> None:
+    user = await new_user(db)
+    await tracking.log_time(db, user, "ibm", 900, "long day", T0)
+    added = await nba.add_item(db, user, "ibm", 3, "Task", T0)
+    before = (await logs(db), await state_rows(db), await item_rows(db))
+    at = T0 + timedelta(hours=1)
+
+    with pytest.raises(Implausible) as raised:
+        await nba.progress(db, user, added.item.id, 90, at, dedupe_key="cb:1")
+    assert (raised.value.arm, raised.value.day_minutes, raised.value.minutes) == ("ibm", 990, 90)
+    assert (await logs(db), await state_rows(db), await item_rows(db)) == before
+
+    result = await nba.progress(db, user, added.item.id, 90, at, dedupe_key="cb:1", confirmed=True)
+    assert result.log is not None and result.log.duration == 90 and not result.duplicate
+    # The same press again (unconfirmed, as the first one was): the earlier log comes back.
+    again = await nba.progress(db, user, added.item.id, 90, at, dedupe_key="cb:1")
+    assert again.duplicate and again.log == result.log
+    assert [r["duration"] for r in await logs(db)] == [900, 90]
+
+
+async def test_progress_up_to_sixteen_hours_and_other_theaters_are_not_asked(
+    db: Database,
+) -> None:
+    user = await new_user(db)
+    await tracking.log_time(db, user, "cs", 900, "study", T0)
+    await tracking.log_time(db, user, "ibm", 900, "work", T0)
+    added = await nba.add_item(db, user, "ibm", 3, "Task", T0)
+    result = await nba.progress(db, user, added.item.id, 60, T0 + timedelta(hours=1))
+    assert result.log is not None and result.log.duration == 60  # exactly 16 h in ibm
+    other = await nba.add_item(db, user, "cs", 3, "Read", T0)
+    done = await nba.done(db, user, other.item.id, T0 + timedelta(hours=2), minutes=60)
+    assert done.log is not None and done.log.duration == 60  # cs: its own 16 h
+
+
+async def test_done_with_minutes_over_sixteen_hours_asks(db: Database) -> None:
+    user = await new_user(db)
+    await tracking.log_time(db, user, "cs", 900, "study", T0)
+    added = await nba.add_item(db, user, "cs", 3, "Read", T0)
+    before = (await logs(db), await item_rows(db))
+    at = T0 + timedelta(hours=1)
+    with pytest.raises(Implausible) as raised:
+        await nba.done(db, user, added.item.id, at, minutes=61, dedupe_key="cb:2")
+    assert raised.value.day_minutes == 961
+    assert (await logs(db), await item_rows(db)) == before  # still open, nothing logged
+    # Done without minutes is never asked about.
+    done = await nba.done(db, user, added.item.id, at, dedupe_key="cb:2")
+    assert done.log is not None and done.log.duration is None
+    # A repeat of the press finds the item done: the earlier log, nothing asked.
+    again = await nba.done(db, user, added.item.id, at, minutes=61, dedupe_key="cb:2")
+    assert again.duplicate and again.log == done.log
+
+
+async def test_minutes_after_done_count_the_logs_day(db: Database) -> None:
+    user = await new_user(db)
+    await tracking.log_time(db, user, "ibm", 900, "long day", T0)
+    added = await nba.add_item(db, user, "ibm", 3, "Task", T0)
+    done = await nba.done(db, user, added.item.id, T0 + timedelta(hours=1))
+    assert done.log is not None
+    before = (await logs(db), await state_rows(db))
+
+    with pytest.raises(Implausible) as raised:
+        await tracking.set_log_minutes(db, user, done.log.id, 90, T0 + timedelta(hours=2))
+    assert (raised.value.arm, raised.value.day_minutes) == ("ibm", 990)
+    assert (await logs(db), await state_rows(db)) == before
+
+    # Its own earlier minutes are replaced, not added: 60 are plausible, then 61 are not.
+    later = T0 + timedelta(hours=2)
+    assert (await tracking.set_log_minutes(db, user, done.log.id, 60, later)).log.duration == 60
+    assert (await tracking.set_log_minutes(db, user, done.log.id, 30, later)).log.duration == 30
+    with pytest.raises(Implausible):
+        await tracking.set_log_minutes(db, user, done.log.id, 61, later)
+    result = await tracking.set_log_minutes(db, user, done.log.id, 90, later, confirmed=True)
+    assert result.log.duration == 90
+    assert [r["duration"] for r in await logs(db)] == [900, 90]
+
+
+async def test_minutes_after_done_the_next_day_count_the_day_of_the_log(db: Database) -> None:
+    user = await new_user(db)  # Berlin: local midnight is 23:00 UTC
+    midnight = datetime(2026, 11, 2, 23, 0, tzinfo=UTC)
+    added = await nba.add_item(db, user, "cs", 3, "Read", T0)
+    done = await nba.done(db, user, added.item.id, midnight - timedelta(minutes=5))
+    assert done.log is not None
+    # 15 h logged just after midnight: the next local day, not the Done's.
+    await tracking.log_time(db, user, "cs", 900, "next day", midnight + timedelta(minutes=1))
+    result = await tracking.set_log_minutes(
+        db, user, done.log.id, 120, midnight + timedelta(minutes=2)
+    )
+    assert result.log.duration == 120
+
+
+async def test_minutes_for_a_log_that_is_gone(db: Database) -> None:
+    user = await new_user(db)
+    with pytest.raises(NotFound):
+        await tracking.set_log_minutes(db, user, uuid.uuid4(), 30, T0)

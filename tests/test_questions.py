@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.local_api import BotApiEmulator
+from bot.local_api import BotApiEmulator, SentMessage
+from handlers.callbacks import encode
 from services.db import Database
 from tests.conftest import BotEnv
 from tests.harness import Chat, bot_running
@@ -227,4 +228,127 @@ async def test_quick_capture_offers_only_what_the_text_fits(bot: BotEnv, db: Dat
     await chat.press(chat.message(offer.message_id), "cs · study")
     assert await rows(db, "select evidence from reflections") == [
         {"evidence": "<b>kept</b> & exact"}
+    ]
+
+
+# --- the NBA buttons and the nudges' log button ask too (a day over 16 h in one theater) -------
+
+
+async def durations(db: Database) -> list[tuple[str, str, int | None]]:
+    found = await rows(
+        db, "select arm_type, action, duration from execution_logs order by timestamp, id"
+    )
+    return [(r["arm_type"], r["action"], r["duration"]) for r in found]
+
+
+def labels(message: SentMessage) -> list[str]:
+    return [label for row in message.buttons for label, _ in row]
+
+
+async def test_progress_over_16_hours_asks_and_yes_saves_once(bot: BotEnv, db: Database) -> None:
+    bot.clock.set(datetime(2026, 12, 2, 18, 0, tzinfo=UTC))
+    chat = await started(bot, 6120)
+    await chat.send("/log ibm 900 long day")
+    bot.clock.advance(minutes=5)
+    (view,) = await chat.send("/add ibm 3 Task")
+    await chat.press(view, "▶ Progress")
+    prompt = chat.message(view.message_id)
+    ninety = prompt.callback_data("90 min")
+    (asked,) = await chat.press(prompt, "90 min", replies=1)  # asked in a new message
+    assert (
+        asked.plain_text
+        == "🤔 That would make 16 h 30 min logged in ibm today (over 16 h). Save it anyway?"
+    )
+    assert labels(asked) == ["Yes, save it", "No"]
+    assert "How long did you work on Task?" in chat.message(view.message_id).plain_text
+    assert await durations(db) == [("ibm", "long day", 900)]
+
+    yes = asked.callback_data("Yes, save it")
+    await chat.press(asked, "Yes, save it")  # the question becomes the theater, logged
+    saved = chat.message(asked.message_id)
+    assert "▶ Logged 90 min on “Task”" in saved.plain_text
+    assert chat.emu.callback_answers[-1].text == "Progress logged."
+    await chat.press_data(asked.message_id, yes)  # a double tap
+    assert chat.emu.callback_answers[-1].text == "This question is closed."
+    await chat.press_data(view.message_id, ninety)  # the first press again: recorded already
+    assert chat.emu.callback_answers[-1].text == "Already recorded."
+    assert await durations(db) == [("ibm", "long day", 900), ("ibm", "Task", 90)]
+    (item,) = await rows(db, "select has_early_progress_bonus from nba_items")
+    assert item["has_early_progress_bonus"] is True
+
+
+async def test_minutes_after_done_over_16_hours_ask_and_no_saves_nothing(
+    bot: BotEnv, db: Database
+) -> None:
+    bot.clock.set(datetime(2026, 12, 2, 18, 0, tzinfo=UTC))
+    chat = await started(bot, 6121)
+    await chat.send("/log cs 900 study")
+    bot.clock.advance(minutes=5)
+    (view,) = await chat.send("/add cs 3 Read")
+    await chat.press(view, "✅ Done")
+    done = chat.message(view.message_id)
+    ninety = done.callback_data("90 min")
+    (asked,) = await chat.press(done, "90 min", replies=1)
+    assert "That would make 16 h 30 min logged in cs today (over 16 h)" in asked.plain_text
+    await chat.press(asked, "No")
+    assert chat.message(asked.message_id).plain_text == "OK, not saved."
+    assert chat.emu.callback_answers[-1].text == "Not saved."
+    assert await durations(db) == [("cs", "study", 900), ("cs", "Done: Read", None)]
+
+    await chat.press(done, "60 min")  # exactly 16 h: saved at once, nothing asked
+    assert "Done: Read · 60 min logged." in chat.message(view.message_id).plain_text
+    assert await durations(db) == [("cs", "study", 900), ("cs", "Done: Read", 60)]
+
+    (asked,) = await chat.press_data(view.message_id, ninety, replies=1)  # 90, not 60: asked
+    assert "That would make 16 h 30 min logged in cs today" in asked.plain_text
+    (hint,) = await chat.send("maybe")
+    assert hint.plain_text == "Tap Yes, save it or No above (or type yes or no)."
+    (saved,) = await chat.send("yes")
+    assert "Done: Read · 90 min logged." in saved.plain_text
+    assert await durations(db) == [("cs", "study", 900), ("cs", "Done: Read", 90)]
+
+
+async def test_progress_in_another_theater_is_not_asked_about(bot: BotEnv, db: Database) -> None:
+    bot.clock.set(datetime(2026, 12, 2, 18, 0, tzinfo=UTC))
+    chat = await started(bot, 6122)
+    await chat.send("/log cs 900 study")
+    bot.clock.advance(minutes=5)
+    (view,) = await chat.send("/add ibm 3 Task")
+    await chat.press(view, "▶ Progress")
+    await chat.press(chat.message(view.message_id), "90 min")  # no new message
+    assert "▶ Logged 90 min on “Task”" in chat.message(view.message_id).plain_text
+    assert await durations(db) == [("cs", "study", 900), ("ibm", "Task", 90)]
+    assert await rows(db, "select 1 from open_questions") == []
+
+
+async def test_the_nudge_log_button_asks_too(bot: BotEnv, db: Database) -> None:
+    bot.clock.set(datetime(2026, 12, 2, 18, 0, tzinfo=UTC))
+    chat = await started(bot, 6123)
+    (logged,) = await chat.send("/log ibm 950 long day")
+    bot.clock.advance(minutes=5)
+    (view,) = await chat.send("/add ibm 3 Task")
+    (item,) = await rows(db, "select id from nba_items")
+    on_item = encode("g", "lg", "ibm", item["id"])
+    (asked,) = await chat.press_data(view.message_id, on_item, replies=1)  # ▶ Log 25 min
+    assert "That would make 16 h 15 min logged in ibm today" in asked.plain_text
+    await chat.press(asked, "Yes, save it")
+    assert "▶ Logged 25 min on “Task”" in chat.message(asked.message_id).plain_text
+    await chat.press_data(view.message_id, on_item)  # pressed again: recorded already
+    assert chat.emu.callback_answers[-1].text == "Already recorded."
+
+    bot.clock.advance(minutes=5)
+    plain = encode("g", "lg", "ibm")  # an idle nudge's button when there is no item
+    (asked,) = await chat.press_data(logged.message_id, plain, replies=1)
+    assert "That would make 16 h 40 min logged in ibm today" in asked.plain_text
+    (cancelled,) = await chat.send("/cancel")
+    assert "Cancelled. Nothing was saved." in cancelled.plain_text
+    (asked,) = await chat.press_data(logged.message_id, plain, replies=1)
+    await chat.press(asked, "Yes, save it")
+    assert "Logged in ibm: 25 min on ibm (25 min)" in chat.message(asked.message_id).plain_text
+    await chat.press_data(logged.message_id, plain)  # pressed again: recorded already
+    assert chat.emu.callback_answers[-1].text == "Already recorded."
+    assert await durations(db) == [
+        ("ibm", "long day", 950),
+        ("ibm", "Task", 25),
+        ("ibm", "25 min on ibm", 25),
     ]

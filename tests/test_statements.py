@@ -91,6 +91,9 @@ BUDGET = {
     "auto": 3,
     "progress": 3,  # lock, read, write (log + item + ranking + theater + metrics)
     "progress duplicate": 4,  # as "log duplicate"
+    # lock + read (settings, the log, its theater's logs that day), the update, the risk
+    # (read, write), the theater
+    "minutes": 5,
 }
 
 
@@ -131,6 +134,11 @@ async def test_statements_per_command(db: Database, statements: Statements) -> N
     await check("progress", lambda: nba.done(db, user, low_id, at, minutes=10))
     await check("button", lambda: nba.delete_item(db, user, low_id, at))  # a done item
     await check("button", lambda: nba.delete_item(db, user, top_id, at))  # an open one
+    last = await nba.add_item(db, user, "cs", 2, "Last", at)
+    finished = await nba.done(db, user, last.item.id, at)
+    assert finished.log is not None
+    log_id = finished.log.id
+    await check("minutes", lambda: tracking.set_log_minutes(db, user, log_id, 15, at))
 
     over = {k: v for k, v in measured.items() if max(v) > BUDGET[k]}
     assert not over, f"statements over budget {BUDGET}: {over}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -75,11 +75,6 @@ class LogInputs:
     #: per theater, (timestamp, minutes) of each log with minutes in (recent_since, until]
     recent: dict[Arm, list[tuple[datetime, int]]] = field(default_factory=dict)
 
-    def minutes_since(self, arm: Arm, since: datetime) -> int:
-        """The minutes of ``arm``'s recent logs at or after ``since`` (which must not be
-        before the ``recent_since`` they were read with)."""
-        return sum(minutes for at, minutes in self.recent.get(arm, ()) if at >= since)
-
 
 async def log_inputs(
     uow: UnitOfWork, since: datetime, until: datetime, recent_since: datetime
@@ -113,6 +108,32 @@ async def log_inputs(
         return LogInputs(None, found, 0)
     settings = take(UserSettings, SETTINGS_FIELDS, rows[0], "s_")
     return LogInputs(settings, found, rows[0]["minutes"], recent)
+
+
+async def log_day(
+    uow: UnitOfWork, log_id: UUID, reach: timedelta
+) -> tuple[UserSettings, ExecutionLog | None, list[tuple[datetime, int]]] | None:
+    """The settings, one log (None if there is no such log of the user's) and the time and
+    minutes of each other log with minutes of its theater less than ``reach`` before or after
+    it, in one statement (after the lock, in a statement of its own: see
+    :func:`nba_items.item_context`); None if the user has no settings."""
+    row = await uow.fetchone(
+        f"select {select_list(SETTINGS_FIELDS, 's', 's_')},"
+        f" {select_list(LOG_FIELDS, 'x', 'x_')}, r.at as r_at, r.minutes as r_minutes"
+        " from user_settings s left join execution_logs x on x.id = %(id)s"
+        " left join lateral (select array_agg(e.timestamp) as at,"
+        "   array_agg(e.duration) as minutes from execution_logs e"
+        "   where e.arm_type = x.arm_type and e.id <> x.id and e.duration is not null"
+        "   and e.timestamp > x.timestamp - %(reach)s"
+        "   and e.timestamp < x.timestamp + %(reach)s) r on true",
+        {"id": log_id, "reach": reach},
+    )
+    if row is None:
+        return None
+    settings = take(UserSettings, SETTINGS_FIELDS, row, "s_")
+    assert settings is not None
+    others = list(zip(row["r_at"] or (), row["r_minutes"] or (), strict=True))
+    return settings, take(ExecutionLog, LOG_FIELDS, row, "x_"), others
 
 
 async def record(

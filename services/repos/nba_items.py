@@ -217,6 +217,9 @@ class ItemContext:
     items: list[NbaItem]
     minutes: int | None = None
     settings: UserSettings | None = None
+    #: if asked for: (time, minutes) of each log with minutes of the item's theater since
+    #: ``recent_since`` (up to the end of the minutes window)
+    recent: list[tuple[datetime, int]] | None = None
 
 
 MINUTES_COLUMN = (
@@ -231,9 +234,12 @@ async def item_context(
     *,
     minutes_window: tuple[datetime, datetime] | None = None,
     settings: bool = False,
+    recent_since: datetime | None = None,
 ) -> ItemContext | None:
     """What a change to one item needs, in one statement; None if the item does not exist
-    (or is another user's). ``minutes_window`` (since, until]: the minutes of every log in it.
+    (or is another user's). ``minutes_window`` (since, until]: the minutes of every log in it;
+    with it, ``recent_since``: the time and minutes of each log with minutes of the item's
+    theater in (recent_since, until].
 
     Run it after :func:`services.state.begin_write`, in a statement of its own: a statement
     reads with the snapshot taken when it starts, so a read sharing the lock's statement
@@ -248,6 +254,16 @@ async def item_context(
     if settings:
         extra += f", {select_list(SETTINGS_FIELDS, 's', 's_')}"
         joins += " left join user_settings s on true"
+    if recent_since is not None:
+        assert minutes_window is not None
+        params["recent"] = recent_since
+        extra += ", r.at as r_at, r.minutes as r_minutes"
+        joins += (
+            " left join lateral (select array_agg(e.timestamp) as at,"
+            " array_agg(e.duration) as minutes from execution_logs e"
+            " where e.arm_type = x.arm_type and e.duration is not null"
+            " and e.timestamp > %(recent)s and e.timestamp <= %(until)s) r on true"
+        )
     rows = await uow.fetchall(
         f"select {select_list(ITEM_FIELDS, 'x', 'x_')}, {select_list(THEATER_FIELDS, 't', 't_')},"
         f" {select_list(ITEM_FIELDS, 'i', 'i_')}{extra}"
@@ -269,6 +285,11 @@ async def item_context(
         items,
         first["minutes"] if minutes_window is not None else None,
         take(UserSettings, SETTINGS_FIELDS, first, "s_") if settings else None,
+        (
+            list(zip(first["r_at"] or (), first["r_minutes"] or (), strict=True))
+            if recent_since is not None
+            else None
+        ),
     )
 
 
