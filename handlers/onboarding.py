@@ -14,7 +14,6 @@ closed". Ten quiet minutes end it silently: the person has moved on.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +26,7 @@ from handlers.conversation import CLOSED, Buttons, Flow, Turn, flow, start
 from handlers.render import CAPACITY_CHOICES, esc
 from services import preferences
 from services.models import UserSettings
-from services.validation import CAPACITY_HOURS_RANGE, parse_int
+from services.validation import CAPACITY_HOURS_RANGE, parse_hours
 
 COMMON_ZONES = (
     "Europe/London",
@@ -69,7 +68,6 @@ CANCEL_REPLY = (
 )
 
 #: A typed weekly capacity: "35", "35h", "35 hours".
-HOURS = re.compile(r"(?i)\s*(\d{1,4})\s*(?:h|hrs?|hours?)?\s*")
 #: Typed instead of tapping Skip.
 SKIP_WORDS = frozenset({"skip", "pass", "later"})
 #: Typed for no daily brief.
@@ -187,10 +185,7 @@ async def _text(turn: Turn[OnboardDraft], text: str) -> None:
     elif turn.step == "tz":
         changes["timezone"] = preferences.timezone_or_hint(typed)
     elif turn.step == "capacity":
-        match = HOURS.fullmatch(typed)
-        changes["weekly_capacity_hours"] = parse_int(
-            match[1] if match else typed, "weekly capacity"
-        )
+        changes["weekly_capacity_hours"] = parse_hours(typed, "weekly capacity")
     else:
         changes["brief_time"] = None if typed.lower() in OFF_WORDS else typed
     await _answered(turn, changes)

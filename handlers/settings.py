@@ -31,6 +31,7 @@ from services.validation import (
     DAY_NAMES,
     is_off,
     parse_clock,
+    parse_hours,
     parse_int,
     parse_quiet,
     parse_review,
@@ -264,13 +265,13 @@ def changes_from_text(field: str, text: str, day: int | None = None) -> tuple[di
             f"✅ Weekly review on {DAY_NAMES[d]} at {clock(at)}.",
         )
     if field == "idle":
-        hours = parse_int(text, "idle threshold")
+        hours = parse_hours(text, "idle threshold")
         return {"idle_after_hours": hours}, f"✅ Idle reminder after {hours} h."
     if field == "overload":
         value = parse_int(text, "overload threshold", percent=True)
         return {"overload_threshold": value}, f"✅ Overload reminder at {value}%."
     if field == "capacity":
-        hours = parse_int(text, "weekly capacity")
+        hours = parse_hours(text, "weekly capacity")
         return {"weekly_capacity_hours": hours}, f"✅ Weekly capacity {hours} h."
     raise ValueError(f"unknown settings field {field!r}")
 
