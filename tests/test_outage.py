@@ -70,6 +70,52 @@ async def test_log_during_outage_is_kept_and_synced_once(
     assert queue == [{"operation": "INSERT", "table_name": "execution_logs", "synced": True}]
 
 
+async def test_every_kind_of_write_is_kept_and_synced_through_the_chat(
+    server: tuple[EmbeddedPostgres, str], emulator: BotApiEmulator, tmp_path: Path
+) -> None:
+    """Each command a handler may keep: told what was kept, then what synced, by name."""
+    pg, dsn = server
+    settings = make_settings(data_dir=tmp_path / "data", db_connect_timeout_seconds=2)
+    async with bot_running(emulator, dsn, settings=settings, clock=Clock()):
+        chat = Chat(emulator, 8005)
+        await chat.send("/start")
+        await chat.send("/block ibm travelling")
+        await chat.send("/reflect cs")  # asks for the evidence
+        await asyncio.to_thread(pg.halt)
+        kept = {}
+        for sent, what in (
+            ("mock exam 78%", "reflection “mock exam 78%” in cs"),
+            ("/add cs 3 Read chapter 4", "new NBA “Read chapter 4” in cs"),
+            ("/progress cs 62.5", "cs progress 62.5%"),
+            ("/energy 40", "energy split ibm 40%"),
+            ("/unblock ibm", "unblocking ibm"),
+            ("/block cs exams", "blocking cs"),
+            ("/log ibm 30 review", "log “review” in ibm"),
+        ):
+            (reply,) = await chat.send(sent)
+            assert f"Your {what} is saved on this server" in reply.plain_text, sent
+            kept[what] = sent
+        await asyncio.to_thread(pg.resume)
+        synced = await chat._wait(len(kept), 60)
+    assert [m.plain_text for m in synced] == [f"✅ Synced: your {what} is saved." for what in kept]
+    assert await count(dsn, "select evidence from reflections") == [{"evidence": "mock exam 78%"}]
+    assert await count(dsn, "select title, gap from nba_items") == [
+        {"title": "Read chapter 4", "gap": 3}
+    ]
+    theaters = await count(
+        dsn, "select arm_type, status, blocked_reason, total_progress from theaters order by 1"
+    )
+    assert [(t["status"], t["blocked_reason"]) for t in theaters] == [
+        ("blocked", "exams"),
+        ("active", None),
+    ]
+    assert theaters[0]["total_progress"] == Decimal("62.5")
+    energy = await count(dsn, "select energy_allocation_ibm from global_metrics")
+    assert energy == [{"energy_allocation_ibm": 40}]
+    logs = await count(dsn, "select action, duration from execution_logs")
+    assert logs == [{"action": "review", "duration": 30}]
+
+
 async def test_restart_during_outage_still_syncs(
     server: tuple[EmbeddedPostgres, str], emulator: BotApiEmulator, tmp_path: Path
 ) -> None:
