@@ -34,6 +34,8 @@ from services import nba, rules, tracking
 from services.db import Database, TelegramUser
 from services.errors import DomainError, Implausible
 from services.models import ARMS, Arm, parse_arm
+from services.nba import AddItem
+from services.sync import Queued
 from services.validation import check_gap, clean_title, parse_int
 
 
@@ -52,10 +54,10 @@ async def nba_command(update: Update, context: Context) -> None:
 
 async def item_added(
     update: Update, context: Context, arm: Arm, gap: int, title: str
-) -> tuple[str, Any] | None:
+) -> tuple[str, InlineKeyboardMarkup | None] | None:
     """Add the item; the reply (None: it was kept for later and the user told so)."""
-    result = await perform(update, context, "add_item", arm=arm, gap=gap, title=title)
-    if result is None:
+    result = await perform(update, context, AddItem(arm=arm, gap=gap, title=title))
+    if isinstance(result, Queued):
         return None
     note = f"➕ Added to <b>{result.item.arm_type}</b>: {render.esc(result.item.title)}"
     return render.render_theater_nba(result.theater, note), render.theater_nba_keyboard(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
 
-from telegram import Update
+from telegram import InlineKeyboardMarkup, Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
 from handlers import render
@@ -37,6 +37,8 @@ from services.durations import parse_minutes
 from services.errors import DomainError, Implausible
 from services.models import ARMS, Arm, parse_arm
 from services.status import HISTORY_MAX
+from services.sync import Queued
+from services.tracking import Block, LogTime, Reflect, SetEnergy, SetProgress, Unblock
 from services.validation import (
     check_energy,
     check_minutes,
@@ -101,21 +103,19 @@ def _log_question(draft: LogDraft) -> tuple[str, str, Buttons]:
 
 async def _log_saved(
     update: Update, context: Context, draft: LogDraft, *, confirmed: bool = False
-) -> tuple[str, Any] | None:
+) -> tuple[str, InlineKeyboardMarkup | None] | None:
     """Save the complete draft; the reply (None: it was kept for later, the user was told).
     Implausible (the day would pass 16 h in that theater) unless ``confirmed``."""
     assert draft.arm is not None and draft.action is not None
-    result = await perform(
-        update,
-        context,
-        "log_time",
+    log = LogTime(
         arm=draft.arm,
         minutes=draft.minutes,
         action=draft.action,
         dedupe_key=message_key(update),
         confirmed=confirmed,
     )
-    if result is None:
+    result = await perform(update, context, log)
+    if isinstance(result, Queued):
         return None
     return render.render_log(result), render.log_keyboard(result)
 
@@ -309,9 +309,9 @@ class TheaterDraft:
 
 async def reflection_saved(
     update: Update, context: Context, arm: Arm, evidence: str
-) -> tuple[str, Any] | None:
-    found = await perform(update, context, "reflect", arm=arm, evidence=evidence)
-    if found is None:
+) -> tuple[str, InlineKeyboardMarkup] | None:
+    found = await perform(update, context, Reflect(arm=arm, evidence=evidence))
+    if isinstance(found, Queued):
         return None
     return (
         f"💡 Reflection saved in <b>{found.arm_type}</b>: {render.esc(found.evidence)}",
@@ -360,8 +360,8 @@ async def reflect_start(update: Update, context: Context) -> None:
 
 async def _progress_saved(update: Update, context: Context, arm: Arm, text: str) -> str | None:
     value = parse_decimal(text.strip(), "progress", percent=True)
-    combined = await perform(update, context, "set_progress", arm=arm, value=str(value))
-    if combined is None:
+    combined = await perform(update, context, SetProgress(arm=arm, value=value))
+    if isinstance(combined, Queued):
         return None
     return (
         f"📈 <b>{arm}</b> progress set to {render.num(value)}%."
@@ -418,8 +418,8 @@ async def _energy_saved(update: Update, context: Context, text: str) -> str | No
     if split and int(split[1]) + int(split[2]) != 100:
         raise DomainError(f"ibm/cs must add up to 100% (got {split[1]}/{split[2]}).")
     share = check_energy(parse_int(split[1] if split else text.strip(), "energy", percent=True))
-    result = await perform(update, context, "set_energy", ibm_share=share)
-    if result is None:
+    result = await perform(update, context, SetEnergy(ibm_share=share))
+    if isinstance(result, Queued):
         return None
     ibm, cs = result
     return f"⚡ Energy: ibm {ibm}% · cs {cs}%."
@@ -458,7 +458,7 @@ async def energy_command(update: Update, context: Context) -> None:
 
 async def _blocked(update: Update, context: Context, arm: Arm, reason: str | None) -> str | None:
     reason = reason.strip() if reason else None
-    if await perform(update, context, "block", arm=arm, reason=reason or None) is None:
+    if isinstance(await perform(update, context, Block(arm=arm, reason=reason or None)), Queued):
         return None
     why = f" ({render.esc(reason)})" if reason else ""
     return f"⛔ <b>{arm}</b> is blocked{why}. No idle nudges until /unblock {arm}."
@@ -507,8 +507,8 @@ async def block_command(update: Update, context: Context) -> None:
 
 
 async def _unblocked(update: Update, context: Context, arm: Arm) -> str | None:
-    state = await perform(update, context, "unblock", arm=arm)
-    if state is None:
+    state = await perform(update, context, Unblock(arm=arm))
+    if isinstance(state, Queued):
         return None
     return f"✅ <b>{arm}</b> is unblocked; it is {state} now."
 

@@ -7,6 +7,9 @@ A change reads what it needs once, after the lock (the item, its theater and the
 open items, in one statement), decides the change and the new ranking in Python
 (:mod:`services.rules`), writes every changed row in one statement, and builds the theater it
 returns from those rows as the database stored them.
+
+Adding an item may happen during a database outage: it is also the command :class:`AddItem`
+(:mod:`services.commands`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Literal
 from uuid import UUID
 
 from services import rules, sanity, state, tracking, validation
+from services.commands import Command
 from services.db import Database, Principal, UnitOfWork
 from services.errors import Conflict, NotFound, NotLinked
 from services.models import Arm, ExecutionLog, NbaItem, Theater, TheaterStatus
@@ -189,6 +193,27 @@ async def add_item(
             raise NotLinked()
         theater, stored = await _save(uow, found.theater, found.items, {}, now)
         return ItemResult(stored.get(item.id, item), theater)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AddItem(Command[ItemResult]):
+    """/add: a new open item in ``arm`` (:func:`add_item`)."""
+
+    name = "add_item"
+    operation = "INSERT"
+    table_name = "nba_items"
+
+    arm: Arm
+    gap: int
+    title: str
+
+    async def run(
+        self, db: Database, who: Principal, now: datetime, *, replayed: bool = False
+    ) -> ItemResult:
+        return await add_item(db, who, self.arm, self.gap, self.title, now)
+
+    def describe(self) -> str:
+        return f"new NBA “{self.title}” in {self.arm}"
 
 
 async def edit_item(
