@@ -26,6 +26,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("nba", "current Next Best Action per theater"),
     ("log", "log time: /log cs 45 read chapter 3"),
     ("add", "add an NBA: /add cs 4 Read SICP chapter 3"),
+    ("focus", "start a timed focus session: /focus cs 50m"),
     ("status", "both theaters, energy and overload risk"),
     ("reflect", "record evidence: /reflect cs Passed the mock exam, 78%"),
     ("history", "recent logs and reflections"),

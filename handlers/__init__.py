@@ -15,6 +15,7 @@ def register_handlers(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
         conversation,
         data,
         errors,
+        focus,
         link,
         nba,
         nudges,
@@ -27,6 +28,7 @@ def register_handlers(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     basic.register_gate(app)
     link.register(app)
     nba.register(app)
+    focus.register(app)
     tracking.register(app)
     data.register(app)
     stats.register(app)

@@ -11,7 +11,7 @@ from uuid import UUID
 from telegram import CallbackQuery, InlineKeyboardMarkup, Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
-from handlers import render
+from handlers import focus, render
 from handlers.callbacks import BadCallback, Callback, decode, encode, pattern
 from handlers.common import (
     Context,
@@ -33,6 +33,7 @@ from handlers.usage import NBA_USAGE
 from services import nba, rules, tracking
 from services.db import Database, TelegramUser
 from services.errors import DomainError, Implausible
+from services.focus import StartFocus
 from services.models import ARMS, Arm, parse_arm
 from services.nba import AddItem
 from services.sync import Queued
@@ -162,6 +163,7 @@ class Press:
     arm: Arm
     cb: Callback
     at: datetime
+    context: Context
 
     @property
     def query(self) -> CallbackQuery:
@@ -244,6 +246,11 @@ async def _done(p: Press) -> None:
     )
 
 
+async def _start_focus(p: Press) -> None:
+    """⏱ Start: a focus session on the pressed item (its message is a new one)."""
+    await focus.begin(p.update, p.context, StartFocus(arm=p.arm, item_id=p.cb.uuid(1)))
+
+
 async def _manage(p: Press) -> None:
     entry = await p.entry()
     await answer_and_edit(
@@ -275,7 +282,7 @@ async def _delete(p: Press) -> None:
 VERBS: dict[str, Callable[[Press], Awaitable[None]]] = {
     "v": _show, "ch": _choose, "au": _auto, "lk": _flag, "ul": _flag, "sel": _flag,
     "pg": _ask_minutes, "pm": _progress, "dn": _done, "mg": _manage, "eg": _set_gap,
-    "dq": _ask_delete, "dy": _delete,
+    "dq": _ask_delete, "dy": _delete, "fs": _start_focus,
 }  # fmt: skip
 
 
@@ -285,7 +292,7 @@ async def nba_button(update: Update, context: Context) -> None:
     assert query is not None
     try:
         cb = decode(query.data)
-        press = Press(update, deps(context).db, me(update), cb.arm(0), cb, now(context))
+        press = Press(update, deps(context).db, me(update), cb.arm(0), cb, now(context), context)
         await VERBS[cb.verb](press)
     except (BadCallback, KeyError):
         await query.answer("That button is no longer valid.")

@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from handlers.callbacks import encode
-from services import rules, sanity
-from services.models import ARMS, Arm
+from services import focus, rules, sanity
+from services.models import ARMS, Arm, FocusSession
 from services.nba import Fate, ItemResult, TheaterNba
 from services.status import HistoryEntry, StatusView
 from services.tracking import LogResult, UndoResult
@@ -202,6 +202,7 @@ def _theater_rows(view: TheaterNba, suffix: str = "") -> list[list[tuple[str, st
     rows: list[list[tuple[str, str]]] = [
         [
             lock,
+            (f"▶ Start{suffix}", encode("n", "fs", arm, item.id)),
             (f"▶ Progress{suffix}", encode("n", "pg", arm, item.id)),
             (f"✅ Done{suffix}", encode("n", "dn", arm, item.id)),
         ]
@@ -420,3 +421,31 @@ def render_history(entries: Sequence[HistoryEntry], tz: str, arm: Arm | None) ->
             break
         lines += entry
     return "\n".join(lines)
+
+
+# --- focus sessions ----------------------------------------------------------------------
+
+
+def _clock(minutes: int) -> str:
+    hours, rest = divmod(minutes, 60)
+    return f"{hours} h {rest:02d} min" if hours else f"{rest} min"
+
+
+def render_session(session: FocusSession, at: datetime) -> str:
+    """The session message as of ``at``: the item, the time worked, the time left."""
+    worked = focus.working_seconds(session, at) // 60
+    lines = [f"⏱ Focus in <b>{esc(session.arm_type)}</b>: "
+             f"<b>{esc(focus.title_of(session))}</b>"]  # fmt: skip
+    state = f"{_clock(worked)} worked"
+    if session.planned_minutes is not None:
+        left = session.planned_minutes - worked
+        state += f" · {_clock(left)} left" if left > 0 else " · time's up"
+    lines.append(state)
+    if focus.is_paused(session):
+        lines.append("⏸ Paused.")
+    return "\n".join(lines)
+
+
+def focus_status_line(session: FocusSession, at: datetime) -> str:
+    """/status's line for a running session."""
+    return render_session(session, at).replace("\n", " · ")

@@ -50,3 +50,8 @@ USAGES: dict[str, str] = {
     "nba": NBA_USAGE,
     "settings": SETTINGS_USAGE,
 }
+
+FOCUS_USAGE = (
+    "<code>/focus [ibm|cs] [length]</code>, e.g. <code>/focus cs 50m</code>; without a theater"
+    " it asks"
+)

@@ -116,6 +116,25 @@ class ExecutionLog(_Row):
 
 
 @dataclass(frozen=True, slots=True)
+class FocusSession(_Row):
+    """A focus session (``focus_sessions`` row) and, read with it, its item's title (None:
+    the item is gone, or not the user's). Values as stored: see services/focus.py for how
+    they are clamped before use."""
+
+    id: UUID
+    arm_type: Arm
+    item_id: UUID | None
+    started_at: datetime
+    paused_at: datetime | None
+    paused_seconds: int
+    planned_minutes: int | None
+    stopped_at: datetime | None
+    log_id: UUID | None
+    title: str | None = None
+    item_done: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Reflection(_Row):
     """An evidence-backed reflection (``reflections`` row)."""
 

@@ -61,6 +61,8 @@ class ItemResult:
     theater: TheaterNba
     log: ExecutionLog | None = None
     duplicate: bool = False
+    #: the overload risk after a logged change (None: no log, or a repeat)
+    overload: rules.Overload | None = None
 
 
 def _theater_nba(theater: Theater, items: Sequence[NbaItem], now: datetime) -> TheaterNba:
@@ -432,8 +434,9 @@ async def _work_on_item(
         await uow.commit()
         ranked = tuple(rules.rank(state.as_stored(final, stored), now))
         return ItemResult(
-            stored.get(item.id, item), TheaterNba(item.arm_type, status, ranked), log
-        )
+            stored.get(item.id, item), TheaterNba(item.arm_type, status, ranked), log,
+            overload=overload,
+        )  # fmt: skip
 
 
 async def _earlier(uow: UnitOfWork, dedupe_key: str | None) -> ExecutionLog | None:

@@ -96,6 +96,7 @@ SANE_COLUMNS: dict[str, dict[str, ValueKind]] = {
         "risk": "number",
     },
     "sync_queue": {"timestamp": "instant"},
+    "focus_sessions": {"started_at": "instant", "paused_at": "instant", "stopped_at": "instant"},
 }
 
 _TABLE_OF: dict[type, str] = {

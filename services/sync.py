@@ -43,6 +43,7 @@ from services.db import (
     in_joined_unit,
 )
 from services.errors import DomainError, NotLinked, Superseded
+from services.focus import PauseFocus, StartFocus, StopFocus
 from services.nba import AddItem
 from services.outbox import Outbox, OutboxEntry
 from services.tracking import Block, LogTime, Reflect, SetEnergy, SetProgress, Unblock
@@ -53,8 +54,12 @@ R = TypeVar("R")
 
 #: The commands the outbox may keep, by the name it stores them under.
 KEPT: Mapping[str, type[Command[object]]] = {
-    kind.name: kind for kind in (LogTime, Reflect, AddItem, SetProgress, SetEnergy, Block, Unblock)
-}
+    kind.name: kind
+    for kind in (
+        LogTime, Reflect, AddItem, SetProgress, SetEnergy, Block, Unblock,
+        StartFocus, PauseFocus, StopFocus,
+    )
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

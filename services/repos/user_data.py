@@ -35,6 +35,7 @@ TABLES: tuple[Table, ...] = (
     Table("nba_items", "created_at, id"),
     Table("execution_logs", '"timestamp", id'),
     Table("reflections", '"timestamp", id'),
+    Table("focus_sessions", "started_at, id"),
     Table("global_metrics", "id"),
     Table("user_settings", "user_id"),
     Table("telegram_links", "telegram_user_id"),

@@ -1,0 +1,347 @@
+"""Focus sessions: the bot keeps the time while a person works on a theater's current item.
+
+A session starts on an open item (the NBA card's ▶ Start, or ``/focus cs 50m``), may be
+paused and resumed, and ends with a stop, which records an execution log of its working
+minutes through the same path as the NBA card's Progress (:func:`services.nba.progress`: the
+item's early-progress bonus, activity, the re-rank), or with done, which completes the item
+like the card's Done (:func:`services.nba.done`) with those minutes.
+
+Working time is (the pause, or the stop, or ``now``) − started_at − paused_seconds, rounded to
+whole minutes, at least 1 and at most /log's limit (:data:`validation.MINUTES_RANGE`). More
+than :data:`CONFIRM_OVER` of it is recorded only when confirmed (:class:`LongSession`).
+
+At most one session per user is not stopped: the database enforces it (a partial unique
+index), and starting a second raises :class:`AlreadyRunning`, which carries the first.
+
+Every value is read as the user may have written it through the Data API, and clamped
+before use (:func:`working_seconds`): a start in the future counts as now, a pause before
+the start as the start, paused seconds beyond the elapsed ones as all of them.
+
+Every public function takes ``now`` (the clock is injectable) and is one unit of work for the
+user, under the user's write lock. A stop's log is written with the dedupe key
+``focus:<session id>``, so a stop that is repeated (a double tap, a retry) records once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from services import nba, rules, state, tracking, validation
+from services.commands import Command
+from services.db import Database, Principal
+from services.errors import Conflict, DomainError, NotFound, NotLinked
+from services.models import Arm, ExecutionLog, FocusSession
+from services.repos import focus_sessions, nba_items
+
+#: Working time above which a stop asks first (it is recorded only when confirmed).
+CONFIRM_OVER = timedelta(hours=12)
+#: The most a stop ever records: /log's limit.
+MAX_MINUTES = validation.MINUTES_RANGE[1]
+#: What a log says was done when the session's item is gone.
+UNTITLED = "Focus session"
+#: The largest paused_seconds the table accepts.
+_MAX_PAUSED = 10 * 365 * 86400
+
+
+class NoSession(NotFound):
+    """The session a button pointed at does not exist (deleted, or not the user's)."""
+
+    def __init__(self) -> None:
+        super().__init__("focus session")
+
+
+class AlreadyStopped(Conflict):
+    def __init__(self) -> None:
+        super().__init__("That focus session has already ended.")
+
+
+class NoCurrentItem(Conflict):
+    def __init__(self, arm: Arm) -> None:
+        super().__init__(
+            f"No open Next Best Action in {arm} to focus on: add one with /add {arm} first."
+        )
+        self.arm = arm
+
+
+class AlreadyRunning(Conflict):
+    """A session is running already: the handler asks whether to stop and log it."""
+
+    def __init__(self, session: FocusSession) -> None:
+        super().__init__(f"You are already focusing on “{title_of(session)}”.")
+        self.session = session
+
+
+class LongSession(DomainError):
+    """A stop of more than :data:`CONFIRM_OVER` of working time: recorded only when
+    confirmed. ``minutes``: what a confirmed stop records."""
+
+    def __init__(self, session: FocusSession, minutes: int) -> None:
+        hours = CONFIRM_OVER.total_seconds() / 3600
+        super().__init__(
+            f"“{title_of(session)}” has been running for more than {hours:g} hours."
+            f" Log {minutes} min anyway?"
+        )
+        self.session = session
+        self.minutes = minutes
+
+
+def title_of(session: FocusSession) -> str:
+    return session.title or UNTITLED
+
+
+def working_seconds(session: FocusSession, now: datetime) -> int:
+    """The session's working seconds as of ``now``: elapsed time up to its pause (or stop,
+    or ``now``) less its paused seconds, with every stored value clamped into sense."""
+    start = min(session.started_at, now)
+    end = session.stopped_at or session.paused_at or now
+    end = min(max(end, start), now)
+    elapsed = int((end - start).total_seconds())
+    paused = min(max(session.paused_seconds, 0), elapsed)
+    return elapsed - paused
+
+
+def working_minutes(seconds: int) -> int:
+    """Whole minutes (half a minute rounds up), at least 1, at most /log's limit."""
+    return min(max((seconds + 30) // 60, 1), MAX_MINUTES)
+
+
+def is_paused(session: FocusSession) -> bool:
+    return session.paused_at is not None and session.stopped_at is None
+
+
+def planned(minutes: int | None) -> int | None:
+    """A planned length, checked like a log's minutes."""
+    return None if minutes is None else validation.check_minutes(minutes)
+
+
+async def running(db: Database, who: Principal) -> FocusSession | None:
+    """The user's session that has not ended, if any."""
+    async with db.user_uow(who, single=True) as uow:
+        return await focus_sessions.running(uow)
+
+
+async def start(
+    db: Database,
+    who: Principal,
+    arm: Arm,
+    now: datetime,
+    *,
+    item_id: UUID | None = None,
+    planned_minutes: int | None = None,
+) -> FocusSession:
+    """Start a session on ``item_id`` (an open item of ``arm``), or on ``arm``'s current item.
+
+    AlreadyRunning if one is running; NoCurrentItem if ``arm`` has no current item;
+    ``nba.ItemGone`` if ``item_id`` is not an open item of ``arm``."""
+    planned_minutes = planned(planned_minutes)
+    async with state.locked(db, who) as uow:
+        existing = await focus_sessions.running(uow)
+        if existing is not None:
+            raise AlreadyRunning(existing)
+        found = (await nba_items.theaters_with_items(uow, [arm])).get(arm)
+        if found is None:
+            raise NotLinked()
+        if item_id is None:
+            ranked = rules.rank(found.items, now)
+            if not ranked or not ranked[0].is_current:
+                raise NoCurrentItem(arm)
+            item_id = ranked[0].item.id
+        elif not any(i.id == item_id for i in found.items):
+            raise nba.ItemGone()
+        new_id = await focus_sessions.insert(uow, arm, item_id, planned_minutes, now)
+        if new_id is None:  # started meanwhile (the unique index): the lock makes it rare
+            existing = await focus_sessions.running(uow)
+            assert existing is not None
+            raise AlreadyRunning(existing)
+        session = await focus_sessions.get(uow, new_id)
+        assert session is not None
+        await uow.commit()
+        return session
+
+
+async def _open(db: Database, who: Principal, session_id: UUID) -> FocusSession:
+    async with db.user_uow(who, single=True) as uow:
+        return _not_ended(await focus_sessions.get(uow, session_id))
+
+
+def _not_ended(session: FocusSession | None) -> FocusSession:
+    if session is None:
+        raise NoSession()
+    if session.stopped_at is not None:
+        raise AlreadyStopped()
+    return session
+
+
+async def pause(db: Database, who: Principal, session_id: UUID, now: datetime) -> FocusSession:
+    """Pause a running session (a paused one stays as it is)."""
+    async with state.locked(db, who) as uow:
+        session = _not_ended(await focus_sessions.get(uow, session_id))
+        if session.paused_at is not None:
+            return session
+        await focus_sessions.pause(uow, session.id, max(now, min(session.started_at, now)))
+        paused = await focus_sessions.get(uow, session.id)
+        assert paused is not None
+        await uow.commit()
+        return paused
+
+
+async def resume(db: Database, who: Principal, session_id: UUID, now: datetime) -> FocusSession:
+    """Resume a paused session: the pause is added to its paused seconds."""
+    async with state.locked(db, who) as uow:
+        session = _not_ended(await focus_sessions.get(uow, session_id))
+        if session.paused_at is None:
+            return session
+        pause_began = min(max(session.paused_at, session.started_at), now)
+        this_pause = int((now - pause_began).total_seconds())
+        total = min(max(session.paused_seconds, 0) + this_pause, _MAX_PAUSED)
+        await focus_sessions.resume(uow, session.id, total)
+        resumed = await focus_sessions.get(uow, session.id)
+        assert resumed is not None
+        await uow.commit()
+        return resumed
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    """A session that ended and what it recorded."""
+
+    session: FocusSession
+    minutes: int
+    log: ExecutionLog
+    #: the log's theater status and the overload risk (None: a repeated stop)
+    overload: rules.Overload | None
+    #: the item's theater after the change (None: the item was gone, a plain log)
+    theater: nba.TheaterNba | None
+    done: bool
+    duplicate: bool = False
+
+
+async def stop(
+    db: Database,
+    who: Principal,
+    session_id: UUID,
+    now: datetime,
+    *,
+    done: bool = False,
+    confirmed: bool = False,
+) -> Stopped:
+    """End a session and record its working minutes: progress on its item (``done``: the
+    item is completed) in one transaction with the end of the session.
+
+    LongSession (nothing written) over :data:`CONFIRM_OVER` unless ``confirmed``; Implausible
+    (nothing written) if the minutes would make the theater's day implausibly long, unless
+    ``confirmed``. An item that is gone meanwhile gets a plain log in the session's theater.
+    """
+    key = f"focus:{session_id}"
+    async with state.locked(db, who) as uow:
+        session = _not_ended(await focus_sessions.get(uow, session_id))
+        seconds = working_seconds(session, now)
+        minutes = working_minutes(seconds)
+        if seconds > CONFIRM_OVER.total_seconds() and not confirmed:
+            raise LongSession(session, minutes)
+        item_result: nba.ItemResult | None = None
+        with db.joined(uow):
+            if session.item_id is not None and session.title is not None:
+                try:
+                    if done:
+                        item_result = await nba.done(
+                            db, who, session.item_id, now, minutes=minutes, dedupe_key=key,
+                            confirmed=confirmed,
+                        )  # fmt: skip
+                    else:
+                        item_result = await nba.progress(
+                            db, who, session.item_id, minutes, now, dedupe_key=key,
+                            confirmed=confirmed,
+                        )  # fmt: skip
+                except nba.ItemGone:
+                    item_result = None
+            if item_result is not None:
+                assert item_result.log is not None
+                log, overload = item_result.log, item_result.overload
+                duplicate = item_result.duplicate
+            else:
+                logged = await tracking.log_time(
+                    db, who, session.arm_type, minutes, title_of(session), now,
+                    dedupe_key=key, confirmed=confirmed,
+                )  # fmt: skip
+                log, overload, duplicate = logged.log, logged.overload, logged.duplicate
+        end = min(max(now, session.started_at), now)
+        paused = max(session.paused_seconds, 0)
+        if session.paused_at is not None:  # stopped while paused: the pause counts as paused
+            pause_began = min(max(session.paused_at, session.started_at), now)
+            paused = min(paused + int((now - pause_began).total_seconds()), _MAX_PAUSED)
+        await focus_sessions.stop(uow, session.id, end, paused, log.id)
+        await uow.commit()
+    theater = item_result.theater if item_result is not None else None
+    return Stopped(session, minutes, log, overload, theater, done, duplicate)
+
+
+# --- the writes as typed commands ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartFocus(Command[FocusSession]):
+    """▶ Start / /focus: a session on ``item_id`` or ``arm``'s current item (:func:`start`)."""
+
+    name = "start_focus"
+    operation = "INSERT"
+    table_name = "focus_sessions"
+
+    arm: Arm
+    item_id: UUID | None = None
+    planned_minutes: int | None = None
+
+    async def run(
+        self, db: Database, who: Principal, now: datetime, *, replayed: bool = False
+    ) -> FocusSession:
+        return await start(
+            db, who, self.arm, now, item_id=self.item_id, planned_minutes=self.planned_minutes
+        )
+
+    def describe(self) -> str:
+        return f"focus session in {self.arm}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PauseFocus(Command[FocusSession]):
+    """⏸ Pause (:func:`pause`); ``resume``: ▶ Resume (:func:`resume`)."""
+
+    name = "pause_focus"
+    operation = "UPDATE"
+    table_name = "focus_sessions"
+
+    session_id: UUID
+    resume: bool = False
+
+    async def run(
+        self, db: Database, who: Principal, now: datetime, *, replayed: bool = False
+    ) -> FocusSession:
+        return await (resume if self.resume else pause)(db, who, self.session_id, now)
+
+    def describe(self) -> str:
+        return "resume of the focus session" if self.resume else "pause of the focus session"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopFocus(Command[Stopped]):
+    """⏹ Stop / ✅ Done (:func:`stop`)."""
+
+    name = "stop_focus"
+    operation = "UPDATE"
+    table_name = "focus_sessions"
+
+    session_id: UUID
+    done: bool = False
+    confirmed: bool = False
+
+    async def run(
+        self, db: Database, who: Principal, now: datetime, *, replayed: bool = False
+    ) -> Stopped:
+        return await stop(
+            db, who, self.session_id, now, done=self.done, confirmed=self.confirmed or replayed
+        )
+
+    def describe(self) -> str:
+        return "end of the focus session"

@@ -1,0 +1,216 @@
+"""Focus sessions end to end through the Application, with the bot's clock moved by hand."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from psycopg import errors
+
+from bot.local_api import BotApiEmulator
+from services.db import Database
+from tests.conftest import BotEnv
+from tests.harness import Chat, Clock, bot_running
+
+T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+
+
+async def rows(db: Database, sql: str, *params: object) -> list[dict[str, Any]]:
+    async with db.privileged() as uow:
+        return [dict(r) for r in await uow.fetchall(sql, params or None)]
+
+
+async def with_item(bot: BotEnv, user_id: int = 2001, title: str = "Read SICP") -> Chat:
+    bot.clock.set(T0)
+    chat = bot.chat(user_id)
+    await chat.send("/start")
+    await chat.send(f"/add cs 3 {title}")
+    return chat
+
+
+async def test_start_pause_resume_stop_logs_the_working_minutes(
+    bot: BotEnv, db: Database
+) -> None:
+    chat = await with_item(bot)
+    (card,) = await chat.send("/nba cs")
+    (session,) = await chat.press(card, "▶ Start", replies=1)
+    assert "Focus in cs: Read SICP" in session.plain_text
+    assert "0 min worked" in session.plain_text
+
+    bot.clock.advance(minutes=20)
+    await chat.press(session, "⏸ Pause")
+    paused = chat.message(session.message_id)
+    assert "20 min worked" in paused.plain_text and "Paused" in paused.plain_text
+
+    bot.clock.advance(minutes=15)  # not counted
+    await chat.press(paused, "▶ Resume")
+    resumed = chat.message(session.message_id)
+    assert "20 min worked" in resumed.plain_text and "Paused" not in resumed.plain_text
+
+    bot.clock.advance(minutes=10, seconds=40)  # 30 min 40 s of work: 31 min
+    await chat.press(resumed, "⏹ Stop")
+    ended = chat.message(session.message_id)
+    assert "Focus ended: Read SICP" in ended.plain_text
+    assert "Logged in cs: Read SICP (31 min)" in ended.plain_text
+    assert "Overload risk" in ended.plain_text
+
+    logs = await rows(db, "select id, action, duration from execution_logs")
+    assert [(r["action"], r["duration"]) for r in logs] == [("Read SICP", 31)]
+    (stored,) = await rows(
+        db, "select stopped_at, paused_seconds, log_id, paused_at from focus_sessions"
+    )
+    assert stored["stopped_at"] == bot.clock() and stored["paused_seconds"] == 15 * 60
+    assert stored["log_id"] == logs[0]["id"] and stored["paused_at"] is None
+    # like the card's Progress: the item's early-progress bonus
+    (item,) = await rows(db, "select has_early_progress_bonus from nba_items")
+    assert item["has_early_progress_bonus"] is True
+
+    # the ended session's buttons only say so, and log nothing more
+    await chat.press_data(session.message_id, resumed.callback_data("⏹ Stop"))
+    assert "already ended" in chat.message(session.message_id).plain_text
+    assert len(await rows(db, "select 1 from execution_logs")) == 1
+
+
+async def test_done_completes_the_item_with_the_minutes(bot: BotEnv, db: Database) -> None:
+    chat = await with_item(bot)
+    await chat.send("/add cs 1 Exercises")
+    (session,) = await chat.send("/focus cs 25m")
+    assert "25 min left" in session.plain_text
+    bot.clock.advance(minutes=26)
+    await chat.press(session, "✅ Done")
+    done = chat.message(session.message_id)
+    assert "Done: Read SICP" in done.plain_text
+    assert "Next up in cs: Exercises" in done.plain_text
+    assert await rows(db, "select action, duration from execution_logs") == [
+        {"action": "Done: Read SICP", "duration": 26}
+    ]
+    (item,) = await rows(db, "select completed_at from nba_items where title = 'Read SICP'")
+    assert item["completed_at"] == bot.clock()
+
+
+async def test_a_short_session_logs_at_least_a_minute(bot: BotEnv, db: Database) -> None:
+    chat = await with_item(bot)
+    (session,) = await chat.send("/focus cs")
+    bot.clock.advance(seconds=10)
+    await chat.press(session, "⏹ Stop")
+    assert await rows(db, "select duration from execution_logs") == [{"duration": 1}]
+
+
+async def test_a_restart_mid_session_loses_nothing(
+    db: Database, database_dsn: str, emulator: BotApiEmulator
+) -> None:
+    clock = Clock(T0)
+    async with bot_running(emulator, database_dsn, clock=clock):
+        chat = Chat(emulator, 3001)
+        await chat.send("/start")
+        await chat.send("/add ibm 2 Write the report")
+        (session,) = await chat.send("/focus ibm")
+        clock.advance(minutes=40)
+        await chat.press(session, "⏸ Pause")
+    clock.advance(minutes=30)  # paused while the bot is down
+    async with bot_running(emulator, database_dsn, clock=clock):
+        (status,) = await chat.send("/status")
+        assert "Focus in ibm: Write the report · 40 min worked · ⏸ Paused." in status.plain_text
+        await chat.press(chat.message(session.message_id), "▶ Resume")
+    clock.advance(minutes=5)
+    async with bot_running(emulator, database_dsn, clock=clock):
+        await chat.press(chat.message(session.message_id), "⏹ Stop")
+        assert "(45 min)" in chat.message(session.message_id).plain_text
+    assert await rows(db, "select action, duration from execution_logs") == [
+        {"action": "Write the report", "duration": 45}
+    ]
+
+
+async def test_a_second_start_asks_to_stop_and_log_the_first(bot: BotEnv, db: Database) -> None:
+    chat = await with_item(bot)
+    await chat.send("/add ibm 2 Write the report")
+    (first,) = await chat.send("/focus cs")
+    bot.clock.advance(minutes=30)
+    (asked,) = await chat.send("/focus ibm 50m")
+    assert "already focusing on “Read SICP”" in asked.plain_text
+    assert "(30 min)" in asked.plain_text
+    assert len(await rows(db, "select 1 from focus_sessions")) == 1
+
+    logged, second = await chat.press(asked, "⏹ Stop & log it", replies=2)
+    assert "Logged in cs: Read SICP (30 min)" in logged.plain_text
+    assert "Focus in ibm: Write the report" in second.plain_text
+    assert "50 min left" in second.plain_text
+    sessions = await rows(
+        db, "select arm_type, stopped_at is null as running from focus_sessions order by arm_type"
+    )
+    assert sessions == [{"arm_type": "cs", "running": False}, {"arm_type": "ibm", "running": True}]
+    # the first session's message, pressed later, logs nothing more
+    await chat.press(first, "⏹ Stop")
+    assert len(await rows(db, "select 1 from execution_logs")) == 1
+
+
+async def test_keeping_the_first_session(bot: BotEnv, db: Database) -> None:
+    chat = await with_item(bot)
+    await chat.send("/focus cs")
+    (asked,) = await chat.send("/focus cs")
+    await chat.press(asked, "Keep it going")
+    assert "goes on" in chat.message(asked.message_id).plain_text
+    assert await rows(db, "select 1 from execution_logs") == []
+    assert len(await rows(db, "select 1 from focus_sessions where stopped_at is null")) == 1
+
+
+async def test_status_shows_a_running_session(bot: BotEnv) -> None:
+    chat = await with_item(bot)
+    (nothing,) = await chat.send("/status")
+    assert "Focus in" not in nothing.plain_text
+    await chat.send("/focus cs 1h")
+    bot.clock.advance(minutes=12)
+    (status,) = await chat.send("/status")
+    assert "Focus in cs: Read SICP · 12 min worked · 48 min left" in status.plain_text
+
+
+async def test_focus_without_arguments_asks(bot: BotEnv, db: Database) -> None:
+    chat = await with_item(bot)
+    (asked,) = await chat.send("/focus")
+    assert "Focus on which theater?" in asked.plain_text
+    await chat.press(asked, "cs · study")
+    length = chat.message(asked.message_id)
+    assert "for how long?" in length.plain_text
+    (bad,) = await chat.send("forever")
+    assert "Try again" in bad.plain_text
+    (session,) = await chat.send("1h30")
+    assert "1 h 30 min left" in session.plain_text
+    (again,) = await chat.send("/focus")
+    (typed,) = await chat.send("cs 25m")  # the theater and the length typed at once
+    assert "already focusing" in typed.plain_text
+
+
+async def test_focus_on_an_empty_theater_says_what_to_do(bot: BotEnv) -> None:
+    bot.clock.set(T0)
+    chat = bot.chat(2002)
+    await chat.send("/start")
+    (reply,) = await chat.send("/focus ibm")
+    assert "No open Next Best Action in ibm" in reply.plain_text
+
+
+async def test_over_twelve_hours_asks_before_logging(bot: BotEnv, db: Database) -> None:
+    chat = await with_item(bot)
+    (session,) = await chat.send("/focus cs")
+    bot.clock.advance(hours=13)
+    (asked,) = await chat.press(session, "⏹ Stop", replies=1)
+    assert "more than 12 hours" in asked.plain_text and "780 min" in asked.plain_text
+    assert await rows(db, "select 1 from execution_logs") == []
+    await chat.press(asked, "Yes, save it")
+    assert await rows(db, "select duration from execution_logs") == [{"duration": 780}]
+
+
+async def test_one_running_session_per_user_in_the_database(db: Database, alice: Any) -> None:
+    async with db.privileged() as uow:
+        await uow.execute(
+            "insert into focus_sessions (user_id, arm_type, started_at) values (%s, 'cs', now())",
+            (alice,),
+        )
+        await uow.commit()
+    with pytest.raises(errors.UniqueViolation):
+        async with db.privileged() as uow:
+            await uow.execute(
+                "insert into focus_sessions (user_id, arm_type, started_at)"
+                " values (%s, 'ibm', now())",
+                (alice,),
+            )
