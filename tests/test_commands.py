@@ -10,15 +10,18 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from decimal import Decimal
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 
 from services import sync
 from services.commands import Command
+from services.focus import PauseFocus, StartFocus, StopFocus
 from services.nba import AddItem
 from services.outbox import OutboxEntry
 from services.tracking import Block, LogTime, Reflect, SetEnergy, SetProgress, Unblock
+
+SESSION = UUID("5a1d3c40-0000-4000-8000-000000000001")
 
 #: One command of every kind the outbox keeps; the payload the handlers of the version
 #: before typed commands stored for it; what its author is told it was.
@@ -70,6 +73,24 @@ EXAMPLES: list[tuple[Command[object], dict[str, object], str]] = [
         {"op": "unblock", "args": {"arm": "ibm"}},
         "unblocking ibm",
     ),
+    # focus sessions came after typed commands: no entry was ever kept in the old format,
+    # which reads the same fields all the same
+    (
+        StartFocus(arm="cs", item_id=SESSION, planned_minutes=25),
+        {"op": "start_focus", "args": {"arm": "cs", "item_id": str(SESSION),
+                                       "planned_minutes": 25}},
+        "focus session in cs",
+    ),
+    (
+        PauseFocus(session_id=SESSION, resume=True),
+        {"op": "pause_focus", "args": {"session_id": str(SESSION), "resume": True}},
+        "resume of the focus session",
+    ),
+    (
+        StopFocus(session_id=SESSION, done=True),
+        {"op": "stop_focus", "args": {"session_id": str(SESSION), "done": True}},
+        "end of the focus session",
+    ),
 ]  # fmt: skip
 
 
@@ -79,7 +100,8 @@ def entry(payload: dict[str, object]) -> OutboxEntry:
 
 def test_the_outbox_keeps_the_same_kinds_under_the_same_names() -> None:
     assert sorted(sync.KEPT) == [
-        "add_item", "block", "log_time", "reflect", "set_energy", "set_progress", "unblock",
+        "add_item", "block", "log_time", "pause_focus", "reflect", "set_energy",
+        "set_progress", "start_focus", "stop_focus", "unblock",
     ]  # fmt: skip
     assert {type(command) for command, _, _ in EXAMPLES} == set(sync.KEPT.values())
     for name, kind in sync.KEPT.items():

@@ -287,6 +287,7 @@ async def fill(bot: BotEnv, db: Database, telegram_user_id: int, name: str) -> U
     await chat.send(f"/log ibm 30 {name} standup")
     await chat.send(f"/reflect cs {name} passed the mock exam, 78%")
     await chat.send("/progress cs 42.5")
+    await chat.send("/focus cs 25m")  # a focus session, left running
     user = await user_of(db, telegram_user_id)
     async with db.privileged() as uow:
         await uow.execute(

@@ -243,6 +243,7 @@ async def test_no_function_or_bot_table_is_reachable_by_the_api_roles(
         "user_settings",
         "telegram_links",
         "nudges",
+        "focus_sessions",
     }
 
 

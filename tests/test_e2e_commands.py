@@ -52,14 +52,16 @@ async def test_nba_shows_both_theaters_in_one_message(bot: BotEnv) -> None:
     labels = [label for row in both.buttons for label, _ in row]
     assert labels == [
         "➕ Add one to ibm",
-        "🔒 Lock cs", "▶ Progress cs", "✅ Done cs",
+        "🔒 Lock cs", "▶ Start cs", "▶ Progress cs", "✅ Done cs",
         "🔀 Choose another cs", "⚙ Manage cs",
     ]  # fmt: skip
     await chat.press(both, "🔒 Lock cs")  # the message becomes the theater's own view
     locked = chat.message(both.message_id)
     assert "➤ Read SICP chapter 3 🔒 locked" in locked.plain_text
     assert "ibm" not in locked.plain_text
-    assert [label for label, _ in locked.buttons[0]] == ["🔓 Unlock", "▶ Progress", "✅ Done"]
+    assert [label for label, _ in locked.buttons[0]] == [
+        "🔓 Unlock", "▶ Start", "▶ Progress", "✅ Done",
+    ]  # fmt: skip
     # Nothing else can be chosen while it is locked: Unlock is the way.
     assert [label for label, _ in locked.buttons[1]] == ["⚙ Manage"]
     await chat.press(locked, "🔓 Unlock")

@@ -29,9 +29,7 @@ async def with_item(bot: BotEnv, user_id: int = 2001, title: str = "Read SICP") 
     return chat
 
 
-async def test_start_pause_resume_stop_logs_the_working_minutes(
-    bot: BotEnv, db: Database
-) -> None:
+async def test_start_pause_resume_stop_logs_the_working_minutes(bot: BotEnv, db: Database) -> None:
     chat = await with_item(bot)
     (card,) = await chat.send("/nba cs")
     (session,) = await chat.press(card, "▶ Start", replies=1)
@@ -176,7 +174,7 @@ async def test_focus_without_arguments_asks(bot: BotEnv, db: Database) -> None:
     assert "Try again" in bad.plain_text
     (session,) = await chat.send("1h30")
     assert "1 h 30 min left" in session.plain_text
-    (again,) = await chat.send("/focus")
+    await chat.send("/focus")
     (typed,) = await chat.send("cs 25m")  # the theater and the length typed at once
     assert "already focusing" in typed.plain_text
 
@@ -214,3 +212,75 @@ async def test_one_running_session_per_user_in_the_database(db: Database, alice:
                 " values (%s, 'ibm', now())",
                 (alice,),
             )
+
+
+async def user_of(db: Database, telegram_user_id: int) -> Any:
+    (link,) = await rows(
+        db, "select user_id from telegram_links where telegram_user_id = %s", telegram_user_id
+    )
+    return link["user_id"]
+
+
+async def as_user(db: Database, user: Any, sql: str, *params: object) -> None:
+    """A write of the user's own, as the Data API makes it (their JWT: RLS, their grants)."""
+    async with db.user_uow(user) as uow:
+        await uow.execute(sql, params or None)
+        await uow.commit()
+
+
+async def test_odd_values_written_through_the_data_api_are_clamped(
+    bot: BotEnv, db: Database
+) -> None:
+    chat = await with_item(bot)
+    user = await user_of(db, 2001)
+    (session,) = await chat.send("/focus cs")
+    # a start in the future, more paused seconds than ever elapsed, a pause before the start
+    await as_user(
+        db, user,
+        "update focus_sessions set started_at = %s, paused_seconds = 300000000,"
+        " paused_at = %s",
+        datetime(2030, 1, 1, tzinfo=UTC), datetime(2001, 1, 1, tzinfo=UTC),
+    )  # fmt: skip
+    (status,) = await chat.send("/status")
+    assert "0 min worked" in status.plain_text
+    resume = session.callback_data("⏸ Pause").replace(":pa:", ":re:")  # drawn before the edit
+    await chat.press_data(session.message_id, resume)
+    await chat.press(chat.message(session.message_id), "⏹ Stop")
+    assert await rows(db, "select duration from execution_logs") == [{"duration": 1}]
+
+
+async def test_a_session_started_days_ago_never_logs_more_than_log_allows(
+    bot: BotEnv, db: Database
+) -> None:
+    chat = await with_item(bot)
+    user = await user_of(db, 2001)
+    (session,) = await chat.send("/focus cs")
+    await as_user(
+        db, user, "update focus_sessions set started_at = %s", datetime(2026, 11, 1, tzinfo=UTC)
+    )
+    (asked,) = await chat.press(session, "⏹ Stop", replies=1)
+    assert "more than 12 hours" in asked.plain_text and "1440 min" in asked.plain_text
+    await chat.press(asked, "Yes, save it")
+    assert await rows(db, "select duration from execution_logs") == [{"duration": 1440}]
+
+
+async def test_a_session_on_an_item_that_is_not_the_users_logs_plainly(
+    bot: BotEnv, db: Database
+) -> None:
+    other = await with_item(bot, 2002, "Someone else's secret")
+    await other.send("/focus cs")
+    chat = await with_item(bot, 2001)
+    (session,) = await chat.send("/focus cs")
+    user = await user_of(db, 2001)
+    (theirs,) = await rows(db, "select id from nba_items where title = 'Someone else''s secret'")
+    await as_user(db, user, "update focus_sessions set item_id = %s", theirs["id"])
+    bot.clock.advance(minutes=5)
+    await chat.press(session, "⏹ Stop")
+    ended = chat.message(session.message_id)
+    assert "secret" not in ended.plain_text
+    assert await rows(db, "select action, duration from execution_logs") == [
+        {"action": "Focus session", "duration": 5}
+    ]
+    (item,) = await rows(db, "select has_early_progress_bonus from nba_items where id = %s",
+                         theirs["id"])  # fmt: skip
+    assert item["has_early_progress_bonus"] is False

@@ -315,7 +315,8 @@ async def test_every_sane_constraint_is_known_to_the_code(db: Database) -> None:
         for column in columns
     }
     assert found == expected
-    assert not any(r["convalidated"] for r in rows)  # NOT VALID: old rows never fail it
+    # NOT VALID: old rows never fail it; a table created after them has no old rows
+    assert not any(r["convalidated"] for r in rows if r["t"] != "focus_sessions")
 
 
 # --- through the running bot ----------------------------------------------------------------

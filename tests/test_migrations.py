@@ -22,6 +22,7 @@ PER_USER_TABLES = [
     "telegram_links",
     "user_settings",
     "nudges",
+    "focus_sessions",
 ]
 
 

@@ -58,6 +58,13 @@ TABLES: dict[str, tuple[Row, str]] = {
         lambda u: ("insert into user_settings (user_id) values (%s)", (u,)),
         "idle_after_hours = 48",
     ),
+    "focus_sessions": (
+        lambda u: (
+            "insert into focus_sessions (user_id, arm_type, started_at) values (%s, 'cs', now())",
+            (u,),
+        ),
+        "paused_seconds = 60",
+    ),
 }
 
 
