@@ -316,7 +316,8 @@ async def focus_button(update: Update, context: Context) -> None:
     except BadCallback:
         await query.answer("That button is no longer valid.")
     except (focus.AlreadyStopped, focus.NoSession) as exc:
-        await answer_and_edit(update, exc.user_message[:200], exc.user_message)
+        # the message stays as it is: after a double tap it shows what the stop logged
+        await query.answer(exc.user_message[:200])
     except DomainError as exc:
         await query.answer(exc.user_message[:200], show_alert=True)
 

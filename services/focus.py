@@ -226,15 +226,17 @@ async def stop(
     *,
     done: bool = False,
     confirmed: bool = False,
+    long_day_confirmed: bool | None = None,
 ) -> Stopped:
     """End a session and record its working minutes: progress on its item (``done``: the
     item is completed) in one transaction with the end of the session.
 
     LongSession (nothing written) over :data:`CONFIRM_OVER` unless ``confirmed``; Implausible
     (nothing written) if the minutes would make the theater's day implausibly long, unless
-    ``confirmed``. An item that is gone meanwhile gets a plain log in the session's theater.
+    ``long_day_confirmed`` (None: as ``confirmed``). An item that is gone meanwhile gets a plain log in the session's theater.
     """
     key = f"focus:{session_id}"
+    day_ok = confirmed if long_day_confirmed is None else long_day_confirmed
     async with state.locked(db, who) as uow:
         session = _not_ended(await focus_sessions.get(uow, session_id))
         seconds = working_seconds(session, now)
@@ -248,12 +250,12 @@ async def stop(
                     if done:
                         item_result = await nba.done(
                             db, who, session.item_id, now, minutes=minutes, dedupe_key=key,
-                            confirmed=confirmed,
+                            confirmed=day_ok,
                         )  # fmt: skip
                     else:
                         item_result = await nba.progress(
                             db, who, session.item_id, minutes, now, dedupe_key=key,
-                            confirmed=confirmed,
+                            confirmed=day_ok,
                         )  # fmt: skip
                 except nba.ItemGone:
                     item_result = None
@@ -264,7 +266,7 @@ async def stop(
             else:
                 logged = await tracking.log_time(
                     db, who, session.arm_type, minutes, title_of(session), now,
-                    dedupe_key=key, confirmed=confirmed,
+                    dedupe_key=key, confirmed=day_ok,
                 )  # fmt: skip
                 log, overload, duplicate = logged.log, logged.overload, logged.duplicate
         end = min(max(now, session.started_at), now)
@@ -339,9 +341,12 @@ class StopFocus(Command[Stopped]):
     async def run(
         self, db: Database, who: Principal, now: datetime, *, replayed: bool = False
     ) -> Stopped:
+        # replayed: the person can't be asked whether an implausibly long day is right (as
+        # for /log), but more than 12 hours of one session are never logged unasked
         return await stop(
-            db, who, self.session_id, now, done=self.done, confirmed=self.confirmed or replayed
-        )
+            db, who, self.session_id, now, done=self.done, confirmed=self.confirmed,
+            long_day_confirmed=self.confirmed or replayed,
+        )  # fmt: skip
 
     def describe(self) -> str:
         return "end of the focus session"

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from psycopg import errors
 
+from bot.embedded_db import EmbeddedPostgres
 from bot.local_api import BotApiEmulator
 from services.db import Database
 from tests.conftest import BotEnv
-from tests.harness import Chat, Clock, bot_running
+from tests.harness import Chat, Clock, bot_running, make_settings
 
 T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 
@@ -64,9 +67,12 @@ async def test_start_pause_resume_stop_logs_the_working_minutes(bot: BotEnv, db:
     (item,) = await rows(db, "select has_early_progress_bonus from nba_items")
     assert item["has_early_progress_bonus"] is True
 
-    # the ended session's buttons only say so, and log nothing more
+    # the ended session's buttons (a double tap, a stale client) only say so, log nothing more
     await chat.press_data(session.message_id, resumed.callback_data("⏹ Stop"))
-    assert "already ended" in chat.message(session.message_id).plain_text
+    assert bot.emu.calls("answerCallbackQuery")[-1].params["text"] == (
+        "That focus session has already ended."
+    )
+    assert "Focus ended: Read SICP" in chat.message(session.message_id).plain_text
     assert len(await rows(db, "select 1 from execution_logs")) == 1
 
 
@@ -284,3 +290,30 @@ async def test_a_session_on_an_item_that_is_not_the_users_logs_plainly(
     (item,) = await rows(db, "select has_early_progress_bonus from nba_items where id = %s",
                          theirs["id"])  # fmt: skip
     assert item["has_early_progress_bonus"] is False
+
+
+@pytest.mark.slow
+async def test_a_stop_during_an_outage_is_kept_with_the_time_of_the_press(
+    server: tuple[EmbeddedPostgres, str], emulator: BotApiEmulator, tmp_path: Path
+) -> None:
+    pg, dsn = server
+    settings = make_settings(data_dir=tmp_path / "data", db_connect_timeout_seconds=2)
+    clock = Clock(T0)
+    async with bot_running(emulator, dsn, settings=settings, clock=clock):
+        chat = Chat(emulator, 8101)
+        await chat.send("/start")
+        await chat.send("/add cs 3 Read SICP")
+        (session,) = await chat.send("/focus cs")
+        clock.advance(minutes=42)
+        await asyncio.to_thread(pg.halt)
+        (kept,) = await chat.press(session, "⏹ Stop", replies=1)
+        assert "Your end of the focus session is saved on this server" in kept.plain_text
+        clock.advance(minutes=30)  # the database comes back later: the press's time counts
+        await asyncio.to_thread(pg.resume)
+        (synced,) = await chat._wait(1, 60)
+        assert "Synced: your end of the focus session is saved" in synced.plain_text
+    async with Database(dsn, max_size=1) as db, db.privileged() as uow:
+        logs = await uow.fetchall("select action, duration from execution_logs")
+        sessions = await uow.fetchall("select stopped_at from focus_sessions")
+    assert [dict(r) for r in logs] == [{"action": "Read SICP", "duration": 42}]
+    assert [r["stopped_at"] for r in sessions] == [T0 + timedelta(minutes=42)]
