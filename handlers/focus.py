@@ -174,11 +174,10 @@ async def begin(update: Update, context: Context, command: StartFocus) -> None:
         text, buttons = _switch_question(exc.session, now(context))
         await start(update, context, SWITCH, "switch", draft, text, buttons)
         return
-    if started is None:
-        return
     if update.callback_query is not None:
-        await update.callback_query.answer("Focus started.")
-    await reply(update, *started)
+        await update.callback_query.answer(None if started is None else "Focus started.")
+    if started is not None:
+        await reply(update, *started)
 
 
 # --- a second start: stop and log the first? -----------------------------------------------

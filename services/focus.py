@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from services import nba, rules, state, tracking, validation
+from services import nba, rules, sanity, state, tracking, validation
 from services.commands import Command
 from services.db import Database, Principal
 from services.errors import Conflict, DomainError, NotFound, NotLinked
@@ -143,6 +143,7 @@ async def start(
         found = (await nba_items.theaters_with_items(uow, [arm])).get(arm)
         if found is None:
             raise NotLinked()
+        sanity.check([found.theater, *found.items])  # written outside the bot?
         if item_id is None:
             ranked = rules.rank(found.items, now)
             if not ranked or not ranked[0].is_current:
@@ -233,7 +234,8 @@ async def stop(
 
     LongSession (nothing written) over :data:`CONFIRM_OVER` unless ``confirmed``; Implausible
     (nothing written) if the minutes would make the theater's day implausibly long, unless
-    ``long_day_confirmed`` (None: as ``confirmed``). An item that is gone meanwhile gets a plain log in the session's theater.
+    ``long_day_confirmed`` (None: as ``confirmed``). An item that is gone meanwhile gets a
+    plain log in the session's theater.
     """
     key = f"focus:{session_id}"
     day_ok = confirmed if long_day_confirmed is None else long_day_confirmed
