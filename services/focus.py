@@ -133,13 +133,10 @@ async def start(
 ) -> FocusSession:
     """Start a session on ``item_id`` (an open item of ``arm``), or on ``arm``'s current item.
 
-    AlreadyRunning if one is running; NoCurrentItem if ``arm`` has no current item;
-    ``nba.ItemGone`` if ``item_id`` is not an open item of ``arm``."""
+    NoCurrentItem if ``arm`` has no current item; ``nba.ItemGone`` if ``item_id`` is not an
+    open item of ``arm``; then AlreadyRunning if a session is running."""
     planned_minutes = planned(planned_minutes)
     async with state.locked(db, who) as uow:
-        existing = await focus_sessions.running(uow)
-        if existing is not None:
-            raise AlreadyRunning(existing)
         found = (await nba_items.theaters_with_items(uow, [arm])).get(arm)
         if found is None:
             raise NotLinked()
@@ -151,6 +148,10 @@ async def start(
             item_id = ranked[0].item.id
         elif not any(i.id == item_id for i in found.items):
             raise nba.ItemGone()
+        # asked only about a start that can happen (the theater has the item)
+        existing = await focus_sessions.running(uow)
+        if existing is not None:
+            raise AlreadyRunning(existing)
         new_id = await focus_sessions.insert(uow, arm, item_id, planned_minutes, now)
         if new_id is None:  # started meanwhile (the unique index): the lock makes it rare
             existing = await focus_sessions.running(uow)

@@ -191,6 +191,10 @@ async def test_focus_on_an_empty_theater_says_what_to_do(bot: BotEnv) -> None:
     await chat.send("/start")
     (reply,) = await chat.send("/focus ibm")
     assert "No open Next Best Action in ibm" in reply.plain_text
+    await chat.send("/add cs 1 Something")
+    await chat.send("/focus cs")
+    (again,) = await chat.send("/focus ibm")  # not asked to stop a session for nothing
+    assert "No open Next Best Action in ibm" in again.plain_text
 
 
 async def test_over_twelve_hours_asks_before_logging(bot: BotEnv, db: Database) -> None:
