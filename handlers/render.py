@@ -393,6 +393,8 @@ def render_status(view: StatusView) -> str:
         f"Overload risk: <b>{rules.format_number(view.overload.risk)}%</b> ({esc(view.trend)})"
     )
     lines.append(f"{esc(view.overload.describe())}.")
+    if view.focus is not None:
+        lines += ["", focus_status_line(view.focus, view.now)]
     return "\n".join(lines)
 
 

@@ -32,7 +32,7 @@ from handlers.usage import (
     PROGRESS_USAGE,
     UNBLOCK_USAGE,
 )
-from services import focus, status, tracking
+from services import status, tracking
 from services.durations import parse_minutes
 from services.errors import DomainError, Implausible
 from services.models import ARMS, Arm, parse_arm
@@ -541,13 +541,8 @@ async def undo_command(update: Update, context: Context) -> None:
 
 async def status_command(update: Update, context: Context) -> None:
     """Both theaters, energy planned vs logged, overload risk with its inputs."""
-    at = now(context)
-    view = await status.status_view(deps(context).db, me(update), at)
-    text = render.render_status(view)
-    running = await focus.running(deps(context).db, me(update))
-    if running is not None:
-        text += "\n\n" + render.focus_status_line(running, at)
-    await reply(update, text)
+    view = await status.status_view(deps(context).db, me(update), now(context))
+    await reply(update, render.render_status(view))
 
 
 async def history_command(update: Update, context: Context) -> None:

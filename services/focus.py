@@ -116,12 +116,6 @@ def planned(minutes: int | None) -> int | None:
     return None if minutes is None else validation.check_minutes(minutes)
 
 
-async def running(db: Database, who: Principal) -> FocusSession | None:
-    """The user's session that has not ended, if any."""
-    async with db.user_uow(who, single=True) as uow:
-        return await focus_sessions.running(uow)
-
-
 async def start(
     db: Database,
     who: Principal,
@@ -161,11 +155,6 @@ async def start(
         assert session is not None
         await uow.commit()
         return session
-
-
-async def _open(db: Database, who: Principal, session_id: UUID) -> FocusSession:
-    async with db.user_uow(who, single=True) as uow:
-        return _not_ended(await focus_sessions.get(uow, session_id))
 
 
 def _not_ended(session: FocusSession | None) -> FocusSession:

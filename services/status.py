@@ -10,7 +10,7 @@ from typing import Literal
 from services import rules, sanity, state
 from services.db import Database, Principal
 from services.errors import NotLinked
-from services.models import ARMS, Arm, GlobalMetrics, Theater, UserSettings
+from services.models import ARMS, Arm, FocusSession, GlobalMetrics, Theater, UserSettings
 from services.repos import execution_logs, global_metrics, reflections
 
 HISTORY_MAX = 50
@@ -36,6 +36,8 @@ class StatusView:
     overload: rules.Overload
     trend: str
     now: datetime
+    #: the focus session that has not ended, if any
+    focus: FocusSession | None = None
 
 
 async def status_view(db: Database, user_id: Principal, now: datetime) -> StatusView:
@@ -84,6 +86,7 @@ async def status_view(db: Database, user_id: Principal, now: datetime) -> Status
         overload=overload,
         trend=rules.risk_trend(overload.risk, day_ago.risk),
         now=now,
+        focus=snapshot.focus,
     )
 
 

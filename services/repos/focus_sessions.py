@@ -20,12 +20,21 @@ _SELECT = (
 )
 
 
+#: The user's session that is not stopped (at most one: a unique index), as a subquery
+#: (/status reads it in its one statement: services/repos/global_metrics.py).
+RUNNING = (
+    f"{_SELECT} where s.user_id = auth.uid() and s.stopped_at is null"
+    " order by s.started_at desc limit 1"
+)
+FIELDS: tuple[str, ...] = (
+    "id", "arm_type", "item_id", "started_at", "paused_at", "paused_seconds",
+    "planned_minutes", "stopped_at", "log_id", "title", "item_done",
+)  # fmt: skip
+
+
 async def running(uow: UnitOfWork) -> FocusSession | None:
-    """The user's session that is not stopped (at most one: a unique index)."""
-    row = await uow.fetchone(
-        f"{_SELECT} where s.user_id = auth.uid() and s.stopped_at is null"
-        " order by s.started_at desc limit 1"
-    )
+    """The user's session that is not stopped."""
+    row = await uow.fetchone(RUNNING)
     return FocusSession.from_row(row) if row else None
 
 

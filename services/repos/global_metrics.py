@@ -8,7 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 from services.db import UnitOfWork
-from services.models import Arm, GlobalMetrics, NbaItem, Theater, UserSettings
+from services.models import Arm, FocusSession, GlobalMetrics, NbaItem, Theater, UserSettings
+from services.repos import focus_sessions
 from services.repos.nba_items import (
     ITEM_FIELDS,
     OPEN_ITEMS_OF,
@@ -94,6 +95,8 @@ class Snapshot:
     #: minutes logged per theater in (now - 7 d, now] and in (now - 8 d, now - 1 d]
     minutes: dict[Arm, int]
     minutes_day_ago: dict[Arm, int]
+    #: the focus session that has not ended, if any
+    focus: FocusSession | None = None
 
 
 async def status_snapshot(
@@ -107,6 +110,7 @@ async def status_snapshot(
         f" {select_list(_METRICS_FIELDS, 'g', 'g_')},"
         f" {select_list(THEATER_FIELDS, 't', 't_')},"
         f" {select_list(ITEM_FIELDS, 'i', 'i_')},"
+        f" {select_list(focus_sessions.FIELDS, 'f', 'f_')},"
         " coalesce(m.recent, 0)::bigint as m_recent, coalesce(m.day_ago, 0)::bigint as m_day_ago"
         " from user_settings s cross join global_metrics g left join theaters t on true"
         " left join (select arm_type,"
@@ -115,6 +119,7 @@ async def status_snapshot(
         "   from execution_logs where timestamp > %(before)s and timestamp <= %(now)s"
         "   group by arm_type) m on m.arm_type = t.arm_type"
         f" left join lateral ({OPEN_ITEMS_OF.format(alias='t')}) i on true"
+        f" left join lateral ({focus_sessions.RUNNING}) f on true"
         " order by t.arm_type, i.created_at, i.id",
         {"now": now, "week_ago": week_ago, "day_ago": day_ago, "before": before},
     )
@@ -138,4 +143,5 @@ async def status_snapshot(
         item = take(NbaItem, ITEM_FIELDS, row, "i_")
         if item is not None:
             items.append(item)
-    return Snapshot(settings, metrics, found, items, minutes, day)
+    focus = take(FocusSession, focus_sessions.FIELDS, rows[0], "f_")
+    return Snapshot(settings, metrics, found, items, minutes, day, focus)
