@@ -24,7 +24,7 @@ from bot.local_api import BotApiEmulator
 from services.db import Database
 from tests.conftest import BotEnv
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def rows(db: Database, sql: str) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ import pytest
 
 from bot.settings import SettingsError, load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_and_secret_hiding(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
