@@ -141,6 +141,13 @@ SUPABASE_ANON_KEY = "anon-test-key"
 
 
 @pytest.fixture
+def fake() -> Iterator[FakeSupabaseAuth]:
+    """A fake Supabase Auth over HTTP (tests/fake_supabase_auth.py), for the linking tests."""
+    with FakeSupabaseAuth() as server:
+        yield server
+
+
+@pytest.fixture
 async def supabase_bot(
     db: Database, database_dsn: str, emulator: BotApiEmulator
 ) -> AsyncIterator[tuple[BotEnv, FakeSupabaseAuth]]:
