@@ -186,6 +186,7 @@ async def test_quiet_hours_defer_to_their_end_in_the_users_zone(env: BotEnv, db:
 # --- brief and review across DST --------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("zone", "at", "first_day", "dst_day", "dst_instant"),
     [
@@ -426,6 +427,7 @@ async def test_my_chat_member_block_and_unblock_switch_the_link(
     assert link["active"] is True
 
 
+@pytest.mark.slow
 async def test_429_is_retried_and_passing_failures_are_bounded(env: BotEnv, db: Database) -> None:
     user = await new_user(env, db, 1603, **NO_QUIET)
     await tracking.block(db, user, "ibm", None, T0)

@@ -4,6 +4,8 @@ so a step costs no round trip of its own."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import BotEnv
 from tests.harness import Chat, counting_round_trips
 
@@ -15,6 +17,7 @@ async def started(bot: BotEnv, user_id: int) -> Chat:
     return chat
 
 
+@pytest.mark.slow
 async def test_round_trips_of_one_line_and_guided_forms(bot: BotEnv) -> None:
     chat = await started(bot, 6301)
     await chat.send("/log cs 10 warm-up")  # connections and prepared statements warmed up

@@ -54,6 +54,7 @@ async def test_double_tap_on_done_records_one_log(bot: BotEnv, db: Database) -> 
     assert await rows(db, "select action from execution_logs") == [{"action": "Done: Ship it"}]
 
 
+@pytest.mark.slow
 async def test_telegram_faults_are_survived(
     bot: BotEnv, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:

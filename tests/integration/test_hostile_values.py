@@ -208,6 +208,7 @@ async def scenario(dsn: str, writes: Sequence[tuple[tuple[str, str], bool]]) -> 
         assert await views_answer(db, victim, IDLE) == []
 
 
+@pytest.mark.slow
 @settings(
     max_examples=25,
     deadline=None,
