@@ -1,5 +1,8 @@
 """Shared fixtures: a real PostgreSQL for the whole session, migrated once, cleaned per test.
 
+They serve the three levels (tests/unit uses none that needs a database or a server:
+tests/unit/conftest.py refuses them; CONTRIBUTING.md says which level a test belongs to).
+
 The server is the embedded one (started in a temporary folder), or ``TEST_DATABASE_URL`` when
 set. Personas ``alice`` and ``bob`` are real ``auth.users`` rows.
 """

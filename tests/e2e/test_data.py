@@ -212,7 +212,7 @@ async def test_confirmed_delete_removes_every_row_of_the_user_only(
     assert "time logs: 1 (execution_logs)" in done and "Telegram link: 1" in done
     assert await counts_of(db, alice) == dict.fromkeys(TABLE_NAMES, 0)
     assert await counts_of(db, bob) == bob_before
-    # local mode: the account the bot made at /start goes too (tests/test_erase_account.py)
+    # local mode: the account the bot made at /start goes too (tests/e2e/test_erase_account.py)
     assert await rows(db, "select 1 from auth.users where id = %s", alice) == []
     (after,) = await chat.send("/nba")
     assert "Send /start to begin" in after.plain_text
