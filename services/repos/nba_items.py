@@ -70,6 +70,7 @@ async def complete(uow: UnitOfWork, item_id: UUID, now: datetime) -> None:
 #
 # Reads that join an item or a theater with other tables' rows (see services/repos/rows.py).
 
+
 @dataclass(frozen=True, slots=True)
 class TheaterItems:
     """A theater and its open items (by created_at, id), read in one statement."""

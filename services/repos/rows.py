@@ -49,4 +49,3 @@ def take(
     if row[prefix + names[0]] is None:
         return None
     return model(**{name: row[prefix + name] for name in names})
-
