@@ -15,6 +15,8 @@ from services.repos import global_metrics, nba_items, theaters
 from services.repos.nba_items import ItemContext
 from services.repos.rows import LOG_FIELDS, SETTINGS_FIELDS, THEATER_FIELDS, select_list, take
 
+# f-string SQL in this module interpolates only fixed identifiers: _COLUMNS, the DTO column
+# lists (services/repos/rows.py), table aliases, and fragments of the repos modules.
 _COLUMNS = "id, user_id, arm_type, action, details, duration, timestamp"
 
 _INSERT = (

@@ -19,6 +19,9 @@ from services.repos.rows import (
     take,
 )
 
+# f-string SQL in this module interpolates only fixed identifiers: _COLUMNS, the DTO column
+# lists (services/repos/rows.py), ``for update``, and fragments of the repos modules (a
+# ``gate`` is one).
 _COLUMNS = (
     "user_id, combined_progress, energy_allocation_ibm, energy_allocation_cs, overload_risk,"
     " last_sync_time, last_computed"

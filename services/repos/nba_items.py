@@ -12,6 +12,9 @@ from services.db import UnitOfWork
 from services.models import Arm, NbaItem, Theater, UserSettings
 from services.repos.rows import ITEM_FIELDS, THEATER_FIELDS, select_list, take
 
+# f-string SQL in this module interpolates only fixed identifiers: _COLUMNS, the DTO column
+# lists (services/repos/rows.py), _WRITTEN's columns and types, the CTE names give/take/del,
+# table aliases, and fragments of this and other repos modules (a ``gate`` is one).
 _COLUMNS = (
     "id, user_id, arm_type, title, description, stale_days, gap, has_early_progress_bonus,"
     " is_manually_selected, is_locked, is_current, created_at, last_updated, completed_at"

@@ -31,6 +31,7 @@ class TelegramLink:
     linked_at: datetime | None
 
 
+# f-string SQL in this module interpolates only _COLUMNS (a fixed column list).
 _COLUMNS = "telegram_user_id, user_id, chat_id, active, linked_at"
 
 
