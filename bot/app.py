@@ -128,9 +128,10 @@ def build_application(
         .get_updates_request(AiohttpRequest(connection_pool_size=1))
     )
     app = builder.build()
+    assert isinstance(app, LoggingApplication)  # .application_class above
     app.bot_data[DEPS_KEY] = deps
     register_handlers(app)
-    app.update_scope = conversation.update_scope  # type: ignore[attr-defined]
+    app.update_scope = conversation.update_scope
     schedule_jobs(app, settings.scan_interval_seconds)
     return app
 

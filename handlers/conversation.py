@@ -47,6 +47,7 @@ from telegram.ext import (
 from handlers import render
 from handlers.callbacks import BadCallback, Callback, decode, encode
 from handlers.common import Context, answer_and_edit, deps, reply
+from handlers.deps import Deps, get_deps
 from services import questions
 from services.db import (
     UPDATE_SCOPE,
@@ -667,9 +668,7 @@ async def _close_after(app: Application[Any, Any, Any, Any, Any, Any], key: Ques
         logger.exception("could not close the open question after a command")
 
 
-def deps_of(app: Application[Any, Any, Any, Any, Any, Any]) -> Any:
-    from handlers.deps import get_deps
-
+def deps_of(app: Application[Any, Any, Any, Any, Any, Any]) -> Deps:
     return get_deps(app.bot_data)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NoReturn
 from uuid import UUID
 
 from telegram import Update
@@ -34,7 +34,7 @@ from handlers.usage import (
 )
 from services import status, tracking
 from services.durations import parse_minutes
-from services.errors import DomainError, Implausible
+from services.errors import DomainError, Implausible, OutOfRange
 from services.models import ARMS, Arm, parse_arm
 from services.status import HISTORY_MAX
 from services.validation import (
@@ -69,7 +69,7 @@ def theater_step(turn: Turn[Any], press: Callback | None, text: str) -> tuple[Ar
     return arm, rest or None
 
 
-def _bad() -> Any:
+def _bad() -> NoReturn:
     raise BadCallback("unexpected button")
 
 
@@ -556,8 +556,6 @@ async def history_command(update: Update, context: Context) -> None:
         if arg.isdigit():
             limit = parse_int(arg, "count")
             if not 1 <= limit <= HISTORY_MAX:
-                from services.errors import OutOfRange
-
                 raise OutOfRange("count", limit, 1, HISTORY_MAX)
         else:
             arm = parse_arm(arg)

@@ -32,7 +32,7 @@ import json
 import logging
 import select
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
@@ -667,7 +667,7 @@ class Database:
         single: bool = False,
         first: str | None = None,
         question: QuestionKey | None = None,
-    ) -> Any:
+    ) -> AbstractAsyncContextManager[UnitOfWork]:
         """One transaction confined by RLS to one user's rows (by id, or by Telegram id).
 
         ``read_only``: the server refuses writes in it (READ ONLY), and it ends with COMMIT;
@@ -681,7 +681,9 @@ class Database:
         :attr:`UnitOfWork.question` (a read-write transaction; ``who`` a TelegramUser)."""
         return self._transaction(who, read_only, single, first, question)
 
-    def privileged(self, *, read_only: bool = False, single: bool = False) -> Any:
+    def privileged(
+        self, *, read_only: bool = False, single: bool = False
+    ) -> AbstractAsyncContextManager[UnitOfWork]:
         """One transaction as the connecting role, for cross-user work only. ``single``:
         exactly one statement, its own implicit transaction (one round trip; commit it with
         ``commit()`` all the same, which behind a pooler sends the COMMIT)."""
