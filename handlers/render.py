@@ -18,7 +18,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from handlers.callbacks import encode
 from services import rules, sanity
-from services.models import Arm
+from services.models import ARMS, Arm
 from services.nba import Fate, ItemResult, TheaterNba
 from services.status import HistoryEntry, StatusView
 from services.tracking import LogResult, UndoResult
@@ -151,6 +151,10 @@ def keyboard(rows: Iterable[Sequence[tuple[str, str]]]) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
         [[InlineKeyboardButton(label, callback_data=data) for label, data in row] for row in rows]
     )
+
+
+def arm_buttons(area: str, verb: str = "arm") -> list[tuple[str, str]]:
+    return [(ARM_NAME[arm], encode(area, verb, arm)) for arm in ARMS]
 
 
 def view_data(arm: Arm) -> str:
