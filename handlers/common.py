@@ -6,7 +6,7 @@ import asyncio
 import html
 import logging
 from datetime import datetime
-from typing import Any
+from typing import TypeVar
 
 from telegram import InlineKeyboardMarkup, Message, Update
 from telegram.constants import ChatType
@@ -16,6 +16,7 @@ from telegram.ext import ContextTypes
 from handlers.deps import Deps, get_deps
 from handlers.render import ARM_NAME, split_message
 from services import sync
+from services.commands import Command
 from services.db import UPDATE_SCOPE, TelegramUser
 from services.models import Arm, parse_arm
 
@@ -104,11 +105,11 @@ async def edit(update: Update, text: str, markup: InlineKeyboardMarkup | None = 
             raise
         await reply(update, text, markup)
         return
+    chat = query.message.chat if query.message is not None else update.effective_chat
+    assert chat is not None  # a press always comes from a chat's message
     for n, part in enumerate(parts[1:], 2):
         await query.get_bot().send_message(
-            query.message.chat.id if query.message else update.effective_chat.id,  # type: ignore[union-attr]
-            part,
-            reply_markup=markup if n == len(parts) else None,
+            chat.id, part, reply_markup=markup if n == len(parts) else None
         )
 
 
@@ -174,16 +175,19 @@ QUEUED = (
 )
 
 
-async def perform(update: Update, context: Context, op: str, **kwargs: Any) -> Any | None:
-    """Run a write that may wait out an outage; None (after telling the user) if it was kept."""
+R = TypeVar("R")
+
+
+async def perform(update: Update, context: Context, command: Command[R]) -> R | sync.Queued:
+    """Run a write that may wait out an outage (``LogTime(...)``, ``AddItem(...)`` …): the
+    command's own result, or ``Queued`` (after telling the user) if it was kept for later."""
     assert update.effective_chat is not None
     d = deps(context)
     result = await sync.perform(
-        d.db, d.outbox, me(update), update.effective_chat.id, op, d.clock(), **kwargs
+        d.db, d.outbox, me(update), update.effective_chat.id, command, d.clock()
     )
     if isinstance(result, sync.Queued):
         await reply(update, QUEUED.format(what=html.escape(result.description, quote=False)))
-        return None
     return result
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NoReturn
 from uuid import UUID
 
-from telegram import Update
+from telegram import InlineKeyboardMarkup, Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
 from handlers import render
-from handlers.callbacks import BadCallback, Callback, decode, encode
+from handlers.callbacks import BadCallback, Callback, decode, encode, pattern
 from handlers.common import (
     Context,
     Usage,
@@ -25,7 +25,7 @@ from handlers.common import (
     reply,
     reply_with,
 )
-from handlers.conversation import Buttons, Flow, Turn, answered_by, flow, start
+from handlers.conversation import Button, Buttons, Flow, Turn, answered_by, flow, start
 from handlers.usage import (
     ENERGY_USAGE,
     HISTORY_USAGE,
@@ -34,9 +34,11 @@ from handlers.usage import (
 )
 from services import status, tracking
 from services.durations import parse_minutes
-from services.errors import DomainError, Implausible
+from services.errors import DomainError, Implausible, OutOfRange
 from services.models import ARMS, Arm, parse_arm
 from services.status import HISTORY_MAX
+from services.sync import Queued
+from services.tracking import Block, LogTime, Reflect, SetEnergy, SetProgress, Unblock
 from services.validation import (
     check_energy,
     check_minutes,
@@ -69,7 +71,7 @@ def theater_step(turn: Turn[Any], press: Callback | None, text: str) -> tuple[Ar
     return arm, rest or None
 
 
-def _bad() -> Any:
+def _bad() -> NoReturn:
     raise BadCallback("unexpected button")
 
 
@@ -90,7 +92,7 @@ def _log_question(draft: LogDraft) -> tuple[str, str, Buttons]:
     if draft.arm is None:
         return "arm", "Log time in which theater?", ARM_BUTTONS
     if draft.minutes is None:
-        row = [(f"{m}", ("min", m)) for m in render.MINUTE_CHOICES]
+        row: list[Button] = [(f"{m}", ("minutes", m)) for m in render.MINUTE_CHOICES]
         return (
             "minutes",
             f"<b>{draft.arm}</b>: how long? Tap, or type it: 45, 1h30, 1.5h or 1:30 (up to 24 h).",
@@ -101,21 +103,19 @@ def _log_question(draft: LogDraft) -> tuple[str, str, Buttons]:
 
 async def _log_saved(
     update: Update, context: Context, draft: LogDraft, *, confirmed: bool = False
-) -> tuple[str, Any] | None:
+) -> tuple[str, InlineKeyboardMarkup | None] | None:
     """Save the complete draft; the reply (None: it was kept for later, the user was told).
     Implausible (the day would pass 16 h in that theater) unless ``confirmed``."""
     assert draft.arm is not None and draft.action is not None
-    result = await perform(
-        update,
-        context,
-        "log_time",
+    log = LogTime(
         arm=draft.arm,
         minutes=draft.minutes,
         action=draft.action,
         dedupe_key=message_key(update),
         confirmed=confirmed,
     )
-    if result is None:
+    result = await perform(update, context, log)
+    if isinstance(result, Queued):
         return None
     return render.render_log(result), render.log_keyboard(result)
 
@@ -205,7 +205,7 @@ async def _log_button(turn: Turn[LogDraft], press: Callback) -> None:
     draft = turn.draft
     if turn.step == "arm":
         draft = replace(draft, arm=_arm_answer(turn, press, None))
-    elif turn.step == "minutes" and press.verb == "min":
+    elif turn.step == "minutes" and press.verb == "minutes":
         draft = replace(draft, minutes=press.number(0, 1, 1440))
     elif turn.step == "confirm" and press.verb in ("yes", "no"):
         await _confirmed(turn, press.verb == "yes")
@@ -309,13 +309,13 @@ class TheaterDraft:
 
 async def reflection_saved(
     update: Update, context: Context, arm: Arm, evidence: str
-) -> tuple[str, Any] | None:
-    found = await perform(update, context, "reflect", arm=arm, evidence=evidence)
-    if found is None:
+) -> tuple[str, InlineKeyboardMarkup] | None:
+    found = await perform(update, context, Reflect(arm=arm, evidence=evidence))
+    if isinstance(found, Queued):
         return None
     return (
         f"💡 Reflection saved in <b>{found.arm_type}</b>: {render.esc(found.evidence)}",
-        render.keyboard([[("➕ Add context", encode("r", "ctx", found.id))]]),
+        render.keyboard([[("➕ Add context", encode("reflection", "context", found.id))]]),
     )
 
 
@@ -360,8 +360,8 @@ async def reflect_start(update: Update, context: Context) -> None:
 
 async def _progress_saved(update: Update, context: Context, arm: Arm, text: str) -> str | None:
     value = parse_decimal(text.strip(), "progress", percent=True)
-    combined = await perform(update, context, "set_progress", arm=arm, value=str(value))
-    if combined is None:
+    combined = await perform(update, context, SetProgress(arm=arm, value=value))
+    if isinstance(combined, Queued):
         return None
     return (
         f"📈 <b>{arm}</b> progress set to {render.num(value)}%."
@@ -369,7 +369,7 @@ async def _progress_saved(update: Update, context: Context, arm: Arm, text: str)
     )
 
 
-_PROGRESS_BUTTONS: Buttons = [[(f"{p}%", ("pct", p)) for p in (0, 25, 50, 75, 100)]]
+_PROGRESS_BUTTONS: Buttons = [[(f"{p}%", ("percent", p)) for p in (0, 25, 50, 75, 100)]]
 
 
 def _ask_progress(arm: Arm) -> str:
@@ -382,7 +382,7 @@ async def _progress_answer(turn: Turn[TheaterDraft], press: Callback | None, tex
         turn.ask("value", TheaterDraft(arm), _ask_progress(arm), _PROGRESS_BUTTONS)
         return
     if press is not None:
-        value = str(press.number(0, 0, 100)) if press.verb == "pct" else _bad()
+        value = str(press.number(0, 0, 100)) if press.verb == "percent" else _bad()
     turn.finish(await _progress_saved(turn.update, turn.context, arm, value))
 
 
@@ -418,8 +418,8 @@ async def _energy_saved(update: Update, context: Context, text: str) -> str | No
     if split and int(split[1]) + int(split[2]) != 100:
         raise DomainError(f"ibm/cs must add up to 100% (got {split[1]}/{split[2]}).")
     share = check_energy(parse_int(split[1] if split else text.strip(), "energy", percent=True))
-    result = await perform(update, context, "set_energy", ibm_share=share)
-    if result is None:
+    result = await perform(update, context, SetEnergy(ibm_share=share))
+    if isinstance(result, Queued):
         return None
     ibm, cs = result
     return f"⚡ Energy: ibm {ibm}% · cs {cs}%."
@@ -432,7 +432,7 @@ class NoDraft:
 
 async def _energy_answer(turn: Turn[NoDraft], press: Callback | None, text: str) -> None:
     if press is not None:
-        text = str(press.number(0, 0, 100)) if press.verb == "pct" else _bad()
+        text = str(press.number(0, 0, 100)) if press.verb == "percent" else _bad()
     turn.finish(await _energy_saved(turn.update, turn.context, text))
 
 
@@ -448,7 +448,7 @@ async def energy_command(update: Update, context: Context) -> None:
         done = await _energy_saved(update, context, args[0])
         await reply_with(update, done)
         return
-    buttons: Buttons = [[(f"{p}/{100 - p}", ("pct", p)) for p in (20, 40, 50, 60, 80)]]
+    buttons: Buttons = [[(f"{p}/{100 - p}", ("percent", p)) for p in (20, 40, 50, 60, 80)]]
     await start(
         update, context, ENERGY, "share", NoDraft(),
         "How much of your energy goes to <b>ibm</b>, in percent? cs gets the rest."
@@ -458,7 +458,7 @@ async def energy_command(update: Update, context: Context) -> None:
 
 async def _blocked(update: Update, context: Context, arm: Arm, reason: str | None) -> str | None:
     reason = reason.strip() if reason else None
-    if await perform(update, context, "block", arm=arm, reason=reason or None) is None:
+    if isinstance(await perform(update, context, Block(arm=arm, reason=reason or None)), Queued):
         return None
     why = f" ({render.esc(reason)})" if reason else ""
     return f"⛔ <b>{arm}</b> is blocked{why}. No idle nudges until /unblock {arm}."
@@ -507,8 +507,8 @@ async def block_command(update: Update, context: Context) -> None:
 
 
 async def _unblocked(update: Update, context: Context, arm: Arm) -> str | None:
-    state = await perform(update, context, "unblock", arm=arm)
-    if state is None:
+    state = await perform(update, context, Unblock(arm=arm))
+    if isinstance(state, Queued):
         return None
     return f"✅ <b>{arm}</b> is unblocked; it is {state} now."
 
@@ -556,8 +556,6 @@ async def history_command(update: Update, context: Context) -> None:
         if arg.isdigit():
             limit = parse_int(arg, "count")
             if not 1 <= limit <= HISTORY_MAX:
-                from services.errors import OutOfRange
-
                 raise OutOfRange("count", limit, 1, HISTORY_MAX)
         else:
             arm = parse_arm(arg)
@@ -566,8 +564,8 @@ async def history_command(update: Update, context: Context) -> None:
 
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-    app.add_handler(CallbackQueryHandler(details_start, pattern=r"^l:det:"))
-    app.add_handler(CallbackQueryHandler(context_start, pattern=r"^r:ctx:"))
+    app.add_handler(CallbackQueryHandler(details_start, pattern=pattern("log", "details")))
+    app.add_handler(CallbackQueryHandler(context_start, pattern=pattern("reflection", "context")))
     for name, callback in (
         ("log", log_start),
         ("reflect", reflect_start),

@@ -7,6 +7,9 @@ A change reads what it needs once, after the lock (the item, its theater and the
 open items, in one statement), decides the change and the new ranking in Python
 (:mod:`services.rules`), writes every changed row in one statement, and builds the theater it
 returns from those rows as the database stored them.
+
+Adding an item may happen during a database outage: it is also the command :class:`AddItem`
+(:mod:`services.commands`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Literal
 from uuid import UUID
 
 from services import rules, sanity, state, tracking, validation
+from services.commands import Command
 from services.db import Database, Principal, UnitOfWork
 from services.errors import Conflict, NotFound, NotLinked
 from services.models import Arm, ExecutionLog, NbaItem, Theater, TheaterStatus
@@ -191,6 +195,27 @@ async def add_item(
         return ItemResult(stored.get(item.id, item), theater)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AddItem(Command[ItemResult]):
+    """/add: a new open item in ``arm`` (:func:`add_item`)."""
+
+    name = "add_item"
+    operation = "INSERT"
+    table_name = "nba_items"
+
+    arm: Arm
+    gap: int
+    title: str
+
+    async def run(
+        self, db: Database, who: Principal, now: datetime, *, replayed: bool = False
+    ) -> ItemResult:
+        return await add_item(db, who, self.arm, self.gap, self.title, now)
+
+    def describe(self) -> str:
+        return f"new NBA “{self.title}” in {self.arm}"
+
+
 async def edit_item(
     db: Database,
     user_id: Principal,
@@ -357,12 +382,8 @@ async def _work_on_item(
     Statements: the lock, one read, one write (and a look-up of the earlier log on a repeat).
     """
     async with state.locked(db, user_id) as uow:  # the read below sees every earlier write
-        ctx = await nba_items.item_context(
-            uow,
-            item_id,
-            minutes_window=(now - state.WEEK, now),
-            settings=True,
-            recent_since=now - tracking.DAY_REACH,
+        ctx = await execution_logs.item_log_inputs(
+            uow, item_id, now - state.WEEK, now, now - tracking.DAY_REACH
         )
         if ctx is None:
             raise ItemGone()

@@ -1,9 +1,11 @@
 """Writes that may wait out a database outage, and replaying them from the outbox.
 
-A handler calls :func:`perform`; if the database is unreachable the write is kept in the
-:class:`~services.outbox.Outbox` and :class:`Queued` is returned instead of a result. A job
-calls :func:`replay`, which applies the kept writes in order once the database answers,
-each exactly once, as of the time the user sent them.
+A handler calls :func:`perform` with a command (:mod:`services.commands`: ``LogTime``,
+``AddItem`` …, the ones in :data:`KEPT`); if the database is unreachable the command is kept
+in the :class:`~services.outbox.Outbox`, its name and fields as JSON (:func:`payload`), and
+:class:`Queued` is returned instead of its result. A job calls :func:`replay`, which reads
+each kept command back (:func:`command_of`) and runs it through the same ``run``, in order
+once the database answers, each exactly once, as of the time the user sent it.
 
 Which kept writes apply: additive ones (logs, reflections, new NBAs) always do. A kept *set*
 (progress, the energy split, block/unblock) is skipped as superseded when the user changed
@@ -19,16 +21,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Collection
+import uuid
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import TypeVar
 
 import psycopg
+from pydantic import TypeAdapter, ValidationError
 
-from services import nba, tracking
+from services.commands import Command
 from services.db import (
     REPLAY,
     AlreadyApplied,
@@ -40,97 +43,25 @@ from services.db import (
     in_joined_unit,
 )
 from services.errors import DomainError, NotLinked, Superseded
+from services.nba import AddItem
 from services.outbox import Outbox, OutboxEntry
+from services.tracking import Block, LogTime, Reflect, SetEnergy, SetProgress, Unblock
 
 logger = logging.getLogger(__name__)
 
+R = TypeVar("R")
 
-@dataclass(frozen=True, slots=True)
-class Operation:
-    """A write the outbox can keep: the service to call and how sync_queue names it.
-
-    ``call(db, who, now, replayed, args)``: ``replayed`` is True when the outbox applies it
-    (``now`` is then the time the user sent it)."""
-
-    call: Callable[[Database, TelegramUser, datetime, bool, dict[str, Any]], Awaitable[Any]]
-    operation: str
-    table_name: str
-    describe: Callable[[dict[str, Any]], str]
-
-
-Args = dict[str, Any]
-
-
-async def _log_time(
-    db: Database, who: TelegramUser, now: datetime, replayed: bool, kw: Args
-) -> Any:
-    # replayed: the user can't be asked whether an implausibly long day is right
-    return await tracking.log_time(
-        db, who, kw["arm"], kw.get("minutes"), kw["action"], now,
-        details=kw.get("details"), dedupe_key=kw.get("dedupe_key"),
-        confirmed=True if replayed else kw.get("confirmed", False),
-    )  # fmt: skip
-
-
-async def _reflect(db: Database, who: TelegramUser, now: datetime, _: bool, kw: Args) -> Any:
-    return await tracking.reflect(db, who, kw["arm"], kw["evidence"], now, kw.get("context"))
-
-
-async def _add_item(db: Database, who: TelegramUser, now: datetime, _: bool, kw: Args) -> Any:
-    return await nba.add_item(db, who, kw["arm"], kw["gap"], kw["title"], now)
-
-
-async def _set_progress(
-    db: Database, who: TelegramUser, now: datetime, replayed: bool, kw: Args
-) -> Any:
-    return await tracking.set_progress(
-        db, who, kw["arm"], Decimal(kw["value"]), now, replayed=replayed
-    )
-
-
-async def _set_energy(
-    db: Database, who: TelegramUser, now: datetime, replayed: bool, kw: Args
-) -> Any:
-    return await tracking.set_energy(db, who, kw["ibm_share"], now, replayed=replayed)
-
-
-async def _block(db: Database, who: TelegramUser, now: datetime, replayed: bool, kw: Args) -> Any:
-    return await tracking.block(db, who, kw["arm"], kw.get("reason"), now, replayed=replayed)
-
-
-async def _unblock(
-    db: Database, who: TelegramUser, now: datetime, replayed: bool, kw: Args
-) -> Any:
-    return await tracking.unblock(db, who, kw["arm"], now, replayed=replayed)
-
-
-OPERATIONS: dict[str, Operation] = {
-    "log_time": Operation(
-        _log_time, "INSERT", "execution_logs",
-        lambda k: f"log “{k['action']}” in {k['arm']}",
-    ),
-    "reflect": Operation(
-        _reflect, "INSERT", "reflections", lambda k: f"reflection “{k['evidence']}” in {k['arm']}"
-    ),
-    "add_item": Operation(
-        _add_item, "INSERT", "nba_items", lambda k: f"new NBA “{k['title']}” in {k['arm']}"
-    ),
-    "set_progress": Operation(
-        _set_progress, "UPDATE", "theaters", lambda k: f"{k['arm']} progress {k['value']}%"
-    ),
-    "set_energy": Operation(
-        _set_energy, "UPDATE", "global_metrics", lambda k: f"energy split ibm {k['ibm_share']}%"
-    ),
-    "block": Operation(_block, "UPDATE", "theaters", lambda k: f"blocking {k['arm']}"),
-    "unblock": Operation(_unblock, "UPDATE", "theaters", lambda k: f"unblocking {k['arm']}"),
-}  # fmt: skip
+#: The commands the outbox may keep, by the name it stores them under.
+KEPT: Mapping[str, type[Command[object]]] = {
+    kind.name: kind for kind in (LogTime, Reflect, AddItem, SetProgress, SetEnergy, Block, Unblock)
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Queued:
     """The write was kept in the outbox (the database was unreachable)."""
 
-    id: Any
+    id: uuid.UUID
     description: str
 
 
@@ -139,20 +70,18 @@ async def perform(
     outbox: Outbox | None,
     who: TelegramUser,
     chat_id: int,
-    op: str,
+    command: Command[R],
     now: datetime,
-    **kwargs: Any,
-) -> Any:
-    """Run the write now, or keep it in the outbox during an outage (returns Queued).
+) -> R | Queued:
+    """Run the command now, or keep it in the outbox during an outage (returns Queued).
 
     Only writes of a Telegram user this instance has seen linked are kept (the database
     can't be asked during an outage); anyone else's raise ``DatabaseUnavailable``, as does
     any write when there is no outbox. A full outbox raises ``OutboxFull``. Values are
     validated before the database is tried, so an invalid write is refused, never kept.
     """
-    operation = OPERATIONS[op]
     try:
-        return await operation.call(db, who, now, False, kwargs)
+        return await command.run(db, who, now)
     except DatabaseBusy:  # the database answers: nothing to keep, the user tries again
         raise
     except DatabaseUnavailable:
@@ -162,13 +91,67 @@ async def perform(
             or not await outbox.is_linked(who.telegram_user_id)
         ):
             raise
-        payload = {"op": op, "args": kwargs}
         entry_id = await outbox.add(
-            who.telegram_user_id, chat_id, operation.operation, operation.table_name,
-            payload, now,
+            who.telegram_user_id, chat_id, command.operation, command.table_name,
+            payload(command), now,
         )  # fmt: skip
-        logger.warning("database unreachable: kept %s in the outbox as %s", op, entry_id)
-        return Queued(entry_id, operation.describe(kwargs))
+        logger.warning("database unreachable: kept %s in the outbox as %s", command.name, entry_id)
+        return Queued(entry_id, command.describe())
+
+
+# --- what an outbox entry holds ---------------------------------------------------------------
+
+UNKNOWN = "it is an unknown kind of change"
+UNREADABLE = "its stored payload is unreadable"
+
+_ADAPTERS: dict[type[Command[object]], TypeAdapter[Command[object]]] = {}
+
+
+def _adapter(kind: type[Command[object]]) -> TypeAdapter[Command[object]]:
+    if kind not in _ADAPTERS:
+        _ADAPTERS[kind] = TypeAdapter(kind)
+    return _ADAPTERS[kind]
+
+
+def payload(command: Command[object]) -> dict[str, object]:
+    """What the outbox stores of a command: its name and its fields, as JSON values
+    (``{"command": "log_time", "fields": {"arm": "cs", "minutes": 45, …}}``)."""
+    fields = _adapter(type(command)).dump_python(command, mode="json")
+    return {"command": command.name, "fields": fields}
+
+
+class Unreadable(Exception):
+    """A stored payload that is no command. ``reason``: :data:`UNKNOWN` or
+    :data:`UNREADABLE`; ``fields``: the fields that failed (their names only: the values are
+    what the user typed, and stay out of the log)."""
+
+    def __init__(self, reason: str, fields: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.fields = fields
+
+
+def command_of(stored: Mapping[str, object]) -> Command[object]:
+    """The command a stored payload holds; raises :class:`Unreadable`.
+
+    Reads what :func:`payload` writes, and the format of versions before typed commands,
+    ``{"op": "log_time", "args": {…}}`` (the same names and fields), so entries kept by an
+    older version still replay. Fields a command doesn't have are ignored."""
+    if "command" in stored:
+        name, fields = stored.get("command"), stored.get("fields")
+    else:
+        name, fields = stored.get("op"), stored.get("args")
+    kind = KEPT.get(name) if isinstance(name, str) else None
+    if kind is None:
+        raise Unreadable(UNKNOWN)
+    if not isinstance(fields, dict):
+        raise Unreadable(UNREADABLE)
+    try:
+        return _adapter(kind).validate_python(fields)
+    except ValidationError as exc:
+        failed = exc.errors(include_url=False, include_context=False, include_input=False)
+        where = ", ".join(".".join(str(part) for part in error["loc"]) for error in failed)
+        raise Unreadable(UNREADABLE, where) from None
 
 
 #: A write failing for a reason that may pass (not a rule, not the outage) is retried at
@@ -180,7 +163,8 @@ PARK_AFTER = 20
 #: Entries read from the outbox at a time.
 BATCH = 100
 
-#: Failures that will happen again however often the entry is replayed.
+#: Failures that will happen again however often the entry is replayed (a value its command's
+#: types let through that its service still can't take).
 _MALFORMED = (KeyError, TypeError, ValueError, ArithmeticError, AttributeError)
 _PERMANENT_DB = (psycopg.DataError, psycopg.IntegrityError)
 
@@ -258,18 +242,19 @@ async def _apply(
 ) -> _Outcome:
     if entry.problem is not None:
         return await _park(outbox, entry, entry.problem, report.parked)
-    op = OPERATIONS.get(str(entry.payload.get("op", "")))
-    args = entry.payload.get("args")
-    if op is None:
-        return await _park(outbox, entry, "it is an unknown kind of change", report.parked)
-    if not isinstance(args, dict):
-        return await _park(outbox, entry, "its stored payload is unreadable", report.parked)
+    try:
+        command = command_of(entry.payload)
+    except Unreadable as exc:
+        if exc.reason == UNREADABLE:
+            logger.warning("outbox entry %s is malformed: %s", entry.id, exc.fields or "-")
+        return await _park(outbox, entry, exc.reason, report.parked)
     token = REPLAY.set(
         Replay(entry.id, entry.operation, entry.table_name, json.dumps(entry.payload),
                entry.timestamp)
     )  # fmt: skip
     try:
-        await op.call(db, TelegramUser(entry.telegram_user_id), entry.timestamp, True, args)
+        who = TelegramUser(entry.telegram_user_id)
+        await command.run(db, who, entry.timestamp, replayed=True)
     except AlreadyApplied:
         await outbox.mark_synced(entry.id)
         report.skipped.append(entry)
@@ -284,7 +269,7 @@ async def _apply(
         return await _park(outbox, entry, exc.user_message, report.parked)
     except _MALFORMED as exc:
         logger.warning("outbox entry %s is malformed: %s", entry.id, type(exc).__name__)
-        return await _park(outbox, entry, "its stored payload is unreadable", report.parked)
+        return await _park(outbox, entry, UNREADABLE, report.parked)
     except _PERMANENT_DB as exc:
         logger.warning("outbox entry %s refused by the database: %s", entry.id, exc)
         return await _park(outbox, entry, "the database refused it", report.parked)
@@ -307,11 +292,7 @@ async def _apply(
 
 def describe(entry: OutboxEntry) -> str:
     """What the entry changes, for its author ("log “read” in cs"); "a change" if unreadable."""
-    op = OPERATIONS.get(str(entry.payload.get("op", "")))
-    args = entry.payload.get("args")
-    if op is None or not isinstance(args, dict):
-        return "a change"
     try:
-        return op.describe(args).replace("\x00", "")
-    except (KeyError, TypeError, ValueError):
+        return command_of(entry.payload).describe().replace("\x00", "")
+    except Unreadable:
         return "a change"

@@ -1,4 +1,8 @@
-"""Logging time, undo, reflections, progress, energy, blocking."""
+"""Logging time, undo, reflections, progress, energy, blocking.
+
+The writes a person may make during a database outage are also commands
+(:mod:`services.commands`), each next to its function: :class:`LogTime`, :class:`Reflect`,
+:class:`SetProgress`, :class:`SetEnergy`, :class:`Block`, :class:`Unblock`."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from services import rules, sanity, state, stats, validation
+from services.commands import Command
 from services.db import Database, Principal, UnitOfWork
 from services.errors import Implausible, NotFound, NothingToUndo, NotLinked, Superseded
 from services.models import Arm, ExecutionLog, Reflection, TheaterStatus
@@ -116,6 +121,36 @@ async def log_time(
             return _duplicate(inputs, earlier, capacity)
         await uow.commit()
         return LogResult(recorded[0], status, overload)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogTime(Command[LogResult]):
+    """/log: what the user did in ``arm`` and for how long (None: no time), see
+    :func:`log_time`."""
+
+    name = "log_time"
+    operation = "INSERT"
+    table_name = "execution_logs"
+
+    arm: Arm
+    action: str
+    minutes: int | None = None
+    details: str | None = None
+    dedupe_key: str | None = None
+    confirmed: bool = False
+
+    async def run(
+        self, db: Database, who: Principal, now: datetime, *, replayed: bool = False
+    ) -> LogResult:
+        return await log_time(
+            db, who, self.arm, self.minutes, self.action, now,
+            details=self.details, dedupe_key=self.dedupe_key,
+            # replayed: the user can't be asked whether an implausibly long day is right
+            confirmed=self.confirmed or replayed,
+        )  # fmt: skip
+
+    def describe(self) -> str:
+        return f"log “{self.action}” in {self.arm}"
 
 
 async def _earlier(uow: UnitOfWork, dedupe_key: str | None) -> ExecutionLog | None:
@@ -233,6 +268,27 @@ async def reflect(
         return found
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reflect(Command[Reflection]):
+    """/reflect: a reflection in ``arm`` backed by ``evidence`` (:func:`reflect`)."""
+
+    name = "reflect"
+    operation = "INSERT"
+    table_name = "reflections"
+
+    arm: Arm
+    evidence: str
+    context: str | None = None
+
+    async def run(
+        self, db: Database, who: Principal, now: datetime, *, replayed: bool = False
+    ) -> Reflection:
+        return await reflect(db, who, self.arm, self.evidence, now, self.context)
+
+    def describe(self) -> str:
+        return f"reflection “{self.evidence}” in {self.arm}"
+
+
 async def add_context(
     db: Database, user_id: Principal, reflection_id: UUID, context: str
 ) -> Reflection:
@@ -271,6 +327,27 @@ async def set_progress(
         return combined
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetProgress(Command[Decimal]):
+    """/progress: ``arm``'s progress in percent; the result is the combined progress
+    (:func:`set_progress`)."""
+
+    name = "set_progress"
+    operation = "UPDATE"
+    table_name = "theaters"
+
+    arm: Arm
+    value: Decimal
+
+    async def run(
+        self, db: Database, who: Principal, now: datetime, *, replayed: bool = False
+    ) -> Decimal:
+        return await set_progress(db, who, self.arm, self.value, now, replayed=replayed)
+
+    def describe(self) -> str:
+        return f"{self.arm} progress {self.value}%"
+
+
 async def set_energy(
     db: Database, user_id: Principal, ibm_share: int, now: datetime, *, replayed: bool = False
 ) -> tuple[int, int]:
@@ -285,6 +362,26 @@ async def set_energy(
         await theaters.set_energy(uow, ibm, cs, now)
         await uow.commit()
         return ibm, cs
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetEnergy(Command[tuple[int, int]]):
+    """/energy: ibm's share of the energy in percent; the result is (ibm, cs)
+    (:func:`set_energy`)."""
+
+    name = "set_energy"
+    operation = "UPDATE"
+    table_name = "global_metrics"
+
+    ibm_share: int
+
+    async def run(
+        self, db: Database, who: Principal, now: datetime, *, replayed: bool = False
+    ) -> tuple[int, int]:
+        return await set_energy(db, who, self.ibm_share, now, replayed=replayed)
+
+    def describe(self) -> str:
+        return f"energy split ibm {self.ibm_share}%"
 
 
 async def block(
@@ -309,6 +406,26 @@ async def block(
         return "blocked"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Block(Command[TheaterStatus]):
+    """/block: no idle nudges for ``arm`` until it is unblocked (:func:`block`)."""
+
+    name = "block"
+    operation = "UPDATE"
+    table_name = "theaters"
+
+    arm: Arm
+    reason: str | None = None
+
+    async def run(
+        self, db: Database, who: Principal, now: datetime, *, replayed: bool = False
+    ) -> TheaterStatus:
+        return await block(db, who, self.arm, self.reason, now, replayed=replayed)
+
+    def describe(self) -> str:
+        return f"blocking {self.arm}"
+
+
 async def unblock(
     db: Database, user_id: Principal, arm: Arm, now: datetime, *, replayed: bool = False
 ) -> TheaterStatus:
@@ -324,6 +441,26 @@ async def unblock(
             raise Superseded(f"{arm} block") if replayed else sanity.missing_theater(arm)
         await uow.commit()
         return status
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unblock(Command[TheaterStatus]):
+    """/unblock: ``arm``'s status follows its last activity again; the result is that
+    status (:func:`unblock`)."""
+
+    name = "unblock"
+    operation = "UPDATE"
+    table_name = "theaters"
+
+    arm: Arm
+
+    async def run(
+        self, db: Database, who: Principal, now: datetime, *, replayed: bool = False
+    ) -> TheaterStatus:
+        return await unblock(db, who, self.arm, now, replayed=replayed)
+
+    def describe(self) -> str:
+        return f"unblocking {self.arm}"
 
 
 async def snooze(

@@ -223,6 +223,16 @@ def _strip_percent(text: str, percent: bool) -> str:
     return value
 
 
+_HOURS = re.compile(r"(?i)^\s*(\d{1,6})\s*(?:h|hrs?|hours?)?\s*$")
+
+
+def parse_hours(text: str, field: str) -> int:
+    """A whole number of hours as people type it: "35", "35h", "35 h", "35 hours"; raises
+    ``NotANumber`` naming the field otherwise (the range is the caller's check)."""
+    match = _HOURS.match(text)
+    return parse_int(match[1] if match else text, field)
+
+
 def parse_int(text: str, field: str, *, percent: bool = False) -> int:
     """Parse a whole number typed by the user (ASCII digits, optional sign).
 

@@ -280,7 +280,8 @@ async def test_weekly_review_and_its_shift_energy_button(wired: BotEnv, db: Data
     await chat.press(review, "⚖ Shift energy 10 points to ibm")
     await env.emu.wait_idle()
     assert "Energy now ibm 60% · cs 40%" in chat.message(review.message_id).plain_text
-    await chat.press_data(review.message_id, encode("g", "sh", "ibm", 50))  # a double tap
+    again = encode("nudge", "shift-energy", "ibm", 50)
+    await chat.press_data(review.message_id, again)  # a double tap
     await env.emu.wait_idle()
     (metrics,) = await rows(db, "select energy_allocation_ibm from global_metrics")
     assert metrics["energy_allocation_ibm"] == 60
@@ -520,7 +521,7 @@ async def test_overload_buttons_snooze_and_adjust_capacity(wired: BotEnv, db: Da
 
     # Back to 10 h (90%), then snooze: a rise of 10 points during the snooze stays quiet.
     await set_capacity(db, user, 10, T0)
-    await chat.press_data(nudge.message_id, encode("g", "os"))
+    await chat.press_data(nudge.message_id, encode("nudge", "snooze-overload"))
     await env.emu.wait_idle()
     snoozed = (await get_settings(db, user)).overload_snoozed_until
     assert snoozed == T0 + timedelta(days=1)
@@ -543,7 +544,7 @@ async def test_forged_callback_with_another_users_item_changes_nothing(
     assert len(mine) == 2
     own = env.emu.sent(1801)[0]
     chat = env.chat(1801)
-    await chat.press_data(own.message_id, encode("g", "lg", "cs", bobs.item.id))
+    await chat.press_data(own.message_id, encode("nudge", "log", "cs", bobs.item.id))
     await env.emu.wait_idle()
     # Another user's item reads as deleted: nothing about it is told.
     assert env.emu.callback_answers[-1].text == "That item was deleted."

@@ -346,3 +346,17 @@ async def test_buttons_from_before_the_engine_answer_closed(bot: BotEnv, db: Dat
     for data in ("set:cv:60", "ob:cap:60"):
         assert await press_stale(chat, menu.message_id, data) == CLOSED
     assert (await settings_of(db, 8205))["weekly_capacity_hours"] == 40
+
+
+async def test_settings_take_hours_as_people_type_them(bot: BotEnv, db: Database) -> None:
+    chat = bot.chat(8290)
+    await chat.send("/start")
+    await chat.send("/cancel")
+    (capacity,) = await chat.send("/settings capacity 30 h")
+    assert "✅ Weekly capacity 30 h." in capacity.plain_text
+    (idle,) = await chat.send("idle 48h")  # on the menu the command left open
+    assert "✅ Idle reminder after 48 h." in idle.plain_text
+    (bad,) = await chat.send("capacity thirty")
+    assert "Weekly capacity must be a whole number (got 'thirty')" in bad.plain_text
+    stored = await settings_of(db, 8290)
+    assert stored["weekly_capacity_hours"] == 30

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from handlers.outbox import replay_job
 from services import accounts, sync
 from services.db import Database, DatabaseUnavailable
 from services.outbox import Outbox
+from services.tracking import SetProgress
 from tests.conftest import BotEnv
 from tests.harness import Chat, Clock, bot_running, make_settings
 
@@ -324,8 +326,8 @@ async def test_kept_sets_apply_in_the_order_they_were_sent(db: Database, tmp_pat
     await accounts.create_local_account(db, 8601, 8601, "A", datetime(2026, 11, 20, tzinfo=UTC))
     outbox = Outbox(tmp_path / "outbox.sqlite3")
     when = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)  # the same moment for both (a fixed clock)
-    for value in ("40", "45"):
-        payload = {"op": "set_progress", "args": {"arm": "cs", "value": value}}
+    for value in (40, 45):
+        payload = sync.payload(SetProgress(arm="cs", value=Decimal(value)))
         await outbox.add(8601, 8601, "UPDATE", "theaters", payload, when)
     report = await sync.replay(db, outbox)
     assert len(report.synced) == 2 and report.superseded == []

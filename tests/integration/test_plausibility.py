@@ -8,6 +8,7 @@ until the user confirms; the outbox's replay (the user can't be asked then) alwa
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from services.db import Database, TelegramUser
 from services.errors import DomainError, Implausible, NotFound
 from services.nudges.settings import update_settings
 from services.outbox import Outbox
+from services.tracking import LogTime
 
 #: 09:00 in Berlin (UTC+1 in November): the local day began at 2026-11-01 23:00 UTC.
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
@@ -163,11 +165,11 @@ async def test_perform_forwards_the_confirmation(db: Database) -> None:
     who = TelegramUser(3001)
     await tracking.log_time(db, user, "cs", 900, "long study", T0)
     at = T0 + timedelta(hours=1)
-    args: dict[str, Any] = {"arm": "cs", "minutes": 120, "action": "more"}
+    log = LogTime(arm="cs", minutes=120, action="more")
     with pytest.raises(Implausible):
-        await sync.perform(db, None, who, 3001, "log_time", at, **args)
-    result = await sync.perform(db, None, who, 3001, "log_time", at, **args, confirmed=True)
-    assert result.log.duration == 120
+        await sync.perform(db, None, who, 3001, log, at)
+    result = await sync.perform(db, None, who, 3001, replace(log, confirmed=True), at)
+    assert not isinstance(result, sync.Queued) and result.log.duration == 120
 
 
 async def test_replay_saves_without_asking(db: Database, tmp_path: Path) -> None:
@@ -175,7 +177,7 @@ async def test_replay_saves_without_asking(db: Database, tmp_path: Path) -> None
     await tracking.log_time(db, TelegramUser(3001), "cs", 900, "long study", T0)
     outbox = Outbox(tmp_path / "outbox.sqlite3")
     try:
-        kept = {"op": "log_time", "args": {"arm": "cs", "minutes": 120, "action": "offline"}}
+        kept = sync.payload(LogTime(arm="cs", minutes=120, action="offline"))
         when = T0 + timedelta(hours=1)
         entry = await outbox.add(3001, 3001, "INSERT", "execution_logs", kept, when)
         report = await sync.replay(db, outbox)
