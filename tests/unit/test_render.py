@@ -4,6 +4,7 @@ the cuts of long replies."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import time, timedelta
 from decimal import Decimal
@@ -24,6 +25,7 @@ from tests.unit.test_rules import NOW, USER, make_item
 TOP = UUID("11111111-1111-4111-8111-111111111111")
 LOW = UUID("22222222-2222-4222-8222-222222222222")
 LOG = UUID("33333333-3333-4333-8333-333333333333")
+WORD = re.compile(r"^[a-z]+(?:-[a-z]+)*$")
 
 
 def item(item_id: UUID, title: str, gap: int, **changes: Any) -> NbaItem:
@@ -36,14 +38,16 @@ def theater_view(*items: NbaItem, arm: str = "cs", status: str = "active") -> Th
 
 
 def buttons(markup: InlineKeyboardMarkup | None) -> list[list[tuple[str, str]]]:
-    """The keyboard as rows of (label, callback data); every data decodes within 64 bytes."""
+    """The keyboard as rows of (label, callback data); every data decodes within 64 bytes, with
+    a whole-word area and verb."""
     assert markup is not None
     rows = []
     for row in markup.inline_keyboard:
         rows.append([(b.text, str(b.callback_data)) for b in row])
         for b in row:
             assert len(str(b.callback_data).encode()) <= MAX_BYTES
-            decode(str(b.callback_data))
+            press = decode(str(b.callback_data))
+            assert WORD.match(press.area) and WORD.match(press.verb), b.callback_data
     return rows
 
 
@@ -121,31 +125,21 @@ def test_parts_with_only_tags_are_dropped() -> None:
 def test_keyboard_keeps_rows_labels_and_data() -> None:
     markup = render.keyboard([[("One", "a:one"), ("Two", "a:two")], [("Back", "a:back")]])
     assert buttons(markup) == [[("One", "a:one"), ("Two", "a:two")], [("Back", "a:back")]]
+    assert render.view_data("ibm") == "nba:view:ibm"
 
 
-def test_arm_buttons_name_both_theaters() -> None:
-    assert render.arm_buttons("add") == [
-        ("ibm · job", "add:arm:ibm"),
-        ("cs · study", "add:arm:cs"),
-    ]
-    assert render.arm_buttons("lg", "t") == [("ibm · job", "lg:t:ibm"), ("cs · study", "lg:t:cs")]
-
-
-def test_minutes_keyboard_adds_the_minutes_to_the_prefix() -> None:
-    assert buttons(render.minutes_keyboard(("n", "pm", "cs", TOP), "n:v:cs", (15, 25))) == [
-        [
-            ("15 min", f"n:pm:cs:{TOP.hex}:15"),
-            ("25 min", f"n:pm:cs:{TOP.hex}:25"),
-        ],
-        [("↩ Back", "n:v:cs")],
+def test_progress_keyboard_offers_the_minute_choices_and_back() -> None:
+    assert buttons(render.progress_keyboard("cs", TOP)) == [
+        [(f"{m} min", f"nba:log:cs:{TOP.hex}:{m}") for m in (15, 25, 45, 60, 90)],
+        [("↩ Back", "nba:view:cs")],
     ]
 
 
 def test_manage_keyboard_marks_the_current_gap() -> None:
     rows = buttons(render.manage_keyboard("ibm", TOP, 2))
     assert [label for label, _ in rows[0]] == ["0", "1", "•2•", "3", "4", "5"]
-    assert rows[0][5][1] == f"n:eg:ibm:{TOP.hex}:5"
-    assert rows[1] == [("🗑 Delete", f"n:dq:ibm:{TOP.hex}"), ("↩ Back", "n:v:ibm")]
+    assert rows[0][5][1] == f"nba:gap:ibm:{TOP.hex}:5"
+    assert rows[1] == [("🗑 Delete", f"nba:delete:ibm:{TOP.hex}"), ("↩ Back", "nba:view:ibm")]
     assert render.render_manage("<Tea>", 2) == (
         "<b>&lt;Tea&gt;</b>\nGap now 2. Set a new gap, or delete the item."
     )
@@ -161,7 +155,7 @@ def test_an_empty_theater_says_how_to_add_and_offers_add() -> None:
         "No open Next Best Action.\n"
         "Add one: <code>/add cs 3 What to do next</code>"
     )
-    assert buttons(render.theater_nba_keyboard(view)) == [[("➕ Add one", "add:new:cs")]]
+    assert buttons(render.theater_nba_keyboard(view)) == [[("➕ Add one", "nba:add:cs")]]
 
 
 def test_the_current_item_with_others_waiting() -> None:
@@ -175,11 +169,11 @@ def test_the_current_item_with_others_waiting() -> None:
     )
     assert buttons(render.theater_nba_keyboard(view)) == [
         [
-            ("🔒 Lock", f"n:lk:cs:{TOP.hex}"),
-            ("▶ Progress", f"n:pg:cs:{TOP.hex}"),
-            ("✅ Done", f"n:dn:cs:{TOP.hex}"),
+            ("🔒 Lock", f"nba:lock:cs:{TOP.hex}"),
+            ("▶ Progress", f"nba:progress:cs:{TOP.hex}"),
+            ("✅ Done", f"nba:done:cs:{TOP.hex}"),
         ],
-        [("🔀 Choose another", "n:ch:cs"), ("⚙ Manage", f"n:mg:cs:{TOP.hex}")],
+        [("🔀 Choose another", "nba:choose:cs"), ("⚙ Manage", f"nba:manage:cs:{TOP.hex}")],
     ]
 
 
@@ -188,11 +182,11 @@ def test_a_locked_item_offers_unlock_and_no_other_choice() -> None:
     assert render.render_theater_nba(view).splitlines()[1] == "➤ <b>Low</b> 🔒 locked"
     assert buttons(render.theater_nba_keyboard(view)) == [
         [
-            ("🔓 Unlock", f"n:ul:cs:{LOW.hex}"),
-            ("▶ Progress", f"n:pg:cs:{LOW.hex}"),
-            ("✅ Done", f"n:dn:cs:{LOW.hex}"),
+            ("🔓 Unlock", f"nba:unlock:cs:{LOW.hex}"),
+            ("▶ Progress", f"nba:progress:cs:{LOW.hex}"),
+            ("✅ Done", f"nba:done:cs:{LOW.hex}"),
         ],
-        [("⚙ Manage", f"n:mg:cs:{LOW.hex}")],
+        [("⚙ Manage", f"nba:manage:cs:{LOW.hex}")],
     ]
 
 
@@ -202,9 +196,9 @@ def test_a_chosen_item_offers_auto() -> None:
     )
     assert render.render_theater_nba(view).splitlines()[1] == "➤ <b>Low</b> ✋ chosen by you"
     assert buttons(render.theater_nba_keyboard(view))[1] == [
-        ("🔀 Choose another", "n:ch:cs"),
-        ("🤖 Auto", "n:au:cs"),
-        ("⚙ Manage", f"n:mg:cs:{LOW.hex}"),
+        ("🔀 Choose another", "nba:choose:cs"),
+        ("🤖 Auto", "nba:auto:cs"),
+        ("⚙ Manage", f"nba:manage:cs:{LOW.hex}"),
     ]
 
 
@@ -215,13 +209,13 @@ def test_nba_of_both_theaters_names_the_theater_on_every_button() -> None:
     assert text.startswith("<b>ibm</b> 🟡 warm\nNo open Next Best Action.\n")
     assert "\n\n<b>cs</b> 🟢 active\n➤ <b>Top</b>" in text
     assert buttons(render.nba_keyboard([ibm, cs])) == [
-        [("➕ Add one to ibm", "add:new:ibm")],
+        [("➕ Add one to ibm", "nba:add:ibm")],
         [
-            ("🔒 Lock cs", f"n:lk:cs:{TOP.hex}"),
-            ("▶ Progress cs", f"n:pg:cs:{TOP.hex}"),
-            ("✅ Done cs", f"n:dn:cs:{TOP.hex}"),
+            ("🔒 Lock cs", f"nba:lock:cs:{TOP.hex}"),
+            ("▶ Progress cs", f"nba:progress:cs:{TOP.hex}"),
+            ("✅ Done cs", f"nba:done:cs:{TOP.hex}"),
         ],
-        [("⚙ Manage cs", f"n:mg:cs:{TOP.hex}")],
+        [("⚙ Manage cs", f"nba:manage:cs:{TOP.hex}")],
     ]
     assert render.nba_keyboard([cs]) == render.theater_nba_keyboard(cs)
 
@@ -234,8 +228,8 @@ def test_candidates_list_every_item_and_offer_all_but_the_current() -> None:
     )
     rows = buttons(render.candidates_keyboard(view))
     assert rows == [
-        [(f"2. {render.short(long_title, 40)}", f"n:sel:cs:{LOW.hex}")],
-        [("↩ Back", "n:v:cs")],
+        [(f"2. {render.short(long_title, 40)}", f"nba:select:cs:{LOW.hex}")],
+        [("↩ Back", "nba:view:cs")],
     ]
     assert len(rows[0][0][0]) == 43
 
@@ -252,8 +246,8 @@ def test_done_without_minutes_asks_for_them_with_buttons() -> None:
         "How long did it take? Tap to add the minutes."
     )
     assert buttons(render.done_keyboard(result)) == [
-        [(f"{m} min", f"d:m:{LOG.hex}:{m}") for m in (15, 25, 45, 60, 90)],
-        [("View cs", "n:v:cs")],
+        [(f"{m} min", f"log:minutes:{LOG.hex}:{m}") for m in (15, 25, 45, 60, 90)],
+        [("View cs", "nba:view:cs")],
     ]
 
 
@@ -262,7 +256,7 @@ def test_done_with_minutes_and_nothing_left() -> None:
     assert render.render_done(result) == (
         "✅ Done: <b>Top</b>\nNo open items left in cs.\nLogged 20 min."
     )
-    assert buttons(render.done_keyboard(result)) == [[("View cs", "n:v:cs")]]
+    assert buttons(render.done_keyboard(result)) == [[("View cs", "nba:view:cs")]]
 
 
 def test_gone_toasts() -> None:
@@ -285,7 +279,7 @@ def test_a_new_log_offers_details_and_a_repeated_one_does_not() -> None:
         "Overload risk 6.25%: 2.5 h of your 40 h weekly capacity in the last 7 days.\n"
         "Wrong? /undo removes it."
     )
-    assert buttons(render.log_keyboard(fresh)) == [[("➕ Add details", f"l:det:{LOG.hex}")]]
+    assert buttons(render.log_keyboard(fresh)) == [[("➕ Add details", f"log:details:{LOG.hex}")]]
     again = replace(fresh, duplicate=True, log=log_row(None, details="p. <12>"))
     assert render.render_log(again).splitlines()[:2] == [
         "📝 Already logged in <b>cs</b>: Read &lt;SICP&gt; &amp; notes (no time)",
