@@ -78,6 +78,7 @@ async def test_every_button_has_whole_word_verbs_within_64_bytes(bot: BotEnv) ->
     assert {"lock", "progress", "done", "manage", "gap", "delete", "view", "log"} <= verbs
 
 
+@pytest.mark.slow
 async def test_old_and_malformed_button_data_is_no_longer_valid(
     bot: BotEnv, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -6,6 +6,7 @@ import html
 import re
 from html.parser import HTMLParser
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -51,6 +52,7 @@ def _chunks(draw: st.DrawFn) -> str:
     return "".join(pieces)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, derandomize=True, deadline=None)
 @given(st.composite(_chunks)(), st.integers(20, 400))
 def test_every_part_is_balanced_within_the_limit_and_nothing_is_lost(
