@@ -619,7 +619,7 @@ def nba_message(emu: BotApiEmulator, chat_id: int, arm: str = "cs") -> SentMessa
     for msg in reversed(emu.sent(chat_id)):
         for row in msg.buttons:
             for _text, data in row:
-                if data and data.startswith(("n:lk:", "n:ul:")) and f":{arm}:" in data:
+                if data and data.startswith(("nba:lock:", "nba:unlock:")) and f":{arm}:" in data:
                     return msg
     raise LookupError(f"no /nba {arm} message with a lock button in chat {chat_id}")
 
@@ -628,7 +628,7 @@ def lock_button(emu: BotApiEmulator, chat_id: int, message_id: int) -> str:
     """The current Lock/Unlock callback data of a /nba message."""
     for row in emu.message(chat_id, message_id).buttons:
         for _text, data in row:
-            if data and data.startswith(("n:lk:", "n:ul:")):
+            if data and data.startswith(("nba:lock:", "nba:unlock:")):
                 return data
     raise LookupError(f"message {message_id} has no lock button")
 

@@ -80,9 +80,10 @@ class Burst:
             elif kind == "button":
                 # Lock, then Unlock, ... (not strict: a press may overtake the previous redraw)
                 message_id, data = self.buttons[user]
-                verb = ("n:lk:", "n:ul:")[self.presses[user] % 2]
+                verb = ("nba:lock:", "nba:unlock:")[self.presses[user] % 2]
                 self.presses[user] += 1
-                items.append(("press", user, f"{message_id} {verb}{data[5:]}"))
+                target = data.split(":", 2)[2]  # <arm>:<item>
+                items.append(("press", user, f"{message_id} {verb}{target}"))
             else:
                 items.append(("text", user, kind))
         return items

@@ -11,12 +11,11 @@ from telegram.ext import Application, ApplicationBuilder, Defaults
 
 from bot.database import make_database, migrate, wait_for_database
 from bot.http import AiohttpRequest
-from bot.scheduler import schedule_jobs
+from bot.scheduler import start_jobs
 from bot.settings import Settings
 from bot.telegram_io import LoggingApplication, PerUserUpdateProcessor, ResilientRateLimiter
 from handlers import conversation, register_handlers
 from handlers.deps import DEPS_KEY, Deps
-from handlers.outbox import REPLAY_INTERVAL_SECONDS, replay_job
 from services import accounts
 from services.outbox import Outbox
 
@@ -96,11 +95,7 @@ def build_application(
             if switched_off:
                 logger.info("allow-list: nudges off for %d linked user(s) not on it", switched_off)
         await app.bot.set_my_commands([BotCommand(c, d) for c, d in COMMANDS])
-        await conversation.arm_pending(app)
-        assert app.job_queue is not None
-        app.job_queue.run_repeating(
-            replay_job, interval=REPLAY_INTERVAL_SECONDS, first=1.0, name="outbox-replay"
-        )
+        await start_jobs(app, settings.scan_interval_seconds)  # every job: bot/scheduler.py
         logger.info("bot @%s ready", app.bot.username)
 
     async def post_shutdown(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
@@ -129,10 +124,10 @@ def build_application(
         .get_updates_request(AiohttpRequest(connection_pool_size=1))
     )
     app = builder.build()
+    assert isinstance(app, LoggingApplication)  # .application_class above
     app.bot_data[DEPS_KEY] = deps
     register_handlers(app)
-    app.update_scope = conversation.update_scope  # type: ignore[attr-defined]
-    schedule_jobs(app, settings.scan_interval_seconds)
+    app.update_scope = conversation.update_scope
     return app
 
 

@@ -1,9 +1,24 @@
-"""The repeating jobs: the nudge scan, on PTB's JobQueue (APScheduler underneath).
+"""What runs besides updates, and when: every job of the bot, on PTB's JobQueue (APScheduler).
+
+* ``nudge-scan``: every ``SCAN_INTERVAL_SECONDS`` (the first after at most
+  :data:`FIRST_SCAN_DELAY`), :func:`handlers.nudges.nudge_scan_job` decides, claims and sends
+  the nudges that are due;
+* ``outbox-replay``: every :data:`REPLAY_INTERVAL_SECONDS` (the first after
+  :data:`FIRST_REPLAY_DELAY`), :func:`handlers.outbox.replay_job` applies the writes kept
+  during an outage and tells their authors;
+* ``question:<chat>:<user>``: once, when an open question expires (10 minutes after it was
+  asked), :func:`handlers.conversation.expire_job` closes it and tells the person.
+
+All of them are added at start-up by :func:`start_jobs` (``post_init``, once the database is
+open): the two repeating jobs, and the expiry of every question still open (asked before a
+restart, or by another instance). A question asked later arms its own expiry when it is asked
+(handlers/conversation.py), replacing the chat's earlier one.
 
 JobQueue jobs live in memory only, so nothing about them needs rebuilding after a restart:
-the job is added again at start-up, and everything the scan decides lives in PostgreSQL (the
-hints and the ``nudges`` ledger). Several instances may each run the scan; the ledger and
-``SKIP LOCKED`` make every nudge go out once.
+everything they decide lives in PostgreSQL (the nudge hints and ledger, the open questions)
+or in the outbox file. Several instances may each run every job: the ``nudges`` ledger and
+``SKIP LOCKED`` make every nudge go out once, an outbox entry is claimed in ``sync_queue``
+before it applies, and the instance whose delete claims an expired question tells the person.
 """
 
 from __future__ import annotations
@@ -11,9 +26,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from telegram.ext import Application
+from telegram.ext import Application, JobQueue
 
+from handlers.conversation import arm_pending
 from handlers.nudges import nudge_scan_job
+from handlers.outbox import replay_job
 
 logger = logging.getLogger(__name__)
 
@@ -21,21 +38,35 @@ SCAN_JOB_NAME = "nudge-scan"
 #: Seconds from start-up to the first scan (or the interval, if shorter).
 FIRST_SCAN_DELAY = 10.0
 
+REPLAY_JOB_NAME = "outbox-replay"
+#: Seconds between two looks at the outbox (an empty outbox costs one count).
+REPLAY_INTERVAL_SECONDS = 5.0
+FIRST_REPLAY_DELAY = 1.0
+
+
+async def start_jobs(
+    app: Application[Any, Any, Any, Any, Any, Any], scan_interval_seconds: int
+) -> None:
+    """At start-up, once the database is open: the repeating jobs, and the expiry of every
+    open question (a restart loses none)."""
+    schedule_jobs(app, scan_interval_seconds)
+    await arm_pending(app)
+
 
 def schedule_jobs(app: Application[Any, Any, Any, Any, Any, Any], interval_seconds: int) -> None:
-    """Add the nudge scan every ``interval_seconds`` (first run shortly after start).
+    """Add the repeating jobs: the nudge scan every ``interval_seconds`` and the outbox
+    replay; scheduling again replaces them, never doubles them.
 
-    ``max_instances=1``: a scan still running when the next is due makes that one skip;
-    ``coalesce``: runs missed while the loop was busy collapse into one; a run more than one
-    interval late is dropped (the next one catches up, the ledger keeps it exact).
+    The scan: ``max_instances=1``, a scan still running when the next is due makes that one
+    skip; ``coalesce``, runs missed while the loop was busy collapse into one; a run more
+    than one interval late is dropped (the next one catches up, the ledger keeps it exact).
     """
     if interval_seconds < 1:
         raise ValueError("the scan interval must be at least 1 second")
-    queue = app.job_queue
-    if queue is None:
-        raise RuntimeError("PTB's JobQueue is missing: install python-telegram-bot[job-queue]")
-    for job in queue.get_jobs_by_name(SCAN_JOB_NAME):
-        job.schedule_removal()
+    queue = _queue(app)
+    for name in (SCAN_JOB_NAME, REPLAY_JOB_NAME):
+        for job in queue.get_jobs_by_name(name):
+            job.schedule_removal()
     queue.run_repeating(
         nudge_scan_job,
         interval=interval_seconds,
@@ -47,4 +78,18 @@ def schedule_jobs(app: Application[Any, Any, Any, Any, Any, Any], interval_secon
             "misfire_grace_time": interval_seconds,
         },
     )
-    logger.debug("nudge scan every %d s", interval_seconds)
+    queue.run_repeating(
+        replay_job,
+        interval=REPLAY_INTERVAL_SECONDS,
+        first=FIRST_REPLAY_DELAY,
+        name=REPLAY_JOB_NAME,
+    )
+    replay = REPLAY_INTERVAL_SECONDS
+    logger.debug("nudge scan every %d s, outbox replay every %g s", interval_seconds, replay)
+
+
+def _queue(app: Application[Any, Any, Any, Any, Any, Any]) -> JobQueue[Any]:
+    queue = app.job_queue
+    if queue is None:
+        raise RuntimeError("PTB's JobQueue is missing: install python-telegram-bot[job-queue]")
+    return queue

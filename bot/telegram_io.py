@@ -112,7 +112,7 @@ class ResilientRateLimiter(AIORateLimiter):
         raise AssertionError("unreachable")
 
 
-class LoggingApplication(Application):  # type: ignore[type-arg]
+class LoggingApplication(Application[Any, Any, Any, Any, Any, Any]):
     """Logs one line per update: id, user, chat, what was asked, and how long it took.
 
     Never the message text (it may be private); commands are logged by name only.

@@ -28,7 +28,7 @@ from services.validation import (
 )
 
 #: What the text can become, by button verb.
-KINDS = {"nba": "➕ NBA", "log": "📝 Log", "ref": "💡 Reflection"}
+KINDS = {"nba": "➕ NBA", "log": "📝 Log", "reflection": "💡 Reflection"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +50,7 @@ def _choices(text: str) -> Buttons:
     if size <= ACTION_MAX:
         rows.append([(f"📝 Log {arm}", ("log", arm)) for arm in ARMS])
     if size <= EVIDENCE_MAX:
-        rows.append([("💡 Reflection", ("ref",))])
+        rows.append([("💡 Reflection", ("reflection",))])
     return rows
 
 
@@ -84,7 +84,7 @@ def capture(update: Update, context: Context, text: str, now: datetime) -> Turn[
     return turn
 
 
-_MINUTES: Buttons = [[(f"{m}", ("min", m)) for m in render.MINUTE_CHOICES]]
+_MINUTES: Buttons = [[(f"{m}", ("minutes", m)) for m in render.MINUTE_CHOICES]]
 
 
 async def _chosen(turn: Turn[CaptureDraft], press: Callback) -> None:
@@ -134,7 +134,7 @@ async def _button(turn: Turn[CaptureDraft], press: Callback) -> None:
         await _chosen(turn, press)
     elif turn.step == "gap" and press.verb == "gap":
         await _saved(turn, press.number(0, 0, 5))
-    elif turn.step == "minutes" and press.verb == "min":
+    elif turn.step == "minutes" and press.verb == "minutes":
         await _saved(turn, press.number(0, 1, 1440))
     elif turn.step == "arm" and press.verb == "arm":
         await _saved(turn, press.arm(0))

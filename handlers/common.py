@@ -105,11 +105,11 @@ async def edit(update: Update, text: str, markup: InlineKeyboardMarkup | None = 
             raise
         await reply(update, text, markup)
         return
+    chat = query.message.chat if query.message is not None else update.effective_chat
+    assert chat is not None  # a press always comes from a chat's message
     for n, part in enumerate(parts[1:], 2):
         await query.get_bot().send_message(
-            query.message.chat.id if query.message else update.effective_chat.id,  # type: ignore[union-attr]
-            part,
-            reply_markup=markup if n == len(parts) else None,
+            chat.id, part, reply_markup=markup if n == len(parts) else None
         )
 
 

@@ -45,8 +45,17 @@ from telegram.ext import (
 )
 
 from handlers import render
-from handlers.callbacks import BadCallback, Callback, decode, encode
+from handlers.callbacks import (
+    QUESTION,
+    STALE,
+    BadCallback,
+    Callback,
+    decode_question,
+    pattern,
+    question,
+)
 from handlers.common import Context, answer_and_edit, deps, reply
+from handlers.deps import Deps, get_deps
 from services import questions
 from services.db import (
     UPDATE_SCOPE,
@@ -75,8 +84,9 @@ TIMED_OUT = "⌛ That question timed out after 10 minutes; nothing was saved."
 CLOSED = "This question is closed."
 TRY_AGAIN = "Try again, or /cancel."
 
-#: One button of a question: its label, and its verb and arguments (the token is added).
-Button = tuple[str, tuple[str | int | UUID, ...]]
+#: One button of a question: its label, and its verb (a whole word) and arguments (the token
+#: is added: handlers/callbacks.py, ``question``).
+Button = tuple[str, tuple[str, *tuple[str | int | UUID, ...]]]
 Buttons = Sequence[Sequence[Button]]
 
 
@@ -203,7 +213,8 @@ class Turn(Generic[D]):
         asked = questions.ask((flow or self.flow).name, step, draft, self.now)
         self.next, self.closed = asked, False
         rows = [
-            [(label, encode("q", asked.token, *data)) for label, data in row] for row in buttons
+            [(label, question(asked.token, data[0], *data[1:])) for label, data in row]
+            for row in buttons
         ]
         self.replies.append(_Reply(text, render.keyboard(rows) if rows else None, in_place))
 
@@ -570,11 +581,9 @@ async def on_button(update: Update, context: Context) -> None:
     query = update.callback_query
     assert query is not None
     try:
-        cb = decode(query.data)
-        token = cb.verb
-        press = Callback("q", cb.text(0), cb.args[1:])
+        token, press = decode_question(query.data)
     except BadCallback:
-        await query.answer("That button is no longer valid.")
+        await query.answer(STALE)
         return
 
     async def answer(turn: Turn[Any]) -> None:
@@ -583,7 +592,7 @@ async def on_button(update: Update, context: Context) -> None:
         try:
             await turn.flow.on_button(turn, press)
         except BadCallback:
-            turn.toast = "That button is no longer valid."
+            turn.toast = STALE
 
     await _answer(update, context, answer, fresh=lambda now: None, token=token)
 
@@ -667,9 +676,7 @@ async def _close_after(app: Application[Any, Any, Any, Any, Any, Any], key: Ques
         logger.exception("could not close the open question after a command")
 
 
-def deps_of(app: Application[Any, Any, Any, Any, Any, Any]) -> Any:
-    from handlers.deps import get_deps
-
+def deps_of(app: Application[Any, Any, Any, Any, Any, Any]) -> Deps:
     return get_deps(app.bot_data)
 
 
@@ -742,5 +749,5 @@ async def arm_pending(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """The engine's own handlers: question buttons, and typed text (after every command)."""
-    app.add_handler(CallbackQueryHandler(on_button, pattern=r"^q:"))
+    app.add_handler(CallbackQueryHandler(on_button, pattern=pattern(QUESTION)))
     app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, on_text))

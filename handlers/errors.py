@@ -7,6 +7,7 @@ import logging
 from telegram import Update
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
+from handlers.callbacks import STALE, BadCallback
 from handlers.common import Context, Usage, deps, reply
 from handlers.render import esc
 from handlers.usage import USAGES
@@ -95,6 +96,14 @@ async def on_error(update: object, context: Context) -> None:
     ):
         logger.warning("telegram unavailable: %s (%s)", type(error).__name__, describe(update))
         return
+    if isinstance(error, BadCallback) and isinstance(update, Update) and update.callback_query:
+        # Data this bot did not make, or no longer makes: not a fault (forged, or old).
+        logger.info("button data refused: %s (%s)", error, describe(update))
+        try:
+            await update.callback_query.answer(STALE)
+        except Exception:  # the answer itself failed: logged, never raised
+            logger.warning("could not answer a stale button (%s)", describe(update), exc_info=True)
+        return
     if not isinstance(update, Update):
         if isinstance(error, DatabaseUnavailable):
             logger.warning("database unavailable outside an update: %s", error)
@@ -144,4 +153,4 @@ def _plain(text: str) -> str:
 async def unknown_button(update: Update, context: Context) -> None:
     """A button no handler claims (an old message, or forged data): say so, change nothing."""
     if update.callback_query is not None:
-        await update.callback_query.answer("That button is no longer valid. Send /help.")
+        await update.callback_query.answer(f"{STALE} Send /help.")

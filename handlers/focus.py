@@ -44,13 +44,13 @@ from services.sync import Queued
 
 def session_keyboard(session: FocusSession) -> InlineKeyboardMarkup:
     toggle = (
-        ("▶ Resume", encode("f", "re", session.id))
+        ("▶ Resume", encode("focus", "resume", session.id))
         if focus.is_paused(session)
-        else ("⏸ Pause", encode("f", "pa", session.id))
+        else ("⏸ Pause", encode("focus", "pause", session.id))
     )
     return render.keyboard(
-        [[toggle, ("⏹ Stop", encode("f", "st", session.id)),
-          ("✅ Done", encode("f", "dn", session.id))]]
+        [[toggle, ("⏹ Stop", encode("focus", "stop", session.id)),
+          ("✅ Done", encode("focus", "done", session.id))]]
     )  # fmt: skip
 
 
@@ -77,7 +77,7 @@ def render_stopped(stopped: focus.Stopped) -> tuple[str, InlineKeyboardMarkup | 
             else f"No open items left in {render.esc(theater.arm)}."
         )
     lines.append("Wrong? /undo removes it.")
-    markup = render.keyboard([[(f"View {log.arm_type}", encode("n", "v", log.arm_type))]])
+    markup = render.keyboard([[(f"View {log.arm_type}", encode("nba", "view", log.arm_type))]])
     return "\n".join(lines), markup
 
 
@@ -95,7 +95,7 @@ LENGTHS = (25, 50, 90)
 
 
 def _length_buttons() -> Buttons:
-    return [[(f"{m} min", ("len", m)) for m in LENGTHS] + [("No limit", ("len", 0))]]
+    return [[(f"{m} min", ("length", m)) for m in LENGTHS] + [("No limit", ("length", 0))]]
 
 
 def _typed_length(text: str) -> int | None:
@@ -120,7 +120,7 @@ async def _focus_answer(turn: Turn[FocusDraft], press: Callback | None, text: st
     if press is not None:
         if turn.step == "arm" and press.verb == "arm":
             draft = replace(draft, arm=press.arm(0))
-        elif turn.step == "length" and press.verb == "len":
+        elif turn.step == "length" and press.verb == "length":
             length = press.number(0, 0, 1440) or None
             rest = "given"
         else:
@@ -277,24 +277,25 @@ STOP = answered_by("focus-stop", StopDraft, _stop_answer)
 
 
 async def focus_button(update: Update, context: Context) -> None:
-    """f:pa|re|st|dn:<session>: act on the session, then redraw its message in place."""
+    """focus:pause|resume|stop|done:<session>: act on the session, then redraw its message
+    in place."""
     query = update.callback_query
     assert query is not None
     at = now(context)
     try:
         cb = decode(query.data)
         session_id = cb.uuid(0)
-        if cb.verb in ("pa", "re"):
-            command = PauseFocus(session_id=session_id, resume=cb.verb == "re")
+        if cb.verb in ("pause", "resume"):
+            command = PauseFocus(session_id=session_id, resume=cb.verb == "resume")
             session = await perform(update, context, command)
             if isinstance(session, Queued):
                 await query.answer()
                 return
-            toast = "Resumed." if cb.verb == "re" else "Paused."
+            toast = "Resumed." if cb.verb == "resume" else "Paused."
             await answer_and_edit(update, toast, render.render_session(session, at),
                                   session_keyboard(session))  # fmt: skip
-        elif cb.verb in ("st", "dn"):
-            done = cb.verb == "dn"
+        elif cb.verb in ("stop", "done"):
+            done = cb.verb == "done"
             try:
                 stopped = await perform(
                     update, context, StopFocus(session_id=session_id, done=done)
@@ -323,4 +324,8 @@ async def focus_button(update: Update, context: Context) -> None:
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     app.add_handler(CommandHandler("focus", focus_command))
-    app.add_handler(CallbackQueryHandler(focus_button, pattern=pattern("f")))
+    app.add_handler(
+        CallbackQueryHandler(
+            focus_button, pattern=pattern("focus", "pause", "resume", "stop", "done")
+        )
+    )

@@ -155,7 +155,7 @@ async def add_start(update: Update, context: Context) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Press:
-    """One n:… button press: who pressed, which theater, the decoded data, and the time."""
+    """One nba:… button press: who pressed, which theater, the decoded data, and the time."""
 
     update: Update
     db: Database
@@ -208,17 +208,21 @@ async def _auto(p: Press) -> None:
     await p.redraw(await nba.auto(p.db, p.who, p.arm, p.at), "Back to automatic ranking.")
 
 
-async def _flag(p: Press) -> None:
-    action = {"lk": nba.lock, "ul": nba.unlock, "sel": nba.select}[p.cb.verb]
-    result = await action(p.db, p.who, p.cb.uuid(1), p.at)
-    await p.redraw(
-        result.theater, {"lk": "Locked.", "ul": "Unlocked.", "sel": "Selected."}[p.cb.verb]
-    )
+async def _lock(p: Press) -> None:
+    await p.redraw((await nba.lock(p.db, p.who, p.cb.uuid(1), p.at)).theater, "Locked.")
+
+
+async def _unlock(p: Press) -> None:
+    await p.redraw((await nba.unlock(p.db, p.who, p.cb.uuid(1), p.at)).theater, "Unlocked.")
+
+
+async def _select(p: Press) -> None:
+    await p.redraw((await nba.select(p.db, p.who, p.cb.uuid(1), p.at)).theater, "Selected.")
 
 
 async def _ask_minutes(p: Press) -> None:
     entry = await p.entry()
-    keys = render.minutes_keyboard(("n", "pm", p.arm, entry.item.id), encode("n", "v", p.arm))
+    keys = render.progress_keyboard(p.arm, entry.item.id)
     await answer_and_edit(p.update, None, render.render_progress_prompt(entry.item.title), keys)
 
 
@@ -266,8 +270,8 @@ async def _set_gap(p: Press) -> None:
 
 async def _ask_delete(p: Press) -> None:
     entry = await p.entry()
-    buttons = [[("🗑 Yes, delete", encode("n", "dy", p.arm, entry.item.id)),
-                ("Keep it", encode("n", "v", p.arm))]]  # fmt: skip
+    buttons = [[("🗑 Yes, delete", encode("nba", "confirm-delete", p.arm, entry.item.id)),
+                ("Keep it", render.view_data(p.arm))]]  # fmt: skip
     await answer_and_edit(
         p.update, None, f"Delete “{render.esc(entry.item.title)}”? This can't be undone.",
         render.keyboard(buttons),
@@ -279,23 +283,38 @@ async def _delete(p: Press) -> None:
     await p.redraw(view, "Deleted.", "🗑 Deleted.")
 
 
+#: The NBA card's buttons, ``nba:<verb>:<arm>[:<item>[:<value>]]``, by verb (``nba:add`` starts
+#: /add: :func:`add_start_button`).
 VERBS: dict[str, Callable[[Press], Awaitable[None]]] = {
-    "v": _show, "ch": _choose, "au": _auto, "lk": _flag, "ul": _flag, "sel": _flag,
-    "pg": _ask_minutes, "pm": _progress, "dn": _done, "mg": _manage, "eg": _set_gap,
-    "dq": _ask_delete, "dy": _delete, "fs": _start_focus,
-}  # fmt: skip
+    "view": _show,
+    "choose": _choose,
+    "auto": _auto,
+    "lock": _lock,
+    "unlock": _unlock,
+    "select": _select,
+    "progress": _ask_minutes,
+    "log": _progress,
+    "done": _done,
+    "manage": _manage,
+    "gap": _set_gap,
+    "delete": _ask_delete,
+    "confirm-delete": _delete,
+    "start": _start_focus,
+}
 
 
 async def nba_button(update: Update, context: Context) -> None:
-    """Every n:… button: act on the item, then redraw this theater in place."""
+    """Every nba:… button: act on the item, then redraw this theater in place. Data that
+    does not decode (BadCallback) is answered by the error handler."""
     query = update.callback_query
     assert query is not None
+    cb = decode(query.data)
+    action = VERBS.get(cb.verb)
+    if action is None:
+        raise BadCallback(f"unknown verb {cb.verb!r}")
+    press = Press(update, deps(context).db, me(update), cb.arm(0), cb, now(context), context)
     try:
-        cb = decode(query.data)
-        press = Press(update, deps(context).db, me(update), cb.arm(0), cb, now(context), context)
-        await VERBS[cb.verb](press)
-    except (BadCallback, KeyError):
-        await query.answer("That button is no longer valid.")
+        await action(press)
     except Unconfirmed as asked:
         await confirm_first(update, context, asked)
     except nba.ItemGone:
@@ -305,18 +324,15 @@ async def nba_button(update: Update, context: Context) -> None:
 
 
 async def done_minutes(update: Update, context: Context) -> None:
-    """Attach minutes to the log a Done just wrote (d:m:<log>:<minutes>)."""
+    """Attach minutes to the log a Done just wrote (log:minutes:<log>:<minutes>)."""
     query = update.callback_query
     assert query is not None
+    cb = decode(query.data)
+    log_id, minutes = cb.uuid(0), cb.number(1, 1, 1440)
     try:
-        cb = decode(query.data)
-        log_id, minutes = cb.uuid(0), cb.number(1, 1, 1440)
         result = await tracking.set_log_minutes(
             deps(context).db, me(update), log_id, minutes, now(context)
         )
-    except BadCallback:
-        await query.answer("That button is no longer valid.")
-        return
     except Implausible as exc:
         draft = WorkDraft("minutes", parse_arm(exc.arm), minutes, log_id)
         await confirm_first(update, context, Unconfirmed(draft, exc))
@@ -333,7 +349,7 @@ def _minutes_added(result: tracking.LogResult) -> tuple[str, InlineKeyboardMarku
         f"✅ {render.esc(result.log.action)} · {result.log.duration} min logged.\n"
         f"Overload risk {render.num(result.overload.risk)}%."
     )
-    return text, render.keyboard([[(f"View {arm}", encode("n", "v", arm))]])
+    return text, render.keyboard([[(f"View {arm}", render.view_data(arm))]])
 
 
 # --- work that would make a day over 16 h: asked first --------------------------------------
@@ -421,9 +437,9 @@ WORK = answered_by("work-confirm", WorkDraft, _work_answer)
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     app.add_handler(CommandHandler("nba", nba_command))
     app.add_handler(CommandHandler("add", add_start))
-    app.add_handler(CallbackQueryHandler(add_start_button, pattern=r"^add:new:"))
-    app.add_handler(CallbackQueryHandler(nba_button, pattern=pattern("n")))
-    app.add_handler(CallbackQueryHandler(done_minutes, pattern=pattern("d")))
+    app.add_handler(CallbackQueryHandler(add_start_button, pattern=pattern("nba", "add")))
+    app.add_handler(CallbackQueryHandler(nba_button, pattern=pattern("nba")))
+    app.add_handler(CallbackQueryHandler(done_minutes, pattern=pattern("log", "minutes")))
 
 
 async def add_start_button(update: Update, context: Context) -> None:

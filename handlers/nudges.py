@@ -1,7 +1,7 @@
 """Nudges on Telegram: the scan job, the four messages, their buttons, and block/unblock.
 
 The decisions live in :mod:`services.nudges`; this module renders, sends (translating PTB's
-errors into the service's ``SendFailed``/``Blocked``) and handles the ``g:…`` buttons. Every
+errors into the service's ``SendFailed``/``Blocked``) and handles the ``nudge:…`` buttons. Every
 button acts through the pressing user's own unit of work, so forged data changes nothing.
 """
 
@@ -137,16 +137,16 @@ def render_idle(n: IdleNudge) -> str:
 
 def idle_keyboard(n: IdleNudge) -> InlineKeyboardMarkup:
     log = (
-        encode("g", "lg", n.arm, n.current.item_id)
+        encode("nudge", "log", n.arm, n.current.item_id)
         if n.current is not None
-        else encode("g", "lg", n.arm)
+        else encode("nudge", "log", n.arm)
     )
     return keyboard(
         [
             [(f"▶ Log {LOG_MINUTES} min", log)],
             [
-                ("💤 Snooze 1 day", encode("g", "sz", n.arm)),
-                ("⛔ Block", encode("g", "bk", n.arm)),
+                ("💤 Snooze 1 day", encode("nudge", "snooze", n.arm)),
+                ("⛔ Block", encode("nudge", "block", n.arm)),
             ],
         ]
     )
@@ -163,7 +163,12 @@ def render_overload(n: OverloadNudge) -> str:
 
 def overload_keyboard() -> InlineKeyboardMarkup:
     return keyboard(
-        [[("💤 Snooze 1 day", encode("g", "os")), ("⏱ Adjust capacity", encode("g", "cap"))]]
+        [
+            [
+                ("💤 Snooze 1 day", encode("nudge", "snooze-overload")),
+                ("⏱ Adjust capacity", encode("nudge", "capacity")),
+            ]
+        ]
     )
 
 
@@ -193,7 +198,7 @@ def render_brief(n: BriefNudge) -> str:
 
 
 def brief_keyboard() -> InlineKeyboardMarkup:
-    return keyboard([[(f"View {arm}", encode("n", "v", arm)) for arm in ARMS]])
+    return keyboard([[(f"View {arm}", render.view_data(arm)) for arm in ARMS]])
 
 
 def render_review(n: ReviewNudge) -> str:
@@ -230,7 +235,7 @@ def render_review(n: ReviewNudge) -> str:
 def review_keyboard(n: ReviewNudge) -> InlineKeyboardMarkup | None:
     if not n.can_shift or n.drifted is None:
         return None
-    data = encode("g", "sh", n.drifted, n.energy_ibm)
+    data = encode("nudge", "shift-energy", n.drifted, n.energy_ibm)
     return keyboard([[(f"⚖ Shift energy {SHIFT_POINTS} points to {n.drifted}", data)]])
 
 
@@ -249,7 +254,7 @@ def capacity_keyboard(current: int) -> InlineKeyboardMarkup:
     return keyboard(
         [
             [
-                (f"•{h}•" if h == current else f"{h} h", encode("g", "cs", h))
+                (f"•{h}•" if h == current else f"{h} h", encode("nudge", "set-capacity", h))
                 for h in CAPACITY_CHOICES
             ]
         ]
@@ -323,7 +328,7 @@ async def snooze_theater(
         "Snoozed for a day.",
         f"💤 No idle reminders for <b>{esc(arm)}</b> until"
         f" {esc(render.when(until, settings.timezone))}.",
-        keyboard([[(f"View {arm}", encode("n", "v", arm))]]),
+        keyboard([[(f"View {arm}", render.view_data(arm))]]),
     )
 
 
@@ -351,7 +356,7 @@ async def snooze_overload(
         update,
         "Snoozed for a day.",
         f"💤 No overload reminders until {esc(render.when(until, settings.timezone))}.",
-        keyboard([[("⏱ Adjust capacity", encode("g", "cap"))]]),
+        keyboard([[("⏱ Adjust capacity", encode("nudge", "capacity"))]]),
     )
 
 
@@ -398,28 +403,26 @@ async def shift_energy(
 
 
 ACTIONS: dict[str, Action] = {
-    "lg": log_minutes,
-    "sz": snooze_theater,
-    "bk": block_theater,
-    "os": snooze_overload,
-    "cap": capacity_menu,
-    "cs": set_capacity,
-    "sh": shift_energy,
+    "log": log_minutes,
+    "snooze": snooze_theater,
+    "block": block_theater,
+    "snooze-overload": snooze_overload,
+    "capacity": capacity_menu,
+    "set-capacity": set_capacity,
+    "shift-energy": shift_energy,
 }
 
 
 async def nudge_button(update: Update, context: Context) -> None:
-    """Every g:… button under a nudge, acting for the user who pressed it."""
+    """Every nudge:… button under a nudge, acting for the user who pressed it."""
     query = update.callback_query
     assert query is not None
+    cb = decode(query.data)  # BadCallback: answered by the error handler
+    action = ACTIONS.get(cb.verb)
+    if action is None:
+        raise BadCallback(f"unknown verb {cb.verb!r}")
     try:
-        cb = decode(query.data)
-        action = ACTIONS.get(cb.verb)
-        if action is None:
-            raise BadCallback("unknown verb")
         await action(update, cb, deps(context).db, me(update), now(context))
-    except BadCallback:
-        await query.answer("That button is no longer valid.")
     except Unconfirmed as asked:  # a day over 16 h: ask first
         await confirm_first(update, context, asked)
     except DomainError as exc:
@@ -440,5 +443,5 @@ async def chat_member_changed(update: Update, context: Context) -> None:
 
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-    app.add_handler(CallbackQueryHandler(nudge_button, pattern=pattern("g")))
+    app.add_handler(CallbackQueryHandler(nudge_button, pattern=pattern("nudge")))
     app.add_handler(ChatMemberHandler(chat_member_changed, ChatMemberHandler.MY_CHAT_MEMBER))

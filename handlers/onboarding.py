@@ -20,7 +20,7 @@ from typing import Any
 from telegram import Update
 from telegram.ext import Application, CallbackQueryHandler
 
-from handlers.callbacks import BadCallback, Callback
+from handlers.callbacks import BadCallback, Callback, pattern
 from handlers.common import Context
 from handlers.conversation import CLOSED, Buttons, Flow, Turn, flow, start
 from handlers.render import CAPACITY_CHOICES, esc
@@ -75,14 +75,14 @@ OFF_WORDS = frozenset({"off", "none", "no"})
 
 TZ_BUTTONS: Buttons = [
     *[
-        [(zone, ("tz", n)) for n, zone in list(enumerate(COMMON_ZONES))[i : i + 2]]
+        [(zone, ("timezone", n)) for n, zone in list(enumerate(COMMON_ZONES))[i : i + 2]]
         for i in range(0, len(COMMON_ZONES), 2)
     ],
-    [("Skip (keep UTC)", ("tz", "skip"))],
+    [("Skip (keep UTC)", ("timezone", "skip"))],
 ]
 CAPACITY_BUTTONS: Buttons = [
-    [(f"{h} h", ("cap", h)) for h in CAPACITY_CHOICES],
-    [("Skip (keep 40 h)", ("cap", "skip"))],
+    [(f"{h} h", ("capacity", h)) for h in CAPACITY_CHOICES],
+    [("Skip (keep 40 h)", ("capacity", "skip"))],
 ]
 BRIEF_BUTTONS: Buttons = [
     [(t, ("brief", code)) for code, t in BRIEF_BY_CODE.items()] + [("Off", ("brief", "off"))],
@@ -90,7 +90,7 @@ BRIEF_BUTTONS: Buttons = [
 ]
 
 #: step → the verb of its buttons
-_VERB = {"tz": "tz", "capacity": "cap", "brief": "brief"}
+_VERB = {"tz": "timezone", "capacity": "capacity", "brief": "brief"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,4 +211,4 @@ async def _legacy_button(update: Update, context: Context) -> None:
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """The flow registers itself on import; here only the buttons of older messages."""
-    app.add_handler(CallbackQueryHandler(_legacy_button, pattern=r"^ob:"))
+    app.add_handler(CallbackQueryHandler(_legacy_button, pattern=pattern("ob")))

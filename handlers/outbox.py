@@ -14,7 +14,6 @@ from services.outbox import OutboxEntry
 
 logger = logging.getLogger(__name__)
 
-REPLAY_INTERVAL_SECONDS = 5.0
 #: Changes listed in one notice at most (the rest are counted).
 NOTICE_LINES = 10
 #: A change's description in a notice is cut to this many characters.
@@ -22,7 +21,8 @@ DESCRIPTION_MAX = 120
 
 
 async def replay_job(context: Context) -> None:
-    """Replay the outbox if it holds anything; report what synced, was skipped or parked."""
+    """Replay the outbox if it holds anything; report what synced, was skipped or parked
+    (a repeating job: bot/scheduler.py)."""
     d = deps(context)
     if d.outbox is None or await d.outbox.count_pending() == 0:
         return

@@ -157,6 +157,11 @@ def arm_buttons(area: str, verb: str = "arm") -> list[tuple[str, str]]:
     return [(ARM_NAME[arm], encode(area, verb, arm)) for arm in ARMS]
 
 
+def view_data(arm: Arm) -> str:
+    """The data of a button that shows a theater's current NBA (``nba:view:<arm>``)."""
+    return encode("nba", "view", arm)
+
+
 # --- NBA screens ------------------------------------------------------------------------
 
 
@@ -192,27 +197,27 @@ def _theater_rows(view: TheaterNba, suffix: str = "") -> list[list[tuple[str, st
     current = view.current
     arm = view.arm
     if current is None:
-        return [[(f"➕ Add one{' to ' + arm if suffix else ''}", encode("add", "new", arm))]]
+        return [[(f"➕ Add one{' to ' + arm if suffix else ''}", encode("nba", "add", arm))]]
     item = current.item
     lock = (
-        (f"🔓 Unlock{suffix}", encode("n", "ul", arm, item.id))
+        (f"🔓 Unlock{suffix}", encode("nba", "unlock", arm, item.id))
         if item.is_locked
-        else (f"🔒 Lock{suffix}", encode("n", "lk", arm, item.id))
+        else (f"🔒 Lock{suffix}", encode("nba", "lock", arm, item.id))
     )
     rows: list[list[tuple[str, str]]] = [
         [
             lock,
-            (f"▶ Start{suffix}", encode("n", "fs", arm, item.id)),
-            (f"▶ Progress{suffix}", encode("n", "pg", arm, item.id)),
-            (f"✅ Done{suffix}", encode("n", "dn", arm, item.id)),
+            (f"▶ Start{suffix}", encode("nba", "start", arm, item.id)),
+            (f"▶ Progress{suffix}", encode("nba", "progress", arm, item.id)),
+            (f"✅ Done{suffix}", encode("nba", "done", arm, item.id)),
         ]
     ]
     second = []
     if view.others and not item.is_locked:  # a locked item stays until it is unlocked
-        second.append((f"🔀 Choose another{suffix}", encode("n", "ch", arm)))
+        second.append((f"🔀 Choose another{suffix}", encode("nba", "choose", arm)))
     if item.is_manually_selected and not item.is_locked:
-        second.append((f"🤖 Auto{suffix}", encode("n", "au", arm)))
-    second.append((f"⚙ Manage{suffix}", encode("n", "mg", arm, item.id)))
+        second.append((f"🤖 Auto{suffix}", encode("nba", "auto", arm)))
+    second.append((f"⚙ Manage{suffix}", encode("nba", "manage", arm, item.id)))
     rows.append(second)
     return rows
 
@@ -245,20 +250,18 @@ def render_candidates(view: TheaterNba) -> str:
 
 def candidates_keyboard(view: TheaterNba) -> InlineKeyboardMarkup:
     rows = [
-        [(f"{n}. {short(e.item.title, 40)}", encode("n", "sel", view.arm, e.item.id))]
+        [(f"{n}. {short(e.item.title, 40)}", encode("nba", "select", view.arm, e.item.id))]
         for n, e in enumerate(view.ranked[:20], 1)
         if not e.is_current
     ]
-    rows.append([("↩ Back", encode("n", "v", view.arm))])
+    rows.append([("↩ Back", view_data(view.arm))])
     return keyboard(rows)
 
 
-def minutes_keyboard(
-    prefix: Sequence[str | UUID], back: str, choices: Sequence[int] = MINUTE_CHOICES
-) -> InlineKeyboardMarkup:
-    """A row of minute buttons, each ``prefix + (minutes,)``, and a Back button."""
-    row = [(f"{m} min", encode(*prefix, m)) for m in choices]
-    return keyboard([row, [("↩ Back", back)]])
+def progress_keyboard(arm: Arm, item_id: UUID) -> InlineKeyboardMarkup:
+    """Minutes to log on an item, and Back to its theater."""
+    row = [(f"{m} min", encode("nba", "log", arm, item_id, m)) for m in MINUTE_CHOICES]
+    return keyboard([row, [("↩ Back", view_data(arm))]])
 
 
 def render_progress_prompt(title: str) -> str:
@@ -274,14 +277,14 @@ def render_manage(title: str, gap: int) -> str:
 
 def manage_keyboard(arm: Arm, item_id: UUID, gap: int) -> InlineKeyboardMarkup:
     gaps = [
-        (f"•{g}•" if g == gap else str(g), encode("n", "eg", arm, item_id, g)) for g in range(6)
+        (f"•{g}•" if g == gap else str(g), encode("nba", "gap", arm, item_id, g)) for g in range(6)
     ]
     return keyboard(
         [
             gaps,
             [
-                ("🗑 Delete", encode("n", "dq", arm, item_id)),
-                ("↩ Back", encode("n", "v", arm)),
+                ("🗑 Delete", encode("nba", "delete", arm, item_id)),
+                ("↩ Back", view_data(arm)),
             ],
         ]
     )
@@ -317,8 +320,10 @@ def render_done(result: ItemResult) -> str:
 def done_keyboard(result: ItemResult) -> InlineKeyboardMarkup:
     rows: list[list[tuple[str, str]]] = []
     if result.log is not None and result.log.duration is None:
-        rows.append([(f"{m} min", encode("d", "m", result.log.id, m)) for m in MINUTE_CHOICES])
-    rows.append([(f"View {result.theater.arm}", encode("n", "v", result.theater.arm))])
+        rows.append(
+            [(f"{m} min", encode("log", "minutes", result.log.id, m)) for m in MINUTE_CHOICES]
+        )
+    rows.append([(f"View {result.theater.arm}", view_data(result.theater.arm))])
     return keyboard(rows)
 
 
@@ -344,7 +349,7 @@ def log_keyboard(result: LogResult) -> InlineKeyboardMarkup | None:
     """An "Add details" button under a new log without details."""
     if result.duplicate or result.log.details:
         return None
-    return keyboard([[("➕ Add details", encode("l", "det", result.log.id))]])
+    return keyboard([[("➕ Add details", encode("log", "details", result.log.id))]])
 
 
 def render_undo(result: UndoResult) -> str:

@@ -69,23 +69,23 @@ _ALIASES = {
 }
 #: the verb of a menu button → the setting whose sub-menu it opens (a step)
 _FIELD_OF_MENU = {
-    "tz": "tz",
-    "q": "quiet",
-    "b": "brief",
-    "r": "review",
-    "i": "idle",
-    "o": "overload",
-    "c": "capacity",
+    "timezone": "tz",
+    "quiet": "quiet",
+    "brief": "brief",
+    "review": "review",
+    "idle": "idle",
+    "overload": "overload",
+    "capacity": "capacity",
 }
 #: the verb of a value button → the setting (step) whose sub-menu shows it
 _FIELD_OF_VALUE = {
-    "tzv": "tz",
-    "qv": "quiet",
-    "bv": "brief",
-    "rv": "review",
-    "iv": "idle",
-    "ov": "overload",
-    "cv": "capacity",
+    "set-timezone": "tz",
+    "set-quiet": "quiet",
+    "set-brief": "brief",
+    "set-review": "review",
+    "set-idle": "idle",
+    "set-overload": "overload",
+    "set-capacity": "capacity",
 }
 MENU = "menu"
 
@@ -142,13 +142,13 @@ def render_settings(s: UserSettings, note: str | None = None) -> str:
 
 
 MENU_BUTTONS: Buttons = [
-    [("🌍 Time zone", ("tz",)), ("🌙 Quiet hours", ("q",))],
-    [("☀️ Daily brief", ("b",)), ("📅 Weekly review", ("r",))],
-    [("💤 Idle after", ("i",)), ("⚠️ Overload at", ("o",))],
-    [("⏱ Capacity", ("c",)), ("✔ Done", ("x",))],
+    [("🌍 Time zone", ("timezone",)), ("🌙 Quiet hours", ("quiet",))],
+    [("☀️ Daily brief", ("brief",)), ("📅 Weekly review", ("review",))],
+    [("💤 Idle after", ("idle",)), ("⚠️ Overload at", ("overload",))],
+    [("⏱ Capacity", ("capacity",)), ("✔ Done", ("done",))],
 ]
 
-_BACK: Button = ("↩ Back", ("m",))
+_BACK: Button = ("↩ Back", ("menu",))
 
 
 def _choice_rows(choices: list[Button], per_row: int = 4) -> list[list[Button]]:
@@ -164,7 +164,7 @@ def submenu(field: str, s: UserSettings, day: int | None = None) -> tuple[str, B
             "Type its IANA name (e.g. <code>Europe/Berlin</code>, <code>America/New_York</code>)"
             " or pick one:"
         )
-        rows = _choice_rows([(z, ("tzv", i)) for i, z in enumerate(ZONES)], 2)
+        rows = _choice_rows([(z, ("set-timezone", i)) for i, z in enumerate(ZONES)], 2)
     elif field == "quiet":
         text = (
             f"🌙 Quiet hours: <b>{describe_quiet(s)}</b>. Idle and overload reminders due then"
@@ -172,8 +172,11 @@ def submenu(field: str, s: UserSettings, day: int | None = None) -> tuple[str, B
             "Pick, or type a range like <code>22:00-08:00</code> (or <code>off</code>):"
         )
         rows = [
-            [(f"{clock(a)}–{clock(b)}", ("qv", _hhmm(a), _hhmm(b))) for a, b in QUIET_CHOICES],
-            [("Off", ("qv", "off"))],
+            [
+                (f"{clock(a)}–{clock(b)}", ("set-quiet", _hhmm(a), _hhmm(b)))
+                for a, b in QUIET_CHOICES
+            ],
+            [("Off", ("set-quiet", "off"))],
         ]
     elif field == "brief":
         text = (
@@ -183,8 +186,8 @@ def submenu(field: str, s: UserSettings, day: int | None = None) -> tuple[str, B
             " (or <code>off</code>):"
         )
         rows = [
-            [(clock(t), ("bv", _hhmm(t))) for t in BRIEF_CHOICES],
-            [("Off", ("bv", "off"))],
+            [(clock(t), ("set-brief", _hhmm(t))) for t in BRIEF_CHOICES],
+            [("Off", ("set-brief", "off"))],
         ]
     elif field == "review" and day is None:
         text = (
@@ -193,33 +196,33 @@ def submenu(field: str, s: UserSettings, day: int | None = None) -> tuple[str, B
             "Pick a day, or type a day and a time like <code>sun 18:00</code>"
             " (or <code>off</code>):"
         )
-        days: list[Button] = [(name[:3], ("rd", n)) for n, name in enumerate(DAY_NAMES)]
-        rows = [*_choice_rows(days, 4), [("Off", ("rv", "off"))]]
+        days: list[Button] = [(name[:3], ("review-day", n)) for n, name in enumerate(DAY_NAMES)]
+        rows = [*_choice_rows(days, 4), [("Off", ("set-review", "off"))]]
     elif field == "review":
         assert day is not None
         text = (
             f"📅 Weekly review on <b>{DAY_NAMES[day]}</b>: pick a time, or type one like"
             " <code>18:30</code>:"
         )
-        rows = [[(clock(t), ("rv", day, _hhmm(t))) for t in REVIEW_TIMES]]
+        rows = [[(clock(t), ("set-review", day, _hhmm(t))) for t in REVIEW_TIMES]]
     elif field == "idle":
         text = (
             f"💤 An idle reminder comes after <b>{s.idle_after_hours} h</b> without activity in a"
             " theater (then at most daily, 3 times).\nPick, or type 1-720 hours:"
         )
-        rows = [[(f"{h} h", ("iv", h)) for h in IDLE_CHOICES]]
+        rows = [[(f"{h} h", ("set-idle", h)) for h in IDLE_CHOICES]]
     elif field == "overload":
         text = (
             f"⚠️ An overload reminder comes when your risk reaches <b>{s.overload_threshold}%</b>."
             "\nPick, or type 1-100:"
         )
-        rows = [[(f"{n}%", ("ov", n)) for n in THRESHOLD_CHOICES]]
+        rows = [[(f"{n}%", ("set-overload", n)) for n in THRESHOLD_CHOICES]]
     else:
         text = (
             f"⏱ Weekly capacity: <b>{s.weekly_capacity_hours} h</b> (the overload risk compares"
             " the last 7 days against it).\nPick, or type 1-168 hours:"
         )
-        rows = _choice_rows([(f"{n} h", ("cv", n)) for n in CAPACITY_CHOICES], 3)
+        rows = _choice_rows([(f"{n} h", ("set-capacity", n)) for n in CAPACITY_CHOICES], 3)
     rows.append([_BACK])
     return text, rows
 
@@ -285,28 +288,28 @@ def _clock_arg(cb: Callback, index: int) -> time:
 
 def changes_from_button(cb: Callback) -> tuple[dict[str, Any], str]:
     """The change a value button asks for."""
-    if cb.verb == "tzv":
+    if cb.verb == "set-timezone":
         index = cb.number(0, 0, len(ZONES) - 1)
         return changes_from_text("tz", ZONES[index])
-    if cb.verb == "qv":
+    if cb.verb == "set-quiet":
         if cb.text(0) == "off":
             return changes_from_text("quiet", "off")
         start, end = _clock_arg(cb, 0), _clock_arg(cb, 1)
         return changes_from_text("quiet", f"{clock(start)}-{clock(end)}")
-    if cb.verb == "bv":
+    if cb.verb == "set-brief":
         if cb.text(0) == "off":
             return changes_from_text("brief", "off")
         return changes_from_text("brief", clock(_clock_arg(cb, 0)))
-    if cb.verb == "rv":
+    if cb.verb == "set-review":
         if cb.text(0) == "off":
             return changes_from_text("review", "off")
         day = cb.number(0, 0, 6)
         return changes_from_text("review", clock(_clock_arg(cb, 1)), day)
-    if cb.verb == "iv":
+    if cb.verb == "set-idle":
         return changes_from_text("idle", str(cb.number(0, 1, 720)))
-    if cb.verb == "ov":
+    if cb.verb == "set-overload":
         return changes_from_text("overload", str(cb.number(0, 1, 100)))
-    if cb.verb == "cv":
+    if cb.verb == "set-capacity":
         return changes_from_text("capacity", str(cb.number(0, 1, 168)))
     raise BadCallback("unknown settings verb")
 
@@ -327,15 +330,15 @@ async def _button(turn: Turn[SettingsDraft], press: Callback) -> None:
     """A menu button opens its sub-menu (a step), Back returns, Done closes, a value button
     stores its value."""
     verb = press.verb
-    if verb in _FIELD_OF_MENU or verb == "rd":
-        day = press.number(0, 0, 6) if verb == "rd" else None
+    if verb in _FIELD_OF_MENU or verb == "review-day":
+        day = press.number(0, 0, 6) if verb == "review-day" else None
         field = _FIELD_OF_MENU.get(verb, "review")
         text, buttons = submenu(field, await get_settings(turn.db, turn.who), day)
         turn.ask(field, SettingsDraft(day), text, buttons)
-    elif verb == "m":
+    elif verb == "menu":
         s = await get_settings(turn.db, turn.who)
         turn.ask(MENU, SettingsDraft(), render_settings(s), MENU_BUTTONS)
-    elif verb == "x":
+    elif verb == "done":
         turn.finish("⚙️ Settings saved. /settings changes them again.", toast="Saved.")
     elif _FIELD_OF_VALUE.get(verb) == turn.step:
         await _saved(turn, *changes_from_button(press))

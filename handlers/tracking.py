@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NoReturn
 from uuid import UUID
 
 from telegram import InlineKeyboardMarkup, Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
 from handlers import render
-from handlers.callbacks import BadCallback, Callback, decode, encode
+from handlers.callbacks import BadCallback, Callback, decode, encode, pattern
 from handlers.common import (
     Context,
     Usage,
@@ -25,7 +25,7 @@ from handlers.common import (
     reply,
     reply_with,
 )
-from handlers.conversation import Buttons, Flow, Turn, answered_by, flow, start
+from handlers.conversation import Button, Buttons, Flow, Turn, answered_by, flow, start
 from handlers.usage import (
     ENERGY_USAGE,
     HISTORY_USAGE,
@@ -34,7 +34,7 @@ from handlers.usage import (
 )
 from services import status, tracking
 from services.durations import parse_minutes
-from services.errors import DomainError, Implausible
+from services.errors import DomainError, Implausible, OutOfRange
 from services.models import ARMS, Arm, parse_arm
 from services.status import HISTORY_MAX
 from services.sync import Queued
@@ -71,7 +71,7 @@ def theater_step(turn: Turn[Any], press: Callback | None, text: str) -> tuple[Ar
     return arm, rest or None
 
 
-def _bad() -> Any:
+def _bad() -> NoReturn:
     raise BadCallback("unexpected button")
 
 
@@ -92,7 +92,7 @@ def _log_question(draft: LogDraft) -> tuple[str, str, Buttons]:
     if draft.arm is None:
         return "arm", "Log time in which theater?", ARM_BUTTONS
     if draft.minutes is None:
-        row = [(f"{m}", ("min", m)) for m in render.MINUTE_CHOICES]
+        row: list[Button] = [(f"{m}", ("minutes", m)) for m in render.MINUTE_CHOICES]
         return (
             "minutes",
             f"<b>{draft.arm}</b>: how long? Tap, or type it: 45, 1h30, 1.5h or 1:30 (up to 24 h).",
@@ -205,7 +205,7 @@ async def _log_button(turn: Turn[LogDraft], press: Callback) -> None:
     draft = turn.draft
     if turn.step == "arm":
         draft = replace(draft, arm=_arm_answer(turn, press, None))
-    elif turn.step == "minutes" and press.verb == "min":
+    elif turn.step == "minutes" and press.verb == "minutes":
         draft = replace(draft, minutes=press.number(0, 1, 1440))
     elif turn.step == "confirm" and press.verb in ("yes", "no"):
         await _confirmed(turn, press.verb == "yes")
@@ -315,7 +315,7 @@ async def reflection_saved(
         return None
     return (
         f"💡 Reflection saved in <b>{found.arm_type}</b>: {render.esc(found.evidence)}",
-        render.keyboard([[("➕ Add context", encode("r", "ctx", found.id))]]),
+        render.keyboard([[("➕ Add context", encode("reflection", "context", found.id))]]),
     )
 
 
@@ -369,7 +369,7 @@ async def _progress_saved(update: Update, context: Context, arm: Arm, text: str)
     )
 
 
-_PROGRESS_BUTTONS: Buttons = [[(f"{p}%", ("pct", p)) for p in (0, 25, 50, 75, 100)]]
+_PROGRESS_BUTTONS: Buttons = [[(f"{p}%", ("percent", p)) for p in (0, 25, 50, 75, 100)]]
 
 
 def _ask_progress(arm: Arm) -> str:
@@ -382,7 +382,7 @@ async def _progress_answer(turn: Turn[TheaterDraft], press: Callback | None, tex
         turn.ask("value", TheaterDraft(arm), _ask_progress(arm), _PROGRESS_BUTTONS)
         return
     if press is not None:
-        value = str(press.number(0, 0, 100)) if press.verb == "pct" else _bad()
+        value = str(press.number(0, 0, 100)) if press.verb == "percent" else _bad()
     turn.finish(await _progress_saved(turn.update, turn.context, arm, value))
 
 
@@ -432,7 +432,7 @@ class NoDraft:
 
 async def _energy_answer(turn: Turn[NoDraft], press: Callback | None, text: str) -> None:
     if press is not None:
-        text = str(press.number(0, 0, 100)) if press.verb == "pct" else _bad()
+        text = str(press.number(0, 0, 100)) if press.verb == "percent" else _bad()
     turn.finish(await _energy_saved(turn.update, turn.context, text))
 
 
@@ -448,7 +448,7 @@ async def energy_command(update: Update, context: Context) -> None:
         done = await _energy_saved(update, context, args[0])
         await reply_with(update, done)
         return
-    buttons: Buttons = [[(f"{p}/{100 - p}", ("pct", p)) for p in (20, 40, 50, 60, 80)]]
+    buttons: Buttons = [[(f"{p}/{100 - p}", ("percent", p)) for p in (20, 40, 50, 60, 80)]]
     await start(
         update, context, ENERGY, "share", NoDraft(),
         "How much of your energy goes to <b>ibm</b>, in percent? cs gets the rest."
@@ -556,8 +556,6 @@ async def history_command(update: Update, context: Context) -> None:
         if arg.isdigit():
             limit = parse_int(arg, "count")
             if not 1 <= limit <= HISTORY_MAX:
-                from services.errors import OutOfRange
-
                 raise OutOfRange("count", limit, 1, HISTORY_MAX)
         else:
             arm = parse_arm(arg)
@@ -566,8 +564,8 @@ async def history_command(update: Update, context: Context) -> None:
 
 
 def register(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-    app.add_handler(CallbackQueryHandler(details_start, pattern=r"^l:det:"))
-    app.add_handler(CallbackQueryHandler(context_start, pattern=r"^r:ctx:"))
+    app.add_handler(CallbackQueryHandler(details_start, pattern=pattern("log", "details")))
+    app.add_handler(CallbackQueryHandler(context_start, pattern=pattern("reflection", "context")))
     for name, callback in (
         ("log", log_start),
         ("reflect", reflect_start),

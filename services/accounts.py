@@ -42,9 +42,7 @@ async def create_local_account(
     """
     complete = True
     async with db.privileged() as uow:
-        await uow.execute(
-            "select pg_advisory_xact_lock(hashtextextended(%s, 1))", (f"tg:{telegram_user_id}",)
-        )
+        await telegram_links.lock_telegram_user(uow, telegram_user_id)
         link = await telegram_links.by_telegram_user(uow, telegram_user_id)
         if link is not None:
             if not link.active or link.chat_id != chat_id:

@@ -18,6 +18,11 @@ ROLLBACK, so reads run in READ ONLY transactions that end with COMMIT (see
 
 Cross-user work (the nudge scan, account creation and linking, the bot's own state) uses
 :meth:`Database.privileged`, which runs as the connecting role (``postgres``, which bypasses RLS).
+
+The only SQL here is the impersonation that opens every unit of work (it resolves the
+Telegram user, and reads or closes the open question, in the statement that switches role).
+Every other statement is in services/repos, those this module runs included: switching a link
+back on (``telegram_links.reactivate``) and claiming an outbox replay (``sync_queue.claim``).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import json
 import logging
 import select
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,6 +46,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from services import pgtypes
 from services.errors import NotLinked
+from services.repos import sync_queue, telegram_links
 
 logger = logging.getLogger(__name__)
 
@@ -128,17 +134,6 @@ def _claims(user_id: UUID) -> str:
 
 #: Set by the outbox replayer around one service call; the first user unit of work claims it.
 REPLAY: ContextVar[Replay | None] = ContextVar("aelpher_replay", default=None)
-
-_REACTIVATE = "update telegram_links set active = true where telegram_user_id = %s and not active"
-
-_CLAIM_REPLAY = (
-    "with claimed as (insert into sync_queue"
-    " (id, user_id, operation, table_name, payload, timestamp, synced)"
-    " values (%(id)s, auth.uid(), %(op)s, %(table)s, %(payload)s::jsonb, %(ts)s, true)"
-    " on conflict (id) do nothing returning id)"
-    " update global_metrics set last_sync_time = now()"
-    " where exists (select 1 from claimed) returning 1 as claimed"
-)
 
 
 class DatabaseUnavailable(Exception):
@@ -429,17 +424,10 @@ async def _claim_replay(uow: UnitOfWork) -> None:
     if replay is None:
         return
     REPLAY.set(None)  # one claim per service call
-    row = await uow.fetchone(
-        _CLAIM_REPLAY,
-        {
-            "id": replay.id,
-            "op": replay.operation,
-            "table": replay.table_name,
-            "payload": replay.payload,
-            "ts": replay.timestamp,
-        },
+    claimed = await sync_queue.claim(
+        uow, replay.id, replay.operation, replay.table_name, replay.payload, replay.timestamp
     )
-    if row is None:
+    if not claimed:
         raise AlreadyApplied(str(replay.id))
 
 
@@ -584,7 +572,7 @@ class Database:
         if uow.link_inactive and isinstance(who, TelegramUser):
             # the user wrote again after blocking the bot: nudges may resume
             async with self._transaction(None) as admin:
-                await admin.execute(_REACTIVATE, (who.telegram_user_id,))
+                await telegram_links.reactivate(admin, who.telegram_user_id)
                 await admin.commit()
 
     @contextlib.contextmanager
@@ -679,7 +667,7 @@ class Database:
         single: bool = False,
         first: str | None = None,
         question: QuestionKey | None = None,
-    ) -> Any:
+    ) -> AbstractAsyncContextManager[UnitOfWork]:
         """One transaction confined by RLS to one user's rows (by id, or by Telegram id).
 
         ``read_only``: the server refuses writes in it (READ ONLY), and it ends with COMMIT;
@@ -693,7 +681,9 @@ class Database:
         :attr:`UnitOfWork.question` (a read-write transaction; ``who`` a TelegramUser)."""
         return self._transaction(who, read_only, single, first, question)
 
-    def privileged(self, *, read_only: bool = False, single: bool = False) -> Any:
+    def privileged(
+        self, *, read_only: bool = False, single: bool = False
+    ) -> AbstractAsyncContextManager[UnitOfWork]:
         """One transaction as the connecting role, for cross-user work only. ``single``:
         exactly one statement, its own implicit transaction (one round trip; commit it with
         ``commit()`` all the same, which behind a pooler sends the COMMIT)."""

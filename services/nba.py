@@ -384,12 +384,8 @@ async def _work_on_item(
     Statements: the lock, one read, one write (and a look-up of the earlier log on a repeat).
     """
     async with state.locked(db, user_id) as uow:  # the read below sees every earlier write
-        ctx = await nba_items.item_context(
-            uow,
-            item_id,
-            minutes_window=(now - state.WEEK, now),
-            settings=True,
-            recent_since=now - tracking.DAY_REACH,
+        ctx = await execution_logs.item_log_inputs(
+            uow, item_id, now - state.WEEK, now, now - tracking.DAY_REACH
         )
         if ctx is None:
             raise ItemGone()

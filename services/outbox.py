@@ -64,6 +64,9 @@ _INDEXES = """
 create index if not exists sync_queue_pending on sync_queue (telegram_user_id, seq)
   where synced = 0 and parked = 0;
 """
+# f-string SQL in this module interpolates only _PENDING, the fixed filters of parked(), and
+# the names and types of _ADDED_COLUMNS. (This is the outbox's own SQLite file, not PostgreSQL:
+# its SQL stays with it, out of services/repos.)
 _PENDING = "synced = 0 and parked = 0"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -8,10 +8,10 @@ and ``stale_days``), its status and last activity, and the user's ``global_metri
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
 from uuid import UUID
 
 from services import rules, sanity
@@ -39,7 +39,7 @@ async def begin_write(uow: UnitOfWork) -> UserSettings:
     return found
 
 
-def locked(db: Database, who: Principal) -> Any:
+def locked(db: Database, who: Principal) -> AbstractAsyncContextManager[UnitOfWork]:
     """A unit of work that takes the user's write lock first (see :func:`begin_write`), for a
     write that reads the settings later, fresh, if at all. The lock travels in the same round
     trip as the block's first statement, which still starts after the lock is held and so

@@ -1,5 +1,8 @@
 """Shared fixtures: a real PostgreSQL for the whole session, migrated once, cleaned per test.
 
+They serve the three levels (tests/unit uses none that needs a database or a server:
+tests/unit/conftest.py refuses them; CONTRIBUTING.md says which level a test belongs to).
+
 The server is the embedded one (started in a temporary folder), or ``TEST_DATABASE_URL`` when
 set. Personas ``alice`` and ``bob`` are real ``auth.users`` rows.
 """
@@ -138,6 +141,13 @@ async def bot(db: Database, database_dsn: str, emulator: BotApiEmulator) -> Asyn
 
 
 SUPABASE_ANON_KEY = "anon-test-key"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeSupabaseAuth]:
+    """A fake Supabase Auth over HTTP (tests/fake_supabase_auth.py), for the linking tests."""
+    with FakeSupabaseAuth() as server:
+        yield server
 
 
 @pytest.fixture

@@ -409,3 +409,8 @@ class FakeSupabaseAuth:
     def revoked(self) -> list[str]:
         with self._state.lock:
             return list(self._state.revoked)
+
+
+def wrong(fake: FakeSupabaseAuth, email: str) -> str:
+    """A code that is not the one ``fake`` sent to ``email`` last."""
+    return "000000" if fake.last_code(email) != "000000" else "111111"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -11,14 +12,11 @@ from uuid import UUID
 from services.db import UnitOfWork
 from services.models import Arm, ExecutionLog, NbaItem, Theater, TheaterStatus, UserSettings
 from services.repos import global_metrics, nba_items, theaters
-from services.repos.nba_items import (
-    LOG_FIELDS,
-    SETTINGS_FIELDS,
-    THEATER_FIELDS,
-    select_list,
-    take,
-)
+from services.repos.nba_items import ItemContext
+from services.repos.rows import LOG_FIELDS, SETTINGS_FIELDS, THEATER_FIELDS, select_list, take
 
+# f-string SQL in this module interpolates only fixed identifiers: _COLUMNS, the DTO column
+# lists (services/repos/rows.py), table aliases, and fragments of the repos modules.
 _COLUMNS = "id, user_id, arm_type, action, details, duration, timestamp"
 
 _INSERT = (
@@ -64,6 +62,35 @@ async def insert(
     return ExecutionLog.from_row(row) if row else None
 
 
+# --- what recording a log needs, read with other tables' rows (services/repos/rows.py) ------
+
+#: The minutes of every log in (``%(since)s``, ``%(until)s``], as the column ``minutes``.
+MINUTES_COLUMN = (
+    ", (select coalesce(sum(duration), 0)::bigint from execution_logs"
+    " where timestamp > %(since)s and timestamp <= %(until)s) as minutes"
+)
+
+
+def _recent_join(alias: str) -> str:
+    """The time and minutes of each log with minutes of ``alias``'s theater in
+    (``%(recent)s``, ``%(until)s``], as the arrays ``r.at`` and ``r.minutes`` (``alias``: a
+    fixed table alias of the caller's statement)."""
+    return (
+        " left join lateral (select array_agg(e.timestamp) as at,"
+        " array_agg(e.duration) as minutes from execution_logs e"
+        f" where e.arm_type = {alias}.arm_type and e.duration is not null"
+        " and e.timestamp > %(recent)s and e.timestamp <= %(until)s) r on true"
+    )
+
+
+_RECENT_COLUMNS = ", r.at as r_at, r.minutes as r_minutes"
+
+
+def _recent(row: Mapping[str, Any]) -> list[tuple[datetime, int]]:
+    """The pairs of :func:`_recent_join` (none when the theater has no such log)."""
+    return list(zip(row["r_at"] or (), row["r_minutes"] or (), strict=True))
+
+
 @dataclass(frozen=True, slots=True)
 class LogInputs:
     """What recording a log needs: the settings (None if missing), the theaters, the
@@ -85,13 +112,8 @@ async def log_inputs(
     """
     rows = await uow.fetchall(
         f"select {select_list(SETTINGS_FIELDS, 's', 's_')},"
-        f" {select_list(THEATER_FIELDS, 't', 't_')}{nba_items.MINUTES_COLUMN},"
-        " r.at as r_at, r.minutes as r_minutes"
-        " from user_settings s left join theaters t on true"
-        " left join lateral (select array_agg(e.timestamp) as at,"
-        "   array_agg(e.duration) as minutes from execution_logs e"
-        "   where e.arm_type = t.arm_type and e.duration is not null"
-        "   and e.timestamp > %(recent)s and e.timestamp <= %(until)s) r on true"
+        f" {select_list(THEATER_FIELDS, 't', 't_')}{MINUTES_COLUMN}{_RECENT_COLUMNS}"
+        f" from user_settings s left join theaters t on true{_recent_join('t')}"
         " order by t.arm_type",
         {"since": since, "until": until, "recent": recent_since},
     )
@@ -101,13 +123,38 @@ async def log_inputs(
         theater = take(Theater, THEATER_FIELDS, row, "t_")
         if theater is not None:
             found[theater.arm_type] = theater
-            recent[theater.arm_type] = list(
-                zip(row["r_at"] or (), row["r_minutes"] or (), strict=True)
-            )
+            recent[theater.arm_type] = _recent(row)
     if not rows:
         return LogInputs(None, found, 0)
     settings = take(UserSettings, SETTINGS_FIELDS, rows[0], "s_")
     return LogInputs(settings, found, rows[0]["minutes"], recent)
+
+
+async def item_log_inputs(
+    uow: UnitOfWork, item_id: UUID, since: datetime, until: datetime, recent_since: datetime
+) -> ItemContext | None:
+    """What logging work on one item needs, in one statement: the item, its theater and
+    open items (:func:`nba_items.item_context`), the minutes of every log in (since, until],
+    the settings, and the time and minutes of each log with minutes of the item's theater in
+    (recent_since, until]. None if the item does not exist (or is another user's). After the
+    lock, in a statement of its own (see :func:`nba_items.item_context`)."""
+    rows = await uow.fetchall(
+        nba_items.item_context_sql(
+            f"{MINUTES_COLUMN}, {select_list(SETTINGS_FIELDS, 's', 's_')}{_RECENT_COLUMNS}",
+            f" left join user_settings s on true{_recent_join('x')}",
+        ),
+        {"id": item_id, "since": since, "until": until, "recent": recent_since},
+    )
+    found = nba_items.item_context_of(rows)
+    if found is None:
+        return None
+    first = rows[0]
+    return replace(
+        found,
+        minutes=first["minutes"],
+        settings=take(UserSettings, SETTINGS_FIELDS, first, "s_"),
+        recent=_recent(first),
+    )
 
 
 async def log_day(
@@ -119,7 +166,7 @@ async def log_day(
     :func:`nba_items.item_context`); None if the user has no settings."""
     row = await uow.fetchone(
         f"select {select_list(SETTINGS_FIELDS, 's', 's_')},"
-        f" {select_list(LOG_FIELDS, 'x', 'x_')}, r.at as r_at, r.minutes as r_minutes"
+        f" {select_list(LOG_FIELDS, 'x', 'x_')}{_RECENT_COLUMNS}"
         " from user_settings s left join execution_logs x on x.id = %(id)s"
         " left join lateral (select array_agg(e.timestamp) as at,"
         "   array_agg(e.duration) as minutes from execution_logs e"
@@ -132,8 +179,7 @@ async def log_day(
         return None
     settings = take(UserSettings, SETTINGS_FIELDS, row, "s_")
     assert settings is not None
-    others = list(zip(row["r_at"] or (), row["r_minutes"] or (), strict=True))
-    return settings, take(ExecutionLog, LOG_FIELDS, row, "x_"), others
+    return settings, take(ExecutionLog, LOG_FIELDS, row, "x_"), _recent(row)
 
 
 async def record(

@@ -10,16 +10,19 @@ from typing import Any
 from services.db import UnitOfWork
 from services.models import Arm, FocusSession, GlobalMetrics, NbaItem, Theater, UserSettings
 from services.repos import focus_sessions
-from services.repos.nba_items import (
+from services.repos.nba_items import OPEN_ITEMS_OF
+from services.repos.rows import (
     ITEM_FIELDS,
-    OPEN_ITEMS_OF,
+    METRICS_FIELDS,
     SETTINGS_FIELDS,
     THEATER_FIELDS,
-    field_names,
     select_list,
     take,
 )
 
+# f-string SQL in this module interpolates only fixed identifiers: _COLUMNS, the DTO column
+# lists (services/repos/rows.py), ``for update``, and fragments of the repos modules (a
+# ``gate`` is one).
 _COLUMNS = (
     "user_id, combined_progress, energy_allocation_ibm, energy_allocation_cs, overload_risk,"
     " last_sync_time, last_computed"
@@ -81,9 +84,6 @@ async def set_energy(
     return True
 
 
-_METRICS_FIELDS = field_names(GlobalMetrics)
-
-
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything the status screen shows, read in one statement."""
@@ -107,7 +107,7 @@ async def status_snapshot(
     missing (a theater missing is absent from ``theaters``)."""
     rows = await uow.fetchall(
         f"select {select_list(SETTINGS_FIELDS, 's', 's_')},"
-        f" {select_list(_METRICS_FIELDS, 'g', 'g_')},"
+        f" {select_list(METRICS_FIELDS, 'g', 'g_')},"
         f" {select_list(THEATER_FIELDS, 't', 't_')},"
         f" {select_list(ITEM_FIELDS, 'i', 'i_')},"
         f" {select_list(focus_sessions.FIELDS, 'f', 'f_')},"
@@ -126,7 +126,7 @@ async def status_snapshot(
     if not rows:
         return None
     settings = take(UserSettings, SETTINGS_FIELDS, rows[0], "s_")
-    metrics = take(GlobalMetrics, _METRICS_FIELDS, rows[0], "g_")
+    metrics = take(GlobalMetrics, METRICS_FIELDS, rows[0], "g_")
     assert settings is not None and metrics is not None
     found: dict[Arm, Theater] = {}
     items: list[NbaItem] = []

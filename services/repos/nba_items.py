@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 from services.db import UnitOfWork
-from services.models import Arm, ExecutionLog, NbaItem, Theater, UserSettings
+from services.models import Arm, NbaItem, Theater, UserSettings
+from services.repos.rows import ITEM_FIELDS, THEATER_FIELDS, select_list, take
 
+# f-string SQL in this module interpolates only fixed identifiers: _COLUMNS, the DTO column
+# lists (services/repos/rows.py), _WRITTEN's columns and types, the CTE names give/take/del,
+# table aliases, and fragments of this and other repos modules (a ``gate`` is one).
 _COLUMNS = (
     "id, user_id, arm_type, title, description, stale_days, gap, has_early_progress_bonus,"
     " is_manually_selected, is_locked, is_current, created_at, last_updated, completed_at"
@@ -67,39 +71,7 @@ async def complete(uow: UnitOfWork, item_id: UUID, now: datetime) -> None:
 
 # --- several tables in one statement ------------------------------------------------------
 #
-# The reads below join a row of one table with rows of others; each table's columns come
-# with a prefix (``t_`` theater, ``i_`` open item, ...) and are turned back into the DTOs
-# by name, so a statement returns exactly what the separate queries returned. They run in a
-# user's unit of work: RLS keeps every table to that user's rows, so joins need no user_id
-# condition (each costs planning time; planning is most of these statements' cost).
-
-_M = TypeVar("_M")
-
-
-def field_names(model: Any) -> tuple[str, ...]:
-    """The column names of a DTO (its dataclass fields)."""
-    return tuple(f.name for f in fields(model))
-
-
-ITEM_FIELDS = field_names(NbaItem)
-THEATER_FIELDS = field_names(Theater)
-LOG_FIELDS = field_names(ExecutionLog)
-SETTINGS_FIELDS = field_names(UserSettings)
-
-
-def select_list(names: Iterable[str], alias: str, prefix: str) -> str:
-    """``alias.c as <prefix>c, ...`` for the given columns."""
-    return ", ".join(f"{alias}.{name} as {prefix}{name}" for name in names)
-
-
-def take(
-    model: Callable[..., _M], names: tuple[str, ...], row: Mapping[str, Any], prefix: str
-) -> _M | None:
-    """The DTO held in ``row`` under ``prefix`` (None when its first column is null: an
-    outer join that found nothing)."""
-    if row[prefix + names[0]] is None:
-        return None
-    return model(**{name: row[prefix + name] for name in names})
+# Reads that join an item or a theater with other tables' rows (see services/repos/rows.py).
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,87 +182,53 @@ async def insert_with_items(
 @dataclass(frozen=True, slots=True)
 class ItemContext:
     """What a change to one item needs: the item (open or not), its theater, the theater's
-    open items and, if asked for, the minutes logged in a window and the user's settings."""
+    open items and, for work logged on it, the minutes logged in a window and the user's
+    settings (:func:`services.repos.execution_logs.item_log_inputs`)."""
 
     item: NbaItem
     theater: Theater | None
     items: list[NbaItem]
     minutes: int | None = None
     settings: UserSettings | None = None
-    #: if asked for: (time, minutes) of each log with minutes of the item's theater since
-    #: ``recent_since`` (up to the end of the minutes window)
+    #: for work logged on it: (time, minutes) of each log with minutes of the item's
+    #: theater since ``recent_since`` (up to the end of the minutes window)
     recent: list[tuple[datetime, int]] | None = None
 
 
-MINUTES_COLUMN = (
-    ", (select coalesce(sum(duration), 0)::bigint from execution_logs"
-    " where timestamp > %(since)s and timestamp <= %(until)s) as minutes"
-)
-
-
-async def item_context(
-    uow: UnitOfWork,
-    item_id: UUID,
-    *,
-    minutes_window: tuple[datetime, datetime] | None = None,
-    settings: bool = False,
-    recent_since: datetime | None = None,
-) -> ItemContext | None:
-    """What a change to one item needs, in one statement; None if the item does not exist
-    (or is another user's). ``minutes_window`` (since, until]: the minutes of every log in it;
-    with it, ``recent_since``: the time and minutes of each log with minutes of the item's
-    theater in (recent_since, until].
-
-    Run it after :func:`services.state.begin_write`, in a statement of its own: a statement
-    reads with the snapshot taken when it starts, so a read sharing the lock's statement
-    would miss what a write committed while that statement waited for the lock.
-    """
-    params: dict[str, Any] = {"id": item_id}
-    extra = ""
-    joins = ""
-    if minutes_window is not None:
-        params["since"], params["until"] = minutes_window
-        extra += MINUTES_COLUMN
-    if settings:
-        extra += f", {select_list(SETTINGS_FIELDS, 's', 's_')}"
-        joins += " left join user_settings s on true"
-    if recent_since is not None:
-        assert minutes_window is not None
-        params["recent"] = recent_since
-        extra += ", r.at as r_at, r.minutes as r_minutes"
-        joins += (
-            " left join lateral (select array_agg(e.timestamp) as at,"
-            " array_agg(e.duration) as minutes from execution_logs e"
-            " where e.arm_type = x.arm_type and e.duration is not null"
-            " and e.timestamp > %(recent)s and e.timestamp <= %(until)s) r on true"
-        )
-    rows = await uow.fetchall(
+def item_context_sql(extra: str = "", joins: str = "") -> str:
+    """The statement of :func:`item_context`: the item ``%(id)s`` (alias ``x``), its theater
+    (``t``) and the theater's open items (``i``), with the ``extra`` columns of the ``joins``
+    (another table's module adds its own: SQL text from fixed fragments only)."""
+    return (
         f"select {select_list(ITEM_FIELDS, 'x', 'x_')}, {select_list(THEATER_FIELDS, 't', 't_')},"
         f" {select_list(ITEM_FIELDS, 'i', 'i_')}{extra}"
         " from nba_items x"
         " left join theaters t on t.arm_type = x.arm_type"
         f" left join lateral ({OPEN_ITEMS_OF.format(alias='x')}) i on true{joins}"
-        " where x.id = %(id)s order by i.created_at, i.id",
-        params,
+        " where x.id = %(id)s order by i.created_at, i.id"
     )
+
+
+def item_context_of(rows: Sequence[Mapping[str, Any]]) -> ItemContext | None:
+    """The rows of :func:`item_context_sql` as an ItemContext (None: no rows, no such item)."""
     if not rows:
         return None
     first = rows[0]
     item = take(NbaItem, ITEM_FIELDS, first, "x_")
     assert item is not None
     items = [i for i in (take(NbaItem, ITEM_FIELDS, row, "i_") for row in rows) if i is not None]
-    return ItemContext(
-        item,
-        take(Theater, THEATER_FIELDS, first, "t_"),
-        items,
-        first["minutes"] if minutes_window is not None else None,
-        take(UserSettings, SETTINGS_FIELDS, first, "s_") if settings else None,
-        (
-            list(zip(first["r_at"] or (), first["r_minutes"] or (), strict=True))
-            if recent_since is not None
-            else None
-        ),
-    )
+    return ItemContext(item, take(Theater, THEATER_FIELDS, first, "t_"), items)
+
+
+async def item_context(uow: UnitOfWork, item_id: UUID) -> ItemContext | None:
+    """What a change to one item needs, in one statement; None if the item does not exist
+    (or is another user's).
+
+    Run it after :func:`services.state.begin_write`, in a statement of its own: a statement
+    reads with the snapshot taken when it starts, so a read sharing the lock's statement
+    would miss what a write committed while that statement waited for the lock.
+    """
+    return item_context_of(await uow.fetchall(item_context_sql(), {"id": item_id}))
 
 
 # --- writing item changes -----------------------------------------------------------------

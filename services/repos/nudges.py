@@ -62,6 +62,8 @@ class NewClaim:
     risk: Decimal | None = None
 
 
+# f-string SQL in this module interpolates only fixed identifiers: _COLUMNS and _SANE (a
+# check built from fixed column names, services/repos/scan.py).
 _COLUMNS = (
     "id, user_id, kind, arm_type, dedupe_key, status, attempts, claimed_at, sent_at,"
     " next_attempt_at, episode_at, risk, last_error"

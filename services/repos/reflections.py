@@ -8,6 +8,7 @@ from uuid import UUID
 from services.db import UnitOfWork
 from services.models import Arm, Reflection
 
+# f-string SQL in this module interpolates only _COLUMNS (a fixed column list).
 _COLUMNS = "id, user_id, arm_type, evidence, context, timestamp"
 
 

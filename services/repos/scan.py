@@ -36,6 +36,10 @@ from services.db import UnitOfWork
 from services.models import Arm
 from services.sanity import EARLIEST, LATEST, SANE_COLUMNS
 
+# f-string SQL in this module interpolates only fixed identifiers and fragments: the bounds
+# below, column names (SANE_COLUMNS, a hint column chosen from two fixed names), table
+# aliases, and expressions of this module (_capped, _clamp, row_is_sane).
+
 # --- values written outside the bot -----------------------------------------------------------
 
 _EARLIEST = f"timestamptz '{EARLIEST.isoformat()}'"

@@ -3,6 +3,10 @@
 Looking a Telegram user up, and creating or linking an account, happen before the Aelpher user
 is known, so these functions run on a privileged unit of work. A user may only read their own
 link (under RLS, and through the Data API); every write runs privileged.
+
+services/db.py switches a link back on (:func:`reactivate`) when its user writes again, so
+this module imports services.db for types only (services.db imports it). The impersonation
+that opens every unit of work reads ``telegram_links`` too; it stays in services/db.py.
 """
 
 from __future__ import annotations
@@ -11,9 +15,11 @@ import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 from uuid import UUID, uuid4
 
-from services.db import UnitOfWork
+if TYPE_CHECKING:
+    from services.db import UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +31,16 @@ class TelegramLink:
     linked_at: datetime | None
 
 
+# f-string SQL in this module interpolates only _COLUMNS (a fixed column list).
 _COLUMNS = "telegram_user_id, user_id, chat_id, active, linked_at"
+
+
+async def lock_telegram_user(uow: UnitOfWork, telegram_user_id: int) -> None:
+    """Take the transaction-scoped lock of one Telegram user's account (held until the
+    transaction ends): two /start of the same person at once create one account."""
+    await uow.execute(
+        "select pg_advisory_xact_lock(hashtextextended(%s, 1))", (f"tg:{telegram_user_id}",)
+    )
 
 
 async def by_telegram_user(uow: UnitOfWork, telegram_user_id: int) -> TelegramLink | None:
@@ -97,6 +112,14 @@ async def set_active(uow: UnitOfWork, telegram_user_id: int, active: bool, chat_
         "update telegram_links set active = %s, chat_id = %s"
         " where telegram_user_id = %s and (active is distinct from %s or chat_id <> %s)",
         (active, chat_id, telegram_user_id, active, chat_id),
+    )
+
+
+async def reactivate(uow: UnitOfWork, telegram_user_id: int) -> int:
+    """Switch a link back on (its user wrote again after blocking the bot); privileged."""
+    return await uow.execute(
+        "update telegram_links set active = true where telegram_user_id = %s and not active",
+        (telegram_user_id,),
     )
 
 

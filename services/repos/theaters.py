@@ -9,6 +9,8 @@ from typing import Any
 from services.db import UnitOfWork
 from services.models import Arm, Theater, TheaterStatus
 
+# f-string SQL in this module interpolates only fixed identifiers: _COLUMNS, the column
+# names of _NOT_CHANGED_SINCE, and fragments of the repos modules (a ``gate`` is one).
 _COLUMNS = (
     "user_id, arm_type, status, total_progress, energy_allocation, last_activity,"
     " snoozed_until, blocked_reason, created_at"

@@ -7,6 +7,8 @@ from typing import Any
 from services.db import UnitOfWork
 from services.models import UserSettings
 
+# f-string SQL in this module interpolates only fixed identifiers: _COLUMNS, and in
+# update() column names checked against EDITABLE first (values are parameters).
 _COLUMNS = (
     "user_id, timezone, quiet_start, quiet_end, brief_time, review_day, review_time,"
     " idle_after_hours, overload_threshold, weekly_capacity_hours, overload_snoozed_until"

@@ -328,7 +328,7 @@ async def test_the_nudge_log_button_asks_too(bot: BotEnv, db: Database) -> None:
     bot.clock.advance(minutes=5)
     (view,) = await chat.send("/add ibm 3 Task")
     (item,) = await rows(db, "select id from nba_items")
-    on_item = encode("g", "lg", "ibm", item["id"])
+    on_item = encode("nudge", "log", "ibm", item["id"])
     (asked,) = await chat.press_data(view.message_id, on_item, replies=1)  # ▶ Log 25 min
     assert "That would make 16 h 15 min logged in ibm today" in asked.plain_text
     await chat.press(asked, "Yes, save it")
@@ -337,7 +337,7 @@ async def test_the_nudge_log_button_asks_too(bot: BotEnv, db: Database) -> None:
     assert chat.emu.callback_answers[-1].text == "Already recorded."
 
     bot.clock.advance(minutes=5)
-    plain = encode("g", "lg", "ibm")  # an idle nudge's button when there is no item
+    plain = encode("nudge", "log", "ibm")  # an idle nudge's button when there is no item
     (asked,) = await chat.press_data(logged.message_id, plain, replies=1)
     assert "That would make 16 h 40 min logged in ibm today" in asked.plain_text
     (cancelled,) = await chat.send("/cancel")

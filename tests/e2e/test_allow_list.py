@@ -6,6 +6,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bot.local_api import BotApiEmulator
 from handlers.basic import PRIVATE_BOT
 from handlers.nudges import make_sender
@@ -38,6 +40,7 @@ async def snapshot(db: Database) -> dict[str, Any]:
     return found
 
 
+@pytest.mark.slow
 async def test_removed_user_is_refused_everything_and_nothing_is_written(
     db: Database, database_dsn: str, emulator: BotApiEmulator, tmp_path: Path
 ) -> None:

@@ -14,7 +14,7 @@ from services.db import Database, DatabaseUnavailable
 
 # For each per-user table a user may write: an insert for a given user, and a column safe to
 # update. The bot's own tables (telegram_links, nudges) are read-only to their users:
-# tests/test_data_api.py.
+# tests/integration/test_data_api.py.
 Row = Callable[[uuid.UUID], tuple[str, tuple[Any, ...]]]
 TABLES: dict[str, tuple[Row, str]] = {
     "theaters": (

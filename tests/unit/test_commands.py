@@ -1,8 +1,8 @@
 """Write commands as the outbox keeps them: name and fields as JSON, read back into the same
 command, and the format of versions before typed commands ({"op": …, "args": …}) still read.
 
-No database: replaying them on PostgreSQL is in tests/test_outage.py and
-tests/test_outbox_hardening.py.
+No database: replaying them on PostgreSQL is in tests/e2e/test_outage.py and
+tests/e2e/test_outbox_hardening.py.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from bot.local_api import BotApiEmulator
 from services.db import Database
 from tests.conftest import BotEnv
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def rows(db: Database, sql: str) -> list[dict[str, Any]]:
@@ -54,6 +54,7 @@ async def test_double_tap_on_done_records_one_log(bot: BotEnv, db: Database) -> 
     assert await rows(db, "select action from execution_logs") == [{"action": "Done: Ship it"}]
 
 
+@pytest.mark.slow
 async def test_telegram_faults_are_survived(
     bot: BotEnv, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:

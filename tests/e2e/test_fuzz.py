@@ -32,9 +32,17 @@ COMMAND_LINES = st.builds(
 TEXTS = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=300)
 CALLBACKS = st.one_of(
     st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789:_-", min_size=1, max_size=64),
+    st.builds(
+        lambda v: f"nba:{v}:cs:VICTIM",
+        st.sampled_from(["lock", "unlock", "done", "select", "confirm-delete"]),
+    ),
+    st.builds(lambda v: f"nba:{v}:cs:VICTIM:25", st.sampled_from(["log", "gap"])),
+    st.sampled_from(
+        ["log:minutes:VICTIM:30", "nudge:snooze:cs", "del:yes", "add:gap:3", "log:min:45"]
+    ),
+    # the same buttons in the format of earlier versions (still in old chats)
     st.builds(lambda v: f"n:{v}:cs:VICTIM", st.sampled_from(["lk", "ul", "dn", "sel", "dy"])),
-    st.builds(lambda v: f"n:{v}:cs:VICTIM:25", st.sampled_from(["pm", "eg"])),
-    st.sampled_from(["d:m:VICTIM:30", "g:snz:cs", "del:yes", "add:gap:3", "log:min:45"]),
+    st.sampled_from(["d:m:VICTIM:30", "g:snz:cs"]),
 )
 INPUTS = st.lists(
     st.one_of(

@@ -143,8 +143,8 @@ async def test_another_users_item_reads_as_deleted(bot: BotEnv, db: Database) ->
     await nba.done(db, bob, done_bobs.item.id, datetime.now(UTC))
     before = await snapshot(db)
     for item in (bobs.item, done_bobs.item):
-        for verb in ("lk", "pg", "dn"):
-            await chat.press_data(card.message_id, encode("n", verb, "cs", item.id))
+        for verb in ("lock", "progress", "done"):
+            await chat.press_data(card.message_id, encode("nba", verb, "cs", item.id))
             assert toast(bot) == DELETED
             redrawn = chat.message(card.message_id).plain_text
             assert "Bob" not in redrawn and "➤ Read chapter 1" in redrawn

@@ -22,7 +22,7 @@ from services.db import Database
 from tests.harness import as_url
 from tests.harness import make_settings as make_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = "/start\n/add cs 4 Read SICP chapter 3\n/nba\n\n2\n/status\n/quit\n/help\n"
 
