@@ -261,12 +261,11 @@ async def stop(
                     dedupe_key=key, confirmed=day_ok,
                 )  # fmt: skip
                 log, overload, duplicate = logged.log, logged.overload, logged.duplicate
-        end = min(max(now, session.started_at), now)
         paused = max(session.paused_seconds, 0)
         if session.paused_at is not None:  # stopped while paused: the pause counts as paused
             pause_began = min(max(session.paused_at, session.started_at), now)
             paused = min(paused + int((now - pause_began).total_seconds()), _MAX_PAUSED)
-        await focus_sessions.stop(uow, session.id, end, paused, log.id)
+        await focus_sessions.stop(uow, session.id, now, paused, log.id)
         await uow.commit()
     theater = item_result.theater if item_result is not None else None
     return Stopped(session, minutes, log, overload, theater, done, duplicate)

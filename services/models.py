@@ -131,7 +131,6 @@ class FocusSession(_Row):
     stopped_at: datetime | None
     log_id: UUID | None
     title: str | None = None
-    item_done: bool = False
 
 
 @dataclass(frozen=True, slots=True)

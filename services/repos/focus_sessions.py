@@ -14,8 +14,7 @@ from services.models import Arm, FocusSession
 
 _SELECT = (
     "select s.id, s.arm_type, s.item_id, s.started_at, s.paused_at, s.paused_seconds,"
-    " s.planned_minutes, s.stopped_at, s.log_id, i.title,"
-    " coalesce(i.completed_at is not null, false) as item_done"
+    " s.planned_minutes, s.stopped_at, s.log_id, i.title"
     " from focus_sessions s left join nba_items i on i.id = s.item_id"
 )
 
@@ -28,7 +27,7 @@ RUNNING = (
 )
 FIELDS: tuple[str, ...] = (
     "id", "arm_type", "item_id", "started_at", "paused_at", "paused_seconds",
-    "planned_minutes", "stopped_at", "log_id", "title", "item_done",
+    "planned_minutes", "stopped_at", "log_id", "title",
 )  # fmt: skip
 
 
