@@ -28,9 +28,9 @@ STALE = "That button is no longer valid."
 #: The area of a question's buttons (the token follows it).
 QUESTION = "q"
 
-_PART = re.compile(r"^[A-Za-z0-9_.+-]*$")
+_PART = re.compile(r"[A-Za-z0-9_.+-]*")  # whole parts only: fullmatch (no final newline)
 #: an area or a verb: whole words
-_WORD = re.compile(r"^[a-z]+(?:-[a-z]+)*$")
+_WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")  # fullmatch
 
 
 class BadCallback(ValueError):
@@ -40,7 +40,7 @@ class BadCallback(ValueError):
 def _join(parts: tuple[str | int | UUID, ...]) -> str:
     texts = [p.hex if isinstance(p, UUID) else str(p) for p in parts]
     for text in texts:
-        if not _PART.match(text):
+        if not _PART.fullmatch(text):
             raise ValueError(f"callback part has a reserved character: {text!r}")
     data = ":".join(texts)
     if len(data.encode()) > MAX_BYTES:
@@ -49,7 +49,7 @@ def _join(parts: tuple[str | int | UUID, ...]) -> str:
 
 
 def _word(text: str) -> str:
-    if not _WORD.match(text):
+    if not _WORD.fullmatch(text):
         raise ValueError(f"callback area or verb is not a whole word: {text!r}")
     return text
 
@@ -109,7 +109,7 @@ def decode(data: str | None) -> Callback:
     if not data or len(data.encode()) > MAX_BYTES:
         raise BadCallback("empty or oversized")
     parts = data.split(":")
-    if len(parts) < 2 or not all(_PART.match(p) for p in parts):
+    if len(parts) < 2 or not all(_PART.fullmatch(p) for p in parts):
         raise BadCallback("malformed")
     return Callback(parts[0], parts[1], tuple(parts[2:]))
 

@@ -134,10 +134,6 @@ def test_encode_refuses_reserved_characters(bad: str) -> None:
         encode("a", "b", bad)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_PART is matched with re.match and '$', which also matches before a final newline",
-)
 def test_a_trailing_newline_is_refused_too() -> None:
     with pytest.raises(ValueError, match="reserved character"):
         encode("log", "minutes", "5\n")

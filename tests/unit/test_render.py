@@ -170,6 +170,7 @@ def test_the_current_item_with_others_waiting() -> None:
     assert buttons(render.theater_nba_keyboard(view)) == [
         [
             ("🔒 Lock", f"nba:lock:cs:{TOP.hex}"),
+            ("▶ Start", f"nba:start:cs:{TOP.hex}"),
             ("▶ Progress", f"nba:progress:cs:{TOP.hex}"),
             ("✅ Done", f"nba:done:cs:{TOP.hex}"),
         ],
@@ -183,6 +184,7 @@ def test_a_locked_item_offers_unlock_and_no_other_choice() -> None:
     assert buttons(render.theater_nba_keyboard(view)) == [
         [
             ("🔓 Unlock", f"nba:unlock:cs:{LOW.hex}"),
+            ("▶ Start", f"nba:start:cs:{LOW.hex}"),
             ("▶ Progress", f"nba:progress:cs:{LOW.hex}"),
             ("✅ Done", f"nba:done:cs:{LOW.hex}"),
         ],
@@ -212,6 +214,7 @@ def test_nba_of_both_theaters_names_the_theater_on_every_button() -> None:
         [("➕ Add one to ibm", "nba:add:ibm")],
         [
             ("🔒 Lock cs", f"nba:lock:cs:{TOP.hex}"),
+            ("▶ Start cs", f"nba:start:cs:{TOP.hex}"),
             ("▶ Progress cs", f"nba:progress:cs:{TOP.hex}"),
             ("✅ Done cs", f"nba:done:cs:{TOP.hex}"),
         ],
