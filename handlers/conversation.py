@@ -22,6 +22,9 @@ its buttons carry, expiry) is a row of ``open_questions`` (services/questions.py
 * **Outages.** With the database unreachable, an instance answers from the copy of the
   questions it asked itself (``_Memory``); the write goes to the outbox like any other and
   the question's new state is written once the database is back.
+
+One module of some 750 lines on purpose: asking, answering, abandoning and expiring share the
+flows' registry and the outage copy, and are read together when one of them changes.
 """
 
 from __future__ import annotations

@@ -23,6 +23,10 @@ The only SQL here is the impersonation that opens every unit of work (it resolve
 Telegram user, and reads or closes the open question, in the statement that switches role).
 Every other statement is in services/repos, those this module runs included: switching a link
 back on (``telegram_links.reactivate``) and claiming an outbox replay (``sync_queue.claim``).
+
+About 700 lines in one module on purpose: the pool checkout, the opening pipeline and the
+units of work that join or close questions depend on each other's details (what was sent,
+what the opening read), and a change to one is reviewed against the others.
 """
 
 from __future__ import annotations
