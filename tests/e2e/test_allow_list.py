@@ -1,4 +1,4 @@
-"""The allow-list applies to every update, not only /start and /link (issue 13, point 5)."""
+"""The allow-list applies to every update, not only /start and /link."""
 
 from __future__ import annotations
 

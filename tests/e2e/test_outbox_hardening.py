@@ -1,5 +1,5 @@
 """The outbox under hostile and unlucky use: parked entries, strangers, caps, /delete, the
-order of replayed and live changes, and NUL characters (issue 13, point 3).
+order of replayed and live changes, and NUL characters.
 
 The outages are real: a PostgreSQL of the test's own is stopped and started again. The replay
 job is taken off the schedule and run by the test, so that what happens between the database
