@@ -29,6 +29,8 @@ STALE = "That button is no longer valid."
 QUESTION = "q"
 
 _PART = re.compile(r"[A-Za-z0-9_.+-]*")  # whole parts only: fullmatch (no final newline)
+#: an id: a UUID's 32 lower-case hex digits
+_ID = re.compile(r"[0-9a-f]{32}")
 #: an area or a verb: whole words
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")  # fullmatch
 
@@ -76,10 +78,17 @@ class Callback:
     args: tuple[str, ...]
 
     def uuid(self, index: int = 0) -> UUID:
-        try:
-            return UUID(hex=self.args[index])
-        except (IndexError, ValueError):
-            raise BadCallback("expected an id") from None
+        """An id as the bot writes it: 32 lower-case hex characters (no other spelling)."""
+        text = self.args[index] if index < len(self.args) else ""
+        if not _ID.fullmatch(text):
+            raise BadCallback("expected an id")
+        return UUID(hex=text)
+
+    def arity(self, count: int) -> Callback:
+        """This press, if it carries exactly ``count`` arguments (BadCallback otherwise)."""
+        if len(self.args) != count:
+            raise BadCallback(f"expected {count} argument(s)")
+        return self
 
     def number(self, index: int = 0, low: int = -(10**9), high: int = 10**9) -> int:
         try:

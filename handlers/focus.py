@@ -18,7 +18,7 @@ from telegram import InlineKeyboardMarkup, Update
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler
 
 from handlers import render
-from handlers.callbacks import BadCallback, Callback, decode, encode, pattern
+from handlers.callbacks import STALE, BadCallback, Callback, decode, encode, pattern
 from handlers.common import (
     Context,
     Usage,
@@ -283,7 +283,7 @@ async def focus_button(update: Update, context: Context) -> None:
     assert query is not None
     at = now(context)
     try:
-        cb = decode(query.data)
+        cb = decode(query.data).arity(1)
         session_id = cb.uuid(0)
         if cb.verb in ("pause", "resume"):
             command = PauseFocus(session_id=session_id, resume=cb.verb == "resume")
@@ -314,7 +314,7 @@ async def focus_button(update: Update, context: Context) -> None:
         else:
             raise BadCallback("unknown verb")
     except BadCallback:
-        await query.answer("That button is no longer valid.")
+        await query.answer(STALE)
     except (focus.AlreadyStopped, focus.NoSession) as exc:
         # the message stays as it is: after a double tap it shows what the stop logged
         await query.answer(exc.user_message[:200])

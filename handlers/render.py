@@ -22,6 +22,7 @@ from services.models import ARMS, Arm, FocusSession
 from services.nba import Fate, ItemResult, TheaterNba
 from services.status import HistoryEntry, StatusView
 from services.tracking import LogResult, UndoResult
+from services.validation import MINUTES_RANGE
 
 MESSAGE_LIMIT = 4096
 MINUTE_CHOICES = (15, 25, 45, 60, 90)
@@ -443,7 +444,8 @@ def render_session(session: FocusSession, at: datetime) -> str:
     worked = focus.working_seconds(session, at) // 60
     lines = [f"⏱ Focus in <b>{esc(session.arm_type)}</b>: "
              f"<b>{esc(focus.title_of(session))}</b>"]  # fmt: skip
-    state = f"{_clock(worked)} worked"
+    longest = MINUTES_RANGE[1]  # a log holds a day at most: so does what is shown
+    state = f"{_clock(worked)} worked" if worked <= longest else f"over {longest // 60} h worked"
     if session.planned_minutes is not None:
         left = session.planned_minutes - worked
         state += f" · {_clock(left)} left" if left > 0 else " · time's up"

@@ -203,3 +203,26 @@ def test_pattern_matches_one_area_or_some_of_its_verbs() -> None:
     assert not some.match("nba:locker:cs") and not some.match("nba:done:cs")
     dotted = re.compile(pattern("a.b"))  # the area is matched literally
     assert dotted.match("a.b:x") and not dotted.match("axb:x")
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "0123456789ABCDEF0123456789ABCDEF",  # upper case
+        "01234567-89ab-cdef-0123-456789abcdef",  # dashes
+        "0123456789abcdef0123456789abcde",  # 31 digits
+    ],
+)
+def test_an_id_in_another_spelling_is_refused(spelling: str) -> None:
+    with pytest.raises(BadCallback):
+        decode(f"focus:stop:{spelling}").uuid(0)
+    assert decode("focus:stop:0123456789abcdef0123456789abcdef").uuid(0).hex == (
+        "0123456789abcdef0123456789abcdef"
+    )
+
+
+def test_a_press_with_extra_parts_is_refused_where_the_arity_is_fixed() -> None:
+    one = "focus:stop:0123456789abcdef0123456789abcdef"
+    assert decode(one).arity(1).args == ("0123456789abcdef0123456789abcdef",)
+    with pytest.raises(BadCallback):
+        decode(one + ":x").arity(1)

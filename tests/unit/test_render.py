@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from datetime import time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -402,3 +402,22 @@ def test_history_clips_each_text_and_stops_at_a_few_messages() -> None:
     )
     parts = render.split_message(text)
     assert 1 < len(parts) <= 5 and all(len(p) <= render.MESSAGE_LIMIT for p in parts)
+
+
+def test_a_session_started_long_ago_shows_no_more_than_a_log_can_hold() -> None:
+    from services.models import FocusSession
+
+    at = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+
+    def session(started: datetime) -> FocusSession:
+        return FocusSession(
+            id=UUID(int=7), arm_type="cs", item_id=None, started_at=started,
+            paused_at=None, paused_seconds=0, planned_minutes=None, stopped_at=None,
+            log_id=None, title="Read",
+        )  # fmt: skip
+
+    recent = render.render_session(session(at - timedelta(minutes=90)), at)
+    assert "over 24 h" not in recent and "worked" in recent
+    for started in (at - timedelta(days=30), datetime(1970, 1, 2, tzinfo=UTC)):
+        shown = render.render_session(session(started), at)
+        assert "over 24 h worked" in shown, shown
