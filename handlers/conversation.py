@@ -79,8 +79,6 @@ logger = logging.getLogger(__name__)
 
 D = TypeVar("D")
 
-TIMEOUT_SECONDS = int(questions.TIMEOUT.total_seconds())
-
 CANCELLED = "Cancelled. Nothing was saved. /help lists what I can do."
 NOTHING_TO_CANCEL = "Nothing to cancel: I'm not waiting for an answer. /help lists what I do."
 TIMED_OUT = "⌛ That question timed out after 10 minutes; nothing was saved."
@@ -278,16 +276,25 @@ class _Memory:
         question, dirty = self.entries.get(key, (None, False))
         return question, dirty
 
+    def found(self, key: QuestionKey) -> tuple[Flow[Any], Question[Any]] | None:
+        """The remembered question with its flow (None: none open)."""
+        question = self.entries.get(key, (None, False))[0]
+        return (FLOWS[question.flow], question) if question is not None else None
+
 
 _MEMORY_KEY = "aelpher.questions"
 
 
-def _memory(context: Context) -> _Memory:
-    memory = context.bot_data.get(_MEMORY_KEY)
+def _memory_of(bot_data: dict[Any, Any]) -> _Memory:
+    memory = bot_data.get(_MEMORY_KEY)
     if memory is None:
-        memory = context.bot_data[_MEMORY_KEY] = _Memory()
+        memory = bot_data[_MEMORY_KEY] = _Memory()
     assert isinstance(memory, _Memory)
     return memory
+
+
+def _memory(context: Context) -> _Memory:
+    return _memory_of(context.bot_data)
 
 
 def key_of(update: Update) -> QuestionKey:
@@ -391,11 +398,9 @@ async def _answer(
     try:
         async with d.db.user_uow(TelegramUser(key.telegram_user_id), question=key) as uow:
             await uow.begin()
-            remembered, dirty = memory.dirty(key)
+            dirty = memory.dirty(key)[1]
             stored = from_opening(uow.question)
-            found = (FLOWS[remembered.flow], remembered) if dirty and remembered else None
-            if not dirty:
-                found = _typed(stored)
+            found = memory.found(key) if dirty else _typed(stored)
             turn = _turn_for(update, context, found, now, token)
             gone = (dirty or stored is not None) and (found is None or found[1].expired(now))
             if turn is None and token is None:
@@ -428,9 +433,7 @@ async def _answer(
     except DatabaseBusy:
         raise
     except DatabaseUnavailable:
-        remembered = memory.entries.get(key, (None, False))[0]
-        found = (FLOWS[remembered.flow], remembered) if remembered else None
-        turn = _turn_for(update, context, found, now, token)
+        turn = _turn_for(update, context, memory.found(key), now, token)
         if turn is None:
             raise
         try:
@@ -459,9 +462,8 @@ async def _answer(
 
 async def _abandon(context: Context, key: QuestionKey) -> None:
     """Close the question after its answer failed (best effort: the failure is reported)."""
-    _memory(context).remember(key, None, dirty=False)
     try:
-        await questions.close_now(deps(context).db, key)
+        await _close(context.bot_data, deps(context).db, key)
     except Exception:
         logger.exception("could not close the question after its answer failed")
 
@@ -616,19 +618,13 @@ async def one_question_at_a_time(update: Update, context: Context) -> None:
     if scope is not None:
         scope.close_pending = False
     key = key_of(update)
-    memory = _memory(context)
+    remembered = _memory(context).found(key)
     try:
-        closed = await questions.close_now(deps(context).db, key)
-        remembered, dirty = memory.dirty(key)
-        if dirty and remembered is not None:
-            closed = remembered.flow
-        memory.remember(key, None, dirty=False)
+        closed = await _close(context.bot_data, deps(context).db, key)
     except DatabaseBusy:
         raise
     except DatabaseUnavailable:
-        remembered = memory.entries.get(key, (None, False))[0]
-        closed = remembered.flow if remembered else None
-        memory.remember(key, None, dirty=True)
+        closed = remembered[0].name if remembered else None
     if closed is None:
         await reply(update, NOTHING_TO_CANCEL)
     else:
@@ -660,21 +656,31 @@ async def update_scope(
         if scope.close_pending:
             await _close_after(app, scope.key)
         elif scope.command and not scope.asked:  # closed by the command's unit of work
-            memory = app.bot_data.get(_MEMORY_KEY)
-            if isinstance(memory, _Memory):
-                memory.remember(scope.key, None, dirty=False)
+            _memory_of(app.bot_data).remember(scope.key, None, dirty=False)
+
+
+async def _close(bot_data: dict[Any, Any], db: Database, key: QuestionKey) -> str | None:
+    """Close the chat's open question in a statement of its own, and this instance's copy;
+    the flow it was of (a question moved on here during an outage names its own). With the
+    database unreachable the copy is marked closed, to be written once it is back."""
+    memory = _memory_of(bot_data)
+    remembered, dirty = memory.dirty(key)
+    try:
+        closed = await questions.close_now(db, key)
+    except DatabaseBusy:
+        raise
+    except DatabaseUnavailable:
+        memory.remember(key, None, dirty=True)
+        raise
+    memory.remember(key, None, dirty=False)
+    return remembered.flow if dirty and remembered is not None else closed
 
 
 async def _close_after(app: Application[Any, Any, Any, Any, Any, Any], key: QuestionKey) -> None:
-    d = deps_of(app)
-    memory = app.bot_data.get(_MEMORY_KEY)
     try:
-        await questions.close_now(d.db, key)
-        if isinstance(memory, _Memory):
-            memory.remember(key, None, dirty=False)
-    except DatabaseUnavailable:
-        if isinstance(memory, _Memory):
-            memory.remember(key, None, dirty=True)
+        await _close(app.bot_data, deps_of(app).db, key)
+    except DatabaseUnavailable:  # busy too: close it once the next answer gets through
+        _memory_of(app.bot_data).remember(key, None, dirty=True)
     except Exception:  # never let the bookkeeping hide the update's own outcome
         logger.exception("could not close the open question after a command")
 

@@ -18,7 +18,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from handlers.callbacks import encode
 from services import focus, rules, sanity
-from services.models import ARMS, Arm, FocusSession
+from services.models import Arm, FocusSession
 from services.nba import Fate, ItemResult, TheaterNba
 from services.status import HistoryEntry, StatusView
 from services.tracking import LogResult, UndoResult
@@ -152,10 +152,6 @@ def keyboard(rows: Iterable[Sequence[tuple[str, str]]]) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
         [[InlineKeyboardButton(label, callback_data=data) for label, data in row] for row in rows]
     )
-
-
-def arm_buttons(area: str, verb: str = "arm") -> list[tuple[str, str]]:
-    return [(ARM_NAME[arm], encode(area, verb, arm)) for arm in ARMS]
 
 
 def view_data(arm: Arm) -> str:

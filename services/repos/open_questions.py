@@ -39,7 +39,6 @@ _EXPIRE = (
     " and token = %(token)s and expires_at <= %(now)s returning flow, step, draft"
 )
 _PENDING = "select chat_id, telegram_user_id, token, expires_at from open_questions"
-_DELETE_OF_USER = "delete from open_questions where telegram_user_id = %s"
 _DELETE_OF_ACCOUNT = (
     "delete from open_questions where telegram_user_id in"
     " (select telegram_user_id from telegram_links where user_id = auth.uid())"
@@ -131,11 +130,6 @@ async def pending(uow: UnitOfWork) -> list[Pending]:
         Pending(QuestionKey(r["chat_id"], r["telegram_user_id"]), r["token"], r["expires_at"])
         for r in rows
     ]
-
-
-async def delete_of_user(uow: UnitOfWork, telegram_user_id: int) -> int:
-    """Close every question of a Telegram user (their data was erased)."""
-    return await uow.execute(_DELETE_OF_USER, (telegram_user_id,))
 
 
 async def delete_of_account(uow: UnitOfWork) -> int:
