@@ -7,18 +7,24 @@
   :data:`FIRST_REPLAY_DELAY`), :func:`handlers.outbox.replay_job` applies the writes kept
   during an outage and tells their authors;
 * ``question:<chat>:<user>``: once, when an open question expires (10 minutes after it was
-  asked), :func:`handlers.conversation.expire_job` closes it and tells the person.
+  asked), :func:`handlers.conversation.expire_job` closes it and tells the person;
+* ``focus-tick:<session>``: every minute while a focus session runs,
+  :func:`handlers.focus.tick_job` redraws its message when what it shows has changed;
+* ``focus-alarm:<session>``: once, at a session's next reminder ("Time's up", "Still
+  working?"), :func:`handlers.focus.reminder_job` sends it and arms the next.
 
 All of them are added at start-up by :func:`start_jobs` (``post_init``, once the database is
-open): the two repeating jobs, and the expiry of every question still open (asked before a
-restart, or by another instance). A question asked later arms its own expiry when it is asked
-(handlers/conversation.py), replacing the chat's earlier one.
+open): the two repeating jobs, the expiry of every question still open (asked before a
+restart, or by another instance), and the two jobs of every running focus session. A question
+asked later arms its own expiry when it is asked (handlers/conversation.py), replacing the
+chat's earlier one; a session started later arms its jobs once its message is sent.
 
 JobQueue jobs live in memory only, so nothing about them needs rebuilding after a restart:
 everything they decide lives in PostgreSQL (the nudge hints and ledger, the open questions)
 or in the outbox file. Several instances may each run every job: the ``nudges`` ledger and
 ``SKIP LOCKED`` make every nudge go out once, an outbox entry is claimed in ``sync_queue``
-before it applies, and the instance whose delete claims an expired question tells the person.
+before it applies, the instance whose delete claims an expired question tells the person, and
+a focus session's redraw and reminders are claimed in ``focus_messages`` before they go out.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Any
 from telegram.ext import Application, JobQueue
 
 from handlers.conversation import arm_pending
+from handlers.focus import arm_running
 from handlers.nudges import nudge_scan_job
 from handlers.outbox import replay_job
 
@@ -47,10 +54,11 @@ FIRST_REPLAY_DELAY = 1.0
 async def start_jobs(
     app: Application[Any, Any, Any, Any, Any, Any], scan_interval_seconds: int
 ) -> None:
-    """At start-up, once the database is open: the repeating jobs, and the expiry of every
-    open question (a restart loses none)."""
+    """At start-up, once the database is open: the repeating jobs, the expiry of every open
+    question and the jobs of every running focus session (a restart loses none)."""
     schedule_jobs(app, scan_interval_seconds)
     await arm_pending(app)
+    await arm_running(app)
 
 
 def schedule_jobs(app: Application[Any, Any, Any, Any, Any, Any], interval_seconds: int) -> None:

@@ -146,11 +146,16 @@ def answered_by(
     return flow(Flow(name, draft, on_text=on_text, on_button=on_button, **options))
 
 
+#: Told where a reply went once it is sent: (chat id, message id).
+Sent = Callable[[int, int], Awaitable[None]]
+
+
 @dataclass(slots=True)
 class _Reply:
     text: str
     markup: InlineKeyboardMarkup | None
     in_place: bool
+    then: Sent | None = None
 
 
 class Turn(Generic[D]):
@@ -226,14 +231,15 @@ class Turn(Generic[D]):
         *,
         in_place: bool = True,
         toast: str | None = None,
+        then: Sent | None = None,
     ) -> None:
         """Close the question, with a last message (for a pressed button, in place of its
-        message unless ``in_place=False``)."""
+        message unless ``in_place=False``); ``then`` is told where that message went."""
         self.next, self.closed = None, True
         if toast is not None:
             self.toast = toast
         if text is not None:
-            self.replies.append(_Reply(text, markup, in_place))
+            self.replies.append(_Reply(text, markup, in_place, then))
 
     def say(self, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
         """A message in a new bubble; the question stays as it is unless ask/finish say so."""
@@ -339,10 +345,15 @@ async def _send(turn: Turn[Any]) -> None:
         if first is not None:
             replies.pop(0)
             await answer_and_edit(update, turn.toast, first.text, first.markup)
+            message = query.message
+            if first.then is not None and message is not None:
+                await first.then(message.chat.id, message.message_id)
         else:
             await query.answer(turn.toast, show_alert=turn.alert)
     for r in replies:
-        await reply(update, r.text, r.markup)
+        sent = await reply(update, r.text, r.markup)
+        if r.then is not None and sent is not None:
+            await r.then(sent.chat_id, sent.message_id)
     if turn.next is not None:
         _arm_expiry(turn.context, key_of(update), turn.next)
 

@@ -430,7 +430,11 @@ def render_history(entries: Sequence[HistoryEntry], tz: str, arm: Arm | None) ->
 # --- focus sessions ----------------------------------------------------------------------
 
 
-def _clock(minutes: int) -> str:
+def hours_minutes(minutes: int) -> str:
+    """``25 min``, ``1 h 05 min``; past what a log holds, ``over 24 h``."""
+    longest = MINUTES_RANGE[1]  # a log holds a day at most: so does what is shown
+    if minutes > longest:
+        return f"over {longest // 60} h"
     hours, rest = divmod(minutes, 60)
     return f"{hours} h {rest:02d} min" if hours else f"{rest} min"
 
@@ -440,13 +444,14 @@ def render_session(session: FocusSession, at: datetime) -> str:
     worked = focus.working_seconds(session, at) // 60
     lines = [f"⏱ Focus in <b>{esc(session.arm_type)}</b>: "
              f"<b>{esc(focus.title_of(session))}</b>"]  # fmt: skip
-    longest = MINUTES_RANGE[1]  # a log holds a day at most: so does what is shown
-    state = f"{_clock(worked)} worked" if worked <= longest else f"over {longest // 60} h worked"
-    if session.planned_minutes is not None:
+    state = f"{hours_minutes(worked)} worked"
+    if session.planned_minutes is not None and session.stopped_at is None:
         left = session.planned_minutes - worked
-        state += f" · {_clock(left)} left" if left > 0 else " · time's up"
+        state += f" · {hours_minutes(left)} left" if left > 0 else " · time's up"
     lines.append(state)
-    if focus.is_paused(session):
+    if session.stopped_at is not None:
+        lines.append("⏹ Ended.")
+    elif focus.is_paused(session):
         lines.append("⏸ Paused.")
     return "\n".join(lines)
 

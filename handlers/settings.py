@@ -1,4 +1,5 @@
-"""/settings: time zone, quiet hours, daily brief, weekly review and the three thresholds.
+"""/settings: time zone, quiet hours, daily brief, weekly review, the three thresholds and the
+focus sessions' default length.
 
 One question of the engine (handlers/conversation.py, flow "settings"): the menu is its first
 step and each sub-menu another, drawn in place of the pressed message. A sub-menu offers
@@ -24,11 +25,13 @@ from handlers.conversation import CLOSED, Button, Buttons, Flow, Turn, flow, sta
 from handlers.render import CAPACITY_CHOICES, esc
 from handlers.usage import SETTINGS_USAGE
 from services import preferences
+from services.durations import parse_minutes
 from services.errors import DomainError
 from services.models import UserSettings
 from services.nudges.settings import get_settings, update_settings
 from services.validation import (
     DAY_NAMES,
+    check_minutes,
     is_off,
     parse_clock,
     parse_hours,
@@ -54,6 +57,7 @@ BRIEF_CHOICES = (time(6), time(7), time(8), time(9))
 REVIEW_TIMES = (time(9), time(12), time(18), time(20))
 IDLE_CHOICES = (24, 48, 72, 96, 168)
 THRESHOLD_CHOICES = (60, 70, 80, 90, 100)
+FOCUS_CHOICES = (25, 45, 50, 90)
 #: what people type for a setting (one-line form, or on the menu) → the setting (a step)
 _ALIASES = {
     "tz": "tz",
@@ -66,6 +70,7 @@ _ALIASES = {
     "overload": "overload",
     "threshold": "overload",
     "capacity": "capacity",
+    "focus": "focus",
 }
 #: the verb of a menu button → the setting whose sub-menu it opens (a step)
 _FIELD_OF_MENU = {
@@ -76,6 +81,7 @@ _FIELD_OF_MENU = {
     "idle": "idle",
     "overload": "overload",
     "capacity": "capacity",
+    "focus": "focus",
 }
 #: the verb of a value button → the setting (step) whose sub-menu shows it
 _FIELD_OF_VALUE = {
@@ -86,6 +92,7 @@ _FIELD_OF_VALUE = {
     "set-idle": "idle",
     "set-overload": "overload",
     "set-capacity": "capacity",
+    "set-focus": "focus",
 }
 MENU = "menu"
 
@@ -118,6 +125,10 @@ def describe_brief(s: UserSettings) -> str:
     return clock(s.brief_time) if s.brief_time is not None else "off"
 
 
+def describe_focus(s: UserSettings) -> str:
+    return f"{s.focus_minutes} min" if s.focus_minutes is not None else "none"
+
+
 def describe_review(s: UserSettings) -> str:
     if s.review_day is None or s.review_time is None:
         return "off"
@@ -135,6 +146,7 @@ def render_settings(s: UserSettings, note: str | None = None) -> str:
         f"💤 Idle reminder after <b>{s.idle_after_hours} h</b> without activity",
         f"⚠️ Overload reminder at <b>{s.overload_threshold}%</b> risk",
         f"⏱ Weekly capacity: <b>{s.weekly_capacity_hours} h</b>",
+        f"🎯 Focus length: <b>{describe_focus(s)}</b>",
         "",
         "Tap what to change, or type it like <code>brief 07:30</code>.",
     ]
@@ -145,7 +157,8 @@ MENU_BUTTONS: Buttons = [
     [("🌍 Time zone", ("timezone",)), ("🌙 Quiet hours", ("quiet",))],
     [("☀️ Daily brief", ("brief",)), ("📅 Weekly review", ("review",))],
     [("💤 Idle after", ("idle",)), ("⚠️ Overload at", ("overload",))],
-    [("⏱ Capacity", ("capacity",)), ("✔ Done", ("done",))],
+    [("⏱ Capacity", ("capacity",)), ("🎯 Focus length", ("focus",))],
+    [("✔ Done", ("done",))],
 ]
 
 _BACK: Button = ("↩ Back", ("menu",))
@@ -217,6 +230,17 @@ def submenu(field: str, s: UserSettings, day: int | None = None) -> tuple[str, B
             "\nPick, or type 1-100:"
         )
         rows = [[(f"{n}%", ("set-overload", n)) for n in THRESHOLD_CHOICES]]
+    elif field == "focus":
+        text = (
+            f"🎯 Focus length: <b>{describe_focus(s)}</b>. A focus session started without a"
+            " length (▶ Start, <code>/focus cs</code>) ends with “Time's up” after this long.\n"
+            "Pick, or type a length like <code>40m</code> or <code>1h</code>"
+            " (or <code>off</code>):"
+        )
+        rows = [
+            [(f"{m} min", ("set-focus", m)) for m in FOCUS_CHOICES],
+            [("Off", ("set-focus", "off"))],
+        ]
     else:
         text = (
             f"⏱ Weekly capacity: <b>{s.weekly_capacity_hours} h</b> (the overload risk compares"
@@ -276,6 +300,11 @@ def changes_from_text(field: str, text: str, day: int | None = None) -> tuple[di
     if field == "capacity":
         hours = parse_hours(text, "weekly capacity")
         return {"weekly_capacity_hours": hours}, f"✅ Weekly capacity {hours} h."
+    if field == "focus":
+        if is_off(text):
+            return {"focus_minutes": None}, "✅ Focus sessions have no default length."
+        minutes = check_minutes(parse_minutes(text, "focus length"))
+        return {"focus_minutes": minutes}, f"✅ Focus sessions last {minutes} min by default."
     raise ValueError(f"unknown settings field {field!r}")
 
 
@@ -311,6 +340,10 @@ def changes_from_button(cb: Callback) -> tuple[dict[str, Any], str]:
         return changes_from_text("overload", str(cb.number(0, 1, 100)))
     if cb.verb == "set-capacity":
         return changes_from_text("capacity", str(cb.number(0, 1, 168)))
+    if cb.verb == "set-focus":
+        if cb.text(0) == "off":
+            return changes_from_text("focus", "off")
+        return changes_from_text("focus", str(cb.number(0, 1, 1440)))
     raise BadCallback("unknown settings verb")
 
 

@@ -34,8 +34,8 @@ SETTINGS_USAGE = (
     "<code>/settings tz Europe/Berlin</code> · <code>/settings quiet 22:00-08:00</code> ·"
     " <code>/settings brief 08:00</code> · <code>/settings review sun 18:00</code> ·"
     " <code>/settings idle 48</code> · <code>/settings overload 85</code> ·"
-    " <code>/settings capacity 45</code> (<code>off</code> turns quiet hours, the brief or"
-    " the review off)"
+    " <code>/settings capacity 45</code> · <code>/settings focus 25m</code>"
+    " (<code>off</code> turns quiet hours, the brief, the review or the focus length off)"
 )
 
 USAGES: dict[str, str] = {
@@ -52,6 +52,7 @@ USAGES: dict[str, str] = {
 }
 
 FOCUS_USAGE = (
-    "<code>/focus [ibm|cs] [length]</code>, e.g. <code>/focus cs 50m</code>; without a theater"
+    "<code>/focus [ibm|cs] [length]</code>, e.g. <code>/focus cs 50m</code> (without a length:"
+    " your default from /settings; <code>/focus cs no limit</code>: none); without a theater"
     " it asks"
 )

@@ -25,7 +25,8 @@ user, under the user's write lock. A stop's log is written with the dedupe key
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+from typing import Any
 from uuid import UUID
 
 from services import nba, rules, sanity, state, tracking, validation
@@ -33,7 +34,7 @@ from services.commands import Command
 from services.db import Database, Principal
 from services.errors import Conflict, DomainError, NotFound, NotLinked
 from services.models import Arm, ExecutionLog, FocusSession
-from services.repos import focus_sessions, nba_items
+from services.repos import focus_messages, focus_sessions, nba_items, user_settings
 
 #: Working time above which a stop asks first (it is recorded only when confirmed).
 CONFIRM_OVER = timedelta(hours=12)
@@ -43,6 +44,11 @@ MAX_MINUTES = validation.MINUTES_RANGE[1]
 UNTITLED = "Focus session"
 #: The largest paused_seconds the table accepts.
 _MAX_PAUSED = 10 * 365 * 86400
+#: Working time after which a session gets its one "Still working?" (unless its planned
+#: length is as long: "Time's up" asks then).
+STILL_AFTER = timedelta(hours=4)
+#: What "+10 min" adds to the planned length.
+EXTEND_BY = 10
 
 
 class NoSession(NotFound):
@@ -116,6 +122,36 @@ def planned(minutes: int | None) -> int | None:
     return None if minutes is None else validation.check_minutes(minutes)
 
 
+def _running_since(session: FocusSession) -> datetime | None:
+    """The instant working time would have started had there been no pause (None: paused
+    or stopped, so nothing is due)."""
+    if session.stopped_at is not None or session.paused_at is not None:
+        return None
+    return session.started_at + timedelta(seconds=max(session.paused_seconds, 0))
+
+
+def times_up_at(session: FocusSession) -> datetime | None:
+    """When the planned length of working time is reached (None: no length, or not
+    running)."""
+    since = _running_since(session)
+    if since is None or session.planned_minutes is None:
+        return None
+    return since + timedelta(minutes=session.planned_minutes)
+
+
+def still_at(session: FocusSession) -> datetime | None:
+    """When the session has run :data:`STILL_AFTER` of working time (None: not running, or
+    its planned length is that long or longer)."""
+    since = _running_since(session)
+    if since is None:
+        return None
+    if session.planned_minutes is not None and session.planned_minutes * 60 >= (
+        STILL_AFTER.total_seconds()
+    ):
+        return None
+    return since + STILL_AFTER
+
+
 async def start(
     db: Database,
     who: Principal,
@@ -124,13 +160,20 @@ async def start(
     *,
     item_id: UUID | None = None,
     planned_minutes: int | None = None,
+    default_length: bool = True,
 ) -> FocusSession:
-    """Start a session on ``item_id`` (an open item of ``arm``), or on ``arm``'s current item.
+    """Start a session on ``item_id`` (an open item of ``arm``), or on ``arm``'s current item,
+    for ``planned_minutes`` (None: the user's default length if ``default_length``, else no
+    length).
 
     NoCurrentItem if ``arm`` has no current item; ``nba.ItemGone`` if ``item_id`` is not an
     open item of ``arm``; then AlreadyRunning if a session is running."""
     planned_minutes = planned(planned_minutes)
     async with state.locked(db, who) as uow:
+        if planned_minutes is None and default_length:
+            settings = await user_settings.get(uow)
+            # bounded by the table (1-1440) whatever wrote it
+            planned_minutes = settings.focus_minutes if settings is not None else None
         found = (await nba_items.theaters_with_items(uow, [arm])).get(arm)
         if found is None:
             raise NotLinked()
@@ -192,6 +235,22 @@ async def resume(db: Database, who: Principal, session_id: UUID, now: datetime) 
         assert resumed is not None
         await uow.commit()
         return resumed
+
+
+async def extend(
+    db: Database, who: Principal, session_id: UUID, now: datetime, minutes: int = EXTEND_BY
+) -> FocusSession:
+    """ "+10 min": the planned length becomes the working time so far (or the planned length,
+    if longer) plus ``minutes``, so its "Time's up" comes ``minutes`` from now."""
+    async with state.locked(db, who) as uow:
+        session = _not_ended(await focus_sessions.get(uow, session_id))
+        worked = working_seconds(session, now) // 60
+        length = min(max(session.planned_minutes or 0, worked) + minutes, MAX_MINUTES)
+        await focus_sessions.set_planned(uow, session.id, length)
+        extended = await focus_sessions.get(uow, session.id)
+        assert extended is not None
+        await uow.commit()
+        return extended
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,13 +344,16 @@ class StartFocus(Command[FocusSession]):
     arm: Arm
     item_id: UUID | None = None
     planned_minutes: int | None = None
+    #: without ``planned_minutes``: the user's default length (False: no length at all)
+    default_length: bool = True
 
     async def run(
         self, db: Database, who: Principal, now: datetime, *, replayed: bool = False
     ) -> FocusSession:
         return await start(
-            db, who, self.arm, now, item_id=self.item_id, planned_minutes=self.planned_minutes
-        )
+            db, who, self.arm, now, item_id=self.item_id, planned_minutes=self.planned_minutes,
+            default_length=self.default_length,
+        )  # fmt: skip
 
     def describe(self) -> str:
         return f"focus session in {self.arm}"
@@ -318,6 +380,25 @@ class PauseFocus(Command[FocusSession]):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ExtendFocus(Command[FocusSession]):
+    """+10 min on "Time's up" (:func:`extend`)."""
+
+    name = "extend_focus"
+    operation = "UPDATE"
+    table_name = "focus_sessions"
+
+    session_id: UUID
+
+    async def run(
+        self, db: Database, who: Principal, now: datetime, *, replayed: bool = False
+    ) -> FocusSession:
+        return await extend(db, who, self.session_id, now)
+
+    def describe(self) -> str:
+        return f"{EXTEND_BY} more minutes of the focus session"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StopFocus(Command[Stopped]):
     """⏹ Stop / ✅ Done (:func:`stop`)."""
 
@@ -341,3 +422,146 @@ class StopFocus(Command[Stopped]):
 
     def describe(self) -> str:
         return "end of the focus session"
+
+
+# --- the session message and its reminders (privileged: the jobs serve every user) -----------
+
+
+@dataclass(frozen=True, slots=True)
+class Watched:
+    """A session with the message the bot sent about it, as the jobs read it."""
+
+    session: FocusSession
+    user_id: UUID
+    chat_id: int
+    message_id: int
+    #: the text the message shows now
+    shown: str | None
+    edits_stopped: bool
+    #: the planned length whose "Time's up" went out
+    times_up_for: int | None
+    still_asked_at: datetime | None
+    timezone: str
+    quiet_start: time | None
+    quiet_end: time | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Watched:
+        session = FocusSession.from_row(row)
+        rest = {k: row[k] for k in cls.__dataclass_fields__ if k != "session"}
+        return cls(session=session, **rest)
+
+    def times_up_due(self, now: datetime) -> bool:
+        """The planned length is worked and its "Time's up" has not gone out."""
+        length = self.session.planned_minutes
+        return (
+            length is not None
+            and (self.times_up_for or 0) < length
+            and self.session.stopped_at is None
+            and working_seconds(self.session, now) >= length * 60
+        )
+
+    def still_due(self, now: datetime) -> bool:
+        """Four hours worked, no "Still working?" yet, and no planned length that long."""
+        return (
+            self.still_asked_at is None
+            and still_at(self.session) is not None
+            and working_seconds(self.session, now) >= STILL_AFTER.total_seconds()
+        )
+
+    def next_reminder(self) -> datetime | None:
+        """When the next reminder not yet sent is due (None: none, or the session is paused
+        or stopped: a resume arms it again)."""
+        due = []
+        at = times_up_at(self.session)
+        length = self.session.planned_minutes
+        if at is not None and length is not None and (self.times_up_for or 0) < length:
+            due.append(at)
+        at = still_at(self.session)
+        if at is not None and self.still_asked_at is None:
+            due.append(at)
+        return min(due, default=None)
+
+
+def next_reminder(session: FocusSession) -> datetime | None:
+    """When ``session``'s next reminder may be due, as far as the session alone tells (the
+    job that runs then checks what already went out)."""
+    return min((at for at in (times_up_at(session), still_at(session)) if at), default=None)
+
+
+async def record_message(
+    db: Database, session_id: UUID, chat_id: int, message_id: int, shown: str
+) -> None:
+    """The session message went to ``chat_id`` as ``message_id``, showing ``shown``."""
+    async with db.privileged() as uow:
+        await focus_messages.insert(uow, session_id, chat_id, message_id, shown)
+        await uow.commit()
+
+
+async def watch(db: Database, session_id: UUID) -> Watched | None:
+    """The session with its message (None: no message, or the chat is no longer the
+    user's)."""
+    async with db.privileged(read_only=True, single=True) as uow:
+        row = await focus_messages.watch(uow, session_id)
+        await uow.commit()
+    return Watched.from_row(row) if row else None
+
+
+async def watched(db: Database) -> list[Watched]:
+    """Every running session with a message: what the jobs watch after a start-up."""
+    async with db.privileged(read_only=True, single=True) as uow:
+        rows = await focus_messages.running(uow)
+        await uow.commit()
+    return [Watched.from_row(r) for r in rows]
+
+
+async def claim_redraw(db: Database, session_id: UUID, text: str) -> tuple[int, int] | None:
+    """Claim showing ``text``: (chat, message) to edit, or None (it shows that already, an
+    instance drew it, or redraws stopped)."""
+    async with db.privileged(single=True) as uow:
+        row = await focus_messages.claim_redraw(uow, session_id, text)
+        await uow.commit()
+    return (int(row["chat_id"]), int(row["message_id"])) if row else None
+
+
+async def stop_redraws(db: Database, session_id: UUID) -> None:
+    """Telegram refused an edit of the session message: no instance tries again."""
+    async with db.privileged(single=True) as uow:
+        await focus_messages.stop_edits(uow, session_id)
+        await uow.commit()
+
+
+async def claim_times_up(db: Database, watched: Watched) -> bool:
+    """Claim sending "Time's up" for the session's planned length (True: this caller sends
+    it; with several instances, exactly one gets True)."""
+    assert watched.session.planned_minutes is not None
+    async with db.privileged(single=True) as uow:
+        won = await focus_messages.claim_times_up(
+            uow, watched.session.id, watched.session.planned_minutes
+        )
+        await uow.commit()
+    return won
+
+
+async def release_times_up(db: Database, watched: Watched) -> None:
+    """The claimed "Time's up" could not be sent: a later run may send it."""
+    assert watched.session.planned_minutes is not None
+    async with db.privileged(single=True) as uow:
+        await focus_messages.release_times_up(
+            uow, watched.session.id, watched.session.planned_minutes
+        )
+        await uow.commit()
+
+
+async def claim_still(db: Database, watched: Watched, now: datetime) -> bool:
+    """Claim sending the session's one "Still working?"."""
+    async with db.privileged(single=True) as uow:
+        won = await focus_messages.claim_still(uow, watched.session.id, now)
+        await uow.commit()
+    return won
+
+
+async def release_still(db: Database, watched: Watched) -> None:
+    async with db.privileged(single=True) as uow:
+        await focus_messages.release_still(uow, watched.session.id)
+        await uow.commit()

@@ -173,3 +173,5 @@ class UserSettings(_Row):
     overload_threshold: int
     weekly_capacity_hours: int
     overload_snoozed_until: datetime | None
+    #: the length of a focus session started without one (None: no length)
+    focus_minutes: int | None = None

@@ -43,7 +43,7 @@ from services.db import (
     in_joined_unit,
 )
 from services.errors import DomainError, NotLinked, Superseded
-from services.focus import PauseFocus, StartFocus, StopFocus
+from services.focus import ExtendFocus, PauseFocus, StartFocus, StopFocus
 from services.nba import AddItem
 from services.outbox import Outbox, OutboxEntry
 from services.tracking import Block, LogTime, Reflect, SetEnergy, SetProgress, Unblock
@@ -57,7 +57,7 @@ KEPT: Mapping[str, type[Command[object]]] = {
     kind.name: kind
     for kind in (
         LogTime, Reflect, AddItem, SetProgress, SetEnergy, Block, Unblock,
-        StartFocus, PauseFocus, StopFocus,
+        StartFocus, PauseFocus, StopFocus, ExtendFocus,
     )
 }  # fmt: skip
 

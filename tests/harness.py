@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from bot.app import build_application
 from bot.lifecycle import running
 from bot.local_api import BotApiEmulator, SentMessage
 from bot.settings import Settings, load_settings
+from bot.webhook import Webhook
 
 
 @dataclass
@@ -150,6 +152,51 @@ async def bot_running(
     )
     async with running(app):
         yield app
+
+
+_WEBHOOK_SECRET = "two-instances-0123456789abcdefghij"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Balancer:
+    """Two instances of the bot on one database, in webhook mode: points Telegram's webhook
+    (the emulator's) at one instance or the other, like a load balancer with no sticky
+    routing."""
+
+    def __init__(self, apps: list[Any], hooks: list[Webhook]) -> None:
+        self.apps = apps
+        self.hooks = hooks
+
+    async def to(self, n: int) -> None:
+        hook = self.hooks[n]
+        await self.apps[n].bot.set_webhook(hook.url, secret_token=hook.secret)
+
+
+@asynccontextmanager
+async def two_instances(
+    emulator: BotApiEmulator, dsn: str, clock: Clock
+) -> AsyncIterator[Balancer]:
+    apps, hooks = [], []
+    async with AsyncExitStack() as stack:
+        for _ in range(2):
+            port = _free_port()
+            hook = Webhook(
+                f"http://127.0.0.1:{port}/telegram", _WEBHOOK_SECRET, port, listen="127.0.0.1"
+            )
+            app = build_application(
+                make_settings(), dsn, token=emulator.token, base_url=emulator.base_url,
+                base_file_url=emulator.file_base_url, run_migrations=False,
+                deps_overrides={"clock": clock},
+            )  # fmt: skip
+            await stack.enter_async_context(running(app, webhook=hook))
+            apps.append(app)
+            hooks.append(hook)
+        yield Balancer(apps, hooks)
 
 
 async def data_api(

@@ -52,6 +52,7 @@ SETTING_NAMES = frozenset(
         "idle_after_hours",
         "overload_threshold",
         "weekly_capacity_hours",
+        "focus_minutes",
     }
 )
 
@@ -75,6 +76,8 @@ def _validate(changes: dict[str, Any]) -> dict[str, Any]:
         clean["idle_after_hours"] = validation.check_hours(int(clean["idle_after_hours"]))
     if "overload_threshold" in clean:
         clean["overload_threshold"] = validation.check_threshold(int(clean["overload_threshold"]))
+    if clean.get("focus_minutes") is not None:
+        clean["focus_minutes"] = validation.check_minutes(int(clean["focus_minutes"]))
     if "weekly_capacity_hours" in clean:
         clean["weekly_capacity_hours"] = validation.check_capacity_hours(
             int(clean["weekly_capacity_hours"])

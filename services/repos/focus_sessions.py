@@ -2,7 +2,9 @@
 
 Every statement runs in a user's unit of work: row-level security confines it to the user.
 A session is read with its item's title, through a join that RLS also confines (an item id
-that is not the user's reads as no title)."""
+that is not the user's reads as no title).
+
+f-string SQL in this module interpolates only the fixed fragments defined here."""
 
 from __future__ import annotations
 
@@ -12,10 +14,16 @@ from uuid import UUID
 from services.db import UnitOfWork
 from services.models import Arm, FocusSession
 
+#: The session's own columns, as ``s.<column>`` (focus_messages reads them too).
+COLUMNS = (
+    "s.id, s.arm_type, s.item_id, s.started_at, s.paused_at, s.paused_seconds,"
+    " s.planned_minutes, s.stopped_at, s.log_id"
+)
+# The item is joined on the session's user too: RLS confines it already in a user's unit of
+# work, and the condition keeps it so anywhere else.
 _SELECT = (
-    "select s.id, s.arm_type, s.item_id, s.started_at, s.paused_at, s.paused_seconds,"
-    " s.planned_minutes, s.stopped_at, s.log_id, i.title"
-    " from focus_sessions s left join nba_items i on i.id = s.item_id"
+    f"select {COLUMNS}, i.title from focus_sessions s"
+    " left join nba_items i on i.id = s.item_id and i.user_id = s.user_id"
 )
 
 
@@ -78,4 +86,11 @@ async def stop(
         "update focus_sessions set stopped_at = %s, paused_at = null, paused_seconds = %s,"
         " log_id = %s where id = %s and stopped_at is null",
         (at, paused_seconds, log_id, session_id),
+    )
+
+
+async def set_planned(uow: UnitOfWork, session_id: UUID, planned_minutes: int) -> int:
+    return await uow.execute(
+        "update focus_sessions set planned_minutes = %s where id = %s and stopped_at is null",
+        (planned_minutes, session_id),
     )

@@ -11,7 +11,8 @@ from services.models import UserSettings
 # update() column names checked against EDITABLE first (values are parameters).
 _COLUMNS = (
     "user_id, timezone, quiet_start, quiet_end, brief_time, review_day, review_time,"
-    " idle_after_hours, overload_threshold, weekly_capacity_hours, overload_snoozed_until"
+    " idle_after_hours, overload_threshold, weekly_capacity_hours, overload_snoozed_until,"
+    " focus_minutes"
 )
 # The columns a user may change, so update() never interpolates anything else into SQL.
 EDITABLE = frozenset(_COLUMNS.replace(" ", "").split(",")) - {"user_id"}

@@ -4,57 +4,11 @@ each step of a question may reach either instance, and the question lives in Pos
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from bot.app import build_application
-from bot.lifecycle import running
 from bot.local_api import BotApiEmulator
-from bot.webhook import Webhook
 from services.db import Database
-from tests.harness import Chat, Clock, make_settings
-
-SECRET = "two-instances-0123456789abcdefghij"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Balancer:
-    """Points Telegram's webhook (the emulator's) at one instance or the other."""
-
-    def __init__(self, apps: list[Any], hooks: list[Webhook]) -> None:
-        self.apps = apps
-        self.hooks = hooks
-
-    async def to(self, n: int) -> None:
-        hook = self.hooks[n]
-        await self.apps[n].bot.set_webhook(hook.url, secret_token=hook.secret)
-
-
-@asynccontextmanager
-async def two_instances(
-    emulator: BotApiEmulator, dsn: str, clock: Clock
-) -> AsyncIterator[Balancer]:
-    apps, hooks = [], []
-    async with AsyncExitStack() as stack:
-        for _ in range(2):
-            port = free_port()
-            hook = Webhook(f"http://127.0.0.1:{port}/telegram", SECRET, port, listen="127.0.0.1")
-            app = build_application(
-                make_settings(), dsn, token=emulator.token, base_url=emulator.base_url,
-                base_file_url=emulator.file_base_url, run_migrations=False,
-                deps_overrides={"clock": clock},
-            )  # fmt: skip
-            await stack.enter_async_context(running(app, webhook=hook))
-            apps.append(app)
-            hooks.append(hook)
-        yield Balancer(apps, hooks)
+from tests.harness import Chat, Clock, two_instances
 
 
 async def rows(db: Database, sql: str) -> list[dict[str, Any]]:

@@ -204,6 +204,8 @@ async def test_a_user_still_reads_their_own_link_and_ledger_and_nothing_else(
         " expires_at) values (1, 1, 'log', 'action', 't', now(), now() + interval '1 hour')",
         "select * from bot_persistence",
         "select * from schema_migrations",
+        "select * from focus_messages",
+        "update focus_messages set chat_id = 1",
     ):
         for who in (people.alice, None):
             assert await as_api(database_dsn, who, statement) is None, statement

@@ -16,7 +16,7 @@ import pytest
 
 from services import sync
 from services.commands import Command
-from services.focus import PauseFocus, StartFocus, StopFocus
+from services.focus import ExtendFocus, PauseFocus, StartFocus, StopFocus
 from services.nba import AddItem
 from services.outbox import OutboxEntry
 from services.tracking import Block, LogTime, Reflect, SetEnergy, SetProgress, Unblock
@@ -91,6 +91,11 @@ EXAMPLES: list[tuple[Command[object], dict[str, object], str]] = [
         {"op": "stop_focus", "args": {"session_id": str(SESSION), "done": True}},
         "end of the focus session",
     ),
+    (
+        ExtendFocus(session_id=SESSION),
+        {"op": "extend_focus", "args": {"session_id": str(SESSION)}},
+        "10 more minutes of the focus session",
+    ),
 ]  # fmt: skip
 
 
@@ -100,8 +105,8 @@ def entry(payload: dict[str, object]) -> OutboxEntry:
 
 def test_the_outbox_keeps_the_same_kinds_under_the_same_names() -> None:
     assert sorted(sync.KEPT) == [
-        "add_item", "block", "log_time", "pause_focus", "reflect", "set_energy",
-        "set_progress", "start_focus", "stop_focus", "unblock",
+        "add_item", "block", "extend_focus", "log_time", "pause_focus", "reflect",
+        "set_energy", "set_progress", "start_focus", "stop_focus", "unblock",
     ]  # fmt: skip
     assert {type(command) for command, _, _ in EXAMPLES} == set(sync.KEPT.values())
     for name, kind in sync.KEPT.items():
