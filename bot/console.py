@@ -432,8 +432,9 @@ class _LineReader:
 
 # --- helpers ----------------------------------------------------------------------------------
 
-# A label that is a number: "3", "•3•", "15 min", "40 h", "60%" (not "07:30", "3 exercises").
-_NUMBER_LABEL = re.compile(r"(?i)^[^\w:]*(\d{1,6})\s*(?:min|h|%)?[^\w:]*$")
+# A label that is a number: "3", "•3•", "15 min", "40 h", "60%" (not "07:30", "3 exercises",
+# nor a change by a number: "+10 min").
+_NUMBER_LABEL = re.compile(r"(?i)^[^\w:+\-]*(\d{1,6})\s*(?:min|h|%)?[^\w:]*$")
 
 
 def _number_in(label: str) -> int | None:

@@ -126,6 +126,8 @@ def test_buttons_that_show_a_number_are_pressed_by_that_number() -> None:
     assert button_keys(repeated) == [3, 1]
     times = [("07:30", "a"), ("3 exercises", "b"), ("40 h", "c")]  # not numbers: numbered
     assert button_keys(times) == [1, 2, 40]
+    changes = [("+10 min", "a"), ("⏹ Stop & log", "b")]  # a change is not a value
+    assert button_keys(changes) == [1, 2]
 
 
 def _message(message_id: int, kind: str = "text", **fields: object) -> SentMessage:
