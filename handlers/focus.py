@@ -42,6 +42,7 @@ from handlers.common import (
     args_of,
     arm_and_rest,
     deps,
+    me,
     now,
     perform,
     reply,
@@ -370,7 +371,9 @@ async def focus_button(update: Update, context: Context) -> None:
             _arm_reminder(context, session, at)
             await _redraw_now(context, session_id)
         elif cb.verb == "keep":
-            await answer_and_edit(update, "Keep going.", "▶ OK, the session goes on.")
+            session = await focus.running_session(deps(context).db, me(update), session_id)
+            text = f"▶ OK, “{render.esc(focus.title_of(session))}” goes on."
+            await answer_and_edit(update, "Keep going.", text)
         elif cb.verb in ("stop", "done"):
             done = cb.verb == "done"
             try:

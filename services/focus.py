@@ -208,6 +208,12 @@ def _not_ended(session: FocusSession | None) -> FocusSession:
     return session
 
 
+async def running_session(db: Database, who: Principal, session_id: UUID) -> FocusSession:
+    """The user's session ``session_id`` if it has not ended (NoSession, AlreadyStopped)."""
+    async with db.user_uow(who, read_only=True, single=True) as uow:
+        return _not_ended(await focus_sessions.get(uow, session_id))
+
+
 async def pause(db: Database, who: Principal, session_id: UUID, now: datetime) -> FocusSession:
     """Pause a running session (a paused one stays as it is)."""
     async with state.locked(db, who) as uow:

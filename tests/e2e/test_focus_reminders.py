@@ -203,11 +203,16 @@ async def test_still_working_after_four_hours_once(bot: BotEnv, db: Database) ->
     assert jobs(bot.app, "focus-alarm") == []  # nothing more to remind of
 
     await chat.press(still, "Keep going")
-    assert "the session goes on" in chat.message(still.message_id).plain_text
+    assert "OK, “Read SICP” goes on." in chat.message(still.message_id).plain_text
     bot.clock.advance(hours=1)
     await chat.press_data(still.message_id, still.callback_data("⏹ Stop & log"))
     assert "Logged in cs: Read SICP (300 min)" in chat.message(still.message_id).plain_text
     assert await rows(db, "select duration from execution_logs") == [{"duration": 300}]
+    # Keep going on an ended session says so
+    await chat.press_data(still.message_id, still.callback_data("Keep going"))
+    assert bot.emu.calls("answerCallbackQuery")[-1].params["text"] == (
+        "That focus session has already ended."
+    )
 
 
 async def test_still_working_comes_silently_in_quiet_hours(bot: BotEnv) -> None:
