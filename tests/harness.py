@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -150,6 +151,26 @@ async def bot_running(
     )
     async with running(app):
         yield app
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def dashboard_running(
+    emu: BotApiEmulator, dsn: str, *, clock: Clock | None = None, **settings: Any
+) -> AsyncIterator[tuple[str, Any]]:
+    """The bot with its dashboard (long polling: on ``WEBAPP_PORT``, a free port), and the
+    dashboard's URL (``http://127.0.0.1:<port>/app/``)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/app/"
+    config = make_settings(webapp_url=url, webapp_port=port, **settings)
+    async with bot_running(emu, dsn, settings=config, clock=clock or Clock()) as app:
+        yield url, app
 
 
 async def data_api(

@@ -6,7 +6,6 @@ emulator's bot token, the test database. The page in a browser:
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -24,16 +23,10 @@ from bot.webapp.initdata import sign
 from bot.webhook import Webhook
 from handlers.dashboard import DASHBOARD_LABEL
 from services.db import Database
-from tests.harness import Chat, Clock, bot_running, make_settings
+from tests.harness import Chat, Clock, dashboard_running, free_port, make_settings
 
 ME, STRANGER = 8101, 8102
 SECRET = "s0123456789abcdefghijklmnopqrst_"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def tma(emu: BotApiEmulator, user_id: int, *, age: float = 0, token: str | None = None) -> str:
@@ -46,13 +39,9 @@ async def dashboard(
     emu: BotApiEmulator, dsn: str, **settings: Any
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Application[Any, Any, Any, Any, Any, Any]]]:
     """The bot with its dashboard on a port of its own (long polling), and a client for it."""
-    port = free_port()
-    config = make_settings(
-        webapp_url=f"http://127.0.0.1:{port}/app/", webapp_port=port, **settings
-    )
     async with (
-        bot_running(emu, dsn, settings=config, clock=Clock()) as app,
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/app/") as client,
+        dashboard_running(emu, dsn, **settings) as (url, app),
+        httpx.AsyncClient(base_url=url) as client,
     ):
         yield client, app
 
