@@ -79,7 +79,7 @@ def serve(
     rules: list[Any] = [(PATH, _UpdateHandler, {"app": app, "secret": hook.secret})]
     if get_deps(app.bot_data).webapp_url is not None:
         rules += webapp.routes(app)
-    web = tornado.web.Application(rules)
+    web = tornado.web.Application(rules, **webapp.SETTINGS)
     server = tornado.httpserver.HTTPServer(web, xheaders=True, max_body_size=MAX_BODY_BYTES)
     server.listen(hook.port, address=hook.listen)
     return server

@@ -455,9 +455,26 @@ class _NotFound(_Api):
         raise ApiError(HTTPStatus.NOT_FOUND, "No such API route.", "no_route")
 
 
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """tornado's access log, quieter: refusals (4xx: scanners, expired launch data) at DEBUG,
+    errors at WARNING; the path only, never a query string."""
+    status_code = handler.get_status()
+    level = logging.WARNING if status_code >= 500 else logging.DEBUG
+    request = handler.request
+    logging.getLogger("tornado.access").log(
+        level, "%d %s %s %.1f ms", status_code, request.method, request.path,
+        1000 * request.request_time(),
+    )  # fmt: skip
+
+
+#: tornado's settings for a server that serves the dashboard: compressed answers (gzip, when
+#: the browser asks for it), the quieter access log.
+SETTINGS: dict[str, Any] = {"compress_response": True, "log_function": log_request}
+
+
 def serve(app: App, port: int, listen: str = "0.0.0.0") -> tornado.httpserver.HTTPServer:
     """The dashboard on a server of its own (long polling, the console), on the running loop."""
-    web = tornado.web.Application(routes(app))
+    web = tornado.web.Application(routes(app), **SETTINGS)
     server = tornado.httpserver.HTTPServer(web, xheaders=True, max_body_size=MAX_BODY_BYTES)
     server.listen(port, address=listen)
     return server
