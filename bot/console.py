@@ -36,6 +36,7 @@ import itertools
 import logging
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -86,9 +87,14 @@ def run_console_session(
     )
     user_id = _console_user_id(settings)
     if settings.webapp_url is None:  # the dashboard, on this machine only
-        settings = settings.model_copy(
-            update={"webapp_url": f"http://127.0.0.1:{settings.webapp_port}/app/"}
-        )
+        if _port_free(settings.webapp_port):
+            settings = settings.model_copy(
+                update={"webapp_url": f"http://127.0.0.1:{settings.webapp_port}/app/"}
+            )
+        else:
+            stdout.write(
+                f"(No dashboard: port {settings.webapp_port} is in use; set WEBAPP_PORT.)\n"
+            )
     if user_id != CONSOLE_USER_ID:
         stdout.write(
             f"(You are Telegram user {user_id}: ALLOWED_TELEGRAM_USER_IDS leaves"
@@ -521,6 +527,16 @@ def _console_user_id(settings: Settings) -> int:
     if allowed and CONSOLE_USER_ID not in allowed:
         return min(allowed)
     return CONSOLE_USER_ID
+
+
+def _port_free(port: int) -> bool:
+    """Whether the dashboard can listen on ``port`` of 127.0.0.1."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _isatty(stream: TextIO) -> bool:

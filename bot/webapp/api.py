@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from http import HTTPStatus
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import tornado.httpserver
@@ -32,6 +32,7 @@ from telegram.ext import Application
 from bot.webapp import initdata, views
 from handlers.deps import Deps, get_deps
 from services import nba, stats, status, sync
+from services.commands import Command
 from services.db import DatabaseBusy, DatabaseUnavailable, TelegramUser
 from services.errors import Conflict, DomainError, Implausible, NotFound, NotLinked
 from services.models import ARMS, Arm, parse_arm
@@ -41,6 +42,7 @@ from services.tracking import LogTime, Reflect
 logger = logging.getLogger(__name__)
 
 App = Application[Any, Any, Any, Any, Any, Any]
+R = TypeVar("R")
 
 #: How many logs and reflections the dashboard lists.
 HISTORY = 10
@@ -176,7 +178,7 @@ class _Api(tornado.web.RequestHandler):
         if isinstance(error, ApiError):
             body = {"error": error.message, "code": error.code}
         elif isinstance(error, tornado.web.HTTPError):
-            body = {"error": error.log_message or self._reason, "code": "http"}
+            body = {"error": error.log_message or HTTPStatus(status_code).phrase, "code": "http"}
         else:
             body = {"error": "Something went wrong on the bot's side.", "code": "internal"}
         self.finish(json.dumps(body))
@@ -226,7 +228,7 @@ class _Api(tornado.web.RequestHandler):
         self.set_status(status_code)
         self.finish(json.dumps({"message": message, "state": await self.state()}))
 
-    async def perform(self, command: Any) -> Any:
+    async def perform(self, command: Command[R]) -> R | None:
         """Run a command the outbox may keep; None when it was kept (the reply is sent)."""
         d = self.deps
         result = await sync.perform(
