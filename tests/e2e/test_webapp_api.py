@@ -6,10 +6,13 @@ emulator's bot token, the test database. The page in a browser:
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +26,8 @@ from bot.webapp.initdata import sign
 from bot.webhook import Webhook
 from handlers.dashboard import DASHBOARD_LABEL
 from services.db import Database
-from tests.harness import Chat, Clock, dashboard_running, free_port, make_settings
+from tests.e2e.test_reliability import bot_process
+from tests.harness import Chat, Clock, as_url, dashboard_running, free_port, make_settings
 
 ME, STRANGER = 8101, 8102
 SECRET = "s0123456789abcdefghijklmnopqrst_"
@@ -267,3 +271,31 @@ async def test_webhook_mode_serves_the_dashboard_on_the_webhook_port(
         assert (await client.get("/app/api/state")).status_code == 401
         with pytest.raises(httpx.ConnectError):  # no second server
             await client.get(f"http://127.0.0.1:{settings.webapp_port}/app/")
+
+
+@pytest.mark.slow
+async def test_python_m_bot_with_long_polling_serves_the_dashboard_on_webapp_port(
+    db: Database, database_dsn: str, emulator: BotApiEmulator, tmp_path: Path
+) -> None:
+    port = free_port()
+    proc = bot_process(
+        emulator, as_url(database_dsn), tmp_path,
+        WEBAPP_URL=f"http://127.0.0.1:{port}/app/", WEBAPP_PORT=str(port),
+    )  # fmt: skip
+    try:
+        await emulator.wait_calls("setMyCommands", 1, timeout=30)
+        emulator.send_text(ME, "/start")
+        await emulator.wait_messages(ME, 1, timeout=20)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/app/") as client:
+            assert (await client.get("")).status_code == 200
+            auth = {"Authorization": tma(emulator, ME)}
+            state = await client.get("api/state", headers=auth)
+            assert state.status_code == 200, state.text
+            assert state.json()["theaters"][1]["arm"] == "cs"
+            assert emulator.menu_button(ME)["type"] == "web_app"
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(proc.wait, 15)
+        assert proc.returncode == 0, (tmp_path / "bot.log").read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
