@@ -20,6 +20,7 @@ import pytest
 from telegram.ext import Application
 
 from bot.app import build_application
+from bot.embedded_db import EmbeddedPostgres
 from bot.lifecycle import running
 from bot.local_api import BotApiEmulator
 from bot.webapp.initdata import sign
@@ -299,3 +300,30 @@ async def test_python_m_bot_with_long_polling_serves_the_dashboard_on_webapp_por
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.slow
+async def test_a_log_sent_during_an_outage_is_kept_and_synced_like_the_chats(
+    server: tuple[EmbeddedPostgres, str], emulator: BotApiEmulator, tmp_path: Path
+) -> None:
+    pg, dsn = server
+    async with dashboard_running(
+        emulator, dsn, data_dir=tmp_path / "data", db_connect_timeout_seconds=2
+    ) as (url, _):
+        chat = Chat(emulator, ME)
+        await chat.send("/start")
+        await asyncio.to_thread(pg.halt)
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            log = {"arm": "cs", "minutes": 40, "action": "read offline"}
+            kept = await client.post("api/logs", json=log, headers=write(emulator))
+            assert kept.status_code == 202, kept.text
+            assert kept.json()["queued"] is True
+            assert "will sync" in kept.json()["message"]
+            down = await client.get("api/state", headers={"Authorization": tma(emulator, ME)})
+            assert down.status_code == 503 and down.json()["code"] == "unavailable"
+        await asyncio.to_thread(pg.resume)
+        (synced,) = await chat._wait(1, 30)
+        assert "Synced: your log “read offline” in cs is saved" in synced.plain_text
+    async with Database(dsn, max_size=1) as db, db.privileged() as uow:
+        logs = [dict(r) for r in await uow.fetchall("select action, duration from execution_logs")]
+    assert logs == [{"action": "read offline", "duration": 40}]
