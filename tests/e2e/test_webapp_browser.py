@@ -36,7 +36,7 @@ def driver() -> Iterator[Any]:
         chromium.quit()
 
 
-async def _with_nbas(emu: BotApiEmulator) -> None:
+async def _with_nbas(emu: BotApiEmulator) -> Chat:
     chat = Chat(emu, ME)
     await chat.send("/start")
     await chat.send("/add cs 4 Read SICP chapter 3")
@@ -44,6 +44,7 @@ async def _with_nbas(emu: BotApiEmulator) -> None:
     await chat.send("/add ibm 5 Ship the quarterly report")
     await chat.send("/log cs 45 read chapter 2")
     await chat.send("/reflect cs Passed the mock exam, 78%")
+    return chat
 
 
 async def _titles(driver: Any, arm: str) -> list[str]:
@@ -140,3 +141,41 @@ async def test_theme_applies_fits_a_phone_and_passes_axe(
         assert seen[3] <= seen[4] == browser.WIDTH  # nothing wider than the phone
         await browser.call(_shot, driver, f"dashboard-{scheme}.png")
         assert await browser.axe_violations(driver) == []
+
+
+async def test_logging_time_with_the_form_shows_in_the_history_and_the_chat(
+    db: Database, database_dsn: str, emulator: BotApiEmulator, driver: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    async with dashboard_running(emulator, database_dsn) as (url, _):
+        chat = await _with_nbas(emulator)
+        page = browser.launch_url(url, emulator.token, ME, theme=browser.LIGHT)
+        assert await browser.open_page(driver, page) == "ready"
+
+        def fill() -> None:
+            form = driver.find_element(By.ID, "log-form")
+            Select(form.find_element(By.NAME, "arm")).select_by_value("ibm")
+            form.find_element(By.NAME, "minutes").send_keys("35")
+            form.find_element(By.NAME, "action").send_keys("wrote the release notes")
+            form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+        await browser.call(fill)
+        await browser.wait_for(
+            driver, "document.getElementById('notice').textContent === 'Logged 35 min in ibm.'"
+        )
+        first = await browser.call(
+            driver.execute_script,
+            "return document.querySelector('#history li').textContent",
+        )
+        assert "ibm" in first and "wrote the release notes · 35 min" in first
+        assert (
+            await browser.call(
+                driver.execute_script,
+                "return document.querySelector('#log-form [name=action]').value",
+            )
+            == ""
+        )  # the form is cleared for the next one
+        (history,) = await chat.send("/history ibm")
+        assert "wrote the release notes" in history.plain_text

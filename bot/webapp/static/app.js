@@ -170,7 +170,7 @@
 
   function theaterCard(t) {
     var title = "theater-" + t.arm;
-    var add = h("form", { "class": "form" },
+    var add = h("form", { "class": "form add" },
       h("label", { "class": "wide" }, "New NBA in " + t.arm, h("input", { name: "title", maxlength: "200", required: "required" })),
       h("label", null, "Gap", (function () {
         var s = h("select", { name: "gap" });
