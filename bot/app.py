@@ -104,11 +104,10 @@ def build_application(
         await start_jobs(app, settings.scan_interval_seconds)  # every job: bot/scheduler.py
         if settings.webapp_url is not None and settings.webhook_url is None:
             # long polling: the dashboard on a server of its own (webhook mode: bot/webhook.py)
-            local = urlsplit(settings.webapp_url).hostname in ("localhost", "127.0.0.1")
+            host = urlsplit(settings.webapp_url).hostname or ""
+            local = host in ("localhost", "127.0.0.1")  # this machine only
             try:
-                servers.append(
-                    webapp.serve(app, settings.webapp_port, "127.0.0.1" if local else "0.0.0.0")
-                )
+                servers.append(webapp.serve(app, settings.webapp_port, host if local else ""))
                 logger.info("dashboard on port %d", settings.webapp_port)
             except OSError as exc:  # the chat works without it
                 logger.error("dashboard not served on port %d: %s", settings.webapp_port, exc)

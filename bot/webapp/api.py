@@ -446,6 +446,8 @@ def routes(app: App, prefix: str = "/app/") -> list[Route]:
         (prefix + "api/reflections", ReflectionsHandler, api),
         (prefix + r"api/.*", _NotFound, api),
         (prefix + r"(|app\.css|app\.js|telegram-web-app\.js)", _Static, {"files": files}),
+        # "/app" → "/app/" (relative, so it holds behind a proxy that adds a path prefix)
+        (prefix.rstrip("/"), tornado.web.RedirectHandler, {"url": "app/", "permanent": False}),
     ]
 
 
@@ -474,8 +476,10 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
 SETTINGS: dict[str, Any] = {"compress_response": True, "log_function": log_request}
 
 
-def serve(app: App, port: int, listen: str = "0.0.0.0") -> tornado.httpserver.HTTPServer:
-    """The dashboard on a server of its own (long polling, the console), on the running loop."""
+def serve(app: App, port: int, listen: str = "") -> tornado.httpserver.HTTPServer:
+    """The dashboard on a server of its own (long polling, the console), on the running loop;
+    ``listen``: an address or host name ("localhost": its IPv4 and IPv6 addresses), or ""
+    for every interface."""
     web = tornado.web.Application(routes(app), **SETTINGS)
     server = tornado.httpserver.HTTPServer(web, xheaders=True, max_body_size=MAX_BODY_BYTES)
     server.listen(port, address=listen)

@@ -68,6 +68,8 @@ async def test_state_answers_a_linked_user_and_refuses_everyone_else(
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]
         assert "<title>Aelpher dashboard</title>" in page.text
         assert (await client.get("telegram-web-app.js")).status_code == 200
+        bare = await client.get(str(client.base_url).rstrip("/"))  # "/app" without its slash
+        assert bare.status_code == 302 and bare.headers["location"] == "app/"
 
         chat = Chat(emulator, ME)
         await chat.send("/start")
