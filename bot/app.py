@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from telegram import BotCommand, LinkPreviewOptions
 from telegram.constants import ParseMode
 from telegram.ext import Application, ApplicationBuilder, Defaults
+from tornado.httpserver import HTTPServer
 
 from bot.database import make_database, migrate, wait_for_database
 from bot.http import AiohttpRequest
 from bot.scheduler import start_jobs
 from bot.settings import Settings
 from bot.telegram_io import LoggingApplication, PerUserUpdateProcessor, ResilientRateLimiter
+from bot.webapp import api as webapp
 from handlers import conversation, register_handlers
 from handlers.deps import DEPS_KEY, Deps
 from services import accounts
@@ -74,12 +77,15 @@ def build_application(
         db=db,
         outbox=outbox,
         allowed_user_ids=settings.allowed_telegram_user_ids,
+        webapp_url=settings.webapp_url,
         supabase_url=settings.supabase_url,
         supabase_anon_key=(
             settings.supabase_anon_key.get_secret_value() if settings.supabase_anon_key else None
         ),
         **(deps_overrides or {}),
     )
+
+    servers: list[HTTPServer] = []
 
     async def prepare_database() -> None:
         await wait_for_database(dsn, give_up_after=database_wait_seconds)
@@ -96,9 +102,22 @@ def build_application(
                 logger.info("allow-list: nudges off for %d linked user(s) not on it", switched_off)
         await app.bot.set_my_commands([BotCommand(c, d) for c, d in COMMANDS])
         await start_jobs(app, settings.scan_interval_seconds)  # every job: bot/scheduler.py
+        if settings.webapp_url is not None and settings.webhook_url is None:
+            # long polling: the dashboard on a server of its own (webhook mode: bot/webhook.py)
+            host = urlsplit(settings.webapp_url).hostname or ""
+            local = host in ("localhost", "127.0.0.1")  # this machine only
+            try:
+                servers.append(webapp.serve(app, settings.webapp_port, host if local else ""))
+                logger.info("dashboard on port %d", settings.webapp_port)
+            except OSError as exc:  # the chat works without it
+                logger.error("dashboard not served on port %d: %s", settings.webapp_port, exc)
         logger.info("bot @%s ready", app.bot.username)
 
     async def post_shutdown(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
+        while servers:
+            server = servers.pop()
+            server.stop()
+            await server.close_all_connections()
         await db.close()
         outbox.close()
 

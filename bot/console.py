@@ -36,12 +36,14 @@ import itertools
 import logging
 import re
 import signal
+import socket
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlencode
 
 from psycopg.conninfo import conninfo_to_dict
 from telegram.ext import Application
@@ -51,6 +53,8 @@ from bot.database import DatabaseHandle, resolve_database
 from bot.lifecycle import run, running
 from bot.local_api import BotApiEmulator, SentMessage
 from bot.settings import Settings
+from bot.webapp import initdata
+from handlers.dashboard import DASHBOARD_LABEL
 from services.files import private_dir, private_file
 from services.redact import redact
 
@@ -82,6 +86,15 @@ def run_console_session(
         " (a button that shows a number is pressed by that number); /quit leaves.\n"
     )
     user_id = _console_user_id(settings)
+    if settings.webapp_url is None:  # the dashboard, on this machine only
+        if _port_free(settings.webapp_port):
+            settings = settings.model_copy(
+                update={"webapp_url": f"http://127.0.0.1:{settings.webapp_port}/app/"}
+            )
+        else:
+            stdout.write(
+                f"(No dashboard: port {settings.webapp_port} is in use; set WEBAPP_PORT.)\n"
+            )
     if user_id != CONSOLE_USER_ID:
         stdout.write(
             f"(You are Telegram user {user_id}: ALLOWED_TELEGRAM_USER_IDS leaves"
@@ -166,6 +179,7 @@ class _Console:
         self.last_activity = 0.0
         self.prompt_shown = False
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.dashboard_url: str | None = None
 
     # --- running ---------------------------------------------------------------------------
 
@@ -189,6 +203,7 @@ class _Console:
         unsubscribe = self.emu.subscribe(self._listener)
         try:
             async with running(app):
+                self._announce_dashboard()
                 lines = _LineReader(stdin, loop)
                 toasts = asyncio.create_task(self._watch_toasts())
                 try:
@@ -235,6 +250,18 @@ class _Console:
             if sent:
                 await self._settle(app)
 
+    def _announce_dashboard(self) -> None:
+        """Print the dashboard's address, with launch data signed for the console user by
+        the console's own bot token (the same check as in Telegram; valid for 24 hours)."""
+        base = self.settings.webapp_url
+        if base is None:
+            return
+        launch = initdata.sign(self.emu.token, self.user_id, self.first_name, int(time.time()))
+        fragment = urlencode({"tgWebAppData": launch, "tgWebAppVersion": "8.0",
+                              "tgWebAppPlatform": "web"})  # fmt: skip
+        self.dashboard_url = f"{base}#{fragment}"
+        self._write(f"Dashboard (open in a browser): {self.dashboard_url}\n")
+
     def _button(self, text: str) -> tuple[int, int, str, str | None] | None:
         """(message id, number, label, callback data) when ``text`` names a shown button."""
         target = self._current_keyboard()
@@ -252,6 +279,9 @@ class _Console:
             if message_id in self.reply_keyboards:
                 self.emu.send_text(self.user_id, label, first_name=self.first_name)
                 return True
+            if label == DASHBOARD_LABEL and self.dashboard_url:
+                self._note(f"open the dashboard in a browser: {self.dashboard_url}")
+                return False
             self._note(f"button {number} ({label}) opens a link; the console can't follow it")
             return False
         try:
@@ -498,6 +528,16 @@ def _console_user_id(settings: Settings) -> int:
     if allowed and CONSOLE_USER_ID not in allowed:
         return min(allowed)
     return CONSOLE_USER_ID
+
+
+def _port_free(port: int) -> bool:
+    """Whether the dashboard can listen on ``port`` of 127.0.0.1."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _isatty(stream: TextIO) -> bool:

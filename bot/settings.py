@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -43,6 +44,8 @@ class Settings(BaseSettings):
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     port: int = Field(default=8443, ge=1, le=65535)
+    webapp_url: str | None = None
+    webapp_port: int = Field(default=8080, ge=1, le=65535)
     scan_interval_seconds: int = Field(default=60, ge=1, le=86_400)
     log_level: LogLevel = "INFO"
     db_pool_max_size: int = Field(default=10, ge=1, le=100)
@@ -58,6 +61,7 @@ class Settings(BaseSettings):
         "supabase_anon_key",
         "webhook_url",
         "webhook_secret",
+        "webapp_url",
         mode="before",
     )
     @classmethod
@@ -122,6 +126,23 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith("https://") and not local:
             raise ValueError("must be a public https:// URL (Telegram only calls https webhooks)")
         return value
+
+    @field_validator("webapp_url")
+    @classmethod
+    def _check_webapp_url(cls, value: str | None) -> str | None:
+        # Telegram opens Mini Apps over https only; plain http is for trying it on this machine.
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        local = parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1")
+        if not ((parts.scheme == "https" and parts.hostname) or local):
+            raise ValueError(
+                "must be the public https:// URL of the dashboard (http:// only for localhost"
+                " or 127.0.0.1), e.g. https://bot.example.com/app/"
+            )
+        if not parts.path.endswith(("/app/", "/app")) or parts.query or parts.fragment:
+            raise ValueError("must end in /app/ (where the bot serves the dashboard)")
+        return value if value.endswith("/") else value + "/"
 
     @model_validator(mode="after")
     def _check_pairs(self) -> Settings:

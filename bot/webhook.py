@@ -21,6 +21,9 @@ import tornado.web
 from telegram import Update
 from telegram.ext import Application
 
+from bot.webapp import api as webapp
+from handlers.deps import get_deps
+
 logger = logging.getLogger(__name__)
 
 #: Telegram's updates are small; anything bigger is not from Telegram.
@@ -71,8 +74,12 @@ class _UpdateHandler(tornado.web.RequestHandler):
 def serve(
     app: Application[Any, Any, Any, Any, Any, Any], hook: Webhook
 ) -> tornado.httpserver.HTTPServer:
-    """Listen for Telegram's requests (on the running event loop)."""
-    web = tornado.web.Application([(PATH, _UpdateHandler, {"app": app, "secret": hook.secret})])
+    """Listen for Telegram's requests (on the running event loop), and serve the dashboard
+    on the same port when ``WEBAPP_URL`` is set."""
+    rules: list[Any] = [(PATH, _UpdateHandler, {"app": app, "secret": hook.secret})]
+    if get_deps(app.bot_data).webapp_url is not None:
+        rules += webapp.routes(app)
+    web = tornado.web.Application(rules, **webapp.SETTINGS)
     server = tornado.httpserver.HTTPServer(web, xheaders=True, max_body_size=MAX_BODY_BYTES)
     server.listen(hook.port, address=hook.listen)
     return server

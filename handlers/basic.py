@@ -16,6 +16,7 @@ from telegram.ext import (
 
 from handlers.common import Context, args_of, deps, is_private, now, reply
 from handlers.conversation import one_question_at_a_time
+from handlers.dashboard import offer_menu_button
 from handlers.onboarding import begin_onboarding
 from services import accounts
 
@@ -122,6 +123,7 @@ async def start(update: Update, context: Context) -> None:
         )
     if d.outbox is not None:  # linked: writes may wait out an outage from now on
         await d.outbox.remember_linked(user.id)
+    await offer_menu_button(update, context)
     if created:  # the welcome and the first onboarding question, in one message
         await begin_onboarding(update, context, intro=WELCOME_NEW)
     else:

@@ -25,6 +25,8 @@ class Deps:
     supabase_anon_key: str | None = None
     clock: Callable[[], datetime] = field(default=utc_now)
     outbox: Outbox | None = None
+    #: the dashboard's public URL (``WEBAPP_URL``); None: no dashboard
+    webapp_url: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

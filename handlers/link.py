@@ -18,6 +18,7 @@ from telegram.ext import Application, CommandHandler
 
 from handlers.common import Context, args_of, deps, now, reply
 from handlers.conversation import Flow, Turn, flow, start
+from handlers.dashboard import offer_menu_button
 from handlers.render import esc
 from services import accounts, linking
 from services.errors import DomainError, NotLinked
@@ -118,6 +119,7 @@ async def _code_text(turn: Turn[LinkDraft], text: str) -> None:
         return
     if d.outbox is not None:  # writes may wait out an outage from now on
         await d.outbox.remember_linked(turn.who.telegram_user_id)
+    await offer_menu_button(turn.update, turn.context)
     turn.finish(f"✅ Linked to {esc(email)}. /nba shows what's next.")
 
 

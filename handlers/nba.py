@@ -28,6 +28,7 @@ from handlers.common import (
     reply_with,
 )
 from handlers.conversation import Buttons, Turn, answered_by, start
+from handlers.dashboard import with_dashboard
 from handlers.tracking import CONFIRM_BUTTONS, CONFIRM_HINT, NO, YES, confirm_text
 from handlers.usage import NBA_USAGE
 from services import nba, rules, tracking
@@ -47,7 +48,8 @@ async def nba_command(update: Update, context: Context) -> None:
         raise Usage(NBA_USAGE)
     arms = [parse_arm(args[0])] if args else list(ARMS)
     views = await nba.view(deps(context).db, me(update), arms, now(context))
-    await reply(update, render.render_nba(views), render.nba_keyboard(views))
+    markup = with_dashboard(context, render.nba_keyboard(views))
+    await reply(update, render.render_nba(views), markup)
 
 
 # --- /add -------------------------------------------------------------------------------

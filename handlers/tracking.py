@@ -26,6 +26,7 @@ from handlers.common import (
     reply_with,
 )
 from handlers.conversation import Button, Buttons, Flow, Turn, answered_by, flow, start
+from handlers.dashboard import with_dashboard
 from handlers.usage import (
     ENERGY_USAGE,
     HISTORY_USAGE,
@@ -542,7 +543,7 @@ async def undo_command(update: Update, context: Context) -> None:
 async def status_command(update: Update, context: Context) -> None:
     """Both theaters, energy planned vs logged, overload risk with its inputs."""
     view = await status.status_view(deps(context).db, me(update), now(context))
-    await reply(update, render.render_status(view))
+    await reply(update, render.render_status(view), with_dashboard(context, None))
 
 
 async def history_command(update: Update, context: Context) -> None:

@@ -157,7 +157,8 @@ async def bot_running(
 _WEBHOOK_SECRET = "two-instances-0123456789abcdefghij"
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -184,7 +185,7 @@ async def two_instances(
     apps, hooks = [], []
     async with AsyncExitStack() as stack:
         for _ in range(2):
-            port = _free_port()
+            port = free_port()
             hook = Webhook(
                 f"http://127.0.0.1:{port}/telegram", _WEBHOOK_SECRET, port, listen="127.0.0.1"
             )
@@ -197,6 +198,19 @@ async def two_instances(
             apps.append(app)
             hooks.append(hook)
         yield Balancer(apps, hooks)
+
+
+@asynccontextmanager
+async def dashboard_running(
+    emu: BotApiEmulator, dsn: str, *, clock: Clock | None = None, **settings: Any
+) -> AsyncIterator[tuple[str, Any]]:
+    """The bot with its dashboard (long polling: on ``WEBAPP_PORT``, a free port), and the
+    dashboard's URL (``http://127.0.0.1:<port>/app/``)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/app/"
+    config = make_settings(webapp_url=url, webapp_port=port, **settings)
+    async with bot_running(emu, dsn, settings=config, clock=clock or Clock()) as app:
+        yield url, app
 
 
 async def data_api(

@@ -33,7 +33,7 @@ from bot.local_api.limits import (
 from bot.local_api.records import CallbackAnswer, JSONDict
 from bot.local_api.request import _ApiError, _bad, _MethodImpl, _Params, _RequestContext
 from bot.local_api.state import _Msg, _QueuedUpdate
-from bot.local_api.validation import _Validation
+from bot.local_api.validation import _Validation, web_app_url_ok
 
 
 class _Methods(_Validation):
@@ -326,6 +326,12 @@ class _Methods(_Validation):
             "web_app",
         ):
             raise _bad("can't parse MenuButton JSON object")
+        if button["type"] == "web_app":
+            text = button.get("text")
+            if not isinstance(text, str) or not text.strip():
+                raise _bad("can't parse MenuButton JSON object: Text must be non-empty")
+            if not web_app_url_ok(button.get("web_app")):
+                raise _bad("BUTTON_URL_INVALID")
         with self._lock:
             self._menu_buttons[chat_id] = dict(button)
         return True

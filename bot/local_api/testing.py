@@ -59,6 +59,12 @@ class _TestSide(_UserSide):
                 raise LookupError(f"the bot has no message {message_id} in chat {chat_id}")
             return self._snapshot(msg)
 
+    def menu_button(self, chat_id: int | None = None) -> JSONDict:
+        """The menu button the bot set for ``chat_id`` (None: the default for every chat)."""
+        with self._lock:
+            button = self._menu_buttons.get(chat_id) or self._menu_buttons.get(None)
+        return dict(button or {"type": "commands"})
+
     def calls(self, method: str | None = None) -> list[Call]:
         """Every API call received (oldest first), optionally only one method (any case)."""
         with self._lock:

@@ -224,6 +224,17 @@ class _Validation(_State):
         return self._store_file(upload.data, upload.filename, upload.content_type, kind)
 
 
+def web_app_url_ok(web_app: Any) -> bool:
+    """A ``WebAppInfo`` Telegram takes: an object whose ``url`` is https (plain http is
+    accepted for localhost and 127.0.0.1 only, so a dashboard on this machine can be tried)."""
+    if not isinstance(web_app, dict) or not isinstance(web_app.get("url"), str):
+        return False
+    parts = urlsplit(web_app["url"])
+    if parts.scheme == "https":
+        return bool(parts.hostname)
+    return parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1")
+
+
 def _validate_inline_button(button: Any) -> None:
     if not isinstance(button, dict):
         raise _bad("can't parse inline keyboard button: InlineKeyboardButton must be an Object")
@@ -247,6 +258,8 @@ def _validate_inline_button(button: Any) -> None:
         data = button["callback_data"]
         if not isinstance(data, str) or not 1 <= len(data.encode("utf-8")) <= 64:
             raise _bad("BUTTON_DATA_INVALID")
+    if "web_app" in button and not web_app_url_ok(button["web_app"]):
+        raise _bad("BUTTON_URL_INVALID")
     if "url" in button:
         url = button["url"]
         parts = urlsplit(url) if isinstance(url, str) else None

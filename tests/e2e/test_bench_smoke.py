@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import browser
+
 ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPTS = [
@@ -47,6 +49,14 @@ SCRIPTS = [
         ["bench/footprint.py", "--n", "1", "--idle", "0.5"],
         r"startup_seconds=\d+\.\d+",
         id="footprint",
+    ),
+    pytest.param(
+        ["bench/webapp.py", "--n", "2"],
+        r"first_render_ms_median=\d+\.\d+",
+        id="webapp",
+        marks=pytest.mark.skipif(
+            browser.missing() is not None, reason=f"browser bench skipped: {browser.missing()}"
+        ),
     ),
 ]
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import sys
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import pytest
 
@@ -18,8 +20,9 @@ from bot.local_api import (
     MessageVersion,
     SentMessage,
 )
+from bot.webapp.initdata import validate
 from services.db import Database
-from tests.harness import as_url
+from tests.harness import as_url, free_port
 from tests.harness import make_settings as make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,3 +215,22 @@ def test_output_format(tmp_path: Path) -> None:
     )
     assert (tmp_path / "console" / "photo-6.png").read_bytes() == b"\x89PNG..."
     assert (tmp_path / "console" / "export.json").read_bytes() == b"{}"
+
+
+@pytest.mark.slow
+async def test_the_console_prints_the_dashboards_signed_local_address(
+    db: Database, database_dsn: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    out, _ = await console_run(
+        tmp_path, database_dsn, "/start\n/status\n1\n/quit\n", WEBAPP_PORT=str(port)
+    )
+    found = re.findall(r"http://127\.0\.0\.1:(\d+)/app/#(\S+)", out)
+    assert len(found) == 2, out  # at the start, and for the pressed "Open dashboard"
+    assert "(open the dashboard in a browser: http://127.0.0.1:" in out
+    listed, fragment = found[0]
+    assert int(listed) == port
+    params = dict(parse_qsl(fragment))
+    assert params["tgWebAppVersion"] == "8.0"
+    # signed with the console's bot token: the check the dashboard makes passes
+    assert validate(params["tgWebAppData"], DEFAULT_TOKEN).id == 1

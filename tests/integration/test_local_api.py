@@ -18,10 +18,12 @@ from telegram import (
     Bot,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    MenuButtonWebApp,
     Message,
     MessageEntity,
     ReplyKeyboardMarkup,
     Update,
+    WebAppInfo,
 )
 from telegram.error import (
     BadRequest,
@@ -171,6 +173,25 @@ async def test_keyboard_shape_limits(emu: BotApiEmulator, bot: Bot) -> None:
     last = emu.sent(USER)[-1]
     assert last.buttons == [[("Yes", None), ("No", None)]]
     assert "reply_markup" not in last.message  # Telegram only echoes inline keyboards
+
+
+async def test_web_app_buttons_and_menu_button_need_an_https_url(
+    emu: BotApiEmulator, bot: Bot
+) -> None:
+    for url in ("https://bot.example.com/app/", "http://127.0.0.1:8080/app/"):
+        button = InlineKeyboardButton("Open", web_app=WebAppInfo(url))
+        await bot.send_message(USER, "ok", reply_markup=InlineKeyboardMarkup([[button]]))
+        await bot.set_chat_menu_button(USER, MenuButtonWebApp("Dashboard", WebAppInfo(url)))
+        assert emu.menu_button(USER) == {
+            "type": "web_app", "text": "Dashboard", "web_app": {"url": url}
+        }  # fmt: skip
+    for url in ("http://bot.example.com/app/", "javascript:alert(1)", "https:///app/"):
+        button = InlineKeyboardButton("Open", web_app=WebAppInfo(url))
+        with pytest.raises(BadRequest, match=r"(?i)BUTTON_URL_INVALID"):
+            await bot.send_message(USER, "bad", reply_markup=InlineKeyboardMarkup([[button]]))
+        with pytest.raises(BadRequest, match=r"(?i)BUTTON_URL_INVALID"):
+            await bot.set_chat_menu_button(USER, MenuButtonWebApp("Dashboard", WebAppInfo(url)))
+    assert emu.menu_button(USER)["web_app"] == {"url": "http://127.0.0.1:8080/app/"}
 
 
 async def test_edit_message_text_rules(emu: BotApiEmulator, bot: Bot) -> None:
