@@ -294,13 +294,17 @@ async def _switch_answer(turn: Turn[SwitchDraft], press: Callback | None, text: 
         return
     draft = turn.draft
     # the question showed the minutes (and a warning past 12 hours): yes confirms them
-    stopped = await perform(
-        turn.update, turn.context, StopFocus(session_id=draft.running, confirmed=True)
-    )
+    try:
+        stopped = await perform(
+            turn.update, turn.context, StopFocus(session_id=draft.running, confirmed=True)
+        )
+    except (focus.AlreadyStopped, focus.NoSession):
+        stopped = None  # it ended meanwhile (its own ⏹ Stop, another device): nothing to log
     if isinstance(stopped, Queued):
         turn.finish()
         return
-    turn.say(*render_stopped(stopped))
+    if stopped is not None:
+        turn.say(*render_stopped(stopped))
     command = StartFocus(
         arm=draft.arm, item_id=draft.item_id, planned_minutes=draft.planned_minutes,
         default_length=draft.default_length,
