@@ -42,6 +42,7 @@ from handlers.common import (
     args_of,
     arm_and_rest,
     deps,
+    me,
     now,
     perform,
     reply,
@@ -374,6 +375,7 @@ async def focus_button(update: Update, context: Context) -> None:
             _arm_reminder(context, session, at)
             await _redraw_now(context, session_id)
         elif cb.verb == "keep":
+            await focus.get(deps(context).db, me(update), session_id)  # not ended meanwhile
             await answer_and_edit(update, "Keep going.", "▶ OK, the session goes on.")
         elif cb.verb in ("stop", "done"):
             done = cb.verb == "done"

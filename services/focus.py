@@ -208,6 +208,13 @@ def _not_ended(session: FocusSession | None) -> FocusSession:
     return session
 
 
+async def get(db: Database, who: Principal, session_id: UUID) -> FocusSession:
+    """The user's session ``session_id``, if it has not ended (NoSession, AlreadyStopped)."""
+    async with db.user_uow(who, single=True) as uow:
+        session = await focus_sessions.get(uow, session_id)
+    return _not_ended(session)
+
+
 async def pause(db: Database, who: Principal, session_id: UUID, now: datetime) -> FocusSession:
     """Pause a running session (a paused one stays as it is)."""
     async with state.locked(db, who) as uow:

@@ -220,6 +220,20 @@ async def test_still_working_comes_silently_in_quiet_hours(bot: BotEnv) -> None:
     assert bot.emu.calls("sendMessage")[-1].params.get("disable_notification") is True
 
 
+async def test_keep_going_on_an_ended_session_says_it_ended(bot: BotEnv) -> None:
+    chat = await with_item(bot)
+    (session,) = await chat.send("/focus cs")
+    bot.clock.advance(hours=4, minutes=1)
+    await run(bot.app, "focus-alarm", chat)
+    still = chat.last()
+    assert "Still working" in still.plain_text
+    await chat.press(session, "⏹ Stop")
+    await chat.press(still, "Keep going")
+    assert "goes on" not in chat.message(still.message_id).plain_text
+    toast = bot.emu.calls("answerCallbackQuery")[-1].params.get("text")
+    assert toast == "That focus session has already ended."
+
+
 async def test_a_paused_session_is_not_reminded(bot: BotEnv) -> None:
     chat = await with_item(bot)
     (session,) = await chat.send("/focus cs 25m")
