@@ -126,13 +126,10 @@ def _length_buttons() -> Buttons:
     return [[(f"{m} min", ("length", m)) for m in LENGTHS] + [("No limit", ("length", 0))]]
 
 
-NO_LIMIT = ("no", "no limit", "none", "0", "off")
-
-
 def _typed_length(text: str) -> int | None:
     """A typed planned length; None for no length ("no limit", "off", "0")."""
     text = text.strip().lower()
-    if text in ("", *NO_LIMIT):
+    if text in ("", *focus.NO_LENGTH):
         return None
     return focus.planned(parse_minutes(text, "length"))
 

@@ -49,6 +49,8 @@ _MAX_PAUSED = 10 * 365 * 86400
 STILL_AFTER = timedelta(hours=4)
 #: What "+10 min" adds to the planned length.
 EXTEND_BY = 10
+#: A typed length that means none ("/focus cs no limit", "/settings focus off").
+NO_LENGTH = ("no", "no limit", "none", "0", "off")
 
 
 class NoSession(NotFound):

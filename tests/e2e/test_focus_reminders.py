@@ -304,3 +304,16 @@ async def test_a_restart_rearms_the_reminder_and_the_redraw(
         assert "30 min worked" in up.plain_text
         await run(app, "focus-tick", chat)
         assert "30 min worked · time's up" in chat.message(session.message_id).plain_text
+
+
+async def test_no_limit_typed_in_settings_clears_the_default_length(
+    bot: BotEnv, db: Database
+) -> None:
+    chat = await with_item(bot)
+    for typed in ("no limit", "0", "off"):  # as /focus cs takes them
+        await chat.send("/settings focus 25m")
+        (reply,) = await chat.send(f"/settings focus {typed}")
+        assert "Focus sessions have no default length" in reply.plain_text
+        assert await rows(db, "select focus_minutes from user_settings") == [
+            {"focus_minutes": None}
+        ]
