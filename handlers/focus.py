@@ -30,7 +30,7 @@ from typing import Any
 from uuid import UUID
 
 from telegram import Bot, InlineKeyboardMarkup, Update
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, JobQueue
 
 from handlers import render
@@ -52,7 +52,7 @@ from handlers.deps import get_deps
 from handlers.tracking import CONFIRM_BUTTONS, CONFIRM_HINT, NO, YES
 from handlers.usage import FOCUS_USAGE
 from services import focus
-from services.db import Database, DatabaseUnavailable
+from services.db import Database, DatabaseUnavailable, TelegramUser
 from services.durations import parse_minutes
 from services.errors import DomainError, Implausible
 from services.focus import ExtendFocus, PauseFocus, StartFocus, StopFocus
@@ -493,6 +493,30 @@ def _watching(context: Context, session: FocusSession, shown: str, at: datetime)
             arm(context.job_queue, session.id, at, focus.next_reminder(session))
 
     return sent
+
+
+async def show_synced(
+    context: Context, chat_id: int, telegram_user_id: int, started_at: datetime
+) -> None:
+    """A start kept during an outage has been saved: send its session message and start its
+    jobs, as a live start does (nothing if it has ended: a stop kept after it)."""
+    d = deps(context)
+    try:
+        session = await focus.running(d.db, TelegramUser(telegram_user_id))
+    except (DatabaseUnavailable, DomainError):
+        return  # the session is saved; /status shows it, /focus stops it
+    if session is None or session.started_at != started_at:
+        return
+    at = d.clock()
+    text = render.render_session(session, at)
+    try:
+        sent = await context.bot.send_message(
+            chat_id, text, reply_markup=session_keyboard(session)
+        )
+    except TelegramError as exc:
+        logger.info("focus message of a synced start not sent: %s", exc)
+        return
+    await _watching(context, session, text, at)(sent.chat_id, sent.message_id)
 
 
 async def arm_running(app: Application[Any, Any, Any, Any, Any, Any]) -> None:

@@ -210,6 +210,12 @@ def _not_ended(session: FocusSession | None) -> FocusSession:
     return session
 
 
+async def running(db: Database, who: Principal) -> FocusSession | None:
+    """The user's session that has not ended, if any."""
+    async with db.user_uow(who, single=True) as uow:
+        return await focus_sessions.running(uow)
+
+
 async def get(db: Database, who: Principal, session_id: UUID) -> FocusSession:
     """The user's session ``session_id``, if it has not ended (NoSession, AlreadyStopped)."""
     async with db.user_uow(who, single=True) as uow:

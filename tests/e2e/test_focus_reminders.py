@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from bot.embedded_db import EmbeddedPostgres
 from bot.local_api import BotApiEmulator, SentMessage
 from handlers.focus import arm_running
 from services.db import Database
 from tests.conftest import BotEnv
-from tests.harness import Chat, Clock, bot_running, two_instances
+from tests.harness import Chat, Clock, bot_running, make_settings, two_instances
 
 T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 
@@ -317,3 +321,29 @@ async def test_no_limit_typed_in_settings_clears_the_default_length(
         assert await rows(db, "select focus_minutes from user_settings") == [
             {"focus_minutes": None}
         ]
+
+
+@pytest.mark.slow
+async def test_a_start_kept_during_an_outage_gets_its_message_and_reminder_once_synced(
+    server: tuple[EmbeddedPostgres, str], emulator: BotApiEmulator, tmp_path: Path
+) -> None:
+    pg, dsn = server
+    settings = make_settings(data_dir=tmp_path / "data", db_connect_timeout_seconds=2)
+    clock = Clock(T0)
+    async with bot_running(emulator, dsn, settings=settings, clock=clock) as app:
+        chat = Chat(emulator, 8201)
+        await chat.send("/start")
+        await chat.send("/add cs 3 Read SICP")
+        await asyncio.to_thread(pg.halt)
+        (kept,) = await chat.send("/focus cs 25m")
+        assert "Your focus session in cs is saved on this server" in kept.plain_text
+        clock.advance(minutes=3)  # the database comes back later: the start's time counts
+        await asyncio.to_thread(pg.resume)
+        synced, session = await chat._wait(2, 60)
+        assert "Synced: your focus session in cs is saved" in synced.plain_text
+        assert "Focus in cs: Read SICP" in session.plain_text
+        assert "3 min worked · 22 min left" in session.plain_text
+        assert [b for row in session.buttons for b, _ in row] == ["⏸ Pause", "⏹ Stop", "✅ Done"]
+        clock.advance(minutes=22)
+        await run(app, "focus-alarm", chat)
+        assert times_sent(emulator, "Time's up") == 1
