@@ -256,10 +256,13 @@ async def extend(
     db: Database, who: Principal, session_id: UUID, now: datetime, minutes: int = EXTEND_BY
 ) -> FocusSession:
     """ "+10 min": the planned length becomes the working time so far (or the planned length,
-    if longer) plus ``minutes``, so its "Time's up" comes ``minutes`` from now."""
+    if longer) plus ``minutes``, so its "Time's up" comes ``minutes`` from now. A session
+    whose time is not up (a second tap of the same button) stays as it is."""
     async with state.locked(db, who) as uow:
         session = _not_ended(await focus_sessions.get(uow, session_id))
         worked = working_seconds(session, now) // 60
+        if session.planned_minutes is not None and session.planned_minutes > worked:
+            return session
         length = min(max(session.planned_minutes or 0, worked) + minutes, MAX_MINUTES)
         await focus_sessions.set_planned(uow, session.id, length)
         extended = await focus_sessions.get(uow, session.id)

@@ -164,6 +164,21 @@ async def test_times_up_once_then_plus_ten_then_again(bot: BotEnv, db: Database)
     assert await rows(db, "select duration from execution_logs") == [{"duration": 37}]
 
 
+async def test_a_double_tap_on_plus_ten_adds_ten_minutes_once(bot: BotEnv, db: Database) -> None:
+    chat = await with_item(bot)
+    await chat.send("/focus cs 25m")
+    bot.clock.advance(minutes=26)
+    await run(bot.app, "focus-alarm", chat)
+    (up,) = sent_like(bot.emu, chat, "Time's up")
+    extend = up.callback_data("+10 min")
+    await chat.press_data(up.message_id, extend)
+    await chat.press_data(up.message_id, extend)  # the second tap, sent before the first's edit
+    assert "time's up at 36 min worked" in chat.message(up.message_id).plain_text
+    assert await rows(db, "select planned_minutes from focus_sessions") == [
+        {"planned_minutes": 36}
+    ]
+
+
 async def test_times_up_goes_out_once_with_two_instances(
     db: Database, database_dsn: str, emulator: BotApiEmulator
 ) -> None:
