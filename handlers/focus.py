@@ -547,9 +547,16 @@ async def tick_job(context: ContextTypes.DEFAULT_TYPE) -> None:
     if watched is None or watched.edits_stopped:
         _drop(context, _tick_name(session_id))
         return
-    await _redraw(context.bot, d.db, watched, d.clock())
+    at = d.clock()
+    await _redraw(context.bot, d.db, watched, at)
     if watched.session.stopped_at is not None:
         _drop(context, _tick_name(session_id))
+        return
+    # a resume written elsewhere (an app, through the Data API) armed nothing: the next
+    # reminder the table holds is armed here
+    queue, reminder = context.job_queue, watched.next_reminder()
+    if queue is not None and reminder and not queue.get_jobs_by_name(_alarm_name(session_id)):
+        _arm_at(queue, session_id, at, reminder)
 
 
 def _drop(context: ContextTypes.DEFAULT_TYPE, name: str) -> None:

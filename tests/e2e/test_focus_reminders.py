@@ -18,7 +18,7 @@ from bot.local_api import BotApiEmulator, SentMessage
 from handlers.focus import arm_running
 from services.db import Database
 from tests.conftest import BotEnv
-from tests.harness import Chat, Clock, bot_running, make_settings, two_instances
+from tests.harness import Chat, Clock, bot_running, data_api, make_settings, two_instances
 
 T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 
@@ -271,6 +271,26 @@ async def test_a_paused_session_is_not_reminded(bot: BotEnv) -> None:
     await run(bot.app, "focus-alarm", chat)
     assert len(sent_like(bot.emu, chat, "Time's up")) == 1
     assert sent_like(bot.emu, chat, "Still working") == []
+
+
+async def test_a_resume_written_through_the_data_api_is_reminded(
+    bot: BotEnv, db: Database, database_dsn: str
+) -> None:
+    chat = await with_item(bot)
+    (session,) = await chat.send("/focus cs 25m")
+    await chat.press(session, "⏸ Pause")
+    assert jobs(bot.app, "focus-alarm") == []
+    bot.clock.advance(minutes=5)
+    (link,) = await rows(db, "select user_id from telegram_links where telegram_user_id = 2101")
+    # an app of the user's resumes the session through the Data API
+    assert await data_api(
+        database_dsn, link["user_id"],
+        "update focus_sessions set paused_at = null, paused_seconds = 300",
+    )  # fmt: skip
+    await run(bot.app, "focus-tick", chat)  # the minute's redraw sees it running
+    bot.clock.advance(minutes=25)
+    await run(bot.app, "focus-alarm", chat)
+    assert len(sent_like(bot.emu, chat, "Time's up")) == 1
 
 
 async def test_a_session_planned_for_hours_is_not_asked_at_four(bot: BotEnv) -> None:
