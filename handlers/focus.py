@@ -23,6 +23,7 @@ restart, from any instance, and a press on an ended session's message only says 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -372,7 +373,8 @@ async def focus_button(update: Update, context: Context) -> None:
             _arm_reminder(context, session, at)
             await _redraw_now(context, session_id)
         elif cb.verb == "keep":
-            await focus.get(deps(context).db, me(update), session_id)  # not ended meanwhile
+            with contextlib.suppress(DatabaseUnavailable):  # unknown: it goes on, as it was
+                await focus.get(deps(context).db, me(update), session_id)  # not ended meanwhile
             await answer_and_edit(update, "Keep going.", "▶ OK, the session goes on.")
         elif cb.verb in ("stop", "done"):
             done = cb.verb == "done"
