@@ -23,6 +23,7 @@ restart, from any instance, and a press on an ended session's message only says 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -30,7 +31,7 @@ from typing import Any
 from uuid import UUID
 
 from telegram import Bot, InlineKeyboardMarkup, Update
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, JobQueue
 
 from handlers import render
@@ -52,7 +53,7 @@ from handlers.deps import get_deps
 from handlers.tracking import CONFIRM_BUTTONS, CONFIRM_HINT, NO, YES
 from handlers.usage import FOCUS_USAGE
 from services import focus
-from services.db import Database, DatabaseUnavailable
+from services.db import Database, DatabaseUnavailable, TelegramUser
 from services.durations import parse_minutes
 from services.errors import DomainError, Implausible
 from services.focus import ExtendFocus, PauseFocus, StartFocus, StopFocus
@@ -126,13 +127,10 @@ def _length_buttons() -> Buttons:
     return [[(f"{m} min", ("length", m)) for m in LENGTHS] + [("No limit", ("length", 0))]]
 
 
-NO_LIMIT = ("no", "no limit", "none", "0", "off")
-
-
 def _typed_length(text: str) -> int | None:
     """A typed planned length; None for no length ("no limit", "off", "0")."""
     text = text.strip().lower()
-    if text in ("", *NO_LIMIT):
+    if text in ("", *focus.NO_LENGTH):
         return None
     return focus.planned(parse_minutes(text, "length"))
 
@@ -295,13 +293,17 @@ async def _switch_answer(turn: Turn[SwitchDraft], press: Callback | None, text: 
         return
     draft = turn.draft
     # the question showed the minutes (and a warning past 12 hours): yes confirms them
-    stopped = await perform(
-        turn.update, turn.context, StopFocus(session_id=draft.running, confirmed=True)
-    )
+    try:
+        stopped = await perform(
+            turn.update, turn.context, StopFocus(session_id=draft.running, confirmed=True)
+        )
+    except (focus.AlreadyStopped, focus.NoSession):
+        stopped = None  # it ended meanwhile (its own ⏹ Stop, another device): nothing to log
     if isinstance(stopped, Queued):
         turn.finish()
         return
-    turn.say(*render_stopped(stopped))
+    if stopped is not None:
+        turn.say(*render_stopped(stopped))
     command = StartFocus(
         arm=draft.arm, item_id=draft.item_id, planned_minutes=draft.planned_minutes,
         default_length=draft.default_length,
@@ -371,8 +373,10 @@ async def focus_button(update: Update, context: Context) -> None:
             _arm_reminder(context, session, at)
             await _redraw_now(context, session_id)
         elif cb.verb == "keep":
-            session = await focus.running_session(deps(context).db, me(update), session_id)
-            text = f"▶ OK, “{render.esc(focus.title_of(session))}” goes on."
+            text = "▶ OK, the session goes on."
+            with contextlib.suppress(DatabaseUnavailable):  # unknown: it goes on, as it was
+                session = await focus.get(deps(context).db, me(update), session_id)
+                text = f"▶ OK, “{render.esc(focus.title_of(session))}” goes on."
             await answer_and_edit(update, "Keep going.", text)
         elif cb.verb in ("stop", "done"):
             done = cb.verb == "done"
@@ -495,6 +499,30 @@ def _watching(context: Context, session: FocusSession, shown: str, at: datetime)
     return sent
 
 
+async def show_synced(
+    context: Context, chat_id: int, telegram_user_id: int, started_at: datetime
+) -> None:
+    """A start kept during an outage has been saved: send its session message and start its
+    jobs, as a live start does (nothing if it has ended: a stop kept after it)."""
+    d = deps(context)
+    try:
+        session = await focus.running(d.db, TelegramUser(telegram_user_id))
+    except (DatabaseUnavailable, DomainError):
+        return  # the session is saved; /status shows it, /focus stops it
+    if session is None or session.started_at != started_at:
+        return
+    at = d.clock()
+    text = render.render_session(session, at)
+    try:
+        sent = await context.bot.send_message(
+            chat_id, text, reply_markup=session_keyboard(session)
+        )
+    except TelegramError as exc:
+        logger.info("focus message of a synced start not sent: %s", exc)
+        return
+    await _watching(context, session, text, at)(sent.chat_id, sent.message_id)
+
+
 async def arm_running(app: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """At start-up: the redraw and the next reminder of every running session (a restart
     loses none; with several instances, the claims make each message go out once)."""
@@ -523,9 +551,16 @@ async def tick_job(context: ContextTypes.DEFAULT_TYPE) -> None:
     if watched is None or watched.edits_stopped:
         _drop(context, _tick_name(session_id))
         return
-    await _redraw(context.bot, d.db, watched, d.clock())
+    at = d.clock()
+    await _redraw(context.bot, d.db, watched, at)
     if watched.session.stopped_at is not None:
         _drop(context, _tick_name(session_id))
+        return
+    # a resume written elsewhere (an app, through the Data API) armed nothing: the next
+    # reminder the table holds is armed here
+    queue, reminder = context.job_queue, watched.next_reminder()
+    if queue is not None and reminder and not queue.get_jobs_by_name(_alarm_name(session_id)):
+        _arm_at(queue, session_id, at, reminder)
 
 
 def _drop(context: ContextTypes.DEFAULT_TYPE, name: str) -> None:

@@ -8,8 +8,10 @@ from collections import defaultdict
 from telegram.error import TelegramError
 
 from handlers.common import Context, deps
+from handlers.focus import show_synced
 from handlers.render import esc
 from services import sync
+from services.focus import StartFocus
 from services.outbox import OutboxEntry
 
 logger = logging.getLogger(__name__)
@@ -39,6 +41,9 @@ async def replay_job(context: Context) -> None:
         await _tell(
             context, entry.chat_id, f"✅ Synced: your {esc(sync.describe(entry))} is saved."
         )
+        if entry.payload.get("command", entry.payload.get("op")) == StartFocus.name:
+            # a focus session started during the outage: its message, buttons and reminders
+            await show_synced(context, entry.chat_id, entry.telegram_user_id, entry.timestamp)
     for chat_id, lines in _by_chat(report.superseded).items():
         await _tell(
             context,

@@ -24,7 +24,7 @@ from handlers.common import Context, Usage, args_of, deps, me, now
 from handlers.conversation import CLOSED, Button, Buttons, Flow, Turn, flow, start
 from handlers.render import CAPACITY_CHOICES, esc
 from handlers.usage import SETTINGS_USAGE
-from services import preferences
+from services import focus, preferences
 from services.durations import parse_minutes
 from services.errors import DomainError
 from services.models import UserSettings
@@ -301,7 +301,7 @@ def changes_from_text(field: str, text: str, day: int | None = None) -> tuple[di
         hours = parse_hours(text, "weekly capacity")
         return {"weekly_capacity_hours": hours}, f"✅ Weekly capacity {hours} h."
     if field == "focus":
-        if is_off(text):
+        if is_off(text) or text.strip().lower() in focus.NO_LENGTH:
             return {"focus_minutes": None}, "✅ Focus sessions have no default length."
         minutes = check_minutes(parse_minutes(text, "focus length"))
         return {"focus_minutes": minutes}, f"✅ Focus sessions last {minutes} min by default."

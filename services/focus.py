@@ -49,6 +49,8 @@ _MAX_PAUSED = 10 * 365 * 86400
 STILL_AFTER = timedelta(hours=4)
 #: What "+10 min" adds to the planned length.
 EXTEND_BY = 10
+#: A typed length that means none ("/focus cs no limit", "/settings focus off").
+NO_LENGTH = ("no", "no limit", "none", "0", "off")
 
 
 class NoSession(NotFound):
@@ -208,10 +210,17 @@ def _not_ended(session: FocusSession | None) -> FocusSession:
     return session
 
 
-async def running_session(db: Database, who: Principal, session_id: UUID) -> FocusSession:
-    """The user's session ``session_id`` if it has not ended (NoSession, AlreadyStopped)."""
+async def running(db: Database, who: Principal) -> FocusSession | None:
+    """The user's session that has not ended, if any."""
     async with db.user_uow(who, read_only=True, single=True) as uow:
-        return _not_ended(await focus_sessions.get(uow, session_id))
+        return await focus_sessions.running(uow)
+
+
+async def get(db: Database, who: Principal, session_id: UUID) -> FocusSession:
+    """The user's session ``session_id``, if it has not ended (NoSession, AlreadyStopped)."""
+    async with db.user_uow(who, read_only=True, single=True) as uow:
+        session = await focus_sessions.get(uow, session_id)
+    return _not_ended(session)
 
 
 async def pause(db: Database, who: Principal, session_id: UUID, now: datetime) -> FocusSession:
@@ -247,10 +256,13 @@ async def extend(
     db: Database, who: Principal, session_id: UUID, now: datetime, minutes: int = EXTEND_BY
 ) -> FocusSession:
     """ "+10 min": the planned length becomes the working time so far (or the planned length,
-    if longer) plus ``minutes``, so its "Time's up" comes ``minutes`` from now."""
+    if longer) plus ``minutes``, so its "Time's up" comes ``minutes`` from now. A session
+    whose time is not up (a second tap of the same button) stays as it is."""
     async with state.locked(db, who) as uow:
         session = _not_ended(await focus_sessions.get(uow, session_id))
         worked = working_seconds(session, now) // 60
+        if session.planned_minutes is not None and session.planned_minutes > worked:
+            return session
         length = min(max(session.planned_minutes or 0, worked) + minutes, MAX_MINUTES)
         await focus_sessions.set_planned(uow, session.id, length)
         extended = await focus_sessions.get(uow, session.id)

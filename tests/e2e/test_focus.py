@@ -321,3 +321,22 @@ async def test_a_stop_during_an_outage_is_kept_with_the_time_of_the_press(
         sessions = await uow.fetchall("select stopped_at from focus_sessions")
     assert [dict(r) for r in logs] == [{"action": "Read SICP", "duration": 42}]
     assert [r["stopped_at"] for r in sessions] == [T0 + timedelta(minutes=42)]
+
+
+async def test_a_switch_after_the_running_session_ended_starts_the_new_one(
+    bot: BotEnv, db: Database
+) -> None:
+    chat = await with_item(bot)
+    await chat.send("/add ibm 3 Write report")
+    (session,) = await chat.send("/focus cs")
+    bot.clock.advance(minutes=5)
+    (asked,) = await chat.send("/focus ibm 25")
+    await chat.press(session, "⏹ Stop")  # the question left open, the first one stopped
+    (started,) = await chat.press(asked, "⏹ Stop & log it", replies=1)
+    assert "Focus in ibm: Write report" in started.plain_text
+    assert await rows(db, "select arm_type, duration from execution_logs") == [
+        {"arm_type": "cs", "duration": 5}
+    ]
+    assert await rows(db, "select arm_type from focus_sessions where stopped_at is null") == [
+        {"arm_type": "ibm"}
+    ]

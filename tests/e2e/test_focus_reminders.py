@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from bot.embedded_db import EmbeddedPostgres
 from bot.local_api import BotApiEmulator, SentMessage
 from handlers.focus import arm_running
 from services.db import Database
 from tests.conftest import BotEnv
-from tests.harness import Chat, Clock, bot_running, two_instances
+from tests.harness import Chat, Clock, bot_running, data_api, make_settings, two_instances
 
 T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 
@@ -160,6 +164,21 @@ async def test_times_up_once_then_plus_ten_then_again(bot: BotEnv, db: Database)
     assert await rows(db, "select duration from execution_logs") == [{"duration": 37}]
 
 
+async def test_a_double_tap_on_plus_ten_adds_ten_minutes_once(bot: BotEnv, db: Database) -> None:
+    chat = await with_item(bot)
+    await chat.send("/focus cs 25m")
+    bot.clock.advance(minutes=26)
+    await run(bot.app, "focus-alarm", chat)
+    (up,) = sent_like(bot.emu, chat, "Time's up")
+    extend = up.callback_data("+10 min")
+    await chat.press_data(up.message_id, extend)
+    await chat.press_data(up.message_id, extend)  # the second tap, sent before the first's edit
+    assert "time's up at 36 min worked" in chat.message(up.message_id).plain_text
+    assert await rows(db, "select planned_minutes from focus_sessions") == [
+        {"planned_minutes": 36}
+    ]
+
+
 async def test_times_up_goes_out_once_with_two_instances(
     db: Database, database_dsn: str, emulator: BotApiEmulator
 ) -> None:
@@ -225,6 +244,20 @@ async def test_still_working_comes_silently_in_quiet_hours(bot: BotEnv) -> None:
     assert bot.emu.calls("sendMessage")[-1].params.get("disable_notification") is True
 
 
+async def test_keep_going_on_an_ended_session_says_it_ended(bot: BotEnv) -> None:
+    chat = await with_item(bot)
+    (session,) = await chat.send("/focus cs")
+    bot.clock.advance(hours=4, minutes=1)
+    await run(bot.app, "focus-alarm", chat)
+    still = chat.last()
+    assert "Still working" in still.plain_text
+    await chat.press(session, "⏹ Stop")
+    await chat.press(still, "Keep going")
+    assert "goes on" not in chat.message(still.message_id).plain_text
+    toast = bot.emu.calls("answerCallbackQuery")[-1].params.get("text")
+    assert toast == "That focus session has already ended."
+
+
 async def test_a_paused_session_is_not_reminded(bot: BotEnv) -> None:
     chat = await with_item(bot)
     (session,) = await chat.send("/focus cs 25m")
@@ -243,6 +276,26 @@ async def test_a_paused_session_is_not_reminded(bot: BotEnv) -> None:
     await run(bot.app, "focus-alarm", chat)
     assert len(sent_like(bot.emu, chat, "Time's up")) == 1
     assert sent_like(bot.emu, chat, "Still working") == []
+
+
+async def test_a_resume_written_through_the_data_api_is_reminded(
+    bot: BotEnv, db: Database, database_dsn: str
+) -> None:
+    chat = await with_item(bot)
+    (session,) = await chat.send("/focus cs 25m")
+    await chat.press(session, "⏸ Pause")
+    assert jobs(bot.app, "focus-alarm") == []
+    bot.clock.advance(minutes=5)
+    (link,) = await rows(db, "select user_id from telegram_links where telegram_user_id = 2101")
+    # an app of the user's resumes the session through the Data API
+    assert await data_api(
+        database_dsn, link["user_id"],
+        "update focus_sessions set paused_at = null, paused_seconds = 300",
+    )  # fmt: skip
+    await run(bot.app, "focus-tick", chat)  # the minute's redraw sees it running
+    bot.clock.advance(minutes=25)
+    await run(bot.app, "focus-alarm", chat)
+    assert len(sent_like(bot.emu, chat, "Time's up")) == 1
 
 
 async def test_a_session_planned_for_hours_is_not_asked_at_four(bot: BotEnv) -> None:
@@ -295,3 +348,42 @@ async def test_a_restart_rearms_the_reminder_and_the_redraw(
         assert "30 min worked" in up.plain_text
         await run(app, "focus-tick", chat)
         assert "30 min worked · time's up" in chat.message(session.message_id).plain_text
+
+
+async def test_no_limit_typed_in_settings_clears_the_default_length(
+    bot: BotEnv, db: Database
+) -> None:
+    chat = await with_item(bot)
+    for typed in ("no limit", "0", "off"):  # as /focus cs takes them
+        await chat.send("/settings focus 25m")
+        (reply,) = await chat.send(f"/settings focus {typed}")
+        assert "Focus sessions have no default length" in reply.plain_text
+        assert await rows(db, "select focus_minutes from user_settings") == [
+            {"focus_minutes": None}
+        ]
+
+
+@pytest.mark.slow
+async def test_a_start_kept_during_an_outage_gets_its_message_and_reminder_once_synced(
+    server: tuple[EmbeddedPostgres, str], emulator: BotApiEmulator, tmp_path: Path
+) -> None:
+    pg, dsn = server
+    settings = make_settings(data_dir=tmp_path / "data", db_connect_timeout_seconds=2)
+    clock = Clock(T0)
+    async with bot_running(emulator, dsn, settings=settings, clock=clock) as app:
+        chat = Chat(emulator, 8201)
+        await chat.send("/start")
+        await chat.send("/add cs 3 Read SICP")
+        await asyncio.to_thread(pg.halt)
+        (kept,) = await chat.send("/focus cs 25m")
+        assert "Your focus session in cs is saved on this server" in kept.plain_text
+        clock.advance(minutes=3)  # the database comes back later: the start's time counts
+        await asyncio.to_thread(pg.resume)
+        synced, session = await chat._wait(2, 60)
+        assert "Synced: your focus session in cs is saved" in synced.plain_text
+        assert "Focus in cs: Read SICP" in session.plain_text
+        assert "3 min worked · 22 min left" in session.plain_text
+        assert [b for row in session.buttons for b, _ in row] == ["⏸ Pause", "⏹ Stop", "✅ Done"]
+        clock.advance(minutes=22)
+        await run(app, "focus-alarm", chat)
+        assert times_sent(emulator, "Time's up") == 1
