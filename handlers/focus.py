@@ -227,7 +227,8 @@ async def begin(update: Update, context: Context, command: StartFocus) -> None:
         started = await _start(update, context, command)
     except focus.AlreadyRunning as exc:
         text, buttons = _switch_question(exc.session, now(context))
-        await start(update, context, SWITCH, "switch", _switch_draft(exc, command), text, buttons)
+        draft = _switch_draft(exc, command, now(context))
+        await start(update, context, SWITCH, "switch", draft, text, buttons)
         return
     if update.callback_query is not None:
         await update.callback_query.answer(None if started is None else "Focus started.")
@@ -249,12 +250,17 @@ class SwitchDraft:
     item_id: UUID | None = None
     planned_minutes: int | None = None
     default_length: bool = True
+    #: when the question was asked: the running session is logged up to then (the minutes
+    #: the question showed), however late the answer comes
+    asked_at: datetime | None = None
 
 
-def _switch_draft(exc: focus.AlreadyRunning, command: StartFocus) -> SwitchDraft:
+def _switch_draft(
+    exc: focus.AlreadyRunning, command: StartFocus, asked_at: datetime
+) -> SwitchDraft:
     return SwitchDraft(
         exc.session.id, command.arm, command.item_id, command.planned_minutes,
-        command.default_length,
+        command.default_length, asked_at,
     )  # fmt: skip
 
 
@@ -271,7 +277,8 @@ def _switch_question(session: FocusSession, at: datetime) -> tuple[str, Buttons]
 
 def _ask_switch(turn: Turn[Any], exc: focus.AlreadyRunning, command: StartFocus) -> None:
     text, buttons = _switch_question(exc.session, turn.now)
-    turn.ask("switch", _switch_draft(exc, command), text, buttons, in_place=False, flow=SWITCH)
+    draft = _switch_draft(exc, command, turn.now)
+    turn.ask("switch", draft, text, buttons, in_place=False, flow=SWITCH)
 
 
 def _yes(press: Callback | None, text: str) -> bool | None:
@@ -293,17 +300,14 @@ async def _switch_answer(turn: Turn[SwitchDraft], press: Callback | None, text: 
         return
     draft = turn.draft
     # the question showed the minutes (and a warning past 12 hours): yes confirms them
+    stop = StopFocus(session_id=draft.running, confirmed=True, until=draft.asked_at)
     try:
-        stopped = await perform(
-            turn.update, turn.context, StopFocus(session_id=draft.running, confirmed=True)
-        )
+        stopped = await perform(turn.update, turn.context, stop)
     except (focus.AlreadyStopped, focus.NoSession):
         stopped = None  # it ended meanwhile (its own ⏹ Stop, another device): nothing to log
-    if isinstance(stopped, Queued):
-        turn.finish()
-        return
-    if stopped is not None:
+    if stopped is not None and not isinstance(stopped, Queued):
         turn.say(*render_stopped(stopped))
+    # kept for later (an outage), the start is kept too, after the stop: both replay in order
     command = StartFocus(
         arm=draft.arm, item_id=draft.item_id, planned_minutes=draft.planned_minutes,
         default_length=draft.default_length,
@@ -324,6 +328,8 @@ class StopDraft:
 
     session_id: UUID
     done: bool = False
+    #: the press of ⏹ Stop: the session is logged up to then (the minutes the question showed)
+    pressed_at: datetime | None = None
 
 
 async def _stop_answer(turn: Turn[StopDraft], press: Callback | None, text: str) -> None:
@@ -334,7 +340,10 @@ async def _stop_answer(turn: Turn[StopDraft], press: Callback | None, text: str)
     if not yes:
         turn.finish("OK, not logged: the session goes on.", toast="Not logged.")
         return
-    command = StopFocus(session_id=turn.draft.session_id, done=turn.draft.done, confirmed=True)
+    draft = turn.draft
+    command = StopFocus(
+        session_id=draft.session_id, done=draft.done, confirmed=True, until=draft.pressed_at
+    )
     stopped = await perform(turn.update, turn.context, command)
     if isinstance(stopped, Queued):
         turn.finish()
@@ -388,7 +397,7 @@ async def focus_button(update: Update, context: Context) -> None:
                 text = render.esc(asked.user_message)
                 if isinstance(asked, Implausible):
                     text += " Log it anyway?"
-                draft = StopDraft(session_id, done)
+                draft = StopDraft(session_id, done, at)
                 await start(update, context, STOP, "confirm", draft, text, CONFIRM_BUTTONS)
                 return
             if isinstance(stopped, Queued):

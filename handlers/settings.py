@@ -233,7 +233,7 @@ def submenu(field: str, s: UserSettings, day: int | None = None) -> tuple[str, B
     elif field == "focus":
         text = (
             f"🎯 Focus length: <b>{describe_focus(s)}</b>. A focus session started without a"
-            " length (▶ Start, <code>/focus cs</code>) ends with “Time's up” after this long.\n"
+            " length (▶ Start, <code>/focus cs</code>) gets “Time's up” after this long of work.\n"
             "Pick, or type a length like <code>40m</code> or <code>1h</code>"
             " (or <code>off</code>):"
         )

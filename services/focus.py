@@ -427,14 +427,18 @@ class StopFocus(Command[Stopped]):
     session_id: UUID
     done: bool = False
     confirmed: bool = False
+    #: the stop counts the session up to this moment (a question asked then showed its
+    #: minutes, and the answer came later); None: up to the stop itself
+    until: datetime | None = None
 
     async def run(
         self, db: Database, who: Principal, now: datetime, *, replayed: bool = False
     ) -> Stopped:
         # replayed: the person can't be asked whether an implausibly long day is right (as
         # for /log), but more than 12 hours of one session are never logged unasked
+        at = now if self.until is None else min(self.until, now)
         return await stop(
-            db, who, self.session_id, now, done=self.done, confirmed=self.confirmed,
+            db, who, self.session_id, at, done=self.done, confirmed=self.confirmed,
             long_day_confirmed=self.confirmed or replayed,
         )  # fmt: skip
 

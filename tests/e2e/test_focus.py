@@ -204,6 +204,7 @@ async def test_over_twelve_hours_asks_before_logging(bot: BotEnv, db: Database) 
     (asked,) = await chat.press(session, "⏹ Stop", replies=1)
     assert "more than 12 hours" in asked.plain_text and "780 min" in asked.plain_text
     assert await rows(db, "select 1 from execution_logs") == []
+    bot.clock.advance(minutes=5)  # the answer comes later: the minutes asked about are logged
     await chat.press(asked, "Yes, save it")
     assert await rows(db, "select duration from execution_logs") == [{"duration": 780}]
 
@@ -340,3 +341,47 @@ async def test_a_switch_after_the_running_session_ended_starts_the_new_one(
     assert await rows(db, "select arm_type from focus_sessions where stopped_at is null") == [
         {"arm_type": "ibm"}
     ]
+
+
+async def test_a_switch_answered_later_logs_the_minutes_it_showed(
+    bot: BotEnv, db: Database
+) -> None:
+    chat = await with_item(bot)
+    await chat.send("/add ibm 3 Write report")
+    await chat.send("/focus cs")
+    bot.clock.advance(minutes=20)
+    (asked,) = await chat.send("/focus ibm")
+    assert "Stop and log it (20 min)" in asked.plain_text
+    bot.clock.advance(minutes=4)
+    await chat.press(asked, "⏹ Stop & log it", replies=2)
+    assert await rows(db, "select arm_type, duration from execution_logs") == [
+        {"arm_type": "cs", "duration": 20}
+    ]
+
+
+@pytest.mark.slow
+async def test_a_switch_during_an_outage_keeps_the_stop_and_the_new_start(
+    server: tuple[EmbeddedPostgres, str], emulator: BotApiEmulator, tmp_path: Path
+) -> None:
+    pg, dsn = server
+    settings = make_settings(data_dir=tmp_path / "data", db_connect_timeout_seconds=2)
+    clock = Clock(T0)
+    async with bot_running(emulator, dsn, settings=settings, clock=clock):
+        chat = Chat(emulator, 8111)
+        await chat.send("/start")
+        await chat.send("/add cs 3 Read SICP")
+        await chat.send("/add ibm 3 Write report")
+        await chat.send("/focus cs")
+        clock.advance(minutes=30)
+        (asked,) = await chat.send("/focus ibm")
+        await asyncio.to_thread(pg.halt)
+        await chat.press(asked, "⏹ Stop & log it", replies=2)  # both kept: told twice
+        await asyncio.to_thread(pg.resume)
+        await chat._wait(2, 60)
+    async with Database(dsn, max_size=1) as db, db.privileged() as uow:
+        logs = await uow.fetchall("select arm_type, duration from execution_logs")
+        running = await uow.fetchall(
+            "select arm_type from focus_sessions where stopped_at is null"
+        )
+    assert [dict(r) for r in logs] == [{"arm_type": "cs", "duration": 30}]
+    assert [dict(r) for r in running] == [{"arm_type": "ibm"}]
