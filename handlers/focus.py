@@ -641,10 +641,10 @@ async def reminder_job(context: ContextTypes.DEFAULT_TYPE) -> None:
             return
         retry = False
         if watched.times_up_due(at) and await focus.claim_times_up(d.db, watched):
+            # the session message shows "time's up" first, so the reminder is the newest
+            await _redraw(context.bot, d.db, watched, at)
             text, markup = render_times_up(watched.session, at)
-            if await _remind(context.bot, watched, text, markup, silent=False):
-                await _redraw(context.bot, d.db, watched, at)
-            else:
+            if not await _remind(context.bot, watched, text, markup, silent=False):
                 await focus.release_times_up(d.db, watched)
                 retry = True
         if watched.still_due(at) and await focus.claim_still(d.db, watched, at):
