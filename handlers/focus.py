@@ -561,7 +561,8 @@ async def tick_job(context: ContextTypes.DEFAULT_TYPE) -> None:
         _drop(context, _tick_name(session_id))
         return
     at = d.clock()
-    await _redraw(context.bot, d.db, watched, at)
+    if not watched.times_up_due(at):  # else the reminder job draws it, before its message
+        await _redraw(context.bot, d.db, watched, at)
     if watched.session.stopped_at is not None:
         _drop(context, _tick_name(session_id))
         return
