@@ -46,8 +46,12 @@ R = TypeVar("R")
 
 #: How many logs and reflections the dashboard lists.
 HISTORY = 10
-#: The biggest request body the API reads.
+#: The biggest request body the API reads (a bigger one: 413 ``too_large``).
 MAX_BODY_BYTES = 16 * 1024
+#: The biggest body the dashboard's own server accepts at all (as the webhook's): above
+#: MAX_BODY_BYTES and up to this, the API answers 413 in JSON; above it the connection is
+#: refused before a handler runs.
+SERVER_MAX_BODY_BYTES = 1024 * 1024
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
 _STATIC = {
@@ -196,7 +200,7 @@ class _Api(tornado.web.RequestHandler):
             raise ApiError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "Request too large.", "too_large")
         try:
             value = json.loads(self.request.body or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
             value = None
         if not isinstance(value, dict):
             raise ApiError(HTTPStatus.BAD_REQUEST, "The body must be a JSON object.", "bad_body")
@@ -390,9 +394,9 @@ class AutoHandler(_Api):
     async def post(self, arm: str) -> None:
         self.body()
         self.request_key()
-        d = self.deps
-        await nba.auto(d.db, self.me.who, _arm(arm), d.clock())
-        await self.answer(f"{arm}: back to automatic ranking.")
+        d, theater = self.deps, _arm(arm)
+        await nba.auto(d.db, self.me.who, theater, d.clock())
+        await self.answer(f"{theater}: back to automatic ranking.")
 
 
 class LogsHandler(_Api):
@@ -441,7 +445,7 @@ def routes(app: App, prefix: str = "/app/") -> list[Route]:
         (prefix + "api/items", ItemsHandler, api),
         (prefix + f"api/items/{uid}", ItemHandler, api),
         (prefix + f"api/items/{uid}/(lock|unlock|choose|done|progress)", ItemActionHandler, api),
-        (prefix + r"api/theaters/(ibm|cs)/auto", AutoHandler, api),
+        (prefix + r"api/theaters/((?i:ibm|cs))/auto", AutoHandler, api),
         (prefix + "api/logs", LogsHandler, api),
         (prefix + "api/reflections", ReflectionsHandler, api),
         (prefix + r"api/.*", _NotFound, api),
@@ -481,6 +485,6 @@ def serve(app: App, port: int, listen: str = "") -> tornado.httpserver.HTTPServe
     ``listen``: an address or host name ("localhost": its IPv4 and IPv6 addresses), or ""
     for every interface."""
     web = tornado.web.Application(routes(app), **SETTINGS)
-    server = tornado.httpserver.HTTPServer(web, xheaders=True, max_body_size=MAX_BODY_BYTES)
+    server = tornado.httpserver.HTTPServer(web, xheaders=True, max_body_size=SERVER_MAX_BODY_BYTES)
     server.listen(port, address=listen)
     return server
