@@ -238,3 +238,29 @@ async def test_a_change_made_in_the_chat_meanwhile_redraws_the_page(
             "[...document.querySelectorAll('[data-arm=cs] .item-title')]"
             ".map(e => e.textContent).join('|') === '➤ Exercises 3.1'",
         )
+
+
+async def test_long_unbroken_names_and_titles_stay_within_a_phones_width(
+    db: Database, database_dsn: str, emulator: BotApiEmulator, driver: Any
+) -> None:
+    async with dashboard_running(emulator, database_dsn) as (url, _):
+        chat = Chat(emulator, ME)
+        await chat.send("/start")
+        await chat.send("/add cs 4 " + "W" * 200)  # the longest title, no space to wrap at
+        name = "Z" * 64  # the longest first name Telegram allows
+        page = browser.launch_url(url, emulator.token, ME, theme=browser.LIGHT, first_name=name)
+        assert await browser.open_page(driver, page) == "ready"
+        wide = (
+            "[...document.querySelectorAll('body *')]"
+            ".filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)"
+            ".map(e => e.tagName + '#' + e.id + '.' + e.className)"
+        )
+        assert await browser.call(driver.execute_script, f"return {wide}") == []
+        await browser.call(
+            driver.execute_script,
+            "document.querySelector('[aria-label^=\"Done: WWW\"]').click()",
+        )
+        await browser.wait_for(
+            driver, "document.getElementById('notice').textContent.startsWith('Done')"
+        )
+        assert await browser.call(driver.execute_script, f"return {wide}") == []
