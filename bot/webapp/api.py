@@ -31,11 +31,11 @@ from telegram.ext import Application
 
 from bot.webapp import initdata, views
 from handlers.deps import Deps, get_deps
-from services import nba, stats, status, sync
+from services import nba, rules, stats, status, sync, validation
 from services.commands import Command
 from services.db import DatabaseBusy, DatabaseUnavailable, TelegramUser
 from services.errors import Conflict, DomainError, Implausible, NotFound, NotLinked
-from services.models import ARMS, Arm, parse_arm
+from services.models import ARMS, Arm, ExecutionLog, parse_arm
 from services.nba import AddItem
 from services.tracking import LogTime, Reflect
 
@@ -287,6 +287,17 @@ def _as_api_error(e: Exception) -> Exception:
     return e
 
 
+def _repeat_of(log: ExecutionLog | None, arm: str, action: str, minutes: int | None) -> None:
+    """A repeated ``X-Request-Id`` answers with the change first made under it: refuse it
+    (nothing written) when that change was another one, rather than report this one done."""
+    if log is None or (log.arm_type, log.action, log.duration) != (arm, action, minutes):
+        raise ApiError(
+            HTTPStatus.CONFLICT,
+            "This X-Request-Id was already used for another change: nothing was changed.",
+            "request_id_reused",
+        )
+
+
 def _uuid(text: str) -> UUID:
     try:
         return UUID(hex=text)
@@ -374,16 +385,21 @@ class ItemActionHandler(_Api):
             result = await nba.select(d.db, who, uid, at)
             message = f"Working on “{result.item.title}”."
         elif action == "done":
+            spent = _int(body, "minutes", required=False)
             result = await nba.done(
-                d.db, who, uid, at, minutes=_int(body, "minutes", required=False),
-                dedupe_key=key, confirmed=_confirmed(body),
-            )  # fmt: skip
+                d.db, who, uid, at, minutes=spent, dedupe_key=key, confirmed=_confirmed(body)
+            )
+            if result.duplicate:
+                done_action = rules.done_action(result.item.title)
+                _repeat_of(result.log, result.item.arm_type, done_action, spent)
             message = f"Done: “{result.item.title}”."
         else:  # progress (the route allows no other)
             minutes = _int(body, "minutes") or 0
             result = await nba.progress(
                 d.db, who, uid, minutes, at, dedupe_key=key, confirmed=_confirmed(body)
             )
+            if result.duplicate:
+                _repeat_of(result.log, result.item.arm_type, result.item.title, minutes)
             message = f"Logged {minutes} min on “{result.item.title}”."
         await self.answer(message)
 
@@ -412,6 +428,8 @@ class LogsHandler(_Api):
             confirmed=_confirmed(body),
         )
         result = await self.perform(log)
+        if result is not None and result.duplicate:
+            _repeat_of(result.log, log.arm, validation.clean_action(log.action), log.minutes)
         if result is not None:
             await self.answer(f"Logged {result.log.duration} min in {result.log.arm_type}.")
 

@@ -383,3 +383,46 @@ async def test_hostile_bodies_get_clear_json_refusals_and_change_nothing(
     assert await rows(db, "select 1 from reflections") == []
     titles = await rows(db, "select title from nba_items order by title")
     assert titles == [{"title": "Read SICP chapter 3"}, {"title": "😀"}]
+
+
+async def test_a_request_id_used_again_for_another_change_is_refused_not_reported_done(
+    db: Database, database_dsn: str, emulator: BotApiEmulator
+) -> None:
+    async with dashboard(emulator, database_dsn) as (client, _):
+        chat = Chat(emulator, ME)
+        await chat.send("/start")
+        await chat.send("/add cs 4 Read SICP chapter 3")
+        state = (
+            await client.get("api/state", headers={"Authorization": tma(emulator, ME)})
+        ).json()
+        item = state["theaters"][1]["items"][0]["id"]
+        headers = write(emulator)
+        progress = await client.post(
+            f"api/items/{item}/progress", json={"minutes": 10}, headers=headers
+        )
+        assert progress.status_code == 200
+        again = await client.post(
+            f"api/items/{item}/progress", json={"minutes": 10}, headers=headers
+        )  # a retry: the same answer, nothing more written
+        assert again.status_code == 200 and again.json()["message"].startswith("Logged 10 min")
+
+        for path, body in (
+            (f"api/items/{item}/done", {}),
+            (f"api/items/{item}/progress", {"minutes": 25}),
+            ("api/logs", {"arm": "ibm", "minutes": 30, "action": "something else"}),
+        ):
+            reused = await client.post(path, json=body, headers=headers)
+            assert reused.status_code == 409, (path, reused.text)
+            assert reused.json()["code"] == "request_id_reused"
+
+        done_headers = write(emulator)
+        done = await client.post(f"api/items/{item}/done", json={}, headers=done_headers)
+        assert done.status_code == 200
+        retried = await client.post(f"api/items/{item}/done", json={}, headers=done_headers)
+        assert retried.status_code == 200 and retried.json()["message"].startswith("Done:")
+
+    logs = await rows(db, "select action, duration from execution_logs order by timestamp")
+    assert logs == [
+        {"action": "Read SICP chapter 3", "duration": 10},
+        {"action": "Done: Read SICP chapter 3", "duration": None},
+    ]
