@@ -264,3 +264,31 @@ async def test_long_unbroken_names_and_titles_stay_within_a_phones_width(
             driver, "document.getElementById('notice').textContent.startsWith('Done')"
         )
         assert await browser.call(driver.execute_script, f"return {wide}") == []
+
+
+async def test_a_redraw_closes_the_minutes_editor_and_hides_the_back_button(
+    db: Database, database_dsn: str, emulator: BotApiEmulator, driver: Any
+) -> None:
+    async with dashboard_running(emulator, database_dsn) as (url, _):
+        await _with_nbas(emulator)
+        page = browser.launch_url(url, emulator.token, ME, theme=browser.LIGHT)
+        assert await browser.open_page(driver, page) == "ready"
+        shown = (
+            "[Telegram.WebApp.BackButton.isVisible,"
+            " !!document.querySelector('[aria-label=\"Minutes of progress\"]')]"
+        )
+        await browser.call(
+            driver.execute_script,
+            "document.querySelector('[aria-label=\"Progress on Read SICP chapter 3\"]').click()",
+        )
+        assert await browser.call(driver.execute_script, f"return {shown}") == [True, True]
+        # Another change redraws the page (the editor is gone): Back has nothing to close.
+        await browser.call(
+            driver.execute_script,
+            "var s = document.querySelector('[aria-label=\"Gap of Exercises 3.1\"]');"
+            " s.value = '5'; s.dispatchEvent(new Event('change'));",
+        )
+        await browser.wait_for(
+            driver, "document.getElementById('notice').textContent.includes('gap 5')"
+        )
+        assert await browser.call(driver.execute_script, f"return {shown}") == [False, False]

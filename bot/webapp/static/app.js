@@ -280,6 +280,7 @@
     state = s;
     pending = null;
     $("confirm").hidden = true;
+    if (closeEditor) setBack(null); // the minutes editor and the question are gone: Back too
     $("hello").textContent = s.user.first_name ? "Hi, " + s.user.first_name : "";
     var o = s.overload;
     var fill = $("gauge-fill");
