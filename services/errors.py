@@ -108,14 +108,12 @@ class Empty(DomainError):
 
 
 class ForbiddenCharacter(DomainError):
-    """Text holding a character that can't be stored (NUL): "Title can't contain …"."""
+    """Text holding a character that can't be stored (NUL, or half of a UTF-16 surrogate pair
+    that is not valid Unicode text): "Title can't contain …"."""
 
-    def __init__(self, field: str) -> None:
+    def __init__(self, field: str, what: str = "the NUL character (\\x00)") -> None:
         self.field = field
-        super().__init__(
-            f"{_label(field)} can't contain the NUL character (\\x00): remove it and send it"
-            " again."
-        )
+        super().__init__(f"{_label(field)} can't contain {what}: remove it and send it again.")
 
 
 class Superseded(DomainError):

@@ -87,6 +87,7 @@ _CENT = Decimal("0.01")
 _INT_RE = re.compile(r"[+-]?[0-9]{1,30}")
 _DECIMAL_RE = re.compile(r"[+-]?(?:[0-9]{1,30}(?:[.,][0-9]{0,30})?|[.,][0-9]{1,30})")
 _TZ_NAME_MAX = 64
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 # Names the tz database ships that are not real places (or depend on the machine).
 _TZ_EXCLUDED = frozenset({"localtime", "posixrules", "Factory"})
 
@@ -96,9 +97,13 @@ _TZ_EXCLUDED = frozenset({"localtime", "posixrules", "Factory"})
 
 def check_text(text: str, field: str) -> str:
     """Return ``text`` unchanged, or raise ``ForbiddenCharacter`` naming the field if it holds
-    a NUL character (PostgreSQL can't store one in text, and nothing typed needs it)."""
+    a NUL character (PostgreSQL can't store one in text, and nothing typed needs it) or a lone
+    UTF-16 surrogate (half of a character, which no UTF-8 text can hold: a JSON body's
+    ``"\\ud800"`` decodes to one)."""
     if "\x00" in text:
         raise ForbiddenCharacter(field)
+    if _SURROGATE.search(text):
+        raise ForbiddenCharacter(field, "a broken character (half of a UTF-16 surrogate pair)")
     return text
 
 

@@ -31,11 +31,11 @@ from telegram.ext import Application
 
 from bot.webapp import initdata, views
 from handlers.deps import Deps, get_deps
-from services import nba, stats, status, sync
+from services import nba, rules, stats, status, sync, validation
 from services.commands import Command
 from services.db import DatabaseBusy, DatabaseUnavailable, TelegramUser
 from services.errors import Conflict, DomainError, Implausible, NotFound, NotLinked
-from services.models import ARMS, Arm, parse_arm
+from services.models import ARMS, Arm, ExecutionLog, parse_arm
 from services.nba import AddItem
 from services.tracking import LogTime, Reflect
 
@@ -46,8 +46,12 @@ R = TypeVar("R")
 
 #: How many logs and reflections the dashboard lists.
 HISTORY = 10
-#: The biggest request body the API reads.
+#: The biggest request body the API reads (a bigger one: 413 ``too_large``).
 MAX_BODY_BYTES = 16 * 1024
+#: The biggest body the dashboard's own server accepts at all (as the webhook's): above
+#: MAX_BODY_BYTES and up to this, the API answers 413 in JSON; above it the connection is
+#: refused before a handler runs.
+SERVER_MAX_BODY_BYTES = 1024 * 1024
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 
 _STATIC = {
@@ -196,7 +200,7 @@ class _Api(tornado.web.RequestHandler):
             raise ApiError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "Request too large.", "too_large")
         try:
             value = json.loads(self.request.body or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
             value = None
         if not isinstance(value, dict):
             raise ApiError(HTTPStatus.BAD_REQUEST, "The body must be a JSON object.", "bad_body")
@@ -281,6 +285,17 @@ def _as_api_error(e: Exception) -> Exception:
             "unavailable",
         )
     return e
+
+
+def _repeat_of(log: ExecutionLog | None, arm: str, action: str, minutes: int | None) -> None:
+    """A repeated ``X-Request-Id`` answers with the change first made under it: refuse it
+    (nothing written) when that change was another one, rather than report this one done."""
+    if log is None or (log.arm_type, log.action, log.duration) != (arm, action, minutes):
+        raise ApiError(
+            HTTPStatus.CONFLICT,
+            "This X-Request-Id was already used for another change: nothing was changed.",
+            "request_id_reused",
+        )
 
 
 def _uuid(text: str) -> UUID:
@@ -370,16 +385,21 @@ class ItemActionHandler(_Api):
             result = await nba.select(d.db, who, uid, at)
             message = f"Working on “{result.item.title}”."
         elif action == "done":
+            spent = _int(body, "minutes", required=False)
             result = await nba.done(
-                d.db, who, uid, at, minutes=_int(body, "minutes", required=False),
-                dedupe_key=key, confirmed=_confirmed(body),
-            )  # fmt: skip
+                d.db, who, uid, at, minutes=spent, dedupe_key=key, confirmed=_confirmed(body)
+            )
+            if result.duplicate:
+                done_action = rules.done_action(result.item.title)
+                _repeat_of(result.log, result.item.arm_type, done_action, spent)
             message = f"Done: “{result.item.title}”."
         else:  # progress (the route allows no other)
             minutes = _int(body, "minutes") or 0
             result = await nba.progress(
                 d.db, who, uid, minutes, at, dedupe_key=key, confirmed=_confirmed(body)
             )
+            if result.duplicate:
+                _repeat_of(result.log, result.item.arm_type, result.item.title, minutes)
             message = f"Logged {minutes} min on “{result.item.title}”."
         await self.answer(message)
 
@@ -390,9 +410,9 @@ class AutoHandler(_Api):
     async def post(self, arm: str) -> None:
         self.body()
         self.request_key()
-        d = self.deps
-        await nba.auto(d.db, self.me.who, _arm(arm), d.clock())
-        await self.answer(f"{arm}: back to automatic ranking.")
+        d, theater = self.deps, _arm(arm)
+        await nba.auto(d.db, self.me.who, theater, d.clock())
+        await self.answer(f"{theater}: back to automatic ranking.")
 
 
 class LogsHandler(_Api):
@@ -408,6 +428,8 @@ class LogsHandler(_Api):
             confirmed=_confirmed(body),
         )
         result = await self.perform(log)
+        if result is not None and result.duplicate:
+            _repeat_of(result.log, log.arm, validation.clean_action(log.action), log.minutes)
         if result is not None:
             await self.answer(f"Logged {result.log.duration} min in {result.log.arm_type}.")
 
@@ -441,7 +463,7 @@ def routes(app: App, prefix: str = "/app/") -> list[Route]:
         (prefix + "api/items", ItemsHandler, api),
         (prefix + f"api/items/{uid}", ItemHandler, api),
         (prefix + f"api/items/{uid}/(lock|unlock|choose|done|progress)", ItemActionHandler, api),
-        (prefix + r"api/theaters/(ibm|cs)/auto", AutoHandler, api),
+        (prefix + r"api/theaters/((?i:ibm|cs))/auto", AutoHandler, api),
         (prefix + "api/logs", LogsHandler, api),
         (prefix + "api/reflections", ReflectionsHandler, api),
         (prefix + r"api/.*", _NotFound, api),
@@ -481,6 +503,6 @@ def serve(app: App, port: int, listen: str = "") -> tornado.httpserver.HTTPServe
     ``listen``: an address or host name ("localhost": its IPv4 and IPv6 addresses), or ""
     for every interface."""
     web = tornado.web.Application(routes(app), **SETTINGS)
-    server = tornado.httpserver.HTTPServer(web, xheaders=True, max_body_size=MAX_BODY_BYTES)
+    server = tornado.httpserver.HTTPServer(web, xheaders=True, max_body_size=SERVER_MAX_BODY_BYTES)
     server.listen(port, address=listen)
     return server

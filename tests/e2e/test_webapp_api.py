@@ -329,3 +329,100 @@ async def test_a_log_sent_during_an_outage_is_kept_and_synced_like_the_chats(
     async with Database(dsn, max_size=1) as db, db.privileged() as uow:
         logs = [dict(r) for r in await uow.fetchall("select action, duration from execution_logs")]
     assert logs == [{"action": "read offline", "duration": 40}]
+
+
+async def test_hostile_bodies_get_clear_json_refusals_and_change_nothing(
+    db: Database, database_dsn: str, emulator: BotApiEmulator
+) -> None:
+    async with dashboard(emulator, database_dsn) as (client, _):
+        chat = Chat(emulator, ME)
+        await chat.send("/start")
+        await chat.send("/add cs 4 Read SICP chapter 3")
+        state = (
+            await client.get("api/state", headers={"Authorization": tma(emulator, ME)})
+        ).json()
+        item = state["theaters"][1]["items"][0]["id"]
+
+        async def send(method: str, path: str, body: bytes) -> httpx.Response:
+            answer = await client.request(method, path, content=body, headers=write(emulator))
+            assert answer.headers["content-type"].startswith("application/json"), answer.text
+            return answer
+
+        # Nested deeper than Python's JSON parser recurses: a bad body, not a crash.
+        for deep in (b"[" * 10_000, b'{"a":' * 2_000 + b"1" + b"}" * 2_000):
+            answer = await send("POST", "api/logs", deep)
+            assert answer.status_code == 400 and answer.json()["code"] == "bad_body"
+
+        # A lone surrogate ("\ud800" in JSON) decodes to text no UTF-8 can hold.
+        for method, path, body in (
+            ("POST", "api/items", b'{"arm": "cs", "gap": 3, "title": "x\\ud800"}'),
+            ("POST", "api/logs", b'{"arm": "cs", "minutes": 5, "action": "\\udfff"}'),
+            ("POST", "api/reflections", b'{"arm": "cs", "evidence": "\\ud83d!"}'),
+            ("PATCH", f"api/items/{item}", b'{"title": "\\ud800"}'),
+        ):
+            answer = await send(method, path, body)
+            assert answer.status_code == 422, (path, answer.text)
+            assert answer.json()["code"] == "invalid"
+            assert "broken character" in answer.json()["error"]
+        # An escaped pair is one whole character: kept.
+        pair = b'{"arm": "cs", "gap": 3, "title": "\\ud83d\\ude00"}'
+        added = await send("POST", "api/items", pair)
+        assert added.status_code == 200, added.text
+
+        # Over 16 KiB: 413 in JSON, on the dashboard's own server as next to the webhook.
+        big = b'{"arm": "cs", "minutes": 5, "action": "' + b"x" * 20_000 + b'"}'
+        answer = await send("POST", "api/logs", big)
+        assert answer.status_code == 413 and answer.json()["code"] == "too_large"
+
+        # The theater in a route, in any case (as in a body).
+        await client.post(f"api/items/{item}/choose", json={}, headers=write(emulator))
+        auto = await send("POST", "api/theaters/CS/auto", b"{}")
+        assert auto.status_code == 200 and auto.json()["message"].startswith("cs:")
+
+    assert await rows(db, "select action from execution_logs") == []
+    assert await rows(db, "select 1 from reflections") == []
+    titles = await rows(db, "select title from nba_items order by title")
+    assert titles == [{"title": "Read SICP chapter 3"}, {"title": "😀"}]
+
+
+async def test_a_request_id_used_again_for_another_change_is_refused_not_reported_done(
+    db: Database, database_dsn: str, emulator: BotApiEmulator
+) -> None:
+    async with dashboard(emulator, database_dsn) as (client, _):
+        chat = Chat(emulator, ME)
+        await chat.send("/start")
+        await chat.send("/add cs 4 Read SICP chapter 3")
+        state = (
+            await client.get("api/state", headers={"Authorization": tma(emulator, ME)})
+        ).json()
+        item = state["theaters"][1]["items"][0]["id"]
+        headers = write(emulator)
+        progress = await client.post(
+            f"api/items/{item}/progress", json={"minutes": 10}, headers=headers
+        )
+        assert progress.status_code == 200
+        again = await client.post(
+            f"api/items/{item}/progress", json={"minutes": 10}, headers=headers
+        )  # a retry: the same answer, nothing more written
+        assert again.status_code == 200 and again.json()["message"].startswith("Logged 10 min")
+
+        for path, body in (
+            (f"api/items/{item}/done", {}),
+            (f"api/items/{item}/progress", {"minutes": 25}),
+            ("api/logs", {"arm": "ibm", "minutes": 30, "action": "something else"}),
+        ):
+            reused = await client.post(path, json=body, headers=headers)
+            assert reused.status_code == 409, (path, reused.text)
+            assert reused.json()["code"] == "request_id_reused"
+
+        done_headers = write(emulator)
+        done = await client.post(f"api/items/{item}/done", json={}, headers=done_headers)
+        assert done.status_code == 200
+        retried = await client.post(f"api/items/{item}/done", json={}, headers=done_headers)
+        assert retried.status_code == 200 and retried.json()["message"].startswith("Done:")
+
+    logs = await rows(db, "select action, duration from execution_logs order by timestamp")
+    assert logs == [
+        {"action": "Read SICP chapter 3", "duration": 10},
+        {"action": "Done: Read SICP chapter 3", "duration": None},
+    ]

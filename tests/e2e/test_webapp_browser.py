@@ -179,3 +179,116 @@ async def test_logging_time_with_the_form_shows_in_the_history_and_the_chat(
         )  # the form is cleared for the next one
         (history,) = await chat.send("/history ibm")
         assert "wrote the release notes" in history.plain_text
+
+
+async def test_the_main_button_pressed_twice_fast_logs_once(
+    db: Database, database_dsn: str, emulator: BotApiEmulator, driver: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    async with dashboard_running(emulator, database_dsn) as (url, _):
+        await _with_nbas(emulator)
+        page = browser.launch_url(url, emulator.token, ME, theme=browser.LIGHT)
+        assert await browser.open_page(driver, page) == "ready"
+
+        def fill() -> None:
+            form = driver.find_element(By.ID, "log-form")
+            form.find_element(By.NAME, "minutes").send_keys("20")
+            form.find_element(By.NAME, "action").send_keys("pressed twice")
+
+        await browser.call(fill)
+        # Telegram's main button ("Log time") tapped twice before the first answer came.
+        await browser.call(
+            driver.execute_script,
+            "Telegram.WebView.receiveEvent('main_button_pressed');"
+            " Telegram.WebView.receiveEvent('main_button_pressed');",
+        )
+        await browser.wait_for(
+            driver, "document.getElementById('notice').textContent.startsWith('Logged 20 min')"
+        )
+        await Chat(emulator, ME).settle(quiet=0.5)
+    async with db.privileged(read_only=True) as uow:
+        logs = await uow.fetchall(
+            "select duration from execution_logs where action = 'pressed twice'"
+        )
+    assert [r["duration"] for r in logs] == [20]
+
+
+async def test_a_change_made_in_the_chat_meanwhile_redraws_the_page(
+    db: Database, database_dsn: str, emulator: BotApiEmulator, driver: Any
+) -> None:
+    async with dashboard_running(emulator, database_dsn) as (url, _):
+        chat = await _with_nbas(emulator)
+        page = browser.launch_url(url, emulator.token, ME, theme=browser.LIGHT)
+        assert await browser.open_page(driver, page) == "ready"
+
+        # The page is open; the same item is finished in the chat.
+        (view,) = await chat.send("/nba cs")
+        await chat.press(view, "✅ Done")
+        # Done on the page, which still shows it: refused, and the page shows what is true now.
+        await browser.call(
+            driver.execute_script,
+            "document.querySelector('[aria-label=\"Done: Read SICP chapter 3\"]').click()",
+        )
+        await browser.wait_for(
+            driver, "document.getElementById('notice').textContent.includes('no longer exists')"
+        )
+        await browser.wait_for(
+            driver,
+            "[...document.querySelectorAll('[data-arm=cs] .item-title')]"
+            ".map(e => e.textContent).join('|') === '➤ Exercises 3.1'",
+        )
+
+
+async def test_long_unbroken_names_and_titles_stay_within_a_phones_width(
+    db: Database, database_dsn: str, emulator: BotApiEmulator, driver: Any
+) -> None:
+    async with dashboard_running(emulator, database_dsn) as (url, _):
+        chat = Chat(emulator, ME)
+        await chat.send("/start")
+        await chat.send("/add cs 4 " + "W" * 200)  # the longest title, no space to wrap at
+        name = "Z" * 64  # the longest first name Telegram allows
+        page = browser.launch_url(url, emulator.token, ME, theme=browser.LIGHT, first_name=name)
+        assert await browser.open_page(driver, page) == "ready"
+        wide = (
+            "[...document.querySelectorAll('body *')]"
+            ".filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)"
+            ".map(e => e.tagName + '#' + e.id + '.' + e.className)"
+        )
+        assert await browser.call(driver.execute_script, f"return {wide}") == []
+        await browser.call(
+            driver.execute_script,
+            "document.querySelector('[aria-label^=\"Done: WWW\"]').click()",
+        )
+        await browser.wait_for(
+            driver, "document.getElementById('notice').textContent.startsWith('Done')"
+        )
+        assert await browser.call(driver.execute_script, f"return {wide}") == []
+
+
+async def test_a_redraw_closes_the_minutes_editor_and_hides_the_back_button(
+    db: Database, database_dsn: str, emulator: BotApiEmulator, driver: Any
+) -> None:
+    async with dashboard_running(emulator, database_dsn) as (url, _):
+        await _with_nbas(emulator)
+        page = browser.launch_url(url, emulator.token, ME, theme=browser.LIGHT)
+        assert await browser.open_page(driver, page) == "ready"
+        shown = (
+            "[Telegram.WebApp.BackButton.isVisible,"
+            " !!document.querySelector('[aria-label=\"Minutes of progress\"]')]"
+        )
+        await browser.call(
+            driver.execute_script,
+            "document.querySelector('[aria-label=\"Progress on Read SICP chapter 3\"]').click()",
+        )
+        assert await browser.call(driver.execute_script, f"return {shown}") == [True, True]
+        # Another change redraws the page (the editor is gone): Back has nothing to close.
+        await browser.call(
+            driver.execute_script,
+            "var s = document.querySelector('[aria-label=\"Gap of Exercises 3.1\"]');"
+            " s.value = '5'; s.dispatchEvent(new Event('change'));",
+        )
+        await browser.wait_for(
+            driver, "document.getElementById('notice').textContent.includes('gap 5')"
+        )
+        assert await browser.call(driver.execute_script, f"return {shown}") == [False, False]

@@ -404,3 +404,20 @@ def test_nul_is_refused_naming_the_field(
     assert info.value.user_message == (
         f"{label} can't contain the NUL character (\\x00): remove it and send it again."
     )
+
+
+@pytest.mark.parametrize(("check", "label"), NUL_CHECKS)
+@pytest.mark.parametrize("text", ["a\ud800b", "\udfff", "\ud83d"])
+def test_a_lone_surrogate_is_refused_naming_the_field(
+    check: Callable[[str], object], label: str, text: str
+) -> None:
+    with pytest.raises(ForbiddenCharacter) as info:
+        check(text)
+    assert info.value.user_message == (
+        f"{label} can't contain a broken character (half of a UTF-16 surrogate pair):"
+        " remove it and send it again."
+    )
+
+
+def test_a_character_outside_the_bmp_is_kept() -> None:
+    assert clean_title(" Read 😀 SICP ") == "Read 😀 SICP"

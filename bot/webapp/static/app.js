@@ -96,6 +96,8 @@
       if (r.data.code === "confirm") { ask(r.data.error, method, path, body); return false; }
       notice(r.data.error || "Something went wrong.", true);
       haptic("error");
+      // Gone or refused: the chat (or another device) changed it meanwhile; show what is true now.
+      if (r.data.code === "not_found" || r.data.code === "conflict") refresh();
       return false;
     }, function () {
       (buttons || []).forEach(function (b) { b.disabled = false; });
@@ -103,6 +105,12 @@
       haptic("error");
       return false;
     });
+  }
+
+  function refresh() {
+    return call("GET", "state").then(function (r) {
+      if (r.status === 200) draw(r.data);
+    }, function () { /* the notice already says what went wrong */ });
   }
 
   function ask(text, method, path, body) {
@@ -272,6 +280,7 @@
     state = s;
     pending = null;
     $("confirm").hidden = true;
+    if (closeEditor) setBack(null); // the minutes editor and the question are gone: Back too
     $("hello").textContent = s.user.first_name ? "Hi, " + s.user.first_name : "";
     var o = s.overload;
     var fill = $("gauge-fill");
@@ -310,7 +319,10 @@
   function formChange(form, path, make) {
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
-      change("POST", path, make(new FormData(form)), [form.querySelector("button")]).then(function (ok) {
+      var button = form.querySelector("button");
+      // Sent and not answered yet: Telegram's main button (requestSubmit) ignores "disabled".
+      if (button.disabled) return;
+      change("POST", path, make(new FormData(form)), [button]).then(function (ok) {
         if (ok) form.reset();
       });
     });
