@@ -124,7 +124,7 @@
 
   function pct(x) { return (Math.round(x * 10) / 10) + "%"; }
 
-  var STATUS = { active: "🟢", idle: "🟡", blocked: "⛔" };
+  var STATUS = { active: "🟢", warm: "🟡", idle: "🔴", blocked: "⛔" };  // as the chat shows them
 
   function itemRow(t, it) {
     var flags = it.locked ? " 🔒 locked" : it.chosen ? " ✋ chosen" : "";
