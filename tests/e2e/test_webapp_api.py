@@ -60,6 +60,16 @@ def write(emu: BotApiEmulator, user_id: int = ME) -> dict[str, str]:
     return {"Authorization": tma(emu, user_id), "X-Request-Id": uuid.uuid4().hex}
 
 
+async def linked_with_item(client: Any, emulator: BotApiEmulator) -> str:
+    """The dashboard's user, linked with /start, with one NBA in cs: the item's id as the
+    dashboard's state names it."""
+    chat = Chat(emulator, ME)
+    await chat.send("/start")
+    await chat.send("/add cs 4 Read SICP chapter 3")
+    state = (await client.get("api/state", headers={"Authorization": tma(emulator, ME)})).json()
+    return str(state["theaters"][1]["items"][0]["id"])
+
+
 async def test_state_answers_a_linked_user_and_refuses_everyone_else(
     db: Database, database_dsn: str, emulator: BotApiEmulator
 ) -> None:
@@ -335,13 +345,7 @@ async def test_hostile_bodies_get_clear_json_refusals_and_change_nothing(
     db: Database, database_dsn: str, emulator: BotApiEmulator
 ) -> None:
     async with dashboard(emulator, database_dsn) as (client, _):
-        chat = Chat(emulator, ME)
-        await chat.send("/start")
-        await chat.send("/add cs 4 Read SICP chapter 3")
-        state = (
-            await client.get("api/state", headers={"Authorization": tma(emulator, ME)})
-        ).json()
-        item = state["theaters"][1]["items"][0]["id"]
+        item = await linked_with_item(client, emulator)
 
         async def send(method: str, path: str, body: bytes) -> httpx.Response:
             answer = await client.request(method, path, content=body, headers=write(emulator))
@@ -389,13 +393,7 @@ async def test_a_request_id_used_again_for_another_change_is_refused_not_reporte
     db: Database, database_dsn: str, emulator: BotApiEmulator
 ) -> None:
     async with dashboard(emulator, database_dsn) as (client, _):
-        chat = Chat(emulator, ME)
-        await chat.send("/start")
-        await chat.send("/add cs 4 Read SICP chapter 3")
-        state = (
-            await client.get("api/state", headers={"Authorization": tma(emulator, ME)})
-        ).json()
-        item = state["theaters"][1]["items"][0]["id"]
+        item = await linked_with_item(client, emulator)
         headers = write(emulator)
         progress = await client.post(
             f"api/items/{item}/progress", json={"minutes": 10}, headers=headers
