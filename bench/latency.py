@@ -306,8 +306,9 @@ async def delayed_run(
     tracker = Tracker(classify_delayed)
     settings = {"db_transaction_pooler": "on" if pooler else "off"}
     async with DelayProxy(db.dsn, delay_ms / 1000) as proxy:
+        dsn = proxy.dsn(db.dsn)
         with RemoteEmulator() as emu:
-            async with bot_running(emu, proxy.dsn(db.dsn), before_start=tracker.install, **settings):
+            async with bot_running(emu, dsn, before_start=tracker.install, **settings):
                 users = list(range(first_user, first_user + args.delay_users))
                 nba_ids = await emu.onboard(users)
                 await delayed_rounds(emu, tracker, users, nba_ids, args.delay_warmup, 0)

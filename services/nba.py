@@ -126,8 +126,8 @@ async def _save(
     if theater is None:
         raise NotLinked()
     final, changes = state.plan_items(open_items, changed, now, delete=delete)
-    stored = await nba_items.apply_changes(uow, changes)
-    await uow.commit()
+    stored = await nba_items.apply_changes(uow, changes, commit=True)
+    await uow.commit()  # when there was nothing to write
     return _theater_nba(theater, state.as_stored(final, stored), now), stored
 
 
@@ -422,9 +422,14 @@ async def _work_on_item(
             status=status,
             risk=overload.risk,
             changes=changes,
+            commit=True,
         )
         if recorded is None:  # a repeated key: the earlier log, and nothing written
-            earlier = await _earlier(uow, dedupe_key)
+            if uow.sealed:  # committed with the write: read it in a transaction of its own
+                async with db.user_uow(user_id, read_only=True) as read:
+                    earlier = await _earlier(read, dedupe_key)
+            else:
+                earlier = await _earlier(uow, dedupe_key)
             return ItemResult(item, _theater_nba(theater, ctx.items, now), earlier, True)
         log, stored = recorded
         await uow.commit()

@@ -348,21 +348,34 @@ def union_of(item_ctes: Sequence[str]) -> str:
 
 
 async def run_changes(
-    uow: UnitOfWork, give: Sequence[NbaItem], take_: Sequence[NbaItem], delete: UUID | None
+    uow: UnitOfWork,
+    give: Sequence[NbaItem],
+    take_: Sequence[NbaItem],
+    delete: UUID | None,
+    *,
+    commit: bool = False,
 ) -> dict[UUID, NbaItem]:
-    """One statement of :meth:`Changes.statements`; the rows as stored."""
+    """One statement of :meth:`Changes.statements`; the rows as stored. ``commit``: the
+    unit of work commits with it (see ``UnitOfWork.commit_with``)."""
     ctes, params, item_ctes = change_ctes(give, take_, delete)
     if not ctes:
         return {}
     final = union_of(item_ctes) if item_ctes else "select id from del"
-    rows = await uow.fetchall(f"with {', '.join(ctes)} {final}", params)
+    sql = f"with {', '.join(ctes)} {final}"
+    rows = await (uow.commit_with(sql, params) if commit else uow.fetchall(sql, params))
     return {row["id"]: NbaItem.from_row(row) for row in rows} if item_ctes else {}
 
 
-async def apply_changes(uow: UnitOfWork, changes: Changes) -> dict[UUID, NbaItem]:
+async def apply_changes(
+    uow: UnitOfWork, changes: Changes, *, commit: bool = False
+) -> dict[UUID, NbaItem]:
     """Write ``changes`` (one statement, rarely two; none if there is nothing to write);
-    returns the rows as stored."""
+    returns the rows as stored. ``commit``: the unit of work commits with the last one
+    (when there is nothing to write, it commits as it ends)."""
     stored: dict[UUID, NbaItem] = {}
-    for n, (give, take_) in enumerate(changes.statements()):
-        stored.update(await run_changes(uow, give, take_, changes.delete if n == 0 else None))
+    statements = changes.statements()
+    for n, (give, take_) in enumerate(statements):
+        last = commit and n == len(statements) - 1
+        delete = changes.delete if n == 0 else None
+        stored.update(await run_changes(uow, give, take_, delete, commit=last))
     return stored

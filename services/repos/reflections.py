@@ -15,13 +15,14 @@ _COLUMNS = "id, user_id, arm_type, evidence, context, timestamp"
 async def insert(
     uow: UnitOfWork, arm: Arm, evidence: str, context: str | None, now: datetime
 ) -> Reflection:
-    row = await uow.fetchone(
+    """Insert a reflection as the last statement of ``uow``, which commits with it."""
+    rows = await uow.commit_with(
         "insert into reflections (user_id, arm_type, evidence, context, timestamp)"
         f" values (auth.uid(), %s, %s, %s, %s) returning {_COLUMNS}",
         (arm, evidence, context, now),
     )
-    assert row is not None
-    return Reflection.from_row(row)
+    assert rows
+    return Reflection.from_row(rows[0])
 
 
 async def set_context(uow: UnitOfWork, reflection_id: UUID, context: str | None) -> int:

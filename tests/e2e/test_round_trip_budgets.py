@@ -16,14 +16,14 @@ from tests.harness import Chat, Clock, bot_running, counting_server_round_trips,
 
 #: per command: (direct, behind the pooler)
 BUDGETS = {
-    "/nba": (1, 4),
-    "/status": (1, 4),
-    "/log": (3, 6),
-    "/add": (3, 6),
-    "done": (3, 6),
-    "/reflect": (3, 5),
-    "lock": (3, 6),
-    "step": (4, 8),
+    "/nba": (1, 1),  # the opening and the read (behind the pooler: with BEGIN, COMMIT)
+    "/status": (1, 1),
+    "/log": (1, 1),  # the opening, the lock, the statement that checks and writes, COMMIT
+    "/add": (2, 2),  # the opening, the lock and the insert; the re-rank and COMMIT
+    "done": (2, 2),  # the opening, the lock and the read; the write and COMMIT
+    "/reflect": (1, 1),  # the opening, the lock, the insert, COMMIT
+    "lock": (2, 2),  # as Done
+    "step": (3, 3),  # the opening reads the question; the lock and the write; the close
 }
 
 
