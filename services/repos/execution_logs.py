@@ -432,3 +432,80 @@ async def log_once(
         earlier=take(ExecutionLog, LOG_FIELDS, row, "x_"),
         earlier_status=row["earlier_status"],
     )
+
+
+# --- an item done, in one statement -------------------------------------------------------
+
+#: ``rules.done_action(x.title)`` for a title without surrounding white space (the
+#: statement below asks that of the title)
+_DONE_ACTION = (
+    "case when char_length('Done: ' || x.title) > 200"
+    " then left('Done: ' || x.title, 199) || '…' else 'Done: ' || x.title end"
+)
+
+
+def _done_once_sql() -> str:
+    gate = " and exists (select 1 from ins)"
+    item_ctes = nba_items.change_one_ctes(
+        {
+            "completed_at": "%(now)s",
+            "is_current": "false",
+            "is_locked": "false",
+            "is_manually_selected": "false",
+            "last_updated": "%(now)s",
+        },
+        "x.title !~ '^[[:space:]]|[[:space:]]$'",
+        "exists (select 1 from ins)",
+        " ins as (insert into execution_logs (user_id, arm_type, action, timestamp, dedupe_key)"
+        f"   select auth.uid(), x.arm_type, {_DONE_ACTION}, %(now)s, %(key)s from x, ok, s"
+        "   where ok.fine on conflict (user_id, dedupe_key) where dedupe_key is not null"
+        f"   do nothing returning {_COLUMNS}),",
+    )
+    return (
+        "with s as (select weekly_capacity_hours as capacity from user_settings),"
+        " wk as (select coalesce(sum(duration), 0)::bigint as minutes from execution_logs"
+        "   where timestamp > %(since)s and timestamp <= %(now)s),"
+        f" {item_ctes},"
+        f" {theaters.activity_now_cte(gate, '(select arm_type from x)')}, "
+        + global_metrics.risk_cte("select minutes from wk", "select capacity from s", gate)
+        + nba_items.change_one_select(
+            f", {select_list(LOG_FIELDS, 'e', 'e_')}, wk.minutes as week_minutes, s.capacity",
+            " left join ins e on true left join wk on true left join s on true",
+        )
+    )
+
+
+_DONE_ONCE = _done_once_sql()
+
+
+@dataclass(frozen=True, slots=True)
+class DoneOnce:
+    """What :func:`done_once` did: the item's theater and its items as stored (``changed``;
+    not ``fine``: nothing written), the log, the week's minutes and the capacity."""
+
+    changed: nba_items.ChangedOne
+    log: ExecutionLog | None
+    week_minutes: int
+    capacity: int | None
+
+
+async def done_once(
+    uow: UnitOfWork, item_id: UUID, now: datetime, dedupe_key: str | None, week_since: datetime
+) -> DoneOnce:
+    """Complete an open item in one statement that commits with ``uow``: a "Done: <title>"
+    log (no minutes), the item done, its theater re-ranked, the theater's activity and the
+    overload risk. Nothing is written unless the item is open, every open item of its
+    theater usable, its title without surrounding white space, and the dedupe key new (a
+    repeat writes nothing and returns no log)."""
+    rows = await uow.commit_with(
+        _DONE_ONCE,
+        {"id": item_id, "now": now, "key": dedupe_key, "since": week_since, "th_now": now,
+         "gm_now": now},
+    )  # fmt: skip
+    changed = nba_items.changed_one_of(rows)
+    first = rows[0] if rows else None
+    log = take(ExecutionLog, LOG_FIELDS, first, "e_") if first and changed.fine else None
+    if log is None:
+        return DoneOnce(nba_items.ChangedOne(False, None, []), None, 0, None)
+    assert first is not None
+    return DoneOnce(changed, log, first["week_minutes"], first["capacity"])

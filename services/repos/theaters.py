@@ -157,12 +157,13 @@ async def set_snooze(uow: UnitOfWork, arm: Arm, until: datetime | None, now: dat
 ACTIVE_NOW = "(case when status = 'blocked' then 'blocked' else 'active' end)"
 
 
-def activity_now_cte(gate: str) -> str:
-    """A CTE named ``th``: theater ``%(th_arm)s`` has activity at ``%(th_now)s`` (its status
-    :data:`ACTIVE_NOW`, its last activity then), if ``gate`` (" and <condition>") holds."""
+def activity_now_cte(gate: str, arm: str = "%(th_arm)s") -> str:
+    """A CTE named ``th``: theater ``arm`` (SQL: a parameter, or a subquery of the caller)
+    has activity at ``%(th_now)s`` (its status :data:`ACTIVE_NOW`, its last activity then),
+    if ``gate`` (" and <condition>") holds."""
     return (
         f"th as (update theaters set status = {ACTIVE_NOW}, last_activity = %(th_now)s,"
-        " updated_at = %(th_now)s where arm_type = %(th_arm)s"
+        f" updated_at = %(th_now)s where arm_type = {arm}"
         f" and (status is distinct from {ACTIVE_NOW}"
         f"      or last_activity is distinct from %(th_now)s){gate} returning 1)"
     )

@@ -19,10 +19,10 @@ BUDGETS = {
     "/nba": (1, 1),  # the opening and the read (behind the pooler: with BEGIN, COMMIT)
     "/status": (1, 1),
     "/log": (1, 1),  # the opening, the lock, the statement that checks and writes, COMMIT
-    "/add": (2, 2),  # the opening, the lock and the insert; the re-rank and COMMIT
-    "done": (2, 2),  # the opening, the lock and the read; the write and COMMIT
+    "/add": (1, 1),  # the opening, the lock, the insert that re-ranks, COMMIT
+    "done": (1, 1),  # the opening, the lock, the statement that logs and re-ranks, COMMIT
     "/reflect": (1, 1),  # the opening, the lock, the insert, COMMIT
-    "lock": (2, 2),  # as Done
+    "lock": (1, 1),  # the opening, the lock, the statement that re-ranks, COMMIT
     "step": (3, 3),  # the opening reads the question; the lock and the write; the close
 }
 
@@ -66,6 +66,7 @@ async def commands(chat: Chat, round_no: int, measure: dict[str, int] | None) ->
         trips.reset()
         await press(chat, added, "nba:done:cs:")
         await one("done")
+        assert chat.message(added.message_id).plain_text.startswith(f"✅ Done: item {round_no}")
         trips.reset()
         await chat.send(f"/reflect cs evidence {round_no}")
         await one("/reflect")
@@ -91,6 +92,11 @@ async def test_round_trips_per_command(
         await commands(chat, 0, None)  # connections opened, statements prepared
         measured: dict[str, int] = {}
         await commands(chat, 1, measured)
+        said = [m.plain_text for m in emulator.sent(chat.user_id)]
+        said += [a.text or "" for a in emulator.callback_answers]
+        assert not [text for text in said if "nothing was changed" in text]
+        last = emulator.sent(chat.user_id)[-1].plain_text  # the guided /log's answer
+        assert "Logged" in last, last
     print(measured)
     expected = {kind: budget[1 if pooler else 0] for kind, budget in BUDGETS.items()}
     assert measured == expected

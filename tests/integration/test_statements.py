@@ -92,7 +92,9 @@ BUDGET = {
     "log": 1,
     "log duplicate": 1,  # the same statement finds the key taken and returns the earlier log
     "button": 2,  # read (item + theater + open items), write (flags + ranking)
-    "button, nothing to change": 1,  # the read finds the item as asked: no write
+    # one statement reads the item and its theater, changes the flag, re-ranks, writes
+    "lock": 1,
+    "lock, nothing to change": 1,  # the same statement: only the re-rank (nothing here)
     "add": 1,  # insert + read (the new item does not become current here: nothing to rerank)
     "auto": 2,  # read (theater + open items), write (flags + ranking)
     "progress": 2,  # read, write (log + item + ranking + theater + metrics)
@@ -125,9 +127,9 @@ async def test_statements_per_command(db: Database, statements: Statements) -> N
         "log duplicate", lambda: tracking.log_time(db, user, "cs", 25, "x", at, dedupe_key="k1")
     )
     await check("log", lambda: tracking.log_time(db, user, "ibm", None, "no minutes", at))
-    await check("button", lambda: nba.lock(db, user, low_id, at))  # moves the current item
-    await check("button, nothing to change", lambda: nba.lock(db, user, low_id, at))  # locked
-    await check("button", lambda: nba.unlock(db, user, low_id, at))
+    await check("lock", lambda: nba.lock(db, user, low_id, at))  # moves the current item
+    await check("lock, nothing to change", lambda: nba.lock(db, user, low_id, at))  # locked
+    await check("lock", lambda: nba.unlock(db, user, low_id, at))
     await check("button", lambda: nba.select(db, user, low_id, at))
     await check("button", lambda: nba.select(db, user, top_id, at))
     await check("auto", lambda: nba.auto(db, user, "cs", at))
