@@ -11,7 +11,7 @@ from uuid import UUID
 
 from services.db import UnitOfWork
 from services.models import Arm, ExecutionLog, NbaItem, Theater, TheaterStatus, UserSettings
-from services.repos import global_metrics, nba_items, theaters
+from services.repos import global_metrics, nba_items, theaters, user_settings
 from services.repos.nba_items import ItemContext
 from services.repos.rows import LOG_FIELDS, SETTINGS_FIELDS, THEATER_FIELDS, select_list, take
 
@@ -360,6 +360,7 @@ def _log_once_sql() -> str:
         " ins as (insert into execution_logs (user_id, arm_type, action, details, duration,"
         "   timestamp, dedupe_key) select auth.uid(), %(e_arm)s, %(e_action)s, %(e_details)s,"
         "   %(e_duration)s, %(e_now)s, %(e_key)s from s, t, ok where ok.plausible"
+        f"  and {user_settings.HAS_LOCK_ROWS}"
         "   on conflict (user_id, dedupe_key) where dedupe_key is not null do nothing"
         f"  returning {_COLUMNS}),"
         f" {theaters.activity_now_cte(gate)},"

@@ -11,6 +11,7 @@ from uuid import UUID
 from services.db import UnitOfWork
 from services.models import Arm, NbaItem, Theater, UserSettings
 from services.repos.rows import ITEM_FIELDS, THEATER_FIELDS, select_list, take
+from services.repos.user_settings import HAS_LOCK_ROWS
 
 # f-string SQL in this module interpolates only fixed identifiers: _COLUMNS, the DTO column
 # lists (services/repos/rows.py), _WRITTEN's columns and types, the CTE names give/take/del,
@@ -475,7 +476,7 @@ def change_one_ctes(
         " t as (select h.* from theaters h, x where h.arm_type = x.arm_type),"
         " o as (select n.* from nba_items n, x"
         "   where n.arm_type = x.arm_type and n.completed_at is null),"
-        " ok as (select (x.completed_at is null and exists (select 1 from t)"
+        f" ok as (select (x.completed_at is null and exists (select 1 from t) and {HAS_LOCK_ROWS}"
         f"   and {usable_sql('x')} and not exists (select 1 from o where not {usable_sql('o')})"
         f"   and {allowed}) as fine from x),"
         f" c as (select {', '.join('o.' + k for k in kept)}, {changed} from o, x),"
@@ -597,7 +598,7 @@ def _add_once_sql() -> str:
     return (
         "with t as (select * from theaters where arm_type = %(arm)s),"
         " o as (select * from nba_items where arm_type = %(arm)s and completed_at is null),"
-        " ok as (select (exists (select 1 from t)"
+        f" ok as (select (exists (select 1 from t) and {HAS_LOCK_ROWS}"
         f"   and not exists (select 1 from o where not {usable_sql('o')})) as fine),"
         f" c as (select {columns} from o"
         f"   union all select {', '.join(f'{new_row[c]} as {c}' for c in ITEM_FIELDS)}),"
