@@ -395,31 +395,48 @@ async def _answer(
     now = d.clock()
     turn: Turn[Any] | None = None
     dirty = closing = False
+    # This instance's clean copy of the question (it asked it, or moved it on) lets the step
+    # run before the question is read: the opening that reads it then rides with the step's
+    # first statement, and the copy is checked against it before anything commits.
+    copy = None if memory.dirty(key)[1] else memory.found(key)
+    if copy is not None and (copy[0].unlinked or copy[1].expired(now)):
+        copy = None
     try:
-        async with d.db.user_uow(TelegramUser(key.telegram_user_id), question=key) as uow:
-            await uow.begin()
-            dirty = memory.dirty(key)[1]
-            stored = from_opening(uow.question)
-            found = memory.found(key) if dirty else _typed(stored)
-            turn = _turn_for(update, context, found, now, token)
-            gone = (dirty or stored is not None) and (found is None or found[1].expired(now))
-            if turn is None and token is None:
-                turn = fresh(now)  # nothing open (or it just expired): quick capture
-            if turn is None:
-                if gone:  # expired or unreadable, or the dirty copy closed it
-                    await questions.close(uow, key, commit=True)
-            elif turn.question is None:
-                await _store(uow, key, turn)
-            else:
-                try:
-                    await _run(turn, answer, uow)
-                except _Refused as refused:
-                    uow.discard()  # nothing the step wrote stays
-                    closing = refused.close
-                else:
-                    if turn.passed:  # not an answer: quick capture, in the same transaction
-                        turn = fresh(now) or turn
-                    await _store(uow, key, turn)
+        while True:
+            try:
+                async with d.db.user_uow(TelegramUser(key.telegram_user_id), question=key) as uow:
+                    turn = _turn_for(update, context, copy, now, token)
+                    if turn is not None:
+                        turn, closing = await _run_on_copy(uow, turn, answer, copy, fresh, now)
+                        break
+                    await uow.begin()
+                    dirty = memory.dirty(key)[1]
+                    stored = from_opening(uow.question)
+                    found = memory.found(key) if dirty else _typed(stored)
+                    turn = _turn_for(update, context, found, now, token)
+                    gone = (dirty or stored is not None) and (
+                        found is None or found[1].expired(now)
+                    )
+                    if turn is None and token is None:
+                        turn = fresh(now)  # nothing open (or it just expired): quick capture
+                    if turn is None:
+                        if gone:  # expired or unreadable, or the dirty copy closed it
+                            await questions.close(uow, key, commit=True)
+                    elif turn.question is None:
+                        await _store(uow, key, turn)
+                    else:
+                        try:
+                            await _run(turn, answer, uow)
+                        except _Refused as refused:
+                            uow.discard()  # nothing the step wrote stays
+                            closing = refused.close
+                        else:
+                            if turn.passed:  # not an answer: quick capture, same transaction
+                                turn = fresh(now) or turn
+                            await _store(uow, key, turn)
+                break
+            except _StaleCopy:  # rolled back: the stored question decides
+                copy, turn, closing = None, None, False
         if dirty:
             memory.remember(key, None, False)
         if closing:
@@ -458,6 +475,41 @@ async def _answer(
     if turn.next is not None or turn.closed:
         memory.remember(key, turn.next, dirty=False)
     await _send(turn)
+
+
+class _StaleCopy(Exception):
+    """The stored question is not this instance's copy (another instance moved it on, or
+    it was closed): what the step did on the copy rolls back."""
+
+
+async def _run_on_copy(
+    uow: UnitOfWork,
+    turn: Turn[Any],
+    answer: Callable[[Turn[Any]], Awaitable[None]],
+    copy: tuple[Flow[Any], Question[Any]] | None,
+    fresh: Callable[[datetime], Turn[Any] | None],
+    now: datetime,
+) -> tuple[Turn[Any], bool]:
+    """Run the step on this instance's copy of the question inside ``uow``, whose opening
+    (reading the stored question) goes with the step's first statement; then check the
+    copy against the stored question (_StaleCopy, rolled back, if they differ) and store the
+    outcome. The turn, and whether the question is to be closed after a refusal."""
+    refused: _Refused | None = None
+    try:
+        await _run(turn, answer, uow)
+    except _Refused as exc:
+        uow.discard()  # nothing the step wrote stays
+        refused = exc
+    await uow.begin()  # sent with the step's first statement already, if it had one
+    if uow.question is None or _typed(from_opening(uow.question)) != copy:
+        uow.discard()
+        raise _StaleCopy()
+    if refused is not None:
+        return turn, refused.close
+    if turn.passed:  # not an answer: quick capture, in the same transaction
+        turn = fresh(now) or turn
+    await _store(uow, key_of(turn.update), turn)
+    return turn, False
 
 
 async def _abandon(context: Context, key: QuestionKey) -> None:

@@ -38,7 +38,7 @@ import select
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -360,6 +360,10 @@ class UnitOfWork:
         if self._sealed:  # the transaction committed with its last statement
             raise RuntimeError("the unit of work committed already")
         opening, self._opening = self._opening, None
+        if opening is not None and self._pending_first is not None:
+            # a joined service's first statement (its write lock) rides with the opening
+            assert opening.first is None
+            opening, self._pending_first = replace(opening, first=self._pending_first), None
         if opening is None:
             assert query is not None
             first, self._pending_first = self._pending_first, None
