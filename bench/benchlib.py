@@ -290,57 +290,58 @@ def on_fresh_database(
 
 
 class DelayProxy:
-    """A TCP proxy in this process's event loop that holds every chunk of bytes ``delay``
-    seconds in each direction before passing it on, in order: a database ``delay`` away (one
-    round trip costs ``2 * delay``), as a bot and a database in different regions are.
-    Chunks sent meanwhile are not held up behind one another (a pipeline's statements leave
-    together and arrive together). ``dsn(dsn)`` is ``dsn`` pointed at the proxy."""
+    """A TCP proxy that holds every chunk of bytes ``delay`` seconds in each direction before
+    passing it on, in order: a database ``delay`` away (one round trip costs ``2 * delay``),
+    as a bot and a database in different regions are. Chunks sent meanwhile are not held up
+    behind one another (a pipeline's statements leave together and arrive together). It runs
+    in a child process with an event loop of its own, so the bot's work never delays its
+    timers (a network does not share the bot's CPU). ``dsn(dsn)`` is ``dsn`` pointed at it.
+    """
 
     def __init__(self, target_dsn: str, delay: float) -> None:
         params = conninfo_to_dict(target_dsn)
         self.delay = delay
         self._host = str(params.get("host") or "localhost")
         self._port = int(params.get("port") or 5432)
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._process: Any = None
+        self._conn: Connection | None = None
         self.port = 0
 
     async def __aenter__(self) -> DelayProxy:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(
+            target=_delay_proxy_process,
+            args=(self._host, self._port, self.delay, child),
+            daemon=True,
+        )
+        self._process.start()
+        self.port = await asyncio.to_thread(self._conn.recv)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        assert self._conn is not None and self._process is not None
+        with contextlib.suppress(OSError, EOFError):
+            self._conn.send("stop")
+        await asyncio.to_thread(self._process.join, 10)
+        if self._process.is_alive():
+            self._process.kill()
 
     def dsn(self, dsn: str) -> str:
         params = conninfo_to_dict(dsn)
         params["host"], params["port"] = "127.0.0.1", str(self.port)
         return make_conninfo(**params)  # type: ignore[arg-type]
 
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        if self._host.startswith("/"):  # a Unix socket folder, as libpq names it
-            return await asyncio.open_unix_connection(f"{self._host}/.s.PGSQL.{self._port}")
-        return await asyncio.open_connection(self._host, self._port)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            up_reader, up_writer = await self._connect()
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-        except (OSError, asyncio.CancelledError):
-            pass
-        finally:
-            self._tasks.discard(task)
-            writer.close()
+def _delay_proxy_process(host: str, port: int, delay: float, conn: Connection) -> None:
+    """Child process: serve the delaying proxy until the parent says stop."""
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if host.startswith("/"):  # a Unix socket folder, as libpq names it
+            return await asyncio.open_unix_connection(f"{host}/.s.PGSQL.{port}")
+        return await asyncio.open_connection(host, port)
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Pass what ``reader`` gives to ``writer``, each chunk ``delay`` after it arrived."""
         loop = asyncio.get_running_loop()
         held: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
@@ -360,12 +361,29 @@ class DelayProxy:
         try:
             while True:
                 data = await reader.read(1 << 16)
-                held.put_nowait((loop.time() + self.delay, data))
+                held.put_nowait((loop.time() + delay, data))
                 if not data:
                     break
             await sender
         finally:
             sender.cancel()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await connect()
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        conn.send(server.sockets[0].getsockname()[1])
+        await asyncio.to_thread(conn.recv)  # "stop"
+        server.close()
+
+    asyncio.run(main())
 
 
 # --- counting database work -----------------------------------------------------------------
