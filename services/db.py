@@ -35,7 +35,7 @@ import contextlib
 import json
 import logging
 import select
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
@@ -129,6 +129,16 @@ class Replay:
 
 class AlreadyApplied(Exception):
     """The outbox entry was applied before (its id is in ``sync_queue``)."""
+
+
+#: The text of the error a question's close raises when the stored question is not the one
+#: it was conditioned on (services/repos/open_questions.py ``close_tail``).
+QUESTION_CHANGED = "aelpher: the open question changed"
+
+
+class QuestionChanged(Exception):
+    """A close sent with a write (:meth:`UnitOfWork.close_with_write`) found another question
+    stored, or none: the write, the close and the COMMIT all rolled back."""
 
 
 def _claims(user_id: UUID) -> str:
@@ -262,12 +272,25 @@ class UnitOfWork:
         self.pipelined = opening.pipelined if opening else True
         #: a statement to send with the next one (a joined service's ``first``)
         self._pending_first: str | None = None
+        #: statements to send after a joined service's last one, before the COMMIT
+        self._tail: Sequence[tuple[str, Any]] | None = None
+        #: the COMMIT went with a joined service's last statement and ``_tail``
+        self.closed_with_write = False
 
     def run_first(self, statement: str) -> None:
         """Send ``statement`` (no parameters; it must return a row, else NotLinked) with
         this unit of work's next statement, in the same round trip where pipelines are
         used."""
         self._pending_first = statement
+
+    def close_with_write(self, tail: Sequence[tuple[str, Any]]) -> None:
+        """Send ``tail`` (statements and their parameters) and COMMIT with the next
+        :meth:`commit_with` of a service joining this unit of work, in the same round trip,
+        before its result is known: the unit of work is then committed
+        (:attr:`closed_with_write`), and a service opening another unit of work gets one of
+        its own. A statement of the tail that raises rolls everything back; one that raises
+        :data:`QUESTION_CHANGED` makes :meth:`commit_with` raise :class:`QuestionChanged`."""
+        self._tail = tail
 
     async def commit(self) -> None:
         """Mark the work as done: the transaction commits when the block exits normally
@@ -336,11 +359,22 @@ class UnitOfWork:
         writing nothing (conditions in the statement, flags in what it returns) or by
         raising in SQL: a failed statement fails the COMMIT with it and everything rolls
         back. Inside a unit of work joined by a service (a question's answer) only the
-        statement runs here, and the answer's own last statements commit."""
+        statement runs here, and the answer's own last statements commit, unless the answer
+        asked to close with it (:meth:`close_with_write`)."""
         if _JOINED.get() is self:
-            rows = await _rows(await self._execute(query, params))
-            await self.commit()
-            return rows
+            if self._tail is None:
+                rows = await _rows(await self._execute(query, params))
+                await self.commit()
+                return rows
+            tail, self._tail = self._tail, None
+            try:
+                cur = await self._execute(query, params, commit=True, tail=tail)
+            except psycopg.errors.InvalidTextRepresentation as exc:
+                if QUESTION_CHANGED in str(exc):
+                    raise QuestionChanged() from exc
+                raise
+            self._committed, self._sealed, self.closed_with_write = True, True, True
+            return await _rows(cur)
         cur = await self._execute(query, params, commit=True)
         self._committed, self._sealed = True, True
         return await _rows(cur)
@@ -353,7 +387,12 @@ class UnitOfWork:
             await self._execute(None, None)
 
     async def _execute(
-        self, query: str | None, params: Any, *, commit: bool = False
+        self,
+        query: str | None,
+        params: Any,
+        *,
+        commit: bool = False,
+        tail: Sequence[tuple[str, Any]] = (),
     ) -> psycopg.AsyncCursor[DictRow]:
         if self._spent:  # it would run outside the read's transaction, as the connecting role
             raise RuntimeError("a one-statement unit of work ran its statement already")
@@ -369,11 +408,11 @@ class UnitOfWork:
             first, self._pending_first = self._pending_first, None
             if first is None and not commit:
                 return await self.conn.execute(query, params)
-            return await self._batch(first, query, params, commit)
+            return await self._batch(first, query, params, commit, tail)
         if opening.commit and query is not None:
             commit, self._committed, self._sealed = True, True, True
         try:
-            return await self._open(opening, query, params, commit)
+            return await self._open(opening, query, params, commit, tail)
         except psycopg.OperationalError:
             if self._reconnect is None or not self.conn.closed:
                 raise
@@ -386,18 +425,23 @@ class UnitOfWork:
         logger.info("connection lost before the opening's answer; opening again")
         self.conn = await self._reconnect()
         self._reconnect = None
-        return await self._open(opening, query, params, commit)
+        return await self._open(opening, query, params, commit, tail)
 
     async def _open(
-        self, opening: _Opening, query: str | None, params: Any, commit: bool = False
+        self,
+        opening: _Opening,
+        query: str | None,
+        params: Any,
+        commit: bool = False,
+        tail: Sequence[tuple[str, Any]] = (),
     ) -> psycopg.AsyncCursor[DictRow]:
-        """Send the opening with the block's first statement (None: none), and the COMMIT
-        after it if ``commit``: one round trip either way (a pipeline, or behind a
-        transaction pooler one message of several statements)."""
+        """Send the opening with the block's first statement (None: none), then ``tail``,
+        and the COMMIT after them if ``commit``: one round trip either way (a pipeline, or
+        behind a transaction pooler one message of several statements)."""
         self._spent = opening.begin is None and query is not None
         assert opening.begin is not None or not commit
         if not opening.pipelined:
-            return await self._open_in_one_message(opening, query, params, commit)
+            return await self._open_in_one_message(opening, query, params, commit, tail)
         switched = first = None
         try:
             async with self.conn.pipeline():
@@ -409,6 +453,8 @@ class UnitOfWork:
                     first = await self.conn.execute(opening.first)
                 cur = await self.conn.execute(query, params) if query is not None else switched
                 assert cur is not None
+                for statement, values in tail:
+                    await self.conn.execute(statement, values)
                 if commit:
                     await self.conn.execute("commit", prepare=False)
         except psycopg.Error:
@@ -424,7 +470,12 @@ class UnitOfWork:
         return cur
 
     async def _open_in_one_message(
-        self, opening: _Opening, query: str | None, params: Any, commit: bool
+        self,
+        opening: _Opening,
+        query: str | None,
+        params: Any,
+        commit: bool,
+        tail: Sequence[tuple[str, Any]] = (),
     ) -> psycopg.AsyncCursor[DictRow]:
         """Behind a transaction pooler: the opening, the statement and the COMMIT as one
         message of several statements, bound here (the pooler keeps no prepared statements,
@@ -438,6 +489,7 @@ class UnitOfWork:
             parts.append(opening.first)
         if query is not None:
             parts.append(cur.mogrify(query, params))
+        parts += [cur.mogrify(statement, values) for statement, values in tail]
         if commit:
             parts.append("commit")
         try:
@@ -472,13 +524,19 @@ class UnitOfWork:
                 raise NotLinked()
 
     async def _batch(
-        self, first: str | None, query: str, params: Any, commit: bool
+        self,
+        first: str | None,
+        query: str,
+        params: Any,
+        commit: bool,
+        tail: Sequence[tuple[str, Any]] = (),
     ) -> psycopg.AsyncCursor[DictRow]:
-        """``first`` (None: none), the statement, and the COMMIT if ``commit``, in one round
-        trip (a pipeline, or behind a transaction pooler one message)."""
+        """``first`` (None: none), the statement, ``tail``, and the COMMIT if ``commit``, in
+        one round trip (a pipeline, or behind a transaction pooler one message)."""
         if not self.pipelined:
             message = psycopg.AsyncClientCursor(self.conn, row_factory=dict_row)
             parts = [*([first] if first is not None else []), message.mogrify(query, params)]
+            parts += [message.mogrify(statement, values) for statement, values in tail]
             await message.execute(";\n".join([*parts, *(["commit"] if commit else [])]))
             if first is not None:
                 if await message.fetchone() is None:
@@ -488,6 +546,8 @@ class UnitOfWork:
         async with self.conn.pipeline():
             checked = await self.conn.execute(first) if first is not None else None
             cur = await self.conn.execute(query, params)
+            for statement, values in tail:
+                await self.conn.execute(statement, values)
             if commit:
                 await self.conn.execute("commit", prepare=False)
         if checked is not None and await checked.fetchone() is None:
@@ -565,7 +625,8 @@ async def _claim_replay(uow: UnitOfWork) -> None:
 def in_joined_unit() -> bool:
     """Whether this task's services run inside a unit of work they joined (see
     :meth:`Database.joined`): a failure there fails that whole transaction."""
-    return _JOINED.get() is not None
+    joined = _JOINED.get()
+    return joined is not None and not joined.sealed
 
 
 def _same_user(uow: UnitOfWork, who: Principal) -> bool:
@@ -665,7 +726,12 @@ class Database:
         question: QuestionKey | None = None,
     ) -> AsyncIterator[UnitOfWork]:
         joined = _JOINED.get()
-        if joined is not None and who is not None and _same_user(joined, who):
+        if (
+            joined is not None
+            and not joined.sealed  # it committed with a write: what follows is on its own
+            and who is not None
+            and _same_user(joined, who)
+        ):
             # inside the answer to a question: the service's work is part of its transaction
             if first is not None:
                 joined.run_first(first)

@@ -39,7 +39,7 @@ async def as_bot(uow: UnitOfWork) -> AsyncIterator[None]:
             await uow.execute(_BACK, (was,))
 
 
-_TO_BOT_FOR_GOOD = "select set_config('role', 'none', true)"
+TO_BOT_FOR_GOOD = "select set_config('role', 'none', true)"
 
 
 async def last_as_bot(
@@ -52,7 +52,7 @@ async def last_as_bot(
     if uow.telegram_user_id is None and uow.user_id is None:
         rows = await _rows(await uow.cursor(query, params))
     else:
-        return await uow.last_after(_TO_BOT_FOR_GOOD, query, params, commit=commit)
+        return await uow.last_after(TO_BOT_FOR_GOOD, query, params, commit=commit)
     if commit:
         await uow.commit()  # sent by the unit of work as it ends
     return rows

@@ -23,9 +23,9 @@ BUDGETS = {
     "done": (1, 1),  # the opening, the lock, the statement that logs and re-ranks, COMMIT
     "/reflect": (1, 1),  # the opening, the lock, the insert, COMMIT
     "lock": (1, 1),  # the opening, the lock, the statement that re-ranks, COMMIT
-    # the opening reads the question with the lock and the write (the step ran on this
-    # instance's copy of the question, checked against it); the close with COMMIT
-    "step": (2, 2),
+    # the opening reads the question with the lock, the write, the close of the question
+    # (which checks it is still this instance's copy) and COMMIT
+    "step": (1, 1),
 }
 
 
