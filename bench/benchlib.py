@@ -286,6 +286,106 @@ def on_fresh_database(
         db.close()
 
 
+# --- a network delay between the bot and PostgreSQL -----------------------------------------
+
+
+class DelayProxy:
+    """A TCP proxy that holds every chunk of bytes ``delay`` seconds in each direction before
+    passing it on, in order: a database ``delay`` away (one round trip costs ``2 * delay``),
+    as a bot and a database in different regions are. Chunks sent meanwhile are not held up
+    behind one another (a pipeline's statements leave together and arrive together). It runs
+    in a child process with an event loop of its own, so the bot's work never delays its
+    timers (a network does not share the bot's CPU). ``dsn(dsn)`` is ``dsn`` pointed at it.
+    """
+
+    def __init__(self, target_dsn: str, delay: float) -> None:
+        params = conninfo_to_dict(target_dsn)
+        self.delay = delay
+        self._host = str(params.get("host") or "localhost")
+        self._port = int(params.get("port") or 5432)
+        self._process: Any = None
+        self._conn: Connection | None = None
+        self.port = 0
+
+    async def __aenter__(self) -> DelayProxy:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(
+            target=_delay_proxy_process,
+            args=(self._host, self._port, self.delay, child),
+            daemon=True,
+        )
+        self._process.start()
+        self.port = await asyncio.to_thread(self._conn.recv)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._conn is not None and self._process is not None
+        with contextlib.suppress(OSError, EOFError):
+            self._conn.send("stop")
+        await asyncio.to_thread(self._process.join, 10)
+        if self._process.is_alive():
+            self._process.kill()
+
+    def dsn(self, dsn: str) -> str:
+        params = conninfo_to_dict(dsn)
+        params["host"], params["port"] = "127.0.0.1", str(self.port)
+        return make_conninfo(**params)  # type: ignore[arg-type]
+
+
+def _delay_proxy_process(host: str, port: int, delay: float, conn: Connection) -> None:
+    """Child process: serve the delaying proxy until the parent says stop."""
+
+    async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if host.startswith("/"):  # a Unix socket folder, as libpq names it
+            return await asyncio.open_unix_connection(f"{host}/.s.PGSQL.{port}")
+        return await asyncio.open_connection(host, port)
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Pass what ``reader`` gives to ``writer``, each chunk ``delay`` after it arrived."""
+        loop = asyncio.get_running_loop()
+        held: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def send() -> None:
+            while True:
+                due, data = await held.get()
+                wait = due - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                if not data:
+                    writer.close()
+                    return
+                writer.write(data)
+
+        sender = asyncio.ensure_future(send())
+        try:
+            while True:
+                data = await reader.read(1 << 16)
+                held.put_nowait((loop.time() + delay, data))
+                if not data:
+                    break
+            await sender
+        finally:
+            sender.cancel()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await connect()
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        conn.send(server.sockets[0].getsockname()[1])
+        await asyncio.to_thread(conn.recv)  # "stop"
+        server.close()
+
+    asyncio.run(main())
+
+
 # --- counting database work -----------------------------------------------------------------
 
 
@@ -636,8 +736,9 @@ def lock_button(emu: BotApiEmulator, chat_id: int, message_id: int) -> str:
 # --- the emulator in a process of its own -----------------------------------------------------
 
 #: one update to enqueue: (kind, user id, argument); kind "text" (argument: the text),
-#: "press" (argument: "<message id> <callback data>") or "lock" (argument: a message id:
-#: press that message's Lock/Unlock button as it is now)
+#: "press" (argument: "<message id> <callback data>"), "lock" (argument: a message id:
+#: press that message's Lock/Unlock button as it is now) or "latest" (argument: a prefix of
+#: callback data: press the latest button of the chat whose data starts with it)
 Item = tuple[str, int, str]
 
 
@@ -686,12 +787,26 @@ class _Arrivals:
             return {c: self.times[c][n - 1] for c, n in targets.items()}
 
 
+def latest_button(emu: BotApiEmulator, chat_id: int, prefix: str) -> tuple[int, str]:
+    """The message id and callback data of the latest message of ``chat_id`` with a button
+    whose data starts with ``prefix`` (as the message is now)."""
+    for msg in reversed(emu.sent(chat_id)):
+        for row in emu.message(chat_id, msg.message_id).buttons:
+            for _text, data in row:
+                if data and data.startswith(prefix):
+                    return msg.message_id, data
+    raise LookupError(f"no message with a {prefix!r} button in chat {chat_id}")
+
+
 def _enqueue(emu: BotApiEmulator, items: list[Item]) -> None:
     for kind, user, text in items:
         if kind == "text":
             emu.send_text(user, text, first_name=f"U{user}")
         elif kind == "lock":
             emu.press(user, int(text), lock_button(emu, user, int(text)), strict=False)
+        elif kind == "latest":  # the latest button whose data starts with the argument
+            message_id, data = latest_button(emu, user, text)
+            emu.press(user, message_id, data, strict=False)
         else:
             message_id, data = text.split(" ", 1)
             emu.press(user, int(message_id), data, strict=False)

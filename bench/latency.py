@@ -1,7 +1,7 @@
 """Command latency against a bare echo handler, in one run, over HTTP, on real PostgreSQL.
 
     python bench/latency.py [--n 200] [--users 50] [--warmup 20] [--database-url DSN] [--sql]
-                            [--transaction-pooler]
+                            [--transaction-pooler] [--db-delay-ms N [--delay-rounds 30]]
 
 The product's Application (``bot.app.build_application``) runs against the local Bot API
 emulator (``bot.local_api``) over HTTP, long polling with poll interval 0, on a fresh
@@ -28,6 +28,19 @@ checked against ``pg_stat_database`` (xact_commit + xact_rollback) for the whole
 ``--sql`` lists each command's statements with their mean time.
 
 The last line is ``ratio_p50_max=<largest command p50 / echo p50>``.
+
+``--db-delay-ms N`` adds, after that table, what a database N ms away costs: the bot talks to
+PostgreSQL through a TCP proxy in this process (``benchlib.DelayProxy``) that holds each
+chunk N ms in each direction, so one round trip costs 2N ms. Four runs of the bot, each with
+users of its own on the same database: a direct connection and ``DB_TRANSACTION_POOLER=on``,
+each with no delay (the same proxy, 0 ms) and with N ms. Each run sends ``--delay-rounds``
+rounds (after a few unrecorded ones) of /nba, /status, /log, /add, /reflect, a Lock press
+(the /nba message's Lock/Unlock), a Done press (on the reply of the /add just before, same
+user) and a guided-form step (the typed action after ``/log cs 25``, which saves the log),
+one update at a time. Per command it prints the p50 without and with the delay, the round
+trips derived from them, ``(p50 with delay - p50 without) / 2N``, and the round trips
+counted in this process. The last lines are ``derived_round_trips_max_direct=<x>`` and
+``derived_round_trips_max_pooler=<y>``, before ``ratio_p50_max``.
 """
 
 from __future__ import annotations
@@ -43,6 +56,7 @@ from benchlib import (
     AnyApp,
     BenchDatabase,
     DbCounters,
+    DelayProxy,
     Item,
     RemoteEmulator,
     Tracker,
@@ -93,8 +107,14 @@ def item(kind: str, user: int, round_no: int, nba_ids: dict[int, int]) -> Item:
         return ("text", user, _ASK)
     if kind == "step":
         return ("text", user, f"{_STEP} {round_no}")
-    if kind == "button":  # its current Lock/Unlock button, looked up before the clock starts
+    if kind in ("button", "lock"):  # its current Lock/Unlock button, looked up when sent
         return ("lock", user, str(nba_ids[user]))
+    if kind == "/add":
+        return ("text", user, f"/add cs 3 bench item {round_no}")
+    if kind == "/reflect":
+        return ("text", user, f"/reflect cs bench evidence {round_no}")
+    if kind == "done":  # the Done of cs on the latest message that has one (the /add's reply)
+        return ("latest", user, "nba:done:cs:")
     return ("text", user, kind)
 
 
@@ -237,6 +257,110 @@ async def bench(db: BenchDatabase, args: argparse.Namespace) -> float:
     return worst
 
 
+# --- a database some milliseconds away ---------------------------------------------------------
+
+#: what the delayed runs measure, in this order, one update at a time
+DELAY_KINDS = ("/nba", "/status", "/log", "/add", "/reflect", "lock", "done", "step")
+#: the order they are sent in: the Done press right after the /add of its user
+_DELAY_ORDER = ("/nba", "/status", "/log", "/add", "done", "/reflect", "lock", "step")
+
+
+def classify_delayed(update: Update) -> str:
+    """The kind of an update in the delayed runs (the presses by their verb)."""
+    query = update.callback_query
+    if query is not None:
+        data = query.data or ""
+        return "done" if data.startswith("nba:done:") else "lock"
+    return classify(update)
+
+
+async def delayed_rounds(
+    emu: RemoteEmulator,
+    tracker: Tracker,
+    users: list[int],
+    nba_ids: dict[int, int],
+    count: int,
+    first: int,
+) -> dict[str, list[float]]:
+    """``count`` rounds of :data:`DELAY_KINDS`, each from the next user; the Done press from
+    the user who just sent /add, the step after an unrecorded ``/log cs 25`` of its user."""
+    samples: dict[str, list[float]] = defaultdict(list)
+    step = 0
+    for r in range(first, first + count):
+        for kind in _DELAY_ORDER:
+            if kind != "done":
+                user = users[step % len(users)]
+                step += 1
+            if kind == "step":
+                await one(emu, tracker, "/log ask", user, r, nba_ids)
+            samples[kind].append(await one(emu, tracker, kind, user, r, nba_ids))
+    return samples
+
+
+async def delayed_run(
+    db: BenchDatabase, args: argparse.Namespace, pooler: bool, delay_ms: float, first_user: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """One run of the bot behind a :class:`DelayProxy` of ``delay_ms`` each way: each
+    command's p50 (ms) and round trips counted per command."""
+    counters = install_counters()
+    tracker = Tracker(classify_delayed)
+    settings = {"db_transaction_pooler": "on" if pooler else "off"}
+    async with DelayProxy(db.dsn, delay_ms / 1000) as proxy:
+        dsn = proxy.dsn(db.dsn)
+        with RemoteEmulator() as emu:
+            async with bot_running(emu, dsn, before_start=tracker.install, **settings):
+                users = list(range(first_user, first_user + args.delay_users))
+                nba_ids = await emu.onboard(users)
+                await delayed_rounds(emu, tracker, users, nba_ids, args.delay_warmup, 0)
+                counters.reset()
+                samples = await delayed_rounds(
+                    emu, tracker, users, nba_ids, args.delay_rounds, args.delay_warmup
+                )
+                measured = counters.copy()
+    p50 = {kind: percentile(samples[kind], 50) for kind in DELAY_KINDS}
+    trips = {kind: measured.round_trips[kind] / len(samples[kind]) for kind in DELAY_KINDS}
+    return p50, trips
+
+
+async def delayed(db: BenchDatabase, args: argparse.Namespace) -> None:
+    """The table of ``--db-delay-ms``: direct and behind the pooler setting, each without and
+    with the delay."""
+    delay = args.db_delay_ms
+    print()
+    print(
+        f"database {delay:g} ms away each way (a round trip {2 * delay:g} ms), through a TCP"
+        f" proxy in the bench: users={args.delay_users} rounds={args.delay_rounds}"
+        f" warmup_rounds={args.delay_warmup}"
+    )
+    print(
+        f"{'update':<9} {'connection':<10} {'p50_ms_0':>8} {'p50_ms_delay':>12}"
+        f" {'derived_round_trips':>19} {'counted_round_trips':>19}"
+    )
+    worst: dict[str, float] = {}
+    first_user = 200_001
+    for mode in ("direct", "pooler"):
+        runs = []
+        for ms in (0.0, delay):
+            runs.append(await delayed_run(db, args, mode == "pooler", ms, first_user))
+            first_user += args.delay_users
+        (base, _), (slow, trips) = runs
+        for kind in DELAY_KINDS:
+            derived = (slow[kind] - base[kind]) / (2 * delay)
+            worst[mode] = max(worst.get(mode, 0.0), derived)
+            print(
+                f"{kind:<9} {mode:<10} {base[kind]:>8.2f} {slow[kind]:>12.2f}"
+                f" {derived:>19.2f} {trips[kind]:>19.2f}"
+            )
+    print(
+        "(derived_round_trips = (p50 with the delay - p50 without) / (2 x delay); counted:"
+        " server round trips per command in the delayed run; pooler: DB_TRANSACTION_POOLER=on;"
+        " lock: the Lock/Unlock press of /nba, done: the Done press on the /add's reply, step:"
+        " the typed action that saves a guided /log)"
+    )
+    print(f"derived_round_trips_max_direct={worst['direct']:.2f}")
+    print(f"derived_round_trips_max_pooler={worst['pooler']:.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200, help="measured rounds (default 200)")
@@ -250,9 +374,32 @@ def main(argv: list[str] | None = None) -> int:
         help="run the pool as behind a transaction pooler (DB_TRANSACTION_POOLER=on: no"
         " prepared statements, no pipelines), to see what that costs",
     )
+    parser.add_argument(
+        "--db-delay-ms",
+        type=float,
+        default=None,
+        help="also measure with PostgreSQL this many ms away in each direction (a delaying TCP"
+        " proxy in the bench), direct and with DB_TRANSACTION_POOLER=on",
+    )
+    parser.add_argument(
+        "--delay-rounds", type=int, default=30, help="measured rounds per delayed run (30)"
+    )
+    parser.add_argument(
+        "--delay-warmup", type=int, default=3, help="unrecorded rounds per delayed run (3)"
+    )
+    parser.add_argument(
+        "--delay-users", type=int, default=10, help="distinct users per delayed run (10)"
+    )
     args = parser.parse_args(argv)
     print_machine("python bench/latency.py", sys.argv[1:] if argv is None else argv)
-    worst = on_fresh_database(args.database_url, lambda db: bench(db, args))
+
+    async def everything(db: BenchDatabase) -> float:
+        worst = await bench(db, args)
+        if args.db_delay_ms:
+            await delayed(db, args)
+        return worst
+
+    worst = on_fresh_database(args.database_url, everything)
     print(f"ratio_p50_max={worst:.2f}")
     return 0
 

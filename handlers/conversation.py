@@ -8,7 +8,11 @@ its buttons carry, expiry) is a row of ``open_questions`` (services/questions.py
   data ``q:<token>:<verb>[:<arg>…]``) opens the update's unit of work with the question read
   in its opening (no extra round trip) and locked; the flow's step runs inside that same
   transaction (the services it calls join it), then the question moves on (replaced, new
-  token) or closes (deleted), and the transaction commits. Only then are the replies sent.
+  token) or closes (deleted), and the transaction commits. A step whose write saves the
+  form (:meth:`Turn.closes_with_write`) sends the close and the COMMIT with that write, in
+  its round trip; the close checks the question is still the one answered, and a write
+  that then asks for more stores the next question after the commit. Only then are the
+  replies sent.
   A step that fails on bad input changes nothing and says what was wrong (the one-line
   form's message, then "Try again, or /cancel."); the question stays.
 * **One at a time.** Asking replaces the chat's question. Any command abandons it: the first
@@ -65,6 +69,7 @@ from services.db import (
     Database,
     DatabaseBusy,
     DatabaseUnavailable,
+    QuestionChanged,
     QuestionKey,
     TelegramUser,
     UnitOfWork,
@@ -183,6 +188,13 @@ class Turn(Generic[D]):
         #: the typed text is not an answer to this question (see :meth:`not_an_answer`)
         self.passed = False
         self.replies: list[_Reply] = []
+        #: the answer's unit of work while the step runs in it, if the question can close
+        #: with the step's write (None: no unit of work, an outage; or a copy newer than the
+        #: stored question)
+        self.uow: UnitOfWork | None = None
+        #: the question to store again once the transaction is done (it was closed with the
+        #: step's write, and the step then asked for more or kept the question)
+        self.restore: Question[Any] | None = None
 
     @property
     def step(self) -> str:
@@ -240,6 +252,17 @@ class Turn(Generic[D]):
             self.toast = toast
         if text is not None:
             self.replies.append(_Reply(text, markup, in_place, then))
+
+    def closes_with_write(self) -> None:
+        """The step's next write (the last statement of the service it calls) saves what the
+        question gathered: the question's close and the COMMIT go with that statement, in the
+        same round trip, before its result is known. If the service then writes nothing
+        (it needs a confirmation, say) and the step asks again or keeps the question, the
+        question is stored again after the commit (one more round trip, that time only); if
+        the stored question is not this one (another instance moved it on), everything rolls
+        back and the answer runs again on the stored question."""
+        if self.uow is not None and self.question is not None:
+            questions.close_with_write(self.uow, key_of(self.update), self.question)
 
     def say(self, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
         """A message in a new bubble; the question stays as it is unless ask/finish say so."""
@@ -323,7 +346,15 @@ def _typed(stored: Stored | None) -> tuple[Flow[Any], Question[Any]] | None:
 
 
 async def _store(uow: UnitOfWork, key: QuestionKey, turn: Turn[Any]) -> None:
-    """Move the question on or close it, and commit (in one round trip where allowed)."""
+    """Move the question on or close it, and commit (in one round trip where allowed). If
+    the step's write closed it and committed already, what the turn leads to other than the
+    close is stored after the transaction (``turn.restore``)."""
+    if uow.closed_with_write:
+        if turn.next is not None:
+            turn.restore = turn.next
+        elif not turn.closed:
+            turn.restore = turn.question  # the question stays as it was
+        return
     if turn.next is not None:
         await questions.save(uow, key, turn.next, turn.now, commit=True)
     elif turn.closed:
@@ -359,15 +390,25 @@ async def _send(turn: Turn[Any]) -> None:
 
 
 async def _run(
-    turn: Turn[Any], answer: Callable[[Turn[Any]], Awaitable[None]], uow: UnitOfWork | None
+    turn: Turn[Any],
+    answer: Callable[[Turn[Any]], Awaitable[None]],
+    uow: UnitOfWork | None,
+    *,
+    stored: bool = True,
 ) -> None:
-    """Run the step; with ``uow``, inside it (the services join it)."""
+    """Run the step; with ``uow``, inside it (the services join it). ``stored``: the turn's
+    question is the stored one, or this instance's copy checked against it (not a copy
+    newer than what is stored, which its close could not find)."""
     try:
         if uow is None:
             await answer(turn)
         else:
-            with turn.db.joined(uow):
-                await answer(turn)
+            turn.uow = uow if stored else None
+            try:
+                with turn.db.joined(uow):
+                    await answer(turn)
+            finally:
+                turn.uow = None
     except DomainError as exc:
         if isinstance(exc, NotLinked):
             raise
@@ -377,6 +418,17 @@ async def _run(
             raise _Refused(close=True) from exc
         turn.problem(exc)
         raise _Refused() from exc
+
+
+def _refused(uow: UnitOfWork, turn: Turn[Any], refused: _Refused) -> bool:
+    """Roll back what a refused step wrote; whether the question is to be closed after."""
+    uow.discard()  # nothing the step wrote stays
+    if not uow.closed_with_write:
+        return refused.close
+    # its close committed with a write that wrote nothing (the step refused after it)
+    if not refused.close:
+        turn.restore = turn.question
+    return False
 
 
 class _Refused(Exception):
@@ -406,35 +458,53 @@ async def _answer(
     now = d.clock()
     turn: Turn[Any] | None = None
     dirty = closing = False
+    # This instance's clean copy of the question (it asked it, or moved it on) lets the step
+    # run before the question is read: the opening that reads it then rides with the step's
+    # first statement, and the copy is checked against it before anything commits.
+    copy = None if memory.dirty(key)[1] else memory.found(key)
+    if copy is not None and (copy[0].unlinked or copy[1].expired(now)):
+        copy = None
     try:
-        async with d.db.user_uow(TelegramUser(key.telegram_user_id), question=key) as uow:
-            await uow.begin()
-            dirty = memory.dirty(key)[1]
-            stored = from_opening(uow.question)
-            found = memory.found(key) if dirty else _typed(stored)
-            turn = _turn_for(update, context, found, now, token)
-            gone = (dirty or stored is not None) and (found is None or found[1].expired(now))
-            if turn is None and token is None:
-                turn = fresh(now)  # nothing open (or it just expired): quick capture
-            if turn is None:
-                if gone:  # expired or unreadable, or the dirty copy closed it
-                    await questions.close(uow, key, commit=True)
-            elif turn.question is None:
-                await _store(uow, key, turn)
-            else:
-                try:
-                    await _run(turn, answer, uow)
-                except _Refused as refused:
-                    uow.discard()  # nothing the step wrote stays
-                    closing = refused.close
-                else:
-                    if turn.passed:  # not an answer: quick capture, in the same transaction
-                        turn = fresh(now) or turn
-                    await _store(uow, key, turn)
+        while True:
+            try:
+                async with d.db.user_uow(TelegramUser(key.telegram_user_id), question=key) as uow:
+                    turn = _turn_for(update, context, copy, now, token)
+                    if turn is not None:
+                        turn, closing = await _run_on_copy(uow, turn, answer, copy, fresh, now)
+                        break
+                    await uow.begin()
+                    dirty = memory.dirty(key)[1]
+                    stored = from_opening(uow.question)
+                    found = memory.found(key) if dirty else _typed(stored)
+                    turn = _turn_for(update, context, found, now, token)
+                    gone = (dirty or stored is not None) and (
+                        found is None or found[1].expired(now)
+                    )
+                    if turn is None and token is None:
+                        turn = fresh(now)  # nothing open (or it just expired): quick capture
+                    if turn is None:
+                        if gone:  # expired or unreadable, or the dirty copy closed it
+                            await questions.close(uow, key, commit=True)
+                    elif turn.question is None:
+                        await _store(uow, key, turn)
+                    else:
+                        try:
+                            await _run(turn, answer, uow, stored=not dirty)
+                        except _Refused as refused:
+                            closing = _refused(uow, turn, refused)
+                        else:
+                            if turn.passed:  # not an answer: quick capture, same transaction
+                                turn = fresh(now) or turn
+                            await _store(uow, key, turn)
+                break
+            except _StaleCopy:  # rolled back: the stored question decides
+                copy, turn, closing = None, None, False
         if dirty:
             memory.remember(key, None, False)
         if closing:
             await _abandon(context, key)
+        if turn is not None and turn.restore is not None:
+            await _restore(context, key, turn)
     except NotLinked:
         if turn is None and await _answer_unlinked(update, context, answer, token, now):
             return
@@ -469,6 +539,55 @@ async def _answer(
     if turn.next is not None or turn.closed:
         memory.remember(key, turn.next, dirty=False)
     await _send(turn)
+
+
+class _StaleCopy(Exception):
+    """The stored question is not this instance's copy (another instance moved it on, or
+    it was closed): what the step did on the copy rolls back."""
+
+
+async def _run_on_copy(
+    uow: UnitOfWork,
+    turn: Turn[Any],
+    answer: Callable[[Turn[Any]], Awaitable[None]],
+    copy: tuple[Flow[Any], Question[Any]] | None,
+    fresh: Callable[[datetime], Turn[Any] | None],
+    now: datetime,
+) -> tuple[Turn[Any], bool]:
+    """Run the step on this instance's copy of the question inside ``uow``, whose opening
+    (reading the stored question) goes with the step's first statement; then check the
+    copy against the stored question (_StaleCopy, rolled back, if they differ) and store the
+    outcome. The turn, and whether the question is to be closed after a refusal."""
+    refused: _Refused | None = None
+    try:
+        await _run(turn, answer, uow)
+    except _Refused as exc:
+        refused = exc
+    except QuestionChanged as exc:  # checked with the write: nothing committed
+        raise _StaleCopy() from exc
+    if refused is not None and uow.closed_with_write:
+        return turn, _refused(uow, turn, refused)  # the close checked the copy, and committed
+    if not uow.closed_with_write:
+        await uow.begin()  # sent with the step's first statement already, if it had one
+        if uow.question is None or _typed(from_opening(uow.question)) != copy:
+            uow.discard()
+            raise _StaleCopy()
+    if refused is not None:
+        return turn, _refused(uow, turn, refused)
+    if turn.passed:  # not an answer: quick capture, in the same transaction
+        turn = fresh(now) or turn
+    await _store(uow, key_of(turn.update), turn)
+    return turn, False
+
+
+async def _restore(context: Context, key: QuestionKey, turn: Turn[Any]) -> None:
+    """Store the question the turn leads to again, after its close committed with the
+    step's write (with the database gone meanwhile: this instance's copy, written later)."""
+    assert turn.restore is not None
+    try:
+        await questions.restore(deps(context).db, key, turn.restore, turn.now)
+    except DatabaseUnavailable:  # busy too: the outcome is committed, the copy goes later
+        _memory(context).remember(key, turn.restore, dirty=True)
 
 
 async def _abandon(context: Context, key: QuestionKey) -> None:

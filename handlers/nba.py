@@ -128,6 +128,7 @@ async def _add_answer(turn: Turn[AddDraft], press: Callback | None, text: str) -
         turn.ask(step, draft, question, buttons)
         return
     assert draft.arm is not None and draft.gap is not None
+    turn.closes_with_write()
     added = await item_added(turn.update, turn.context, draft.arm, draft.gap, clean_title(title))
     turn.finish(*(added or (None, None)), in_place=False)
 

@@ -132,6 +132,7 @@ def confirm_text(error: Implausible) -> str:
 
 async def _log_or_confirm(turn: Turn[Any], draft: LogDraft) -> None:
     """Save the log, or (a day over 16 h in that theater) ask to confirm it first."""
+    turn.closes_with_write()
     try:
         saved = await _log_saved(turn.update, turn.context, draft)
     except Implausible as exc:
@@ -147,6 +148,7 @@ async def _confirmed(turn: Turn[LogDraft], yes: bool) -> None:
     if not yes:
         turn.finish("OK, not saved.", toast="Not saved.")
         return
+    turn.closes_with_write()
     saved = await _log_saved(turn.update, turn.context, turn.draft, confirmed=True)
     if saved is None:
         turn.finish()
@@ -334,6 +336,7 @@ async def _reflect_answer(turn: Turn[TheaterDraft], press: Callback | None, text
         return
     if press is not None:
         raise BadCallback("no buttons at this step")
+    turn.closes_with_write()
     saved = await reflection_saved(turn.update, turn.context, arm, clean_evidence(evidence))
     turn.finish(*(saved or (None, None)), in_place=False)
 

@@ -35,10 +35,10 @@ import contextlib
 import json
 import logging
 import select
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -131,6 +131,16 @@ class AlreadyApplied(Exception):
     """The outbox entry was applied before (its id is in ``sync_queue``)."""
 
 
+#: The text of the error a question's close raises when the stored question is not the one
+#: it was conditioned on (services/repos/open_questions.py ``close_tail``).
+QUESTION_CHANGED = "aelpher: the open question changed"
+
+
+class QuestionChanged(Exception):
+    """A close sent with a write (:meth:`UnitOfWork.close_with_write`) found another question
+    stored, or none: the write, the close and the COMMIT all rolled back."""
+
+
 def _claims(user_id: UUID) -> str:
     """The JWT claims PostgREST would set for the user."""
     return json.dumps({"sub": str(user_id), "role": "authenticated"})
@@ -208,6 +218,9 @@ class _Opening:
     question: QuestionKey | None = None
     #: the open question to delete with the impersonation
     close: QuestionKey | None = None
+    #: the first statement is the only one: COMMIT rides with it (a one-statement read
+    #: behind a transaction pooler, which needs BEGIN and COMMIT around it)
+    commit: bool = False
 
 
 class UnitOfWork:
@@ -234,6 +247,8 @@ class UnitOfWork:
         self._opening = opening
         #: a one-statement read ran its statement: no other may follow
         self._spent = False
+        #: the transaction committed with its last statement: no other may follow
+        self._sealed = False
         #: the Telegram link was found switched off (the user had blocked the bot)
         self.link_inactive = False
         #: the transaction removed the user's Telegram link (/delete): it is not reported as
@@ -257,12 +272,25 @@ class UnitOfWork:
         self.pipelined = opening.pipelined if opening else True
         #: a statement to send with the next one (a joined service's ``first``)
         self._pending_first: str | None = None
+        #: statements to send after a joined service's last one, before the COMMIT
+        self._tail: Sequence[tuple[str, Any]] | None = None
+        #: the COMMIT went with a joined service's last statement and ``_tail``
+        self.closed_with_write = False
 
     def run_first(self, statement: str) -> None:
         """Send ``statement`` (no parameters; it must return a row, else NotLinked) with
         this unit of work's next statement, in the same round trip where pipelines are
         used."""
         self._pending_first = statement
+
+    def close_with_write(self, tail: Sequence[tuple[str, Any]]) -> None:
+        """Send ``tail`` (statements and their parameters) and COMMIT with the next
+        :meth:`commit_with` of a service joining this unit of work, in the same round trip,
+        before its result is known: the unit of work is then committed
+        (:attr:`closed_with_write`), and a service opening another unit of work gets one of
+        its own. A statement of the tail that raises rolls everything back; one that raises
+        :data:`QUESTION_CHANGED` makes :meth:`commit_with` raise :class:`QuestionChanged`."""
+        self._tail = tail
 
     async def commit(self) -> None:
         """Mark the work as done: the transaction commits when the block exits normally
@@ -277,6 +305,12 @@ class UnitOfWork:
     @property
     def committed(self) -> bool:
         return self._committed
+
+    @property
+    def sealed(self) -> bool:
+        """The transaction committed with its last statement (``commit_with``): nothing more
+        can run in it."""
+        return self._sealed
 
     async def fetchone(self, query: str, params: Any = None) -> DictRow | None:
         cur = await self._execute(query, params)
@@ -295,6 +329,56 @@ class UnitOfWork:
         cur = await self._execute(query, params)
         return cur.rowcount
 
+    async def last_after(
+        self, first: str, query: str, params: Any = None, *, commit: bool = False
+    ) -> list[DictRow]:
+        """``first`` (no parameters; it must return a row) then ``query``, the last statements
+        of the unit of work, in one round trip after the opening (a pipeline, or behind a
+        transaction pooler one message), with the COMMIT if ``commit``. The rows of
+        ``query``."""
+        await self.begin()
+        cur = await self._execute_batch(first, query, params, commit)
+        if commit:
+            self._committed, self._sealed = True, True
+        return await _rows(cur)
+
+    async def _execute_batch(
+        self, first: str, query: str, params: Any, commit: bool
+    ) -> psycopg.AsyncCursor[DictRow]:
+        if self._spent or self._sealed:
+            raise RuntimeError("the unit of work ran its last statement already")
+        return await self._batch(first, query, params, commit)
+
+    async def commit_with(self, query: str, params: Any = None) -> list[DictRow]:
+        """Run ``query`` as the last statement of the unit of work and commit with it, in one
+        round trip (with the opening too, if it was not sent yet): a pipeline with one Sync,
+        or behind a transaction pooler one message of several statements. Its rows (none for
+        a statement that returns none).
+
+        The commit does not wait for the rows, so a statement that may refuse must refuse by
+        writing nothing (conditions in the statement, flags in what it returns) or by
+        raising in SQL: a failed statement fails the COMMIT with it and everything rolls
+        back. Inside a unit of work joined by a service (a question's answer) only the
+        statement runs here, and the answer's own last statements commit, unless the answer
+        asked to close with it (:meth:`close_with_write`)."""
+        if _JOINED.get() is self:
+            if self._tail is None:
+                rows = await _rows(await self._execute(query, params))
+                await self.commit()
+                return rows
+            tail, self._tail = self._tail, None
+            try:
+                cur = await self._execute(query, params, commit=True, tail=tail)
+            except psycopg.errors.InvalidTextRepresentation as exc:
+                if QUESTION_CHANGED in str(exc):
+                    raise QuestionChanged() from exc
+                raise
+            self._committed, self._sealed, self.closed_with_write = True, True, True
+            return await _rows(cur)
+        cur = await self._execute(query, params, commit=True)
+        self._committed, self._sealed = True, True
+        return await _rows(cur)
+
     async def begin(self) -> None:
         """Send the opening now, with no statement of the caller's: what it reads (the
         user, the open question) is then known. NotLinked if the user is not linked, after
@@ -302,41 +386,65 @@ class UnitOfWork:
         if self._opening is not None:
             await self._execute(None, None)
 
-    async def _execute(self, query: str | None, params: Any) -> psycopg.AsyncCursor[DictRow]:
+    async def _execute(
+        self,
+        query: str | None,
+        params: Any,
+        *,
+        commit: bool = False,
+        tail: Sequence[tuple[str, Any]] = (),
+    ) -> psycopg.AsyncCursor[DictRow]:
         if self._spent:  # it would run outside the read's transaction, as the connecting role
             raise RuntimeError("a one-statement unit of work ran its statement already")
+        if self._sealed:  # the transaction committed with its last statement
+            raise RuntimeError("the unit of work committed already")
         opening, self._opening = self._opening, None
+        if opening is not None and self._pending_first is not None:
+            # a joined service's first statement (its write lock) rides with the opening
+            assert opening.first is None
+            opening, self._pending_first = replace(opening, first=self._pending_first), None
         if opening is None:
             assert query is not None
             first, self._pending_first = self._pending_first, None
-            if first is None:
+            if first is None and not commit:
                 return await self.conn.execute(query, params)
-            return await self._after_first(first, query, params)
+            return await self._batch(first, query, params, commit, tail)
+        if opening.commit and query is not None:
+            commit, self._committed, self._sealed = True, True, True
         try:
-            return await self._open(opening, query, params)
+            return await self._open(opening, query, params, commit, tail)
         except psycopg.OperationalError:
             if self._reconnect is None or not self.conn.closed:
                 raise
-        # The connection broke during the opening, before anything could commit (the opening
-        # holds no COMMIT, and a one-statement read is read-only): once more, on a fresh one.
+            if commit and self.conn.info.transaction_status == pq.TransactionStatus.UNKNOWN:
+                # the COMMIT may have reached the server: applying it twice is not safe
+                raise
+        # The connection broke during the opening, before anything could commit (an opening
+        # with its COMMIT was not sent, or the server never answered a byte of it, and a
+        # one-statement read is read-only): once more, on a fresh one.
         logger.info("connection lost before the opening's answer; opening again")
         self.conn = await self._reconnect()
         self._reconnect = None
-        return await self._open(opening, query, params)
+        return await self._open(opening, query, params, commit, tail)
 
     async def _open(
-        self, opening: _Opening, query: str | None, params: Any
+        self,
+        opening: _Opening,
+        query: str | None,
+        params: Any,
+        commit: bool = False,
+        tail: Sequence[tuple[str, Any]] = (),
     ) -> psycopg.AsyncCursor[DictRow]:
-        """Send the opening with the block's first statement (None: none)."""
+        """Send the opening with the block's first statement (None: none), then ``tail``,
+        and the COMMIT after them if ``commit``: one round trip either way (a pipeline, or
+        behind a transaction pooler one message of several statements)."""
         self._spent = opening.begin is None and query is not None
-        # In a pipeline, leaving it sends the Sync and reads all results; behind a transaction
-        # pooler the same statements go one after the other (always inside BEGIN: an implicit
-        # transaction spanning several statements exists only in a pipeline).
-        assert opening.pipelined or opening.begin is not None
-        batch = self.conn.pipeline() if opening.pipelined else contextlib.nullcontext()
+        assert opening.begin is not None or not commit
+        if not opening.pipelined:
+            return await self._open_in_one_message(opening, query, params, commit, tail)
         switched = first = None
         try:
-            async with batch:
+            async with self.conn.pipeline():
                 if opening.begin is not None:
                     await self.conn.execute(opening.begin, prepare=False)  # nothing to plan
                 if opening.who is not None:
@@ -345,6 +453,10 @@ class UnitOfWork:
                     first = await self.conn.execute(opening.first)
                 cur = await self.conn.execute(query, params) if query is not None else switched
                 assert cur is not None
+                for statement, values in tail:
+                    await self.conn.execute(statement, values)
+                if commit:
+                    await self.conn.execute("commit", prepare=False)
         except psycopg.Error:
             # A statement failed: if the user was not linked, that is what to say (an
             # insert confined to no user fails on its null user_id, say).
@@ -357,18 +469,88 @@ class UnitOfWork:
             raise NotLinked()  # the user's rows the first statement needs are missing
         return cur
 
-    async def _after_first(
-        self, first: str, query: str, params: Any
+    async def _open_in_one_message(
+        self,
+        opening: _Opening,
+        query: str | None,
+        params: Any,
+        commit: bool,
+        tail: Sequence[tuple[str, Any]] = (),
     ) -> psycopg.AsyncCursor[DictRow]:
-        """``first``, then the statement: one pipeline (one round trip) where allowed."""
-        if not self.pipelined:
-            if await (await self.conn.execute(first)).fetchone() is None:
+        """Behind a transaction pooler: the opening, the statement and the COMMIT as one
+        message of several statements, bound here (the pooler keeps no prepared statements,
+        and hands the server connection back only when the whole message is answered)."""
+        assert opening.begin is not None  # an implicit transaction needs a pipeline
+        cur = psycopg.AsyncClientCursor(self.conn, row_factory=dict_row)
+        parts = [opening.begin]
+        if opening.who is not None:
+            parts.append(cur.mogrify(*_impersonation(opening)))
+        if opening.first is not None:
+            parts.append(opening.first)
+        if query is not None:
+            parts.append(cur.mogrify(query, params))
+        parts += [cur.mogrify(statement, values) for statement, values in tail]
+        if commit:
+            parts.append("commit")
+        try:
+            await cur.execute(";\n".join(parts))
+        except psycopg.Error:
+            if isinstance(opening.who, TelegramUser):
+                await self._check_link(opening.who)  # NotLinked rather than what it caused
+            raise
+        if opening.who is not None:
+            cur.nextset()
+            self._resolve(await cur.fetchone())
+        if opening.first is not None:
+            cur.nextset()
+            if await cur.fetchone() is None:
+                raise NotLinked()  # the user's rows the first statement needs are missing
+        if query is not None:
+            cur.nextset()
+        return cur
+
+    async def _check_link(self, who: TelegramUser) -> None:
+        """After a failed opening sent as one message: NotLinked if ``who`` has no link (one
+        more round trip, on that path only, after rolling the failed transaction back)."""
+        with contextlib.suppress(psycopg.Error):
+            await self.conn.execute("rollback", prepare=False)
+            cur = await self.conn.execute(
+                "select link.user_id from (select) as one"
+                " left join telegram_links link on link.telegram_user_id = %s",
+                (who.telegram_user_id,),
+            )
+            row = await cur.fetchone()
+            if row is not None and row["user_id"] is None:
                 raise NotLinked()
-            return await self.conn.execute(query, params)
+
+    async def _batch(
+        self,
+        first: str | None,
+        query: str,
+        params: Any,
+        commit: bool,
+        tail: Sequence[tuple[str, Any]] = (),
+    ) -> psycopg.AsyncCursor[DictRow]:
+        """``first`` (None: none), the statement, ``tail``, and the COMMIT if ``commit``, in
+        one round trip (a pipeline, or behind a transaction pooler one message)."""
+        if not self.pipelined:
+            message = psycopg.AsyncClientCursor(self.conn, row_factory=dict_row)
+            parts = [*([first] if first is not None else []), message.mogrify(query, params)]
+            parts += [message.mogrify(statement, values) for statement, values in tail]
+            await message.execute(";\n".join([*parts, *(["commit"] if commit else [])]))
+            if first is not None:
+                if await message.fetchone() is None:
+                    raise NotLinked()
+                message.nextset()
+            return message
         async with self.conn.pipeline():
-            checked = await self.conn.execute(first)
+            checked = await self.conn.execute(first) if first is not None else None
             cur = await self.conn.execute(query, params)
-        if await checked.fetchone() is None:
+            for statement, values in tail:
+                await self.conn.execute(statement, values)
+            if commit:
+                await self.conn.execute("commit", prepare=False)
+        if checked is not None and await checked.fetchone() is None:
             raise NotLinked()
         return cur
 
@@ -409,6 +591,11 @@ def _impersonation(opening: _Opening) -> tuple[str, dict[str, Any]]:
     return _IMPERSONATE_TELEGRAM, values
 
 
+async def _rows(cur: psycopg.AsyncCursor[DictRow]) -> list[DictRow]:
+    """A statement's rows (none if it returns none)."""
+    return await cur.fetchall() if cur.description is not None else []
+
+
 async def _end(conn: psycopg.AsyncConnection[DictRow], *, commit: bool) -> None:
     """Commit if the work said so, else roll back (quietly, if the connection is gone)."""
     if conn.info.transaction_status == pq.TransactionStatus.IDLE:
@@ -438,7 +625,8 @@ async def _claim_replay(uow: UnitOfWork) -> None:
 def in_joined_unit() -> bool:
     """Whether this task's services run inside a unit of work they joined (see
     :meth:`Database.joined`): a failure there fails that whole transaction."""
-    return _JOINED.get() is not None
+    joined = _JOINED.get()
+    return joined is not None and not joined.sealed
 
 
 def _same_user(uow: UnitOfWork, who: Principal) -> bool:
@@ -538,7 +726,12 @@ class Database:
         question: QuestionKey | None = None,
     ) -> AsyncIterator[UnitOfWork]:
         joined = _JOINED.get()
-        if joined is not None and who is not None and _same_user(joined, who):
+        if (
+            joined is not None
+            and not joined.sealed  # it committed with a write: what follows is on its own
+            and who is not None
+            and _same_user(joined, who)
+        ):
             # inside the answer to a question: the service's work is part of its transaction
             if first is not None:
                 joined.run_first(first)
@@ -557,11 +750,16 @@ class Database:
             close = scope.key
         if question is not None:
             single = read_only = False
+        commit_first = False
         if single and not pipelined:  # the implicit transaction needs the pipeline
-            # a user's one-statement read stays read-only; a privileged one keeps its mode
+            # a user's one-statement read stays read-only; a privileged one keeps its mode;
+            # either commits with its statement
             single, read_only = False, read_only or who is not None
+            commit_first = who is not None and first is None
         begin = None if single else "begin read only" if read_only and close is None else "begin"
-        opening = _Opening(begin, who, read_only or single, first, pipelined, question, close)
+        opening = _Opening(
+            begin, who, read_only or single, first, pipelined, question, close, commit_first
+        )
         async with self._transaction_inner(opening) as uow:
             yield uow
         if close is not None and scope is not None and uow.ended_committed:

@@ -18,11 +18,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
-from uuid import UUID
+from uuid import UUID, uuid4
+
+import psycopg
 
 from services import rules, sanity, state, tracking, validation
 from services.commands import Command
-from services.db import Database, Principal, UnitOfWork
+from services.db import Database, Principal, UnitOfWork, in_joined_unit
 from services.errors import Conflict, NotFound, NotLinked
 from services.models import Arm, ExecutionLog, NbaItem, Theater, TheaterStatus
 from services.repos import execution_logs, nba_items
@@ -126,8 +128,8 @@ async def _save(
     if theater is None:
         raise NotLinked()
     final, changes = state.plan_items(open_items, changed, now, delete=delete)
-    stored = await nba_items.apply_changes(uow, changes)
-    await uow.commit()
+    stored = await nba_items.apply_changes(uow, changes, commit=True)
+    await uow.commit()  # when there was nothing to write
     return _theater_nba(theater, state.as_stored(final, stored), now), stored
 
 
@@ -189,6 +191,18 @@ async def add_item(
     title = validation.clean_title(title)
     gap = validation.check_gap(gap)
     description = validation.clean_description(description)
+    item_id = uuid4()
+    try:
+        async with state.locked(db, user_id) as uow:  # one round trip: lock, statement, COMMIT
+            added = await nba_items.add_once(uow, item_id, arm, title, gap, description, now)
+    except psycopg.errors.UniqueViolation:  # flags moving both ways: nothing was written
+        if in_joined_unit():
+            raise
+        added = nba_items.ChangedOne(False, None, [])
+    if added.fine and added.theater is not None:
+        item = next(i for i in added.items if i.id == item_id)
+        return ItemResult(item, _theater_nba(added.theater, added.items, now))
+    # a theater missing, or an open item the ranking can't use: the way of several statements
     async with state.locked(db, user_id) as uow:
         item, found = await nba_items.insert_with_items(uow, arm, title, gap, description, now)
         if found is None:
@@ -258,8 +272,32 @@ def _locked_other(ctx: ItemContext, item: NbaItem) -> NbaItem | None:
     return None
 
 
+async def _set_lock_once(
+    db: Database, user_id: Principal, item_id: UUID, locked: bool, now: datetime
+) -> ItemResult | None:
+    """Lock or unlock in one round trip (the opening, the write lock, one statement that
+    re-ranks, COMMIT); None when that statement wrote nothing (another item locked, the item
+    gone or done, a value the ranking can't use): the way of several statements then gives
+    the answer."""
+    try:
+        async with state.locked(db, user_id) as uow:
+            changed = await nba_items.set_lock_once(uow, item_id, locked, now)
+    except psycopg.errors.UniqueViolation:  # flags moving both ways: nothing was written
+        if in_joined_unit():
+            raise
+        return None
+    if not changed.fine or changed.theater is None:
+        return None
+    item = next(i for i in changed.items if i.id == item_id)
+    still_open = [i for i in changed.items if i.completed_at is None]
+    return ItemResult(item, _theater_nba(changed.theater, still_open, now))
+
+
 async def lock(db: Database, user_id: Principal, item_id: UUID, now: datetime) -> ItemResult:
     """Lock an item: it becomes (and stays) current until unlocked or done."""
+    once = await _set_lock_once(db, user_id, item_id, True, now)
+    if once is not None:
+        return once
 
     def decide(ctx: ItemContext, item: NbaItem) -> dict[UUID, NbaItem]:
         other = _locked_other(ctx, item)
@@ -274,6 +312,9 @@ async def lock(db: Database, user_id: Principal, item_id: UUID, now: datetime) -
 
 async def unlock(db: Database, user_id: Principal, item_id: UUID, now: datetime) -> ItemResult:
     """Unlock an item: ranking decides again."""
+    once = await _set_lock_once(db, user_id, item_id, False, now)
+    if once is not None:
+        return once
 
     def decide(ctx: ItemContext, item: NbaItem) -> dict[UUID, NbaItem]:
         return {item.id: _flagged(item, now, is_locked=False)} if item.is_locked else {}
@@ -351,6 +392,10 @@ async def done(
     day over :data:`tracking.PLAUSIBLE_DAY_MINUTES`, unless ``confirmed``."""
     if minutes is not None:
         minutes = validation.check_minutes(minutes)
+    else:
+        once = await _done_once(db, user_id, item_id, now, dedupe_key)
+        if once is not None:
+            return once
 
     def apply(item: NbaItem) -> NbaItem:
         return replace(
@@ -360,6 +405,33 @@ async def done(
 
     return await _work_on_item(
         db, user_id, item_id, now, minutes, dedupe_key, rules.done_action, apply, confirmed
+    )
+
+
+async def _done_once(
+    db: Database, user_id: Principal, item_id: UUID, now: datetime, dedupe_key: str | None
+) -> ItemResult | None:
+    """Done without minutes in one round trip (the opening, the write lock, one statement
+    that logs, completes, re-ranks and stores the activity and the risk, COMMIT); None when
+    that statement wrote nothing (the item done or gone, a repeated press, a value the
+    ranking can't use): the way of several statements then gives the answer."""
+    try:
+        async with state.locked(db, user_id) as uow:
+            done = await execution_logs.done_once(uow, item_id, now, dedupe_key, now - state.WEEK)
+    except psycopg.errors.UniqueViolation:  # flags moving both ways: nothing was written
+        if in_joined_unit():
+            raise
+        return None
+    theater = done.changed.theater
+    if done.log is None or theater is None or done.capacity is None:
+        return None
+    item = next(i for i in done.changed.items if i.id == item_id)
+    still_open = [i for i in done.changed.items if i.completed_at is None]
+    status = rules.theater_status(now, now, blocked=theater.status == "blocked")
+    ranked = tuple(rules.rank(still_open, now))
+    overload = rules.overload(done.week_minutes, done.capacity)
+    return ItemResult(
+        item, TheaterNba(theater.arm_type, status, ranked), done.log, overload=overload
     )
 
 
@@ -422,9 +494,14 @@ async def _work_on_item(
             status=status,
             risk=overload.risk,
             changes=changes,
+            commit=True,
         )
         if recorded is None:  # a repeated key: the earlier log, and nothing written
-            earlier = await _earlier(uow, dedupe_key)
+            if uow.sealed:  # committed with the write: read it in a transaction of its own
+                async with db.user_uow(user_id, read_only=True) as read:
+                    earlier = await _earlier(read, dedupe_key)
+            else:
+                earlier = await _earlier(uow, dedupe_key)
             return ItemResult(item, _theater_nba(theater, ctx.items, now), earlier, True)
         log, stored = recorded
         await uow.commit()

@@ -119,6 +119,31 @@ async def store_now(
         await save(uow, key, question, now, commit=True)
 
 
+async def restore(db: Database, key: QuestionKey, question: Question[Any], now: datetime) -> None:
+    """Make ``question`` the chat's open question again after it was closed with a write
+    that then asked for more (or refused), unless a newer one was asked meanwhile: in a
+    transaction of its own."""
+    draft = _adapter(type(question.draft)).dump_python(question.draft, mode="json")
+    async with db.privileged(single=True) as uow:  # one statement: one round trip
+        await open_questions.save_if_none(
+            uow,
+            key,
+            flow=question.flow,
+            step=question.step,
+            draft=draft,
+            token=question.token,
+            asked_at=now,
+            expires_at=question.expires_at,
+        )
+
+
+def close_with_write(uow: UnitOfWork, key: QuestionKey, question: Question[Any]) -> None:
+    """Close ``question`` with the next write of a service joining ``uow``, in its round
+    trip (``UnitOfWork.close_with_write``): ``QuestionChanged`` if the chat's question is no
+    longer it."""
+    uow.close_with_write(open_questions.close_tail(key, question.token))
+
+
 async def peek(db: Database, key: QuestionKey) -> Stored | None:
     """The chat's open question, read on its own (for people not linked: /link)."""
     async with db.privileged(read_only=True) as uow:

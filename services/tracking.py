@@ -10,12 +10,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import cast
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
+import psycopg
+
 from services import rules, sanity, state, stats, validation
 from services.commands import Command
-from services.db import Database, Principal, UnitOfWork
+from services.db import Database, Principal, UnitOfWork, in_joined_unit
 from services.errors import Implausible, NotFound, NothingToUndo, NotLinked, Superseded
 from services.models import Arm, ExecutionLog, Reflection, TheaterStatus
 from services.repos import execution_logs, global_metrics, reflections, theaters
@@ -78,11 +81,62 @@ async def log_time(
 
     A log that would take ``arm``'s minutes for the user's local day (``now`` in their time
     zone) over :data:`PLAUSIBLE_DAY_MINUTES` raises :class:`Implausible` and writes nothing,
-    unless ``confirmed``. A repeated ``dedupe_key`` returns the earlier log either way."""
+    unless ``confirmed``. A repeated ``dedupe_key`` returns the earlier log either way.
+
+    One round trip: the opening, the write lock and one statement that checks, writes and
+    commits (``execution_logs.log_once``); the reply's status and risk come from the rules
+    over what it returns. A time zone the database does not know (set outside the bot) takes
+    the way of several statements, which reads the day in UTC as the rules do."""
     action = validation.clean_action(action)
     details = validation.clean_details(details)
     if minutes is not None:
         minutes = validation.check_minutes(minutes)
+    try:
+        async with state.locked(db, user_id) as uow:  # the statement sees every earlier write
+            done = await execution_logs.log_once(
+                uow, arm=arm, action=action, details=details, duration=minutes, now=now,
+                dedupe_key=dedupe_key, week_since=now - state.WEEK,
+                recent_since=now - DAY_REACH, day_limit=PLAUSIBLE_DAY_MINUTES,
+                confirmed=confirmed,
+            )  # fmt: skip
+    except psycopg.errors.DataError:
+        if in_joined_unit():  # the answer's transaction failed with it: nothing to retry in
+            raise
+        return await _log_time_in_steps(
+            db, user_id, arm, minutes, action, now,
+            details=details, dedupe_key=dedupe_key, confirmed=confirmed,
+        )  # fmt: skip
+    if done.capacity is None or not done.theater_found:
+        raise NotLinked()
+    if done.log is not None:
+        blocked = done.theater_status == "blocked"
+        status = rules.theater_status(now, now, blocked=blocked)  # activity now
+        return LogResult(
+            done.log, status, rules.overload(done.week_minutes + (minutes or 0), done.capacity)
+        )
+    if done.earlier is not None:  # a repeated key: the earlier log, and nothing written
+        status = cast(TheaterStatus, done.earlier_status)
+        return LogResult(
+            done.earlier, status, rules.overload(done.week_minutes, done.capacity), True
+        )
+    assert minutes is not None and not done.plausible
+    raise Implausible(arm, done.day_minutes + minutes, minutes, PLAUSIBLE_DAY_MINUTES)
+
+
+async def _log_time_in_steps(
+    db: Database,
+    user_id: Principal,
+    arm: Arm,
+    minutes: int | None,
+    action: str,
+    now: datetime,
+    *,
+    details: str | None,
+    dedupe_key: str | None,
+    confirmed: bool,
+) -> LogResult:
+    """:func:`log_time` in several statements, with the rules in Python (a local day in
+    UTC where the time zone is unknown)."""
     async with state.locked(db, user_id) as uow:  # the read below sees every earlier write
         inputs = await execution_logs.log_inputs(uow, now - state.WEEK, now, now - DAY_REACH)
         settings = inputs.settings
@@ -258,14 +312,12 @@ async def reflect(
     now: datetime,
     context: str | None = None,
 ) -> Reflection:
-    """Record a reflection backed by an objective fact."""
+    """Record a reflection backed by an objective fact: the opening, the write lock, the
+    insert and COMMIT in one round trip."""
     evidence = validation.clean_evidence(evidence)
     context = validation.clean_context(context)
-    async with db.user_uow(user_id) as uow:
-        await state.begin_write(uow)
-        found = await reflections.insert(uow, arm, evidence, context, now)
-        await uow.commit()
-        return found
+    async with state.locked(db, user_id) as uow:
+        return await reflections.insert(uow, arm, evidence, context, now)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,6 +16,7 @@ from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.waiting import Ready
 
 from bot.app import build_application
 from bot.lifecycle import running
@@ -180,7 +181,7 @@ class Balancer:
 
 @asynccontextmanager
 async def two_instances(
-    emulator: BotApiEmulator, dsn: str, clock: Clock
+    emulator: BotApiEmulator, dsn: str, clock: Clock, **settings: Any
 ) -> AsyncIterator[Balancer]:
     apps, hooks = [], []
     async with AsyncExitStack() as stack:
@@ -190,7 +191,7 @@ async def two_instances(
                 f"http://127.0.0.1:{port}/telegram", _WEBHOOK_SECRET, port, listen="127.0.0.1"
             )
             app = build_application(
-                make_settings(), dsn, token=emulator.token, base_url=emulator.base_url,
+                make_settings(**settings), dsn, token=emulator.token, base_url=emulator.base_url,
                 base_file_url=emulator.file_base_url, run_migrations=False,
                 deps_overrides={"clock": clock},
             )  # fmt: skip
@@ -292,3 +293,52 @@ def counting_round_trips() -> Iterator[RoundTrips]:
     finally:
         psycopg.AsyncConnection.execute = execute  # type: ignore[method-assign]
         psycopg.AsyncConnection.pipeline = pipeline  # type: ignore[method-assign]
+
+
+def _answered(gen: Any, counter: RoundTrips) -> Any:
+    """Delegate to psycopg's generator ``gen``, counting one round trip if the server's
+    answer was read during it (a wait that only flushes queued statements is none)."""
+    counted = False
+    try:
+        request = gen.send(None)
+    except StopIteration as stop:
+        return stop.value
+    while True:
+        try:
+            answer = yield request
+        except GeneratorExit:
+            gen.close()
+            raise
+        except BaseException as exc:  # thrown in by the waiting function
+            try:
+                request = gen.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            if not counted and answer and answer & Ready.R:
+                counter.count += 1
+                counted = True
+            try:
+                request = gen.send(answer)
+            except StopIteration as stop:
+                return stop.value
+
+
+@contextmanager
+def counting_server_round_trips() -> Iterator[RoundTrips]:
+    """Count the round trips of update handling as the server sees them: each time psycopg
+    waits for the server and reads its answer (a statement on its own, a pipeline, several
+    statements in one message: one each, however they are sent)."""
+    counter = RoundTrips()
+    wait = psycopg.AsyncConnection.wait
+
+    async def counted_wait(self: Any, gen: Any, *args: Any, **kwargs: Any) -> Any:
+        if not _handling_an_update():
+            return await wait(self, gen, *args, **kwargs)
+        return await wait(self, _answered(gen, counter), *args, **kwargs)
+
+    psycopg.AsyncConnection.wait = counted_wait  # type: ignore[method-assign,assignment]
+    try:
+        yield counter
+    finally:
+        psycopg.AsyncConnection.wait = wait  # type: ignore[method-assign]

@@ -39,32 +39,22 @@ async def as_bot(uow: UnitOfWork) -> AsyncIterator[None]:
             await uow.execute(_BACK, (was,))
 
 
-_TO_BOT_FOR_GOOD = "select set_config('role', 'none', true)"
+TO_BOT_FOR_GOOD = "select set_config('role', 'none', true)"
 
 
 async def last_as_bot(
     uow: UnitOfWork, query: str, params: Any = None, *, commit: bool = False
 ) -> list[DictRow]:
     """Run ``query`` as the connecting role as the last statement of ``uow`` (the role is not
-    switched back): on a pipelined connection the switch and the statement go in one round
-    trip, and with ``commit`` the COMMIT too (the unit of work is then done). On a privileged
-    unit of work it is just the statement."""
+    switched back): the switch and the statement go in one round trip (a pipeline, or behind
+    a transaction pooler one message), and with ``commit`` the COMMIT too (the unit of work
+    is then done). On a privileged unit of work it is just the statement."""
     if uow.telegram_user_id is None and uow.user_id is None:
         rows = await _rows(await uow.cursor(query, params))
     else:
-        await uow.begin()
-        if not uow.pipelined:
-            await uow.execute(_TO_BOT_FOR_GOOD)
-            rows = await _rows(await uow.cursor(query, params))
-        else:
-            async with uow.conn.pipeline():
-                await uow.conn.execute(_TO_BOT_FOR_GOOD)
-                cur = await uow.conn.execute(query, params)
-                if commit:
-                    await uow.conn.execute("commit", prepare=False)
-            rows = await _rows(cur)
+        return await uow.last_after(TO_BOT_FOR_GOOD, query, params, commit=commit)
     if commit:
-        await uow.commit()  # sent above, or by the unit of work as it ends
+        await uow.commit()  # sent by the unit of work as it ends
     return rows
 
 

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from services.db import UnitOfWork
 from services.models import Arm, ExecutionLog, NbaItem, Theater, TheaterStatus, UserSettings
-from services.repos import global_metrics, nba_items, theaters
+from services.repos import global_metrics, nba_items, theaters, user_settings
 from services.repos.nba_items import ItemContext
 from services.repos.rows import LOG_FIELDS, SETTINGS_FIELDS, THEATER_FIELDS, select_list, take
 
@@ -194,12 +194,14 @@ async def record(
     status: TheaterStatus,
     risk: Decimal,
     changes: nba_items.Changes | None = None,
+    commit: bool = False,
 ) -> tuple[ExecutionLog, dict[UUID, NbaItem]] | None:
     """Insert a log and, only if it went in, store what it changes: ``arm``'s status and
     last activity (``now``), the overload risk, and item ``changes`` -- one statement.
 
     None (and nothing written) when a log with the same dedupe key exists. Returns the log
-    and the changed items as stored.
+    and the changed items as stored. ``commit``: the unit of work commits with the last
+    statement (see ``UnitOfWork.commit_with``).
     """
     gate = " and exists (select 1 from ins)"
     th_sql, params = theaters.update_state_cte(arm, status, now, now, gate)
@@ -221,14 +223,20 @@ async def record(
         )
     else:
         final = f"select {logged} from ins"
-    rows = await uow.fetchall(f"with {', '.join(ctes)} {final}", params)
+    sql = f"with {', '.join(ctes)} {final}"
+    last = commit and len(statements) <= 1
+    rows = await (uow.commit_with(sql, params) if last else uow.fetchall(sql, params))
     if not rows:
         return None
     log = take(ExecutionLog, LOG_FIELDS, rows[0], "e_")
     assert log is not None
     stored = {row["id"]: NbaItem.from_row(row) for row in rows if item_ctes and row["id"]}
-    for give, take_ in statements[1:]:
-        stored.update(await nba_items.run_changes(uow, give, take_, None))
+    for n, (give, take_) in enumerate(statements[1:], 2):
+        stored.update(
+            await nba_items.run_changes(
+                uow, give, take_, None, commit=commit and n == len(statements)
+            )
+        )
     return log, stored
 
 
@@ -306,3 +314,199 @@ async def set_details(uow: UnitOfWork, log_id: UUID, details: str | None) -> Exe
         (details, log_id),
     )
     return ExecutionLog.from_row(row) if row else None
+
+
+# --- a log in one statement ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LogOnce:
+    """What :func:`log_once` did and read: the log it wrote (None: none), or the earlier
+    log of the same dedupe key, or why it wrote nothing."""
+
+    #: the day's minutes of the theater allow the log (or it has no minutes, or confirmed)
+    plausible: bool
+    #: the theater's minutes in the local day, before this log
+    day_minutes: int
+    #: the minutes of every log in the 7 days up to now, before this log
+    week_minutes: int
+    #: the user's weekly capacity (None: no settings row)
+    capacity: int | None
+    #: the theater's row exists, and its status before the log
+    theater_found: bool
+    theater_status: str | None
+    log: ExecutionLog | None
+    earlier: ExecutionLog | None
+    #: the status of the earlier log's theater
+    earlier_status: str | None
+
+
+def _log_once_sql() -> str:
+    day = "date_trunc('day', %(e_now)s at time zone s.timezone)"
+    gate = " and exists (select 1 from ins)"
+    return (
+        "with s as (select timezone, weekly_capacity_hours as capacity from user_settings),"
+        " t as (select arm_type, status from theaters where arm_type = %(e_arm)s),"
+        " w as (select coalesce(sum(duration), 0)::bigint as minutes from execution_logs"
+        "   where timestamp > %(since)s and timestamp <= %(e_now)s),"
+        " d as (select coalesce(sum(e.duration), 0)::bigint as minutes"
+        "   from execution_logs e, s where e.arm_type = %(e_arm)s and e.duration is not null"
+        "   and e.timestamp > %(recent)s and e.timestamp <= %(e_now)s"
+        f"  and e.timestamp >= ({day} at time zone s.timezone)"
+        f"  and e.timestamp < (({day} + interval '1 day') at time zone s.timezone)),"
+        " ok as (select (%(e_duration)s::int is null or %(confirmed)s::bool"
+        "   or d.minutes + %(e_duration)s::int <= %(limit)s::int) as plausible,"
+        "   d.minutes as day_minutes from d),"
+        " ins as (insert into execution_logs (user_id, arm_type, action, details, duration,"
+        "   timestamp, dedupe_key) select auth.uid(), %(e_arm)s, %(e_action)s, %(e_details)s,"
+        "   %(e_duration)s, %(e_now)s, %(e_key)s from s, t, ok where ok.plausible"
+        f"  and {user_settings.HAS_LOCK_ROWS}"
+        "   on conflict (user_id, dedupe_key) where dedupe_key is not null do nothing"
+        f"  returning {_COLUMNS}),"
+        f" {theaters.activity_now_cte(gate)},"
+        " "
+        + global_metrics.risk_cte(
+            "(select minutes from w) + coalesce(%(e_duration)s::int, 0)",
+            "select capacity from s",
+            gate,
+        )
+        + ","
+        f" x as (select {_COLUMNS}, (select status from theaters h"
+        "   where h.arm_type = x.arm_type) as theater_status"
+        "   from execution_logs x where dedupe_key = %(e_key)s)"
+        " select ok.plausible, ok.day_minutes, w.minutes as week_minutes, s.capacity,"
+        " t.arm_type is not null as theater_found, t.status as theater_status,"
+        f" {select_list(LOG_FIELDS, 'ins', 'e_')}, {select_list(LOG_FIELDS, 'x', 'x_')},"
+        " x.theater_status as earlier_status"
+        " from ok cross join w left join s on true left join t on true"
+        " left join ins on true left join x on true"
+    )
+
+
+_LOG_ONCE = _log_once_sql()
+
+
+async def log_once(
+    uow: UnitOfWork,
+    *,
+    arm: Arm,
+    action: str,
+    details: str | None,
+    duration: int | None,
+    now: datetime,
+    dedupe_key: str | None,
+    week_since: datetime,
+    recent_since: datetime,
+    day_limit: int,
+    confirmed: bool,
+) -> LogOnce:
+    """Record a log and what it changes, validated, in one statement that commits with
+    ``uow`` (the opening, the write lock, this statement and COMMIT: one round trip).
+
+    The statement reads the settings, the theater, the week's minutes and the theater's
+    minutes in the user's local day (``now`` in their time zone), and inserts the log only
+    if the day stays within ``day_limit`` minutes (or ``confirmed``, or the log has no
+    minutes) and the theater exists; only if it went in, the theater has activity now
+    (:data:`theaters.ACTIVE_NOW`) and the overload risk is stored from the week's minutes
+    (:func:`global_metrics.risk_sql`). A repeated ``dedupe_key`` writes nothing and returns
+    the earlier log. A time zone the database does not know fails the statement (a
+    DataError): nothing is written."""
+    params = _insert_params(arm, action, details, duration, now, dedupe_key) | {
+        "since": week_since,
+        "recent": recent_since,
+        "confirmed": confirmed,
+        "limit": day_limit,
+        "th_arm": arm,
+        "th_now": now,
+        "gm_now": now,
+    }
+    rows = await uow.commit_with(_LOG_ONCE, params)
+    row = rows[0]
+    return LogOnce(
+        plausible=bool(row["plausible"]),
+        day_minutes=row["day_minutes"],
+        week_minutes=row["week_minutes"],
+        capacity=row["capacity"],
+        theater_found=bool(row["theater_found"]),
+        theater_status=row["theater_status"],
+        log=take(ExecutionLog, LOG_FIELDS, row, "e_"),
+        earlier=take(ExecutionLog, LOG_FIELDS, row, "x_"),
+        earlier_status=row["earlier_status"],
+    )
+
+
+# --- an item done, in one statement -------------------------------------------------------
+
+#: ``rules.done_action(x.title)`` for a title without surrounding white space (the
+#: statement below asks that of the title)
+_DONE_ACTION = (
+    "case when char_length('Done: ' || x.title) > 200"
+    " then left('Done: ' || x.title, 199) || '…' else 'Done: ' || x.title end"
+)
+
+
+def _done_once_sql() -> str:
+    gate = " and exists (select 1 from ins)"
+    item_ctes = nba_items.change_one_ctes(
+        {
+            "completed_at": "%(now)s",
+            "is_current": "false",
+            "is_locked": "false",
+            "is_manually_selected": "false",
+            "last_updated": "%(now)s",
+        },
+        "x.title !~ '^[[:space:]]|[[:space:]]$'",
+        "exists (select 1 from ins)",
+        " ins as (insert into execution_logs (user_id, arm_type, action, timestamp, dedupe_key)"
+        f"   select auth.uid(), x.arm_type, {_DONE_ACTION}, %(now)s, %(key)s from x, ok, s"
+        "   where ok.fine on conflict (user_id, dedupe_key) where dedupe_key is not null"
+        f"   do nothing returning {_COLUMNS}),",
+    )
+    return (
+        "with s as (select weekly_capacity_hours as capacity from user_settings),"
+        " wk as (select coalesce(sum(duration), 0)::bigint as minutes from execution_logs"
+        "   where timestamp > %(since)s and timestamp <= %(now)s),"
+        f" {item_ctes},"
+        f" {theaters.activity_now_cte(gate, '(select arm_type from x)')}, "
+        + global_metrics.risk_cte("select minutes from wk", "select capacity from s", gate)
+        + nba_items.change_one_select(
+            f", {select_list(LOG_FIELDS, 'e', 'e_')}, wk.minutes as week_minutes, s.capacity",
+            " left join ins e on true left join wk on true left join s on true",
+        )
+    )
+
+
+_DONE_ONCE = _done_once_sql()
+
+
+@dataclass(frozen=True, slots=True)
+class DoneOnce:
+    """What :func:`done_once` did: the item's theater and its items as stored (``changed``;
+    not ``fine``: nothing written), the log, the week's minutes and the capacity."""
+
+    changed: nba_items.ChangedOne
+    log: ExecutionLog | None
+    week_minutes: int
+    capacity: int | None
+
+
+async def done_once(
+    uow: UnitOfWork, item_id: UUID, now: datetime, dedupe_key: str | None, week_since: datetime
+) -> DoneOnce:
+    """Complete an open item in one statement that commits with ``uow``: a "Done: <title>"
+    log (no minutes), the item done, its theater re-ranked, the theater's activity and the
+    overload risk. Nothing is written unless the item is open, every open item of its
+    theater usable, its title without surrounding white space, and the dedupe key new (a
+    repeat writes nothing and returns no log)."""
+    rows = await uow.commit_with(
+        _DONE_ONCE,
+        {"id": item_id, "now": now, "key": dedupe_key, "since": week_since, "th_now": now,
+         "gm_now": now},
+    )  # fmt: skip
+    changed = nba_items.changed_one_of(rows)
+    first = rows[0] if rows else None
+    log = take(ExecutionLog, LOG_FIELDS, first, "e_") if first and changed.fine else None
+    if log is None:
+        return DoneOnce(nba_items.ChangedOne(False, None, []), None, 0, None)
+    assert first is not None
+    return DoneOnce(changed, log, first["week_minutes"], first["capacity"])

@@ -145,3 +145,20 @@ async def status_snapshot(
             items.append(item)
     focus = take(FocusSession, focus_sessions.FIELDS, rows[0], "f_")
     return Snapshot(settings, metrics, found, items, minutes, day, focus)
+
+
+def risk_sql(minutes: str, capacity: str) -> str:
+    """The overload risk of ``minutes`` in 7 days against ``capacity`` hours a week, as
+    ``services/rules.py: overload`` computes it (min(100, 100 x load), 2 decimals, halves
+    up): an SQL expression over two expressions of the caller (fixed SQL, no input)."""
+    return f"least(100, round(100 * ({minutes})::numeric / (({capacity}) * 60), 2))"
+
+
+def risk_cte(minutes: str, capacity: str, gate: str) -> str:
+    """:func:`set_risk` as a CTE named ``gm``, the risk computed in the statement from
+    ``minutes`` and ``capacity`` (see :func:`risk_sql`), if ``gate`` (" and <condition>")
+    holds."""
+    return (
+        f"gm as (update global_metrics set overload_risk = {risk_sql(minutes, capacity)},"
+        f" last_computed = %(gm_now)s where true{gate} returning 1)"
+    )

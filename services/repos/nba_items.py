@@ -11,6 +11,7 @@ from uuid import UUID
 from services.db import UnitOfWork
 from services.models import Arm, NbaItem, Theater, UserSettings
 from services.repos.rows import ITEM_FIELDS, THEATER_FIELDS, select_list, take
+from services.repos.user_settings import HAS_LOCK_ROWS
 
 # f-string SQL in this module interpolates only fixed identifiers: _COLUMNS, the DTO column
 # lists (services/repos/rows.py), _WRITTEN's columns and types, the CTE names give/take/del,
@@ -348,21 +349,295 @@ def union_of(item_ctes: Sequence[str]) -> str:
 
 
 async def run_changes(
-    uow: UnitOfWork, give: Sequence[NbaItem], take_: Sequence[NbaItem], delete: UUID | None
+    uow: UnitOfWork,
+    give: Sequence[NbaItem],
+    take_: Sequence[NbaItem],
+    delete: UUID | None,
+    *,
+    commit: bool = False,
 ) -> dict[UUID, NbaItem]:
-    """One statement of :meth:`Changes.statements`; the rows as stored."""
+    """One statement of :meth:`Changes.statements`; the rows as stored. ``commit``: the
+    unit of work commits with it (see ``UnitOfWork.commit_with``)."""
     ctes, params, item_ctes = change_ctes(give, take_, delete)
     if not ctes:
         return {}
     final = union_of(item_ctes) if item_ctes else "select id from del"
-    rows = await uow.fetchall(f"with {', '.join(ctes)} {final}", params)
+    sql = f"with {', '.join(ctes)} {final}"
+    rows = await (uow.commit_with(sql, params) if commit else uow.fetchall(sql, params))
     return {row["id"]: NbaItem.from_row(row) for row in rows} if item_ctes else {}
 
 
-async def apply_changes(uow: UnitOfWork, changes: Changes) -> dict[UUID, NbaItem]:
+async def apply_changes(
+    uow: UnitOfWork, changes: Changes, *, commit: bool = False
+) -> dict[UUID, NbaItem]:
     """Write ``changes`` (one statement, rarely two; none if there is nothing to write);
-    returns the rows as stored."""
+    returns the rows as stored. ``commit``: the unit of work commits with the last one
+    (when there is nothing to write, it commits as it ends)."""
     stored: dict[UUID, NbaItem] = {}
-    for n, (give, take_) in enumerate(changes.statements()):
-        stored.update(await run_changes(uow, give, take_, changes.delete if n == 0 else None))
+    statements = changes.statements()
+    for n, (give, take_) in enumerate(statements):
+        last = commit and n == len(statements) - 1
+        delete = changes.delete if n == 0 else None
+        stored.update(await run_changes(uow, give, take_, delete, commit=last))
     return stored
+
+
+# --- one item changed and its theater re-ranked, in one statement ----------------------------
+#
+# The statement reads the item and its theater's open items, applies the change, re-ranks
+# (the ranking of services/rules.py: choose_current, stale_days, score, as SQL), and writes
+# the rows that differ, in the two phases of Changes (those giving up a unique flag first),
+# all only if the change is allowed and every open item holds values the ranking can use
+# (else it writes nothing and says so: the caller takes the way of several statements, which
+# gives the answer for each case). ``services/rules.py`` stays the rule for the replies; the
+# property test tests/integration/test_rank_in_sql.py checks the two agree.
+
+_EARLIEST_SQL = "'1970-01-01 00:00:00+00'"
+_LATEST_SQL = "'2200-01-01 00:00:00+00'"
+
+
+def usable_sql(alias: str) -> str:
+    """Whether the item row ``alias`` holds values the ranking and the item DTO can use (what
+    ``services/sanity.py: check`` asks of an item), as an SQL condition."""
+
+    def instant(column: str) -> str:
+        return f"{alias}.{column} >= {_EARLIEST_SQL} and {alias}.{column} < {_LATEST_SQL}"
+
+    return (  # coalesce: a NULL in a comparison makes the row unusable, not unknown
+        f"coalesce({alias}.title is not null and {alias}.gap between 0 and 5"
+        f" and {alias}.stale_days is not null and {alias}.stale_days <> 'NaN'"
+        f" and {alias}.has_early_progress_bonus is not null"
+        f" and {alias}.is_manually_selected is not null and {alias}.is_locked is not null"
+        f" and {alias}.is_current is not null and {instant('created_at')}"
+        f" and {instant('last_updated')}"
+        f" and ({alias}.completed_at is null or ({instant('completed_at')})), false)"
+    )
+
+
+def stale_days_sql(alias: str) -> str:
+    """``rules.stale_days(alias.last_updated, %(now)s)``: days, one decimal, halves up,
+    never negative, at most 9999.9."""
+    return (
+        f"least(9999.9, greatest(0.0, round(extract(epoch from (%(now)s::timestamptz"
+        f" - {alias}.last_updated)) / 86400, 1)))"
+    )
+
+
+def score_sql(alias: str, stale: str) -> str:
+    """``rules.score``: 10 x gap + 2 x min(stale, 15) + 15 with the early-progress bonus."""
+    return (
+        f"(10 * {alias}.gap + 2 * least(greatest({stale}, 0), 15)"
+        f" + case when {alias}.has_early_progress_bonus then 15 else 0 end)"
+    )
+
+
+#: ``rules.choose_current``'s order: a locked item, else a manual pick, else the highest
+#: score, then the earliest created, then the smallest id (over ``r``: new_score)
+_CURRENT_ORDER = (
+    "case when r.is_locked then 0 when r.is_manually_selected then 1 else 2 end,"
+    " r.new_score desc, r.created_at, r.id"
+)
+
+
+def change_one_ctes(
+    new: Mapping[str, str], allowed: str, gate: str, before_writes: str = ""
+) -> str:
+    """The CTEs ``x`` (the item ``%(id)s``), ``t`` (its theater), ``o`` (the theater's open
+    items), ``ok`` (``fine``: the item is open, the theater exists, every open item is
+    usable, and ``allowed``, a condition over ``x`` and ``o``), ``f`` (every open item, and
+    the item, as they will be stored: ``new`` gives the item's changed columns as SQL over
+    ``o``; re-ranked at ``%(now)s``) and ``give``/``take``, which write the rows of ``f`` that
+    differ, if ``gate`` (a condition) holds; ``before_writes``: CTEs of the caller's to put
+    before those two (ending with a comma). SQL from fixed fragments only."""
+    kept = [c for c in ITEM_FIELDS if c not in dict(_WRITTEN)]
+    changed = ", ".join(
+        f"case when o.id = x.id then {new[col]} else o.{col} end as {col}"
+        if col in new
+        else f"o.{col}"
+        for col, _ in _WRITTEN
+    )
+    final = ", ".join(
+        f"case when c.completed_at is null then r.new_stale else c.stale_days end as {col}"
+        if col == "stale_days"
+        else f"(c.completed_at is null and c.id = (select id from w)) as {col}"
+        if col == "is_current"
+        else f"c.{col}"
+        for col, _ in _WRITTEN
+    )
+    assignments = ", ".join(f"{col} = d.{col}" for col, _ in _WRITTEN)
+    differs = " or ".join(f"f.{col} is distinct from o.{col}" for col, _ in _WRITTEN)
+    takes = " or ".join(
+        f"(f.completed_at is null and f.{flag} and not (o.completed_at is null and o.{flag}))"
+        for flag in _UNIQUE_FLAGS
+    )
+    returning = ", ".join(f"n.{c}" for c in ITEM_FIELDS)
+    return (
+        "x as (select * from nba_items where id = %(id)s),"
+        " t as (select h.* from theaters h, x where h.arm_type = x.arm_type),"
+        " o as (select n.* from nba_items n, x"
+        "   where n.arm_type = x.arm_type and n.completed_at is null),"
+        f" ok as (select (x.completed_at is null and exists (select 1 from t) and {HAS_LOCK_ROWS}"
+        f"   and {usable_sql('x')} and not exists (select 1 from o where not {usable_sql('o')})"
+        f"   and {allowed}) as fine from x),"
+        f" c as (select {', '.join('o.' + k for k in kept)}, {changed} from o, x),"
+        f" r as (select c.id, c.is_locked, c.is_manually_selected, c.created_at,"
+        f"   {stale_days_sql('c')} as new_stale,"
+        f"   {score_sql('c', stale_days_sql('c'))} as new_score"
+        "   from c where c.completed_at is null),"
+        f" w as (select r.id from r order by {_CURRENT_ORDER} limit 1),"
+        f" f as (select {', '.join('c.' + k for k in kept)}, {final}"
+        "   from c left join r on r.id = c.id),"
+        f" d as (select f.*, ({takes}) as takes from f join o on o.id = f.id where {differs}),"
+        f" {before_writes} give as (update nba_items n set {assignments} from d"
+        f"   where n.id = d.id and not d.takes and {gate} returning {returning}),"
+        f" take as (update nba_items n set {assignments} from d"
+        f"   where n.id = d.id and d.takes and {gate}"
+        f"   and (select count(*) from give) >= 0 returning {returning})"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedOne:
+    """What a one-statement change did: ``fine`` (False: nothing written, the change was not
+    for this way), the theater, and every item of the theater that was open, as stored now
+    (the changed item among them)."""
+
+    fine: bool
+    theater: Theater | None
+    items: list[NbaItem]
+
+
+def changed_one_of(rows: Sequence[Mapping[str, Any]]) -> ChangedOne:
+    if not rows or not rows[0]["fine"]:
+        return ChangedOne(False, None, [])
+    items = [i for i in (take(NbaItem, ITEM_FIELDS, row, "i_") for row in rows) if i is not None]
+    return ChangedOne(True, take(Theater, THEATER_FIELDS, rows[0], "t_"), items)
+
+
+def change_one_select(extra: str = "", joins: str = "") -> str:
+    """The select after :func:`change_one_ctes`: ``fine``, the theater, every item of ``f``
+    (none if not fine), with the ``extra`` columns of the ``joins`` (fixed SQL)."""
+    return (
+        f" select ok.fine, {select_list(THEATER_FIELDS, 't', 't_')},"
+        f" {select_list(ITEM_FIELDS, 'i', 'i_')}{extra}"
+        f" from ok left join t on ok.fine left join f i on ok.fine{joins}"
+        " order by i.created_at, i.id"
+    )
+
+
+#: Lock the item (refused while another item of the theater is locked); unlock it. Its
+#: last_updated is now if the flag changes (a press on an item already so changes nothing
+#: but the re-rank).
+_LOCK_SQL = (
+    "with "
+    + change_one_ctes(
+        {
+            "is_locked": "true",
+            "last_updated": "case when o.is_locked then o.last_updated else %(now)s end",
+        },
+        "not exists (select 1 from o where o.is_locked and o.id <> x.id)",
+        "(select fine from ok)",
+    )
+    + change_one_select()
+)
+_UNLOCK_SQL = (
+    "with "
+    + change_one_ctes(
+        {
+            "is_locked": "false",
+            "last_updated": "case when o.is_locked then %(now)s else o.last_updated end",
+        },
+        "true",
+        "(select fine from ok)",
+    )
+    + change_one_select()
+)
+
+
+async def set_lock_once(uow: UnitOfWork, item_id: UUID, locked: bool, now: datetime) -> ChangedOne:
+    """Lock (or unlock) an open item and re-rank its theater in one statement that commits
+    with ``uow``. Nothing is written (``fine`` False) unless the item is open, no other item
+    is locked (for a lock), and every open item of its theater is usable."""
+    rows = await uow.commit_with(_LOCK_SQL if locked else _UNLOCK_SQL, {"id": item_id, "now": now})
+    return changed_one_of(rows)
+
+
+def _add_once_sql() -> str:
+    written = dict(_WRITTEN)
+    kept = [c for c in ITEM_FIELDS if c not in written]
+    columns = ", ".join(ITEM_FIELDS)
+    new_row = {
+        "id": "%(id)s::uuid",
+        "user_id": "auth.uid()",
+        "arm_type": "%(arm)s::text",
+        "title": "%(title)s::text",
+        "description": "%(description)s::text",
+        "stale_days": "0.0",
+        "gap": "%(gap)s::int",
+        "has_early_progress_bonus": "false",
+        "is_manually_selected": "false",
+        "is_locked": "false",
+        "is_current": "false",
+        "created_at": "%(now)s::timestamptz",
+        "last_updated": "%(now)s::timestamptz",
+        "completed_at": "null::timestamptz",
+    }
+    final = ", ".join(
+        f"r.new_stale as {col}"
+        if col == "stale_days"
+        else f"(c.id = (select id from w)) as {col}"
+        if col == "is_current"
+        else f"c.{col}"
+        for col, _ in _WRITTEN
+    )
+    assignments = ", ".join(f"{col} = d.{col}" for col, _ in _WRITTEN)
+    differs = " or ".join(f"f.{col} is distinct from o.{col}" for col, _ in _WRITTEN)
+    takes = " or ".join(f"(f.{flag} and not o.{flag})" for flag in _UNIQUE_FLAGS)
+    returning = ", ".join(f"n.{c}" for c in ITEM_FIELDS)
+    stale = stale_days_sql("c")
+    return (
+        "with t as (select * from theaters where arm_type = %(arm)s),"
+        " o as (select * from nba_items where arm_type = %(arm)s and completed_at is null),"
+        f" ok as (select (exists (select 1 from t) and {HAS_LOCK_ROWS}"
+        f"   and not exists (select 1 from o where not {usable_sql('o')})) as fine),"
+        f" c as (select {columns} from o"
+        f"   union all select {', '.join(f'{new_row[c]} as {c}' for c in ITEM_FIELDS)}),"
+        " r as (select c.id, c.is_locked, c.is_manually_selected, c.created_at,"
+        f"   {stale} as new_stale, {score_sql('c', stale)} as new_score from c),"
+        f" w as (select r.id from r order by {_CURRENT_ORDER} limit 1),"
+        f" f as (select {', '.join('c.' + k for k in kept)}, {final}"
+        "   from c join r on r.id = c.id),"
+        f" d as (select f.*, ({takes}) as takes from f join o on o.id = f.id where {differs}),"
+        f" give as (update nba_items n set {assignments} from d"
+        f"   where n.id = d.id and not d.takes and (select fine from ok) returning {returning}),"
+        f" take as (update nba_items n set {assignments} from d"
+        f"   where n.id = d.id and d.takes and (select fine from ok)"
+        f"   and (select count(*) from give) >= 0 returning {returning}),"
+        f" ins as (insert into nba_items ({columns}) select {columns} from f"
+        "   where f.id = %(id)s and (select fine from ok)"
+        f"   and (select count(*) from take) >= 0 returning {columns})"
+        + change_one_select(" , (select count(*) from ins) as added")
+    )
+
+
+_ADD_ONCE = _add_once_sql()
+
+
+async def add_once(
+    uow: UnitOfWork,
+    item_id: UUID,
+    arm: Arm,
+    title: str,
+    gap: int,
+    description: str | None,
+    now: datetime,
+) -> ChangedOne:
+    """Insert an open item (id ``item_id``) and re-rank its theater in one statement that
+    commits with ``uow``. Nothing is written (``fine`` False) unless the theater exists and
+    every open item of it is usable."""
+    rows = await uow.commit_with(
+        _ADD_ONCE,
+        {"id": item_id, "arm": arm, "title": title, "gap": gap, "description": description,
+         "now": now},
+    )  # fmt: skip
+    return changed_one_of(rows)

@@ -14,8 +14,8 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from services.db import QuestionKey, UnitOfWork
-from services.repos.bot_role import last_as_bot
+from services.db import QUESTION_CHANGED, QuestionKey, UnitOfWork
+from services.repos.bot_role import TO_BOT_FOR_GOOD, last_as_bot
 
 _SAVE = (
     "insert into open_questions"
@@ -24,6 +24,22 @@ _SAVE = (
     " on conflict (chat_id, telegram_user_id) do update set flow = excluded.flow,"
     " step = excluded.step, draft = excluded.draft, token = excluded.token,"
     " asked_at = excluded.asked_at, expires_at = excluded.expires_at"
+)
+# Insert the question unless the chat has one (a newer question asked meanwhile stays).
+_SAVE_IF_NONE = (
+    "insert into open_questions"
+    " (chat_id, telegram_user_id, flow, step, draft, token, asked_at, expires_at)"
+    " values (%(chat)s, %(tg)s, %(flow)s, %(step)s, %(draft)s, %(token)s, %(at)s, %(expires)s)"
+    " on conflict (chat_id, telegram_user_id) do nothing"
+)
+# Delete the question if it is still the one with the token (a token is never reused: a new
+# question has a new one), else fail the transaction with QUESTION_CHANGED (the cast of a
+# text that is not a number; computed from the count, so the planner cannot fold it early).
+_CLOSE_IF_SAME = (
+    "with closed as (delete from open_questions where chat_id = %(chat)s"
+    "   and telegram_user_id = %(tg)s and token = %(token)s returning 1)"
+    " select case when count(*) = 1 then 1"
+    "   else (%(changed)s::text || ': ' || count(*))::int end as closed from closed"
 )
 _DELETE = (
     "delete from open_questions where chat_id = %(chat)s and telegram_user_id = %(tg)s"
@@ -105,6 +121,40 @@ async def save(
         "expires": expires_at,
     }
     await last_as_bot(uow, _SAVE, params, commit=commit)
+
+
+def close_tail(key: QuestionKey, token: str) -> list[tuple[str, Any]]:
+    """The statements that close the question with ``token`` as the connecting role, the
+    last of a user's unit of work (``UnitOfWork.close_with_write``); they fail the
+    transaction with ``QUESTION_CHANGED`` if the chat's question is another one, or none."""
+    return [
+        (TO_BOT_FOR_GOOD, None),
+        (_CLOSE_IF_SAME, _key(key) | {"token": token, "changed": QUESTION_CHANGED}),
+    ]
+
+
+async def save_if_none(
+    uow: UnitOfWork,
+    key: QuestionKey,
+    *,
+    flow: str,
+    step: str,
+    draft: Any,
+    token: str,
+    asked_at: datetime,
+    expires_at: datetime,
+) -> None:
+    """Store the question unless the chat has one (a privileged unit of work; with the
+    COMMIT in the same round trip where it needs one)."""
+    params = _key(key) | {
+        "flow": flow,
+        "step": step,
+        "draft": Jsonb(draft),
+        "token": token,
+        "at": asked_at,
+        "expires": expires_at,
+    }
+    await last_as_bot(uow, _SAVE_IF_NONE, params, commit=True)
 
 
 async def delete(uow: UnitOfWork, key: QuestionKey, *, commit: bool = False) -> str | None:

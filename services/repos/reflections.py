@@ -7,21 +7,25 @@ from uuid import UUID
 
 from services.db import UnitOfWork
 from services.models import Arm, Reflection
+from services.repos.user_settings import HAS_LOCK_ROWS
 
-# f-string SQL in this module interpolates only _COLUMNS (a fixed column list).
+# f-string SQL in this module interpolates only _COLUMNS (a fixed column list) and
+# user_settings.HAS_LOCK_ROWS (fixed SQL).
 _COLUMNS = "id, user_id, arm_type, evidence, context, timestamp"
 
 
 async def insert(
     uow: UnitOfWork, arm: Arm, evidence: str, context: str | None, now: datetime
 ) -> Reflection:
-    row = await uow.fetchone(
+    """Insert a reflection as the last statement of ``uow``, which commits with it (only if
+    the user has the rows of the write lock: the unit of work raises NotLinked otherwise)."""
+    rows = await uow.commit_with(
         "insert into reflections (user_id, arm_type, evidence, context, timestamp)"
-        f" values (auth.uid(), %s, %s, %s, %s) returning {_COLUMNS}",
+        f" select auth.uid(), %s, %s, %s, %s where {HAS_LOCK_ROWS} returning {_COLUMNS}",
         (arm, evidence, context, now),
     )
-    assert row is not None
-    return Reflection.from_row(row)
+    assert rows
+    return Reflection.from_row(rows[0])
 
 
 async def set_context(uow: UnitOfWork, reflection_id: UUID, context: str | None) -> int:

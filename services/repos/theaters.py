@@ -149,3 +149,21 @@ async def set_snooze(uow: UnitOfWork, arm: Arm, until: datetime | None, now: dat
         "update theaters set snoozed_until = %s, updated_at = %s where arm_type = %s",
         (until, now, arm),
     )
+
+
+#: The status a theater takes from activity at this instant (``services/rules.py:
+#: theater_status`` at 0 hours since the last activity): a blocked theater stays blocked,
+#: any other is active. Used by writes that record activity in one statement.
+ACTIVE_NOW = "(case when status = 'blocked' then 'blocked' else 'active' end)"
+
+
+def activity_now_cte(gate: str, arm: str = "%(th_arm)s") -> str:
+    """A CTE named ``th``: theater ``arm`` (SQL: a parameter, or a subquery of the caller)
+    has activity at ``%(th_now)s`` (its status :data:`ACTIVE_NOW`, its last activity then),
+    if ``gate`` (" and <condition>") holds."""
+    return (
+        f"th as (update theaters set status = {ACTIVE_NOW}, last_activity = %(th_now)s,"
+        f" updated_at = %(th_now)s where arm_type = {arm}"
+        f" and (status is distinct from {ACTIVE_NOW}"
+        f"      or last_activity is distinct from %(th_now)s){gate} returning 1)"
+    )

@@ -46,6 +46,14 @@ LOCK = (
 )
 
 
+#: Whether the user has the rows :data:`LOCK` locks: a condition for a statement that
+#: commits with the lock in one round trip (it must write nothing when the lock found none,
+#: as the unit of work then raises NotLinked after the COMMIT).
+HAS_LOCK_ROWS = (
+    "exists (select 1 from user_settings ls join global_metrics lg on lg.user_id = ls.user_id)"
+)
+
+
 async def lock_with_metrics(uow: UnitOfWork) -> UserSettings | None:
     """The settings, with the user's global_metrics row locked (the per-user write lock)."""
     row = await uow.fetchone(

@@ -25,6 +25,16 @@ SCRIPTS = [
     ),
     pytest.param(
         [
+            "bench/latency.py",
+            *("--n", "2", "--users", "2", "--warmup", "1"),
+            *("--db-delay-ms", "2", "--delay-rounds", "2", "--delay-warmup", "1"),
+            *("--delay-users", "2"),
+        ],
+        r"ratio_p50_max=\d+\.\d+",
+        id="latency-delayed",
+    ),
+    pytest.param(
+        [
             "bench/throughput.py",
             *("--n", "24", "--users", "6", "--echo-n", "12", "--rate-limited-n", "8"),
         ],
@@ -77,3 +87,6 @@ def test_bench_script_prints_its_result_last(argv: list[str], last_line: str) ->
     assert lines[0].startswith(f"# python {argv[0]}")
     assert any(line.startswith("machine: cores=") for line in lines[:3])
     assert re.fullmatch(last_line, lines[-1]), lines[-5:]
+    if "--db-delay-ms" in argv:  # the delayed table's summary lines come just before
+        assert re.fullmatch(r"derived_round_trips_max_direct=-?\d+\.\d+", lines[-3])
+        assert re.fullmatch(r"derived_round_trips_max_pooler=-?\d+\.\d+", lines[-2])

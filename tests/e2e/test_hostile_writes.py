@@ -139,3 +139,21 @@ async def test_a_flow_that_finds_the_person_not_set_up_leaves_no_question(
     (offer,) = await chat.send("read")
     assert "Save this as" in offer.plain_text
     assert await rows(db, "select 1 from execution_logs") == []
+
+
+async def test_writes_of_one_round_trip_store_nothing_without_the_rows_of_the_lock(
+    bot: BotEnv, db: Database, database_dsn: str
+) -> None:
+    chat, user = await started(bot, db, 6213)
+    (card,) = await chat.send("/add cs 3 first")
+    assert await data_api(database_dsn, user, "delete from global_metrics")
+    for command in ("/reflect cs evidence", "/log cs 20 work", "/add cs 2 second"):
+        (reply,) = await chat.send(command)
+        assert "/start" in reply.plain_text, command
+    await chat.press(card, "🔒 Lock")
+    await chat.press(card, "✅ Done")
+    assert await rows(db, "select 1 from reflections") == []
+    assert await rows(db, "select 1 from execution_logs") == []
+    assert await rows(db, "select title, is_locked, completed_at from nba_items") == [
+        {"title": "first", "is_locked": False, "completed_at": None}
+    ]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from bot.local_api import BotApiEmulator
 from services.db import Database
 from tests.harness import Chat, Clock, two_instances
@@ -42,6 +44,34 @@ async def test_alternate_instances_answer_the_steps_of_one_log(
         assert "not saved" in closed.plain_text
     assert await rows(db, "select action, duration from execution_logs") == [
         {"action": "read the paper", "duration": 90}
+    ]
+
+
+@pytest.mark.parametrize("pooler", ["off", "on"])
+async def test_a_save_on_a_stale_copy_rolls_back_and_saves_the_stored_question(
+    pooler: str, db: Database, database_dsn: str, emulator: BotApiEmulator
+) -> None:
+    """The answer that saves runs on the copy of the instance that asked; its write goes
+    out with the question's close and COMMIT at once, so the close checks the copy: here
+    the other instance asked a newer question, and the answer saves that one."""
+    clock = Clock()
+    async with two_instances(
+        emulator, database_dsn, clock, db_transaction_pooler=pooler
+    ) as balancer:
+        chat = Chat(emulator, 8103)
+        await balancer.to(0)
+        await chat.send("/start")
+        await chat.send("/cancel")
+        await chat.send("/log cs 20")  # instance 0 asks, and keeps its copy
+        await balancer.to(1)
+        await chat.send("/log ibm 35")  # instance 1 replaces the question
+        await balancer.to(0)
+        (saved,) = await chat.send("read the paper")  # instance 0, on its stale copy
+        assert "Logged in ibm: read the paper (35 min)" in saved.plain_text
+        (free,) = await chat.send("read the paper")  # the question is closed
+        assert "Save this as" in free.plain_text
+    assert await rows(db, "select arm_type, action, duration from execution_logs") == [
+        {"arm_type": "ibm", "action": "read the paper", "duration": 35}
     ]
 
 

@@ -5,8 +5,8 @@ docs/performance.md), so each service call below sends an exact number of statem
 the impersonation (which services/db.py sends itself, before the first repository call, with
 the per-user write lock riding along): a change that adds a statement fails, and so does one
 that drops a statement (a write that silently stopped happening). They are counted by
-wrapping ``UnitOfWork.fetchone/fetchall/execute``: the real queries still run against the
-real database.
+wrapping ``UnitOfWork.fetchone/fetchall/execute/commit_with``: the real queries still run
+against the real database.
 
 Fewer statements must not cost correctness: reads happen after the per-user lock (a read
 sharing the lock's statement would use a snapshot taken before the wait), the partial unique
@@ -50,7 +50,7 @@ class Statements:
 @pytest.fixture
 def statements(monkeypatch: pytest.MonkeyPatch) -> Iterator[Statements]:
     counted = Statements()
-    for name in ("fetchone", "fetchall", "execute"):
+    for name in ("fetchone", "fetchall", "execute", "commit_with"):
         original = getattr(UnitOfWork, name)
 
         def wrap(original: Any) -> Any:
@@ -87,10 +87,14 @@ async def count(statements: Statements, call: Awaitable[Any]) -> int:
 BUDGET = {
     "view": 1,  # theaters + open items
     "status": 1,  # settings + metrics + theaters + open items + both 7-day windows
-    "log": 2,  # read (settings, theater, minutes), write (log + theater + metrics)
-    "log duplicate": 3,  # read, the insert finding the key taken, the earlier log
+    # one statement checks (settings, theater, the day's and the week's minutes) and writes
+    # (log + theater + metrics), and commits with it
+    "log": 1,
+    "log duplicate": 1,  # the same statement finds the key taken and returns the earlier log
     "button": 2,  # read (item + theater + open items), write (flags + ranking)
-    "button, nothing to change": 1,  # the read finds the item as asked: no write
+    # one statement reads the item and its theater, changes the flag, re-ranks, writes
+    "lock": 1,
+    "lock, nothing to change": 1,  # the same statement: only the re-rank (nothing here)
     "add": 1,  # insert + read (the new item does not become current here: nothing to rerank)
     "auto": 2,  # read (theater + open items), write (flags + ranking)
     "progress": 2,  # read, write (log + item + ranking + theater + metrics)
@@ -123,9 +127,9 @@ async def test_statements_per_command(db: Database, statements: Statements) -> N
         "log duplicate", lambda: tracking.log_time(db, user, "cs", 25, "x", at, dedupe_key="k1")
     )
     await check("log", lambda: tracking.log_time(db, user, "ibm", None, "no minutes", at))
-    await check("button", lambda: nba.lock(db, user, low_id, at))  # moves the current item
-    await check("button, nothing to change", lambda: nba.lock(db, user, low_id, at))  # locked
-    await check("button", lambda: nba.unlock(db, user, low_id, at))
+    await check("lock", lambda: nba.lock(db, user, low_id, at))  # moves the current item
+    await check("lock, nothing to change", lambda: nba.lock(db, user, low_id, at))  # locked
+    await check("lock", lambda: nba.unlock(db, user, low_id, at))
     await check("button", lambda: nba.select(db, user, low_id, at))
     await check("button", lambda: nba.select(db, user, top_id, at))
     await check("auto", lambda: nba.auto(db, user, "cs", at))
