@@ -75,6 +75,13 @@ def ask(flow: str, step: str, draft: D, now: datetime) -> Question[D]:
     return Question(flow, step, draft, new_token(), now + TIMEOUT)
 
 
+def _row(question: Question[Any], now: datetime) -> open_questions.Row:
+    draft = _adapter(type(question.draft)).dump_python(question.draft, mode="json")
+    return open_questions.Row(
+        question.flow, question.step, draft, question.token, now, question.expires_at
+    )
+
+
 async def save(
     uow: UnitOfWork,
     key: QuestionKey,
@@ -85,18 +92,7 @@ async def save(
 ) -> None:
     """Make ``question`` the chat's open question (the unit of work's last statement;
     ``commit``: and commit it, in the same round trip)."""
-    draft = _adapter(type(question.draft)).dump_python(question.draft, mode="json")
-    await open_questions.save(
-        uow,
-        key,
-        flow=question.flow,
-        step=question.step,
-        draft=draft,
-        token=question.token,
-        asked_at=now,
-        expires_at=question.expires_at,
-        commit=commit,
-    )
+    await open_questions.save(uow, key, _row(question, now), commit=commit)
 
 
 async def close(uow: UnitOfWork, key: QuestionKey, *, commit: bool = False) -> str | None:
@@ -123,18 +119,8 @@ async def restore(db: Database, key: QuestionKey, question: Question[Any], now: 
     """Make ``question`` the chat's open question again after it was closed with a write
     that then asked for more (or refused), unless a newer one was asked meanwhile: in a
     transaction of its own."""
-    draft = _adapter(type(question.draft)).dump_python(question.draft, mode="json")
     async with db.privileged(single=True) as uow:  # one statement: one round trip
-        await open_questions.save_if_none(
-            uow,
-            key,
-            flow=question.flow,
-            step=question.step,
-            draft=draft,
-            token=question.token,
-            asked_at=now,
-            expires_at=question.expires_at,
-        )
+        await open_questions.save_if_none(uow, key, _row(question, now))
 
 
 def close_with_write(uow: UnitOfWork, key: QuestionKey, question: Question[Any]) -> None:

@@ -98,29 +98,33 @@ async def peek(uow: UnitOfWork, key: QuestionKey) -> Stored | None:
     return None if row is None else Stored(**row)
 
 
-async def save(
-    uow: UnitOfWork,
-    key: QuestionKey,
-    *,
-    flow: str,
-    step: str,
-    draft: Any,
-    token: str,
-    asked_at: datetime,
-    expires_at: datetime,
-    commit: bool = False,
-) -> None:
+@dataclass(frozen=True, slots=True)
+class Row:
+    """What a question is stored as (the key aside)."""
+
+    flow: str
+    step: str
+    draft: Any
+    token: str
+    asked_at: datetime
+    expires_at: datetime
+
+
+def _params(key: QuestionKey, row: Row) -> dict[str, Any]:
+    return _key(key) | {
+        "flow": row.flow,
+        "step": row.step,
+        "draft": Jsonb(row.draft),
+        "token": row.token,
+        "at": row.asked_at,
+        "expires": row.expires_at,
+    }
+
+
+async def save(uow: UnitOfWork, key: QuestionKey, row: Row, *, commit: bool = False) -> None:
     """Replace the chat's open question (the last statement of a user's unit of work;
     ``commit``: and commit it, in the same round trip)."""
-    params = _key(key) | {
-        "flow": flow,
-        "step": step,
-        "draft": Jsonb(draft),
-        "token": token,
-        "at": asked_at,
-        "expires": expires_at,
-    }
-    await last_as_bot(uow, _SAVE, params, commit=commit)
+    await last_as_bot(uow, _SAVE, _params(key, row), commit=commit)
 
 
 def close_tail(key: QuestionKey, token: str) -> list[tuple[str, Any]]:
@@ -133,28 +137,10 @@ def close_tail(key: QuestionKey, token: str) -> list[tuple[str, Any]]:
     ]
 
 
-async def save_if_none(
-    uow: UnitOfWork,
-    key: QuestionKey,
-    *,
-    flow: str,
-    step: str,
-    draft: Any,
-    token: str,
-    asked_at: datetime,
-    expires_at: datetime,
-) -> None:
+async def save_if_none(uow: UnitOfWork, key: QuestionKey, row: Row) -> None:
     """Store the question unless the chat has one (a privileged unit of work; with the
     COMMIT in the same round trip where it needs one)."""
-    params = _key(key) | {
-        "flow": flow,
-        "step": step,
-        "draft": Jsonb(draft),
-        "token": token,
-        "at": asked_at,
-        "expires": expires_at,
-    }
-    await last_as_bot(uow, _SAVE_IF_NONE, params, commit=True)
+    await last_as_bot(uow, _SAVE_IF_NONE, _params(key, row), commit=True)
 
 
 async def delete(uow: UnitOfWork, key: QuestionKey, *, commit: bool = False) -> str | None:
