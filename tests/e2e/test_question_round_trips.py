@@ -28,6 +28,10 @@ async def test_round_trips_of_one_line_and_guided_forms(bot: BotEnv) -> None:
             ("one-line /progress", "/progress cs 30"),
             ("/log asks the action", "/log cs 20"),
             ("the action answered: saved", "guided"),
+            ("/reflect asks the evidence", "/reflect cs"),
+            ("the evidence typed: saved", "mock exam 78%"),
+            ("/add asks the title", "/add cs 3"),
+            ("the title typed: saved", "read chapter 5"),
             ("/progress asks the theater", "/progress"),
             ("the theater typed: asks the value", "cs"),
             ("the value typed: saved", "40"),
@@ -54,6 +58,9 @@ async def test_round_trips_of_one_line_and_guided_forms(bot: BotEnv) -> None:
     # question (checked against the copy) and COMMIT
     assert measured["the action answered: saved"] == one_line
     assert measured["the value typed: saved"] == measured["one-line /progress"]
+    assert measured["/reflect asks the evidence"] == measured["/add asks the title"] == 1
+    # the same for a guided /reflect and /add: the write, the close and COMMIT together
+    assert measured["the evidence typed: saved"] == measured["the title typed: saved"] == 1
     assert measured["/progress asks the theater"] == 1  # the question stored
     assert measured["the theater typed: asks the value"] == 2
     assert measured["a bad value: nothing changes"] == 1  # /energy asks: the question stored

@@ -10,7 +10,7 @@ from bot.local_api import BotApiEmulator, SentMessage
 from handlers.callbacks import encode
 from services.db import Database
 from tests.conftest import BotEnv
-from tests.harness import Chat, bot_running
+from tests.harness import Chat, bot_running, counting_round_trips
 
 
 async def rows(db: Database, sql: str) -> list[dict[str, Any]]:
@@ -149,6 +149,29 @@ async def test_a_guided_log_confirms_too_and_a_typed_yes_saves(bot: BotEnv, db: 
     assert "Save it anyway?" in asked.plain_text
     (saved,) = await chat.send("yes")
     assert "Logged in cs: flashcards (20 min)" in saved.plain_text
+    assert len(await rows(db, "select 1 from execution_logs")) == 2
+
+
+async def test_a_guided_log_over_16_hours_asks_and_its_yes_button_saves_once(
+    bot: BotEnv, db: Database
+) -> None:
+    """The answer's write goes out with the question's close and COMMIT; the 16-hour check
+    writes nothing, so the confirmation is stored after the commit, and its buttons work."""
+    bot.clock.set(datetime(2026, 12, 2, 18, 0, tzinfo=UTC))
+    chat = await started(bot, 6122)
+    await chat.send("/log cs 16h marathon")
+    await chat.send("/log cs 20")
+    with counting_round_trips() as trips:
+        (asked,) = await chat.send("flashcards")
+        await chat.settle()
+        asking = trips.count
+    assert "Save it anyway?" in asked.plain_text
+    assert asking == 2  # the write (nothing written) with the close; the confirmation stored
+    yes = asked.callback_data("Yes, save it")
+    await chat.press(asked, "Yes, save it")
+    assert "Logged in cs: flashcards (20 min)" in chat.message(asked.message_id).plain_text
+    await chat.press_data(asked.message_id, yes)  # a double tap
+    assert chat.emu.callback_answers[-1].text == "This question is closed."
     assert len(await rows(db, "select 1 from execution_logs")) == 2
 
 
