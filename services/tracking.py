@@ -7,11 +7,11 @@ The writes a person may make during a database outage are also commands
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import cast
-from uuid import UUID
+from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -311,13 +311,17 @@ async def reflect(
     evidence: str,
     now: datetime,
     context: str | None = None,
+    *,
+    reflection_id: UUID | None = None,
 ) -> Reflection:
     """Record a reflection backed by an objective fact: the opening, the write lock, the
-    insert and COMMIT in one round trip."""
+    insert and COMMIT in one round trip. ``reflection_id``: its id; a reflection of the
+    user's already under it (the same command applied before, its answer lost) is returned
+    and nothing is written."""
     evidence = validation.clean_evidence(evidence)
     context = validation.clean_context(context)
     async with state.locked(db, user_id) as uow:
-        return await reflections.insert(uow, arm, evidence, context, now)
+        return await reflections.insert(uow, reflection_id or uuid4(), arm, evidence, context, now)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -331,11 +335,16 @@ class Reflect(Command[Reflection]):
     arm: Arm
     evidence: str
     context: str | None = None
+    #: the reflection's id, chosen once, so that the command applied again (kept in the
+    #: outbox after its answer was lost) writes nothing more
+    reflection_id: UUID = field(default_factory=uuid4)
 
     async def run(
         self, db: Database, who: Principal, now: datetime, *, replayed: bool = False
     ) -> Reflection:
-        return await reflect(db, who, self.arm, self.evidence, now, self.context)
+        return await reflect(
+            db, who, self.arm, self.evidence, now, self.context, reflection_id=self.reflection_id
+        )
 
     def describe(self) -> str:
         return f"reflection “{self.evidence}” in {self.arm}"
