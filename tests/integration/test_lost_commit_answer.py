@@ -71,13 +71,16 @@ class CuttingProxy:
 
 
 @contextlib.asynccontextmanager
-async def cut_once(dsn: str) -> AsyncIterator[tuple[Database, CuttingProxy]]:
+async def cut_once(
+    dsn: str, *, pooler: bool = False
+) -> AsyncIterator[tuple[Database, CuttingProxy]]:
     params = conninfo_to_dict(dsn)
     host = str(params.get("host") or "127.0.0.1")
     proxy = CuttingProxy(host, int(params.get("port") or 5432))
     server = await asyncio.start_server(proxy.handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    db = Database(make_conninfo(dsn, host="127.0.0.1", port=str(port)), max_size=2)
+    conninfo = make_conninfo(dsn, host="127.0.0.1", port=str(port))
+    db = Database(conninfo, max_size=2, transaction_pooler=pooler)
     await db.open()
     try:
         yield db, proxy
@@ -91,6 +94,7 @@ async def rows(db: Database, sql: str) -> list[dict[str, object]]:
         return [dict(r) for r in await uow.fetchall(sql)]
 
 
+@pytest.mark.parametrize("pooler", [False, True], ids=["direct", "pooler"])
 @pytest.mark.parametrize(
     ("command", "table"),
     [
@@ -100,12 +104,17 @@ async def rows(db: Database, sql: str) -> list[dict[str, object]]:
     ],
 )
 async def test_a_write_whose_answer_was_lost_is_applied_once(
-    db: Database, database_dsn: str, tmp_path: Path, command: Command[object], table: str
+    db: Database,
+    database_dsn: str,
+    tmp_path: Path,
+    command: Command[object],
+    table: str,
+    pooler: bool,
 ) -> None:
     await accounts.create_local_account(db, TG, TG, "A", T0)
     outbox = Outbox(tmp_path / "outbox.sqlite3")
     await outbox.remember_linked(TG)
-    async with cut_once(database_dsn) as (cut_db, proxy):
+    async with cut_once(database_dsn, pooler=pooler) as (cut_db, proxy):
         await sync.perform(cut_db, outbox, TelegramUser(TG), TG, command, T0)  # warm the pool
         await db_delete(db, table)
         proxy.armed = True
