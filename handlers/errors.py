@@ -12,7 +12,7 @@ from handlers.common import Context, Usage, deps, reply
 from handlers.render import esc
 from handlers.usage import USAGES
 from services import accounts, sanity
-from services.db import DatabaseBusy, DatabaseUnavailable
+from services.db import CommitUnknown, DatabaseBusy, DatabaseUnavailable
 from services.durations import NotAClockTime, NotADuration
 from services.errors import (
     DomainError,
@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 
 UNREACHABLE = (
     "⚠️ I can't reach the database right now, so nothing was changed. Please try again in a minute."
+)
+UNCERTAIN = (
+    "⚠️ I lost the database while saving this, so I can't tell whether it was saved."
+    " Check /status or /nba before you try again."
 )
 BUSY = "⏳ I'm busy right now, so nothing was changed. Please try again in a moment."
 INTERNAL = (
@@ -123,6 +127,9 @@ async def on_error(update: object, context: Context) -> None:
     elif isinstance(error, DatabaseBusy):  # the database answers: not an outage
         logger.warning("database busy: no free connection (%s)", describe(update))
         text = BUSY
+    elif isinstance(error, CommitUnknown):  # the write may have been applied
+        logger.warning("database lost after a COMMIT was sent (%s)", describe(update))
+        text = UNCERTAIN
     elif isinstance(error, DatabaseUnavailable):
         logger.warning("database unavailable (%s)", describe(update))
         text = UNREACHABLE

@@ -154,6 +154,12 @@ class DatabaseUnavailable(Exception):
     """The database could not be reached (refused, lost, or no connection free in time)."""
 
 
+class CommitUnknown(DatabaseUnavailable):
+    """The connection broke after a write's COMMIT was sent and before its answer came: the
+    write may have been applied or not. A command the outbox keeps is kept (its replay
+    applies it at most once); anyone else must be told that it may have been saved."""
+
+
 class DatabaseBusy(DatabaseUnavailable):
     """The database answers, but every pooled connection stayed in use for the whole wait.
 
@@ -249,6 +255,8 @@ class UnitOfWork:
         self._spent = False
         #: the transaction committed with its last statement: no other may follow
         self._sealed = False
+        #: a COMMIT of a transaction that may have written was sent
+        self.commit_sent = False
         #: the Telegram link was found switched off (the user had blocked the bot)
         self.link_inactive = False
         #: the transaction removed the user's Telegram link (/delete): it is not reported as
@@ -408,9 +416,11 @@ class UnitOfWork:
             first, self._pending_first = self._pending_first, None
             if first is None and not commit:
                 return await self.conn.execute(query, params)
+            self.commit_sent = self.commit_sent or commit
             return await self._batch(first, query, params, commit, tail)
         if opening.commit and query is not None:
             commit, self._committed, self._sealed = True, True, True
+        self.commit_sent = self.commit_sent or (commit and not opening.read_only)
         try:
             return await self._open(opening, query, params, commit, tail)
         except psycopg.OperationalError:
@@ -830,6 +840,7 @@ class Database:
 
     @asynccontextmanager
     async def _transaction_inner(self, opening: _Opening) -> AsyncIterator[UnitOfWork]:
+        uow: UnitOfWork | None = None
         try:
             async with self._connection() as conn:
                 spare: list[psycopg.AsyncConnection[DictRow]] = []
@@ -851,6 +862,7 @@ class Database:
                     # A read-only transaction cannot have written: it commits, which (unlike
                     # a rollback) keeps the connection's prepared statements.
                     commit = uow.committed or opening.read_only
+                    uow.commit_sent = uow.commit_sent or (commit and not opening.read_only)
                     await _end(uow.conn, commit=commit)
                     uow.ended_committed = commit
                 finally:
@@ -858,6 +870,8 @@ class Database:
                         await self.pool.putconn(fresh)
         except Exception as exc:
             if not isinstance(exc, DatabaseUnavailable) and _is_connection_error(exc):
+                if uow is not None and uow.commit_sent:
+                    raise CommitUnknown(str(exc) or type(exc).__name__) from exc
                 raise DatabaseUnavailable(str(exc) or type(exc).__name__) from exc
             raise
 

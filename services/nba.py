@@ -15,7 +15,7 @@ Adding an item may happen during a database outage: it is also the command :clas
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 from uuid import UUID, uuid4
@@ -186,25 +186,38 @@ async def add_item(
     title: str,
     now: datetime,
     description: str | None = None,
+    *,
+    item_id: UUID | None = None,
 ) -> ItemResult:
-    """Add an open item to ``arm`` and re-rank."""
+    """Add an open item to ``arm`` and re-rank. ``item_id``: the new item's id; an item of
+    the user's already under it (the same command applied before, its answer lost) is
+    returned as it stands, and nothing is written."""
     title = validation.clean_title(title)
     gap = validation.check_gap(gap)
     description = validation.clean_description(description)
-    item_id = uuid4()
+    item_id = item_id or uuid4()
     try:
         async with state.locked(db, user_id) as uow:  # one round trip: lock, statement, COMMIT
             added = await nba_items.add_once(uow, item_id, arm, title, gap, description, now)
-    except psycopg.errors.UniqueViolation:  # flags moving both ways: nothing was written
-        if in_joined_unit():
+    except psycopg.errors.UniqueViolation:  # flags moving both ways, or the id taken:
+        if in_joined_unit():  # nothing was written
             raise
         added = nba_items.ChangedOne(False, None, [])
     if added.fine and added.theater is not None:
         item = next(i for i in added.items if i.id == item_id)
         return ItemResult(item, _theater_nba(added.theater, added.items, now))
-    # a theater missing, or an open item the ranking can't use: the way of several statements
+    # a theater missing, an open item the ranking can't use, or the item added already: the
+    # way of several statements
     async with state.locked(db, user_id) as uow:
-        item, found = await nba_items.insert_with_items(uow, arm, title, gap, description, now)
+        ctx = await nba_items.item_context(uow, item_id)
+        if ctx is not None:  # added before: as it stands now
+            if ctx.theater is None:
+                raise NotLinked()
+            await uow.commit()
+            return ItemResult(ctx.item, _theater_nba(ctx.theater, ctx.items, now))
+        item, found = await nba_items.insert_with_items(
+            uow, arm, title, gap, description, now, item_id
+        )
         if found is None:
             raise NotLinked()
         theater, stored = await _save(uow, found.theater, found.items, {}, now)
@@ -222,11 +235,14 @@ class AddItem(Command[ItemResult]):
     arm: Arm
     gap: int
     title: str
+    #: the new item's id, chosen once, so that the command applied again (kept in the
+    #: outbox after its answer was lost) adds nothing more
+    item_id: UUID = field(default_factory=uuid4)
 
     async def run(
         self, db: Database, who: Principal, now: datetime, *, replayed: bool = False
     ) -> ItemResult:
-        return await add_item(db, who, self.arm, self.gap, self.title, now)
+        return await add_item(db, who, self.arm, self.gap, self.title, now, item_id=self.item_id)
 
     def describe(self) -> str:
         return f"new NBA “{self.title}” in {self.arm}"

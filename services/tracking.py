@@ -7,11 +7,11 @@ The writes a person may make during a database outage are also commands
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import cast
-from uuid import UUID
+from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -86,7 +86,9 @@ async def log_time(
     One round trip: the opening, the write lock and one statement that checks, writes and
     commits (``execution_logs.log_once``); the reply's status and risk come from the rules
     over what it returns. A time zone the database does not know (set outside the bot) takes
-    the way of several statements, which reads the day in UTC as the rules do."""
+    the way of several statements, which reads the day in UTC as the rules do; so does a
+    log the statement refused on the reading of the day the rules do not take (the UTC day
+    for a zone the bot knows, the zone's day for one it does not)."""
     action = validation.clean_action(action)
     details = validation.clean_details(details)
     if minutes is not None:
@@ -120,7 +122,18 @@ async def log_time(
             done.earlier, status, rules.overload(done.week_minutes, done.capacity), True
         )
     assert minutes is not None and not done.plausible
-    raise Implausible(arm, done.day_minutes + minutes, minutes, PLAUSIBLE_DAY_MINUTES)
+    # the statement asks both readings of the day; the rules read it in the user's zone, or
+    # in UTC where the bot does not know the zone (the database may: "UTC+12", a lower-case
+    # name, an abbreviation)
+    known = done.timezone is not None and sanity.known_zone(done.timezone)
+    day_minutes = done.day_minutes if known else done.utc_day_minutes
+    if day_minutes + minutes > PLAUSIBLE_DAY_MINUTES:
+        raise Implausible(arm, day_minutes + minutes, minutes, PLAUSIBLE_DAY_MINUTES)
+    # only the other reading refused it (a day near the limit on both sides of midnight)
+    return await _log_time_in_steps(
+        db, user_id, arm, minutes, action, now,
+        details=details, dedupe_key=dedupe_key, confirmed=confirmed,
+    )  # fmt: skip
 
 
 async def _log_time_in_steps(
@@ -311,13 +324,17 @@ async def reflect(
     evidence: str,
     now: datetime,
     context: str | None = None,
+    *,
+    reflection_id: UUID | None = None,
 ) -> Reflection:
     """Record a reflection backed by an objective fact: the opening, the write lock, the
-    insert and COMMIT in one round trip."""
+    insert and COMMIT in one round trip. ``reflection_id``: its id; a reflection of the
+    user's already under it (the same command applied before, its answer lost) is returned
+    and nothing is written."""
     evidence = validation.clean_evidence(evidence)
     context = validation.clean_context(context)
     async with state.locked(db, user_id) as uow:
-        return await reflections.insert(uow, arm, evidence, context, now)
+        return await reflections.insert(uow, reflection_id or uuid4(), arm, evidence, context, now)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -331,11 +348,16 @@ class Reflect(Command[Reflection]):
     arm: Arm
     evidence: str
     context: str | None = None
+    #: the reflection's id, chosen once, so that the command applied again (kept in the
+    #: outbox after its answer was lost) writes nothing more
+    reflection_id: UUID = field(default_factory=uuid4)
 
     async def run(
         self, db: Database, who: Principal, now: datetime, *, replayed: bool = False
     ) -> Reflection:
-        return await reflect(db, who, self.arm, self.evidence, now, self.context)
+        return await reflect(
+            db, who, self.arm, self.evidence, now, self.context, reflection_id=self.reflection_id
+        )
 
     def describe(self) -> str:
         return f"reflection “{self.evidence}” in {self.arm}"

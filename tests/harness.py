@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import tempfile
@@ -15,7 +16,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.waiting import Ready
 
 from bot.app import build_application
@@ -342,3 +343,67 @@ def counting_server_round_trips() -> Iterator[RoundTrips]:
         yield counter
     finally:
         psycopg.AsyncConnection.wait = wait  # type: ignore[method-assign]
+
+
+class CuttingProxy:
+    """A TCP proxy to PostgreSQL that, once armed, forwards the next request whole (with
+    ``marker``: the next one holding those bytes) and drops the connection instead of
+    passing the server's answer back."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port  # host: a directory for a socket file
+        self.armed = False
+        self.marker: bytes | None = None
+        self.cut = asyncio.Event()
+
+    def arm(self, marker: bytes | None = None) -> None:
+        self.armed, self.marker = True, marker
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.host.startswith("/"):
+            up_reader, up_writer = await asyncio.open_unix_connection(
+                f"{self.host}/.s.PGSQL.{self.port}"
+            )
+        else:
+            up_reader, up_writer = await asyncio.open_connection(self.host, self.port)
+        doomed = False
+
+        async def up() -> None:
+            nonlocal doomed
+            while data := await reader.read(65536):
+                if self.armed and (self.marker is None or self.marker in data):
+                    self.armed, doomed = False, True
+                up_writer.write(data)
+                await up_writer.drain()
+
+        async def down() -> None:
+            while data := await up_reader.read(65536):
+                if doomed:
+                    await asyncio.sleep(0.2)  # let the server finish the whole request
+                    writer.transport.abort()
+                    self.cut.set()
+                    return
+                writer.write(data)
+                await writer.drain()
+
+        tasks = [asyncio.ensure_future(up()), asyncio.ensure_future(down())]
+        with contextlib.suppress(Exception):
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            task.cancel()
+        writer.close()
+        up_writer.close()
+
+
+@asynccontextmanager
+async def cutting_proxy(dsn: str) -> AsyncIterator[tuple[str, CuttingProxy]]:
+    """A :class:`CuttingProxy` in front of the database at ``dsn``: its connection string
+    and the proxy."""
+    params = conninfo_to_dict(dsn)
+    proxy = CuttingProxy(str(params.get("host") or "127.0.0.1"), int(params.get("port") or 5432))
+    server = await asyncio.start_server(proxy.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield make_conninfo(dsn, host="127.0.0.1", port=str(port)), proxy
+    finally:
+        server.close()

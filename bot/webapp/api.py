@@ -33,7 +33,7 @@ from bot.webapp import initdata, views
 from handlers.deps import Deps, get_deps
 from services import nba, rules, stats, status, sync, validation
 from services.commands import Command
-from services.db import DatabaseBusy, DatabaseUnavailable, TelegramUser
+from services.db import CommitUnknown, DatabaseBusy, DatabaseUnavailable, TelegramUser
 from services.errors import Conflict, DomainError, Implausible, NotFound, NotLinked
 from services.models import ARMS, Arm, ExecutionLog, parse_arm
 from services.nba import AddItem
@@ -277,6 +277,12 @@ def _as_api_error(e: Exception) -> Exception:
     if isinstance(e, DatabaseBusy):
         return ApiError(
             HTTPStatus.SERVICE_UNAVAILABLE, "Busy right now: nothing was changed.", "busy"
+        )
+    if isinstance(e, CommitUnknown):
+        return ApiError(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "The database was lost while saving: it may or may not be saved.",
+            "uncertain",
         )
     if isinstance(e, DatabaseUnavailable):
         return ApiError(

@@ -326,12 +326,15 @@ class LogOnce:
 
     #: the day's minutes of the theater allow the log (or it has no minutes, or confirmed)
     plausible: bool
-    #: the theater's minutes in the local day, before this log
+    #: the theater's minutes in the local day (in the user's zone as the database reads
+    #: it; in UTC), before this log
     day_minutes: int
+    utc_day_minutes: int
     #: the minutes of every log in the 7 days up to now, before this log
     week_minutes: int
-    #: the user's weekly capacity (None: no settings row)
+    #: the user's weekly capacity and time zone (None: no settings row)
     capacity: int | None
+    timezone: str | None
     #: the theater's row exists, and its status before the log
     theater_found: bool
     theater_status: str | None
@@ -342,21 +345,32 @@ class LogOnce:
 
 
 def _log_once_sql() -> str:
-    day = "date_trunc('day', %(e_now)s at time zone s.timezone)"
+    def in_day(zone: str) -> str:
+        day = f"date_trunc('day', %(e_now)s at time zone {zone})"
+        return (
+            f"e.timestamp >= ({day} at time zone {zone})"
+            f" and e.timestamp < (({day} + interval '1 day') at time zone {zone})"
+        )
+
     gate = " and exists (select 1 from ins)"
+    utc = "'UTC'"
     return (
         "with s as (select timezone, weekly_capacity_hours as capacity from user_settings),"
         " t as (select arm_type, status from theaters where arm_type = %(e_arm)s),"
         " w as (select coalesce(sum(duration), 0)::bigint as minutes from execution_logs"
         "   where timestamp > %(since)s and timestamp <= %(e_now)s),"
-        " d as (select coalesce(sum(e.duration), 0)::bigint as minutes"
+        " d as (select"
+        f"   coalesce(sum(e.duration) filter (where {in_day('s.timezone')}), 0)::bigint"
+        "     as minutes,"
+        f"   coalesce(sum(e.duration) filter (where {in_day(utc)}), 0)::bigint"
+        "     as utc_minutes"
         "   from execution_logs e, s where e.arm_type = %(e_arm)s and e.duration is not null"
-        "   and e.timestamp > %(recent)s and e.timestamp <= %(e_now)s"
-        f"  and e.timestamp >= ({day} at time zone s.timezone)"
-        f"  and e.timestamp < (({day} + interval '1 day') at time zone s.timezone)),"
+        "   and e.timestamp > %(recent)s and e.timestamp <= %(e_now)s),"
+        # both readings of the day must allow it: the user's zone, and the UTC day the
+        # rules take for a zone the database knows but the bot does not
         " ok as (select (%(e_duration)s::int is null or %(confirmed)s::bool"
-        "   or d.minutes + %(e_duration)s::int <= %(limit)s::int) as plausible,"
-        "   d.minutes as day_minutes from d),"
+        "   or greatest(d.minutes, d.utc_minutes) + %(e_duration)s::int <= %(limit)s::int)"
+        "   as plausible, d.minutes as day_minutes, d.utc_minutes as utc_day_minutes from d),"
         " ins as (insert into execution_logs (user_id, arm_type, action, details, duration,"
         "   timestamp, dedupe_key) select auth.uid(), %(e_arm)s, %(e_action)s, %(e_details)s,"
         "   %(e_duration)s, %(e_now)s, %(e_key)s from s, t, ok where ok.plausible"
@@ -374,7 +388,8 @@ def _log_once_sql() -> str:
         f" x as (select {_COLUMNS}, (select status from theaters h"
         "   where h.arm_type = x.arm_type) as theater_status"
         "   from execution_logs x where dedupe_key = %(e_key)s)"
-        " select ok.plausible, ok.day_minutes, w.minutes as week_minutes, s.capacity,"
+        " select ok.plausible, ok.day_minutes, ok.utc_day_minutes, w.minutes as week_minutes,"
+        " s.capacity, s.timezone,"
         " t.arm_type is not null as theater_found, t.status as theater_status,"
         f" {select_list(LOG_FIELDS, 'ins', 'e_')}, {select_list(LOG_FIELDS, 'x', 'x_')},"
         " x.theater_status as earlier_status"
@@ -404,13 +419,14 @@ async def log_once(
     ``uow`` (the opening, the write lock, this statement and COMMIT: one round trip).
 
     The statement reads the settings, the theater, the week's minutes and the theater's
-    minutes in the user's local day (``now`` in their time zone), and inserts the log only
-    if the day stays within ``day_limit`` minutes (or ``confirmed``, or the log has no
-    minutes) and the theater exists; only if it went in, the theater has activity now
-    (:data:`theaters.ACTIVE_NOW`) and the overload risk is stored from the week's minutes
-    (:func:`global_metrics.risk_sql`). A repeated ``dedupe_key`` writes nothing and returns
-    the earlier log. A time zone the database does not know fails the statement (a
-    DataError): nothing is written."""
+    minutes in the user's local day (``now`` in their time zone) and in the UTC day, and
+    inserts the log only if both days stay within ``day_limit`` minutes (or ``confirmed``,
+    or the log has no minutes) and the theater exists (the caller decides a refusal: the
+    day that counts is the UTC day where the bot does not know the zone); only if it went
+    in, the theater has activity now (:data:`theaters.ACTIVE_NOW`) and the overload risk
+    is stored from the week's minutes (:func:`global_metrics.risk_sql`). A repeated
+    ``dedupe_key`` writes nothing and returns the earlier log. A time zone the database
+    does not know fails the statement (a DataError): nothing is written."""
     params = _insert_params(arm, action, details, duration, now, dedupe_key) | {
         "since": week_since,
         "recent": recent_since,
@@ -425,8 +441,10 @@ async def log_once(
     return LogOnce(
         plausible=bool(row["plausible"]),
         day_minutes=row["day_minutes"],
+        utc_day_minutes=row["utc_day_minutes"],
         week_minutes=row["week_minutes"],
         capacity=row["capacity"],
+        timezone=row["timezone"],
         theater_found=bool(row["theater_found"]),
         theater_status=row["theater_status"],
         log=take(ExecutionLog, LOG_FIELDS, row, "e_"),

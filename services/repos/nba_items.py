@@ -150,14 +150,20 @@ async def theater_with_fate(
 
 
 async def insert_with_items(
-    uow: UnitOfWork, arm: Arm, title: str, gap: int, description: str | None, now: datetime
+    uow: UnitOfWork,
+    arm: Arm,
+    title: str,
+    gap: int,
+    description: str | None,
+    now: datetime,
+    item_id: UUID,
 ) -> tuple[NbaItem, TheaterItems | None]:
-    """Insert an open item; returns it and its theater with every open item, it included
-    (None for the theater if the user has no such theater)."""
+    """Insert an open item (id ``item_id``); returns it and its theater with every open
+    item, it included (None for the theater if the user has no such theater)."""
     rows = await uow.fetchall(
-        "with ins as (insert into nba_items (user_id, arm_type, title, description, gap,"
-        " created_at, last_updated) values (auth.uid(), %(arm)s, %(title)s, %(description)s,"
-        f" %(gap)s, %(now)s, %(now)s) returning {_COLUMNS})"
+        "with ins as (insert into nba_items (id, user_id, arm_type, title, description, gap,"
+        " created_at, last_updated) values (%(id)s, auth.uid(), %(arm)s, %(title)s,"
+        f" %(description)s, %(gap)s, %(now)s, %(now)s) returning {_COLUMNS})"
         f" select i.new, {select_list(ITEM_FIELDS, 'i', 'i_')},"
         f" {select_list(THEATER_FIELDS, 't', 't_')}"
         f" from (select true as new, {_COLUMNS} from ins"
@@ -165,8 +171,9 @@ async def insert_with_items(
         "        where arm_type = %(arm)s and completed_at is null) i"
         " left join theaters t on t.arm_type = i.arm_type"
         " order by i.created_at, i.id",
-        {"arm": arm, "title": title, "description": description, "gap": gap, "now": now},
-    )
+        {"id": item_id, "arm": arm, "title": title, "description": description, "gap": gap,
+         "now": now},
+    )  # fmt: skip
     items: list[NbaItem] = []
     new: NbaItem | None = None
     for row in rows:

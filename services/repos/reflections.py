@@ -15,14 +15,24 @@ _COLUMNS = "id, user_id, arm_type, evidence, context, timestamp"
 
 
 async def insert(
-    uow: UnitOfWork, arm: Arm, evidence: str, context: str | None, now: datetime
+    uow: UnitOfWork,
+    reflection_id: UUID,
+    arm: Arm,
+    evidence: str,
+    context: str | None,
+    now: datetime,
 ) -> Reflection:
     """Insert a reflection as the last statement of ``uow``, which commits with it (only if
-    the user has the rows of the write lock: the unit of work raises NotLinked otherwise)."""
+    the user has the rows of the write lock: the unit of work raises NotLinked otherwise).
+    If the user has a reflection ``reflection_id`` already, nothing is written and that one
+    is returned."""
     rows = await uow.commit_with(
-        "insert into reflections (user_id, arm_type, evidence, context, timestamp)"
-        f" select auth.uid(), %s, %s, %s, %s where {HAS_LOCK_ROWS} returning {_COLUMNS}",
-        (arm, evidence, context, now),
+        "with ins as (insert into reflections (id, user_id, arm_type, evidence, context,"
+        " timestamp) select %(id)s, auth.uid(), %(arm)s, %(evidence)s, %(context)s, %(now)s"
+        f" where {HAS_LOCK_ROWS} on conflict (id) do nothing returning {_COLUMNS})"
+        f" select {_COLUMNS} from ins union all"
+        f" select {_COLUMNS} from reflections where id = %(id)s",
+        {"id": reflection_id, "arm": arm, "evidence": evidence, "context": context, "now": now},
     )
     assert rows
     return Reflection.from_row(rows[0])

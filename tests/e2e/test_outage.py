@@ -18,7 +18,7 @@ from services import accounts, sync
 from services.db import Database
 from services.outbox import Outbox
 from services.tracking import LogTime
-from tests.harness import Chat, Clock, bot_running, make_settings
+from tests.harness import Chat, Clock, bot_running, cutting_proxy, make_settings
 
 pytestmark = pytest.mark.slow
 
@@ -269,3 +269,27 @@ async def test_during_an_outage_an_abandoned_question_takes_no_answer(
         finally:
             await asyncio.to_thread(pg.resume)
     assert await count(dsn, "select 1 from execution_logs") == []
+
+
+async def test_a_press_whose_commit_answer_is_lost_says_it_may_be_saved(
+    db: Database, database_dsn: str, emulator: BotApiEmulator
+) -> None:
+    """Lock is not kept in the outbox: when the connection breaks after its COMMIT was sent,
+    the person hears that it may have been saved (it was), not that nothing was changed."""
+    async with (
+        cutting_proxy(database_dsn) as (dsn, proxy),
+        bot_running(emulator, dsn, clock=Clock()),
+    ):
+        chat = Chat(emulator, 9401)
+        await chat.send("/start")
+        await chat.send("/add cs 3 Chapter 3")
+        (card,) = await chat.send("/nba cs")
+        proxy.arm(b"commit")
+        await chat.press(card, "🔒 Lock")
+        assert proxy.cut.is_set()
+        told = emulator.callback_answers[-1].text or ""
+        assert "can't tell whether it was saved" in told
+        assert "nothing was changed" not in told
+    async with db.privileged() as uow:
+        locked = await uow.fetchall("select is_locked from nba_items")
+    assert [r["is_locked"] for r in locked] == [True]

@@ -21,6 +21,7 @@ from services.errors import DomainError, Implausible, NotFound
 from services.nudges.settings import update_settings
 from services.outbox import Outbox
 from services.tracking import LogTime
+from tests.harness import data_api
 
 #: 09:00 in Berlin (UTC+1 in November): the local day began at 2026-11-01 23:00 UTC.
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
@@ -296,3 +297,28 @@ async def test_minutes_for_a_log_that_is_gone(db: Database) -> None:
     user = await new_user(db)
     with pytest.raises(NotFound):
         await tracking.set_log_minutes(db, user, uuid.uuid4(), 30, T0)
+
+
+#: A zone name the database takes (a POSIX spec: 12 hours west of UTC) but the bot does not
+#: know, written through the Data API: the day is then the UTC day, as the rules read it.
+POSIX_ZONE = "UTC+12"
+
+
+async def test_a_zone_only_the_database_knows_counts_the_utc_day(
+    db: Database, database_dsn: str
+) -> None:
+    user = await new_user(db)
+    assert await data_api(
+        database_dsn, user, f"update user_settings set timezone = '{POSIX_ZONE}'"
+    )
+    assert tracking.local_day(T0, POSIX_ZONE)[0] == datetime(2026, 11, 2, tzinfo=UTC)
+    # 20:00 UTC on Nov 1 and 08:00 UTC on Nov 2: one day 12 hours west of UTC, two in UTC.
+    await tracking.log_time(db, user, "cs", 600, "evening", T0 - timedelta(hours=12))
+    result = await tracking.log_time(db, user, "cs", 600, "morning", T0)
+    assert result.log.duration == 600
+    # 01:00 and 13:00 UTC on Nov 2: one day in UTC (but two 12 hours west of UTC).
+    await tracking.log_time(db, user, "ibm", 600, "night", T0 - timedelta(hours=7))
+    with pytest.raises(Implausible) as raised:
+        await tracking.log_time(db, user, "ibm", 600, "afternoon", T0 + timedelta(hours=5))
+    assert raised.value.day_minutes == 1200
+    assert [r["action"] for r in await logs(db)] == ["evening", "night", "morning"]

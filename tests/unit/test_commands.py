@@ -8,6 +8,7 @@ tests/e2e/test_outbox_hardening.py.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from uuid import UUID, uuid4
@@ -130,7 +131,10 @@ def test_a_kept_command_reads_back_as_itself(
 def test_the_format_before_typed_commands_reads_as_the_same_command(
     command: Command[object], old: dict[str, object], told: str
 ) -> None:
-    assert sync.command_of(old) == command
+    read = sync.command_of(old)
+    # that format had no ids of new rows: the command chooses one as it is read
+    chosen = {f: getattr(command, f) for f in ("item_id", "reflection_id") if hasattr(read, f)}
+    assert replace(read, **chosen) == command
     assert sync.describe(entry(old)) == told
 
 
