@@ -296,6 +296,14 @@ async def _switch_answer(turn: Turn[SwitchDraft], press: Callback | None, text: 
         turn.say(CONFIRM_HINT)
         return
     if not yes:
+        try:
+            await focus.get(turn.db, turn.who, turn.draft.running)
+        except (focus.AlreadyStopped, focus.NoSession):  # its own ⏹ Stop, another device
+            turn.finish(
+                "That session has already ended: nothing is running now. /focus starts one.",
+                toast="Ended.",
+            )
+            return
         turn.finish("OK, the running session goes on.", toast="Kept.")
         return
     draft = turn.draft

@@ -385,3 +385,17 @@ async def test_a_switch_during_an_outage_keeps_the_stop_and_the_new_start(
         )
     assert [dict(r) for r in logs] == [{"arm_type": "cs", "duration": 30}]
     assert [dict(r) for r in running] == [{"arm_type": "ibm"}]
+
+
+async def test_keeping_a_session_that_ended_meanwhile_says_it_ended(
+    bot: BotEnv, db: Database
+) -> None:
+    chat = await with_item(bot)
+    await chat.send("/add ibm 3 Write report")
+    (session,) = await chat.send("/focus cs")
+    (asked,) = await chat.send("/focus ibm")
+    await chat.press(session, "⏹ Stop")  # the question left open, the first one stopped
+    await chat.press(asked, "Keep it going")
+    answer = chat.message(asked.message_id).plain_text
+    assert "already ended: nothing is running now" in answer
+    assert await rows(db, "select 1 from focus_sessions where stopped_at is null") == []
