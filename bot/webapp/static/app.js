@@ -101,7 +101,7 @@
       return false;
     }, function () {
       (buttons || []).forEach(function (b) { b.disabled = false; });
-      notice("The bot can't be reached. Nothing was changed.", true);
+      notice("The bot can't be reached, so this may not have been saved. Try again in a moment.", true);
       haptic("error");
       return false;
     });
