@@ -251,8 +251,9 @@ async def data_api(
 
 
 class RoundTrips:
-    """Round trips to PostgreSQL made while handling updates (not by background jobs):
-    a statement sent on its own is one, a pipeline is one however many it carries."""
+    """Round trips to PostgreSQL made while handling updates (not by background jobs): each
+    time the server's answer is read (a statement on its own, a pipeline, several statements
+    in one message: one each)."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -264,36 +265,6 @@ class RoundTrips:
 def _handling_an_update() -> bool:
     task = asyncio.current_task()
     return task is not None and task.get_name().endswith("process_concurrent_update")
-
-
-@contextmanager
-def counting_round_trips() -> Iterator[RoundTrips]:
-    """Count the round trips of update handling (psycopg's execute outside a pipeline, and
-    each outermost pipeline)."""
-    counter = RoundTrips()
-    execute = psycopg.AsyncConnection.execute
-    pipeline = psycopg.AsyncConnection.pipeline
-
-    async def counted_execute(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if self._pipeline is None and _handling_an_update():
-            counter.count += 1
-        return await execute(self, *args, **kwargs)
-
-    @asynccontextmanager
-    async def counted_pipeline(self: Any) -> AsyncIterator[Any]:
-        outermost = self._pipeline is None
-        async with pipeline(self) as p:
-            yield p
-        if outermost and _handling_an_update():
-            counter.count += 1
-
-    psycopg.AsyncConnection.execute = counted_execute  # type: ignore[method-assign]
-    psycopg.AsyncConnection.pipeline = counted_pipeline  # type: ignore[method-assign,assignment]
-    try:
-        yield counter
-    finally:
-        psycopg.AsyncConnection.execute = execute  # type: ignore[method-assign]
-        psycopg.AsyncConnection.pipeline = pipeline  # type: ignore[method-assign]
 
 
 def _answered(gen: Any, counter: RoundTrips) -> Any:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import BotEnv
-from tests.harness import Chat, counting_round_trips
+from tests.harness import Chat, counting_server_round_trips
 
 
 async def started(bot: BotEnv, user_id: int) -> Chat:
@@ -22,7 +22,7 @@ async def test_round_trips_of_one_line_and_guided_forms(bot: BotEnv) -> None:
     chat = await started(bot, 6301)
     await chat.send("/log cs 10 warm-up")  # connections and prepared statements warmed up
     measured: dict[str, int] = {}
-    with counting_round_trips() as trips:
+    with counting_server_round_trips() as trips:
         for label, text in (
             ("one-line /log", "/log cs 20 one line"),
             ("one-line /progress", "/progress cs 30"),

@@ -10,7 +10,7 @@ from bot.local_api import BotApiEmulator, SentMessage
 from handlers.callbacks import encode
 from services.db import Database
 from tests.conftest import BotEnv
-from tests.harness import Chat, bot_running, counting_round_trips
+from tests.harness import Chat, bot_running, counting_server_round_trips
 
 
 async def rows(db: Database, sql: str) -> list[dict[str, Any]]:
@@ -161,7 +161,7 @@ async def test_a_guided_log_over_16_hours_asks_and_its_yes_button_saves_once(
     chat = await started(bot, 6122)
     await chat.send("/log cs 16h marathon")
     await chat.send("/log cs 20")
-    with counting_round_trips() as trips:
+    with counting_server_round_trips() as trips:
         (asked,) = await chat.send("flashcards")
         await chat.settle()
         asking = trips.count
