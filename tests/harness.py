@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -130,6 +131,12 @@ def make_settings(**overrides: Any) -> Settings:
     """Settings for a test: no .env, and a fresh DATA_DIR unless one is given."""
     overrides.setdefault("data_dir", tempfile.mkdtemp(prefix="aelpher-test-"))
     return load_settings(_env_file=None, **overrides)
+
+
+def outage_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings of a bot whose database a test halts: the outbox in ``tmp_path``, and a short
+    connect timeout so the outage is noticed at once."""
+    return make_settings(data_dir=tmp_path / "data", db_connect_timeout_seconds=2, **overrides)
 
 
 @asynccontextmanager

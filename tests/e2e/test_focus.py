@@ -14,7 +14,7 @@ from bot.embedded_db import EmbeddedPostgres
 from bot.local_api import BotApiEmulator
 from services.db import Database
 from tests.conftest import BotEnv
-from tests.harness import Chat, Clock, bot_running, make_settings
+from tests.harness import Chat, Clock, bot_running, outage_settings
 
 T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 
@@ -302,7 +302,7 @@ async def test_a_stop_during_an_outage_is_kept_with_the_time_of_the_press(
     server: tuple[EmbeddedPostgres, str], emulator: BotApiEmulator, tmp_path: Path
 ) -> None:
     pg, dsn = server
-    settings = make_settings(data_dir=tmp_path / "data", db_connect_timeout_seconds=2)
+    settings = outage_settings(tmp_path)
     clock = Clock(T0)
     async with bot_running(emulator, dsn, settings=settings, clock=clock):
         chat = Chat(emulator, 8101)
@@ -364,7 +364,7 @@ async def test_a_switch_during_an_outage_keeps_the_stop_and_the_new_start(
     server: tuple[EmbeddedPostgres, str], emulator: BotApiEmulator, tmp_path: Path
 ) -> None:
     pg, dsn = server
-    settings = make_settings(data_dir=tmp_path / "data", db_connect_timeout_seconds=2)
+    settings = outage_settings(tmp_path)
     clock = Clock(T0)
     async with bot_running(emulator, dsn, settings=settings, clock=clock):
         chat = Chat(emulator, 8111)

@@ -18,7 +18,14 @@ from bot.local_api import BotApiEmulator, SentMessage
 from handlers.focus import arm_running
 from services.db import Database
 from tests.conftest import BotEnv
-from tests.harness import Chat, Clock, bot_running, data_api, make_settings, two_instances
+from tests.harness import (
+    Chat,
+    Clock,
+    bot_running,
+    data_api,
+    outage_settings,
+    two_instances,
+)
 
 T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 
@@ -368,7 +375,7 @@ async def test_a_start_kept_during_an_outage_gets_its_message_and_reminder_once_
     server: tuple[EmbeddedPostgres, str], emulator: BotApiEmulator, tmp_path: Path
 ) -> None:
     pg, dsn = server
-    settings = make_settings(data_dir=tmp_path / "data", db_connect_timeout_seconds=2)
+    settings = outage_settings(tmp_path)
     clock = Clock(T0)
     async with bot_running(emulator, dsn, settings=settings, clock=clock) as app:
         chat = Chat(emulator, 8201)

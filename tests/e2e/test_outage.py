@@ -18,7 +18,7 @@ from services import accounts, sync
 from services.db import Database
 from services.outbox import Outbox
 from services.tracking import LogTime
-from tests.harness import Chat, Clock, bot_running, cutting_proxy, make_settings
+from tests.harness import Chat, Clock, bot_running, cutting_proxy, outage_settings
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ async def test_log_during_outage_is_kept_and_synced_once(
     server: tuple[EmbeddedPostgres, str], emulator: BotApiEmulator, tmp_path: Path
 ) -> None:
     pg, dsn = server
-    settings = make_settings(data_dir=tmp_path / "data", db_connect_timeout_seconds=2)
+    settings = outage_settings(tmp_path)
     async with bot_running(emulator, dsn, settings=settings, clock=Clock()):
         chat = Chat(emulator, 8001)
         await chat.send("/start")
@@ -75,7 +75,7 @@ async def test_every_kind_of_write_is_kept_and_synced_through_the_chat(
 ) -> None:
     """Each command a handler may keep: told what was kept, then what synced, by name."""
     pg, dsn = server
-    settings = make_settings(data_dir=tmp_path / "data", db_connect_timeout_seconds=2)
+    settings = outage_settings(tmp_path)
     async with bot_running(emulator, dsn, settings=settings, clock=Clock()):
         chat = Chat(emulator, 8005)
         await chat.send("/start")
@@ -120,7 +120,7 @@ async def test_restart_during_outage_still_syncs(
     server: tuple[EmbeddedPostgres, str], emulator: BotApiEmulator, tmp_path: Path
 ) -> None:
     pg, dsn = server
-    settings = make_settings(data_dir=tmp_path / "data", db_connect_timeout_seconds=2)
+    settings = outage_settings(tmp_path)
     chat = Chat(emulator, 8002)
     async with bot_running(emulator, dsn, settings=settings):
         await chat.send("/start")
@@ -255,7 +255,7 @@ async def test_during_an_outage_an_abandoned_question_takes_no_answer(
     server: tuple[EmbeddedPostgres, str], emulator: BotApiEmulator, tmp_path: Path
 ) -> None:
     pg, dsn = server
-    settings = make_settings(data_dir=tmp_path / "data", db_connect_timeout_seconds=2)
+    settings = outage_settings(tmp_path)
     async with bot_running(emulator, dsn, settings=settings, clock=Clock()):
         chat = Chat(emulator, 8004)
         await chat.send("/start")

@@ -27,7 +27,7 @@ from services.db import Database, DatabaseUnavailable
 from services.outbox import Outbox
 from services.tracking import SetProgress
 from tests.conftest import BotEnv
-from tests.harness import Chat, Clock, bot_running, make_settings
+from tests.harness import Chat, Clock, bot_running, make_settings, outage_settings
 
 pytestmark = pytest.mark.slow
 
@@ -240,7 +240,7 @@ async def test_delete_drops_kept_writes_and_stops_keeping_new_ones(
     server: tuple[EmbeddedPostgres, str], emulator: BotApiEmulator, tmp_path: Path
 ) -> None:
     pg, dsn = server
-    settings = make_settings(data_dir=tmp_path / "data", db_connect_timeout_seconds=2)
+    settings = outage_settings(tmp_path)
     async with bot_running(emulator, dsn, settings=settings, clock=Clock()) as app:
         without_replay_job(app)
         chat = Chat(emulator, 8301)
@@ -277,7 +277,7 @@ async def test_live_change_after_the_outage_wins_over_the_replayed_one(
     server: tuple[EmbeddedPostgres, str], emulator: BotApiEmulator, tmp_path: Path
 ) -> None:
     pg, dsn = server
-    settings = make_settings(data_dir=tmp_path / "data", db_connect_timeout_seconds=2)
+    settings = outage_settings(tmp_path)
     async with bot_running(emulator, dsn, settings=settings, clock=Clock()) as app:
         without_replay_job(app)
         chat = Chat(emulator, 8201)
