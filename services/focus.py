@@ -24,7 +24,7 @@ user, under the user's write lock. A stop's log is written with the dedupe key
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from typing import Any
 from uuid import UUID
@@ -185,21 +185,32 @@ async def start(
             if not ranked or not ranked[0].is_current:
                 raise NoCurrentItem(arm)
             item_id = ranked[0].item.id
-        elif not any(i.id == item_id for i in found.items):
+        item = next((i for i in found.items if i.id == item_id), None)
+        if item is None:
             raise nba.ItemGone()
-        # asked only about a start that can happen (the theater has the item)
-        existing = await focus_sessions.running(uow)
-        if existing is not None:
-            raise AlreadyRunning(existing)
+        # asked only about a start that can happen (the theater has the item); the unique
+        # index decides whether one is running already
         new_id = await focus_sessions.insert(uow, arm, item_id, planned_minutes, now)
-        if new_id is None:  # started meanwhile (the unique index): the lock makes it rare
+        if new_id is None:
             existing = await focus_sessions.running(uow)
             assert existing is not None
             raise AlreadyRunning(existing)
-        session = await focus_sessions.get(uow, new_id)
-        assert session is not None
         await uow.commit()
-        return session
+        return FocusSession(
+            id=new_id, arm_type=arm, item_id=item_id, started_at=now, paused_at=None,
+            paused_seconds=0, planned_minutes=planned_minutes, stopped_at=None, log_id=None,
+            title=item.title,
+        )  # fmt: skip
+
+
+def _paused_through(session: FocusSession, now: datetime) -> int:
+    """The session's paused seconds, its open pause (if any) counted up to ``now``, as the
+    table bounds them."""
+    paused = max(session.paused_seconds, 0)
+    if session.paused_at is not None:
+        pause_began = min(max(session.paused_at, session.started_at), now)
+        paused += int((now - pause_began).total_seconds())
+    return min(paused, _MAX_PAUSED)
 
 
 def _not_ended(session: FocusSession | None) -> FocusSession:
@@ -229,11 +240,9 @@ async def pause(db: Database, who: Principal, session_id: UUID, now: datetime) -
         session = _not_ended(await focus_sessions.get(uow, session_id))
         if session.paused_at is not None:
             return session
-        await focus_sessions.pause(uow, session.id, max(now, min(session.started_at, now)))
-        paused = await focus_sessions.get(uow, session.id)
-        assert paused is not None
+        await focus_sessions.pause(uow, session.id, now)
         await uow.commit()
-        return paused
+        return replace(session, paused_at=now)
 
 
 async def resume(db: Database, who: Principal, session_id: UUID, now: datetime) -> FocusSession:
@@ -242,14 +251,10 @@ async def resume(db: Database, who: Principal, session_id: UUID, now: datetime) 
         session = _not_ended(await focus_sessions.get(uow, session_id))
         if session.paused_at is None:
             return session
-        pause_began = min(max(session.paused_at, session.started_at), now)
-        this_pause = int((now - pause_began).total_seconds())
-        total = min(max(session.paused_seconds, 0) + this_pause, _MAX_PAUSED)
+        total = _paused_through(session, now)
         await focus_sessions.resume(uow, session.id, total)
-        resumed = await focus_sessions.get(uow, session.id)
-        assert resumed is not None
         await uow.commit()
-        return resumed
+        return replace(session, paused_at=None, paused_seconds=total)
 
 
 async def extend(
@@ -265,10 +270,8 @@ async def extend(
             return session
         length = min(max(session.planned_minutes or 0, worked) + minutes, MAX_MINUTES)
         await focus_sessions.set_planned(uow, session.id, length)
-        extended = await focus_sessions.get(uow, session.id)
-        assert extended is not None
         await uow.commit()
-        return extended
+        return replace(session, planned_minutes=length)
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,11 +341,8 @@ async def stop(
                     dedupe_key=key, confirmed=day_ok,
                 )  # fmt: skip
                 log, overload, duplicate = logged.log, logged.overload, logged.duplicate
-        paused = max(session.paused_seconds, 0)
-        if session.paused_at is not None:  # stopped while paused: the pause counts as paused
-            pause_began = min(max(session.paused_at, session.started_at), now)
-            paused = min(paused + int((now - pause_began).total_seconds()), _MAX_PAUSED)
-        await focus_sessions.stop(uow, session.id, now, paused, log.id)
+        # stopped while paused: the pause counts as paused
+        await focus_sessions.stop(uow, session.id, now, _paused_through(session, now), log.id)
         await uow.commit()
     theater = item_result.theater if item_result is not None else None
     return Stopped(session, minutes, log, overload, theater, done, duplicate)
