@@ -328,9 +328,9 @@ class UnitOfWork:
         cur = await self._execute(query, params)
         return await cur.fetchall()
 
-    async def cursor(self, query: str, params: Any = None) -> psycopg.AsyncCursor[DictRow]:
-        """Run a statement and return its cursor (for a statement that may return rows)."""
-        return await self._execute(query, params)
+    async def rows(self, query: str, params: Any = None) -> list[DictRow]:
+        """Run a statement and return its rows (none if it returns none)."""
+        return await _rows(await self._execute(query, params))
 
     async def execute(self, query: str, params: Any = None) -> int:
         """Run a statement and return the number of rows it touched."""

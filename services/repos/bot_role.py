@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from psycopg import AsyncCursor, pq
+from psycopg import pq
 from psycopg.rows import DictRow
 
 from services.db import UnitOfWork
@@ -50,13 +50,9 @@ async def last_as_bot(
     a transaction pooler one message), and with ``commit`` the COMMIT too (the unit of work
     is then done). On a privileged unit of work it is just the statement."""
     if uow.telegram_user_id is None and uow.user_id is None:
-        rows = await _rows(await uow.cursor(query, params))
+        rows = await uow.rows(query, params)
     else:
         return await uow.last_after(TO_BOT_FOR_GOOD, query, params, commit=commit)
     if commit:
         await uow.commit()  # sent by the unit of work as it ends
     return rows
-
-
-async def _rows(cur: AsyncCursor[DictRow]) -> list[DictRow]:
-    return await cur.fetchall() if cur.description is not None else []

@@ -4,7 +4,8 @@ Every statement runs in a user's unit of work: row-level security confines it to
 A session is read with its item's title, through a join that RLS also confines (an item id
 that is not the user's reads as no title).
 
-f-string SQL in this module interpolates only the fixed fragments defined here."""
+f-string SQL in this module interpolates only the fixed fragments defined here (the
+column names are the DTO's field names)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ from uuid import UUID
 
 from services.db import UnitOfWork
 from services.models import Arm, FocusSession
+from services.repos.rows import field_names
 
+#: What a session is read as: its columns and, last, its item's title (the DTO's fields).
+FIELDS = field_names(FocusSession)
 #: The session's own columns, as ``s.<column>`` (focus_messages reads them too).
-COLUMNS = (
-    "s.id, s.arm_type, s.item_id, s.started_at, s.paused_at, s.paused_seconds,"
-    " s.planned_minutes, s.stopped_at, s.log_id"
-)
+COLUMNS = ", ".join(f"s.{name}" for name in FIELDS if name != "title")
 # The item is joined on the session's user too: RLS confines it already in a user's unit of
 # work, and the condition keeps it so anywhere else.
 _SELECT = (
@@ -33,10 +34,6 @@ RUNNING = (
     f"{_SELECT} where s.user_id = auth.uid() and s.stopped_at is null"
     " order by s.started_at desc limit 1"
 )
-FIELDS: tuple[str, ...] = (
-    "id", "arm_type", "item_id", "started_at", "paused_at", "paused_seconds",
-    "planned_minutes", "stopped_at", "log_id", "title",
-)  # fmt: skip
 
 
 async def running(uow: UnitOfWork) -> FocusSession | None:
