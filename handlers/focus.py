@@ -35,7 +35,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 from telegram.ext import Application, CallbackQueryHandler, CommandHandler, ContextTypes, JobQueue
 
 from handlers import render
-from handlers.callbacks import STALE, BadCallback, Callback, decode, encode, pattern
+from handlers.callbacks import BadCallback, Callback, decode, encode, pattern
 from handlers.common import (
     Context,
     Usage,
@@ -50,7 +50,7 @@ from handlers.common import (
 )
 from handlers.conversation import Buttons, Sent, Turn, answered_by, start
 from handlers.deps import get_deps
-from handlers.tracking import CONFIRM_BUTTONS, CONFIRM_HINT, NO, YES
+from handlers.tracking import CONFIRM_BUTTONS, CONFIRM_HINT, confirm_answer
 from handlers.usage import FOCUS_USAGE
 from services import focus
 from services.db import Database, DatabaseUnavailable, TelegramUser
@@ -106,7 +106,7 @@ def render_stopped(stopped: focus.Stopped) -> tuple[str, InlineKeyboardMarkup | 
             else f"No open items left in {render.esc(theater.arm)}."
         )
     lines.append("Wrong? /undo removes it.")
-    markup = render.keyboard([[(f"View {log.arm_type}", encode("nba", "view", log.arm_type))]])
+    markup = render.keyboard([[(f"View {log.arm_type}", render.view_data(log.arm_type))]])
     return "\n".join(lines), markup
 
 
@@ -145,6 +145,10 @@ class Started:
     #: the clock when it was drawn
     at: datetime
 
+    @classmethod
+    def of(cls, session: FocusSession, at: datetime) -> Started:
+        return cls(session, render.render_session(session, at), session_keyboard(session), at)
+
     def watched_by(self, context: Context) -> Sent:
         """Once the message is sent: remember where, and start its jobs."""
         return _watching(context, self.session, self.text, self.at)
@@ -156,8 +160,7 @@ async def _start(update: Update, context: Context, command: StartFocus) -> Start
     session = await perform(update, context, command)
     if isinstance(session, Queued):
         return None
-    at = now(context)
-    return Started(session, render.render_session(session, at), session_keyboard(session), at)
+    return Started.of(session, now(context))
 
 
 def _finish_started(turn: Turn[Any], started: Started | None, toast: str | None = None) -> None:
@@ -281,17 +284,8 @@ def _ask_switch(turn: Turn[Any], exc: focus.AlreadyRunning, command: StartFocus)
     turn.ask("switch", draft, text, buttons, in_place=False, flow=SWITCH)
 
 
-def _yes(press: Callback | None, text: str) -> bool | None:
-    if press is not None:
-        if press.verb not in ("yes", "no"):
-            raise BadCallback("not a button of this question")
-        return press.verb == "yes"
-    typed = text.strip().lower()
-    return (typed in YES) if typed in YES + NO else None
-
-
 async def _switch_answer(turn: Turn[SwitchDraft], press: Callback | None, text: str) -> None:
-    yes = _yes(press, text)
+    yes = confirm_answer(press, text)
     if yes is None:
         turn.say(CONFIRM_HINT)
         return
@@ -341,7 +335,7 @@ class StopDraft:
 
 
 async def _stop_answer(turn: Turn[StopDraft], press: Callback | None, text: str) -> None:
-    yes = _yes(press, text)
+    yes = confirm_answer(press, text)
     if yes is None:
         turn.say(CONFIRM_HINT)
         return
@@ -368,9 +362,10 @@ async def focus_button(update: Update, context: Context) -> None:
     query = update.callback_query
     assert query is not None
     at = now(context)
+    # data this bot did not make (BadCallback) is answered by the error handler
+    cb = decode(query.data).arity(1)
+    session_id = cb.uuid(0)
     try:
-        cb = decode(query.data).arity(1)
-        session_id = cb.uuid(0)
         if cb.verb in ("pause", "resume"):
             command = PauseFocus(session_id=session_id, resume=cb.verb == "resume")
             session = await perform(update, context, command)
@@ -415,8 +410,6 @@ async def focus_button(update: Update, context: Context) -> None:
             await _after_stop(context, session_id, query.message)
         else:
             raise BadCallback("unknown verb")
-    except BadCallback:
-        await query.answer(STALE)
     except (focus.AlreadyStopped, focus.NoSession) as exc:
         # the message stays as it is: after a double tap it shows what the stop logged
         await query.answer(exc.user_message[:200])
@@ -529,15 +522,13 @@ async def show_synced(
     if session is None or session.started_at != started_at:
         return
     at = d.clock()
-    text = render.render_session(session, at)
+    started = Started.of(session, at)
     try:
-        sent = await context.bot.send_message(
-            chat_id, text, reply_markup=session_keyboard(session)
-        )
+        sent = await context.bot.send_message(chat_id, started.text, reply_markup=started.markup)
     except TelegramError as exc:
         logger.info("focus message of a synced start not sent: %s", exc)
         return
-    await _watching(context, session, text, at)(sent.chat_id, sent.message_id)
+    await started.watched_by(context)(sent.chat_id, sent.message_id)
 
 
 async def arm_running(app: Application[Any, Any, Any, Any, Any, Any]) -> None:

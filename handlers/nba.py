@@ -29,7 +29,7 @@ from handlers.common import (
 )
 from handlers.conversation import Buttons, Turn, answered_by, start
 from handlers.dashboard import with_dashboard
-from handlers.tracking import CONFIRM_BUTTONS, CONFIRM_HINT, NO, YES, confirm_text
+from handlers.tracking import CONFIRM_BUTTONS, CONFIRM_HINT, confirm_answer, confirm_text
 from handlers.usage import NBA_USAGE
 from services import nba, rules, tracking
 from services.db import Database, TelegramUser
@@ -390,13 +390,8 @@ async def confirm_first(update: Update, context: Context, asked: Unconfirmed) ->
 
 
 async def _work_answer(turn: Turn[WorkDraft], press: Callback | None, text: str) -> None:
-    if press is not None:
-        if press.verb not in ("yes", "no"):
-            raise BadCallback("not a button of this question")
-        yes = press.verb == "yes"
-    elif text.strip().lower() in YES + NO:
-        yes = text.strip().lower() in YES
-    else:
+    yes = confirm_answer(press, text)
+    if yes is None:
         turn.say(CONFIRM_HINT)
         return
     if not yes:

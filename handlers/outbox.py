@@ -41,7 +41,7 @@ async def replay_job(context: Context) -> None:
         await _tell(
             context, entry.chat_id, f"✅ Synced: your {esc(sync.describe(entry))} is saved."
         )
-        if entry.payload.get("command", entry.payload.get("op")) == StartFocus.name:
+        if isinstance(sync.command_of(entry.payload), StartFocus):
             # a focus session started during the outage: its message, buttons and reminders
             await show_synced(context, entry.chat_id, entry.telegram_user_id, entry.timestamp)
     for chat_id, lines in _by_chat(report.superseded).items():

@@ -195,11 +195,11 @@ async def _log_text(turn: Turn[LogDraft], text: str) -> None:
     elif turn.step == "action":
         draft = replace(draft, action=clean_action(text))
     elif turn.step == "confirm":
-        answer = text.strip().lower()
-        if answer not in YES + NO:
+        yes = confirm_answer(None, text)
+        if yes is None:
             turn.say(CONFIRM_HINT)
             return
-        await _confirmed(turn, answer in YES)
+        await _confirmed(turn, yes)
         return
     await _log_step(turn, draft)
 
@@ -223,6 +223,18 @@ LOG = flow(Flow("log", LogDraft, on_text=_log_text, on_button=_log_button))
 
 YES = ("yes", "y", "ok", "save", "sure")
 NO = ("no", "n", "nope", "don't", "dont")
+
+
+def confirm_answer(press: Callback | None, text: str) -> bool | None:
+    """A yes/no question's answer: its Yes/No button, or yes or no typed (None: neither,
+    say :data:`CONFIRM_HINT`)."""
+    if press is not None:
+        if press.verb not in ("yes", "no"):
+            raise BadCallback("not a button of this question")
+        return press.verb == "yes"
+    typed = text.strip().lower()
+    return (typed in YES) if typed in YES + NO else None
+
 
 #: A word that can only continue a duration: a unit ("h", "hours", "min") or minutes with
 #: their unit ("30m", "30 min" is two words: "30" and "min").
