@@ -25,6 +25,8 @@ class TheaterStatusView:
     energy_share: int
     minutes_7d: int
     minute_share: Decimal
+    #: the theater's open items in rank order (the dashboard lists them all)
+    ranked: tuple[rules.RankedItem, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,7 @@ async def status_view(db: Database, user_id: Principal, now: datetime) -> Status
                 energy_share=theater.energy_allocation,
                 minutes_7d=minutes[arm],
                 minute_share=shares[arm],
+                ranked=tuple(ranked),
             )
         )
     return StatusView(

@@ -35,7 +35,7 @@ from services import nba, rules, stats, status, sync, validation
 from services.commands import Command
 from services.db import CommitUnknown, DatabaseBusy, DatabaseUnavailable, TelegramUser
 from services.errors import Conflict, DomainError, Implausible, NotFound, NotLinked
-from services.models import ARMS, Arm, ExecutionLog, parse_arm
+from services.models import Arm, ExecutionLog, parse_arm
 from services.nba import AddItem
 from services.tracking import LogTime, Reflect
 
@@ -222,10 +222,9 @@ class _Api(tornado.web.RequestHandler):
         d, who = self.deps, self.me.who
         at = d.clock()
         seen = await status.status_view(d.db, who, at)  # NotLinked first, before the rest
-        nbas = await nba.view(d.db, who, list(ARMS), at)
         days = await stats.stats_view(d.db, who, at)
         history = await status.history(d.db, who, None, HISTORY)
-        return views.state(self.me.first_name, seen, nbas, days, history)
+        return views.state(self.me.first_name, seen, days, history)
 
     async def answer(self, message: str, status_code: HTTPStatus = HTTPStatus.OK) -> None:
         """A change's reply: what happened, and everything the page shows as it now is."""

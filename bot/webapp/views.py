@@ -6,14 +6,12 @@ instants as ISO 8601 in UTC, ids as strings. docs/webapp.md documents every fiel
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from services import rules
 from services.models import FocusSession
-from services.nba import TheaterNba
 from services.stats import StatsView
 from services.status import HistoryView, StatusView
 
@@ -57,12 +55,10 @@ def _focus(session: FocusSession | None) -> JSON | None:
 def state(
     first_name: str,
     status: StatusView,
-    nbas: Sequence[TheaterNba],
     stats: StatsView,
     history: HistoryView,
 ) -> JSON:
     """Everything the dashboard shows, from one read of each view."""
-    ranked = {view.arm: view for view in nbas}
     theaters = []
     for t in status.theaters:
         arm = t.theater.arm_type
@@ -76,7 +72,7 @@ def state(
                 "minutes_7d": t.minutes_7d,
                 "energy_logged": _num(t.minute_share),
                 "last_activity": _at(t.theater.last_activity),
-                "items": [item(entry) for entry in ranked[arm].ranked] if arm in ranked else [],
+                "items": [item(entry) for entry in t.ranked],
             }
         )
     overload = status.overload
