@@ -328,9 +328,7 @@ class DelayProxy:
             self._process.kill()
 
     def dsn(self, dsn: str) -> str:
-        params = conninfo_to_dict(dsn)
-        params["host"], params["port"] = "127.0.0.1", str(self.port)
-        return make_conninfo(**params)  # type: ignore[arg-type]
+        return make_conninfo(dsn, host="127.0.0.1", port=str(self.port))
 
 
 def _delay_proxy_process(host: str, port: int, delay: float, conn: Connection) -> None:

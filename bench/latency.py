@@ -30,7 +30,7 @@ checked against ``pg_stat_database`` (xact_commit + xact_rollback) for the whole
 The last line is ``ratio_p50_max=<largest command p50 / echo p50>``.
 
 ``--db-delay-ms N`` adds, after that table, what a database N ms away costs: the bot talks to
-PostgreSQL through a TCP proxy in this process (``benchlib.DelayProxy``) that holds each
+PostgreSQL through a TCP proxy in a child process (``benchlib.DelayProxy``) that holds each
 chunk N ms in each direction, so one round trip costs 2N ms. Four runs of the bot, each with
 users of its own on the same database: a direct connection and ``DB_TRANSACTION_POOLER=on``,
 each with no delay (the same proxy, 0 ms) and with N ms. Each run sends ``--delay-rounds``

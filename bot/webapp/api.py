@@ -472,7 +472,7 @@ def routes(app: App, prefix: str = "/app/") -> list[Route]:
         (prefix + "api/logs", LogsHandler, api),
         (prefix + "api/reflections", ReflectionsHandler, api),
         (prefix + r"api/.*", _NotFound, api),
-        (prefix + r"(|app\.css|app\.js|telegram-web-app\.js)", _Static, {"files": files}),
+        (prefix + f"({'|'.join(map(re.escape, _STATIC))})", _Static, {"files": files}),
         # "/app" → "/app/" (relative, so it holds behind a proxy that adds a path prefix)
         (prefix.rstrip("/"), tornado.web.RedirectHandler, {"url": "app/", "permanent": False}),
     ]

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from psycopg.conninfo import conninfo_to_dict
 from bot.local_api import BotApiEmulator
 from services.db import Database
 from tests.conftest import BotEnv
+from tests.harness import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,12 +89,6 @@ async def test_telegram_faults_are_survived(
     assert await rows(db, "select active from telegram_links") == [{"active": True}]
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], [r.getMessage() for r in errors]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def with_password(dsn: str, password: str) -> str:

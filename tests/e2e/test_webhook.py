@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +15,9 @@ from bot.local_api import BotApiEmulator
 from bot.settings import SettingsError, load_settings
 from bot.webhook import Webhook
 from services.db import Database
-from tests.harness import Clock, make_settings
+from tests.harness import Clock, free_port, make_settings
 
 SECRET = "s0123456789abcdefghijklmnopqrst_"  # 32 characters: the shortest accepted
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_a_short_secret_stops_start_up_naming_the_setting(
