@@ -446,23 +446,14 @@ _CURRENT_ORDER = (
 )
 
 
-def change_one_ctes(
-    new: Mapping[str, str], allowed: str, gate: str, before_writes: str = ""
-) -> str:
-    """The CTEs ``x`` (the item ``%(id)s``), ``t`` (its theater), ``o`` (the theater's open
-    items), ``ok`` (``fine``: the item is open, the theater exists, every open item is
-    usable, and ``allowed``, a condition over ``x`` and ``o``), ``f`` (every open item, and
-    the item, as they will be stored: ``new`` gives the item's changed columns as SQL over
-    ``o``; re-ranked at ``%(now)s``) and ``give``/``take``, which write the rows of ``f`` that
-    differ, if ``gate`` (a condition) holds; ``before_writes``: CTEs of the caller's to put
-    before those two (ending with a comma). SQL from fixed fragments only."""
+def _rerank_and_write(gate: str, before_writes: str = "") -> str:
+    """After a CTE ``c`` (every open item of a theater, and the item, as they will be
+    stored, bar the ranking; another item's ``o`` row as it is now): the CTEs ``r``, ``w``
+    and ``f`` (``c`` re-ranked at ``%(now)s``) and ``d``, ``give`` and ``take``, which write
+    the rows of ``f`` that differ from ``o`` if ``gate`` holds, those that give up a unique
+    flag first; ``before_writes``: CTEs of the caller's to put before the writes (ending with
+    a comma). SQL from fixed fragments only."""
     kept = [c for c in ITEM_FIELDS if c not in dict(_WRITTEN)]
-    changed = ", ".join(
-        f"case when o.id = x.id then {new[col]} else o.{col} end as {col}"
-        if col in new
-        else f"o.{col}"
-        for col, _ in _WRITTEN
-    )
     final = ", ".join(
         f"case when c.completed_at is null then r.new_stale else c.stale_days end as {col}"
         if col == "stale_days"
@@ -479,14 +470,6 @@ def change_one_ctes(
     )
     returning = ", ".join(f"n.{c}" for c in ITEM_FIELDS)
     return (
-        "x as (select * from nba_items where id = %(id)s),"
-        " t as (select h.* from theaters h, x where h.arm_type = x.arm_type),"
-        " o as (select n.* from nba_items n, x"
-        "   where n.arm_type = x.arm_type and n.completed_at is null),"
-        f" ok as (select (x.completed_at is null and exists (select 1 from t) and {HAS_LOCK_ROWS}"
-        f"   and {usable_sql('x')} and not exists (select 1 from o where not {usable_sql('o')})"
-        f"   and {allowed}) as fine from x),"
-        f" c as (select {', '.join('o.' + k for k in kept)}, {changed} from o, x),"
         f" r as (select c.id, c.is_locked, c.is_manually_selected, c.created_at,"
         f"   {stale_days_sql('c')} as new_stale,"
         f"   {score_sql('c', stale_days_sql('c'))} as new_score"
@@ -500,6 +483,35 @@ def change_one_ctes(
         f" take as (update nba_items n set {assignments} from d"
         f"   where n.id = d.id and d.takes and {gate}"
         f"   and (select count(*) from give) >= 0 returning {returning})"
+    )
+
+
+def change_one_ctes(
+    new: Mapping[str, str], allowed: str, gate: str, before_writes: str = ""
+) -> str:
+    """The CTEs ``x`` (the item ``%(id)s``), ``t`` (its theater), ``o`` (the theater's open
+    items), ``ok`` (``fine``: the item is open, the theater exists, every open item is
+    usable, and ``allowed``, a condition over ``x`` and ``o``), ``c`` (every open item, and
+    the item: ``new`` gives the item's changed columns as SQL over ``o``), and those of
+    :func:`_rerank_and_write` (``f``: as they will be stored, re-ranked at ``%(now)s``; the
+    writes if ``gate`` holds). SQL from fixed fragments only."""
+    kept = [c for c in ITEM_FIELDS if c not in dict(_WRITTEN)]
+    changed = ", ".join(
+        f"case when o.id = x.id then {new[col]} else o.{col} end as {col}"
+        if col in new
+        else f"o.{col}"
+        for col, _ in _WRITTEN
+    )
+    return (
+        "x as (select * from nba_items where id = %(id)s),"
+        " t as (select h.* from theaters h, x where h.arm_type = x.arm_type),"
+        " o as (select n.* from nba_items n, x"
+        "   where n.arm_type = x.arm_type and n.completed_at is null),"
+        f" ok as (select (x.completed_at is null and exists (select 1 from t) and {HAS_LOCK_ROWS}"
+        f"   and {usable_sql('x')} and not exists (select 1 from o where not {usable_sql('o')})"
+        f"   and {allowed}) as fine from x),"
+        f" c as (select {', '.join('o.' + k for k in kept)}, {changed} from o, x),"
+        + _rerank_and_write(gate, before_writes)
     )
 
 
@@ -570,8 +582,6 @@ async def set_lock_once(uow: UnitOfWork, item_id: UUID, locked: bool, now: datet
 
 
 def _add_once_sql() -> str:
-    written = dict(_WRITTEN)
-    kept = [c for c in ITEM_FIELDS if c not in written]
     columns = ", ".join(ITEM_FIELDS)
     new_row = {
         "id": "%(id)s::uuid",
@@ -589,19 +599,6 @@ def _add_once_sql() -> str:
         "last_updated": "%(now)s::timestamptz",
         "completed_at": "null::timestamptz",
     }
-    final = ", ".join(
-        f"r.new_stale as {col}"
-        if col == "stale_days"
-        else f"(c.id = (select id from w)) as {col}"
-        if col == "is_current"
-        else f"c.{col}"
-        for col, _ in _WRITTEN
-    )
-    assignments = ", ".join(f"{col} = d.{col}" for col, _ in _WRITTEN)
-    differs = " or ".join(f"f.{col} is distinct from o.{col}" for col, _ in _WRITTEN)
-    takes = " or ".join(f"(f.{flag} and not o.{flag})" for flag in _UNIQUE_FLAGS)
-    returning = ", ".join(f"n.{c}" for c in ITEM_FIELDS)
-    stale = stale_days_sql("c")
     return (
         "with t as (select * from theaters where arm_type = %(arm)s),"
         " o as (select * from nba_items where arm_type = %(arm)s and completed_at is null),"
@@ -609,21 +606,10 @@ def _add_once_sql() -> str:
         f"   and not exists (select 1 from o where not {usable_sql('o')})) as fine),"
         f" c as (select {columns} from o"
         f"   union all select {', '.join(f'{new_row[c]} as {c}' for c in ITEM_FIELDS)}),"
-        " r as (select c.id, c.is_locked, c.is_manually_selected, c.created_at,"
-        f"   {stale} as new_stale, {score_sql('c', stale)} as new_score from c),"
-        f" w as (select r.id from r order by {_CURRENT_ORDER} limit 1),"
-        f" f as (select {', '.join('c.' + k for k in kept)}, {final}"
-        "   from c join r on r.id = c.id),"
-        f" d as (select f.*, ({takes}) as takes from f join o on o.id = f.id where {differs}),"
-        f" give as (update nba_items n set {assignments} from d"
-        f"   where n.id = d.id and not d.takes and (select fine from ok) returning {returning}),"
-        f" take as (update nba_items n set {assignments} from d"
-        f"   where n.id = d.id and d.takes and (select fine from ok)"
-        f"   and (select count(*) from give) >= 0 returning {returning}),"
-        f" ins as (insert into nba_items ({columns}) select {columns} from f"
+        + _rerank_and_write("(select fine from ok)")
+        + f", ins as (insert into nba_items ({columns}) select {columns} from f"
         "   where f.id = %(id)s and (select fine from ok)"
-        f"   and (select count(*) from take) >= 0 returning {columns})"
-        + change_one_select(" , (select count(*) from ins) as added")
+        f"   and (select count(*) from take) >= 0 returning {columns})" + change_one_select()
     )
 
 
