@@ -14,10 +14,10 @@ Adding an item may happen during a database outage: it is also the command :clas
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Literal
+from typing import Literal, TypeVar
 from uuid import UUID, uuid4
 
 import psycopg
@@ -196,13 +196,10 @@ async def add_item(
     gap = validation.check_gap(gap)
     description = validation.clean_description(description)
     item_id = item_id or uuid4()
-    try:
-        async with state.locked(db, user_id) as uow:  # one round trip: lock, statement, COMMIT
-            added = await nba_items.add_once(uow, item_id, arm, title, gap, description, now)
-    except psycopg.errors.UniqueViolation:  # flags moving both ways, or the id taken:
-        if in_joined_unit():  # nothing was written
-            raise
-        added = nba_items.ChangedOne(False, None, [])
+    added = await _once(
+        db, user_id,
+        lambda uow: nba_items.add_once(uow, item_id, arm, title, gap, description, now),
+    ) or nba_items.ChangedOne(False, None, [])  # fmt: skip
     if added.fine and added.theater is not None:
         item = next(i for i in added.items if i.id == item_id)
         return ItemResult(item, _theater_nba(added.theater, added.items, now))
@@ -288,6 +285,25 @@ def _locked_other(ctx: ItemContext, item: NbaItem) -> NbaItem | None:
     return None
 
 
+T = TypeVar("T")
+
+
+async def _once(
+    db: Database, user_id: Principal, write: Callable[[UnitOfWork], Awaitable[T]]
+) -> T | None:
+    """``write``'s one statement in one round trip (the opening, the write lock, the
+    statement, COMMIT). None when it failed on a unique index (flags moving both ways, an id
+    taken): nothing was written, and the way of several statements gives the answer; inside
+    an answer's transaction the failure is the transaction's, and is raised."""
+    try:
+        async with state.locked(db, user_id) as uow:
+            return await write(uow)
+    except psycopg.errors.UniqueViolation:
+        if in_joined_unit():
+            raise
+        return None
+
+
 async def _set_lock_once(
     db: Database, user_id: Principal, item_id: UUID, locked: bool, now: datetime
 ) -> ItemResult | None:
@@ -295,14 +311,10 @@ async def _set_lock_once(
     re-ranks, COMMIT); None when that statement wrote nothing (another item locked, the item
     gone or done, a value the ranking can't use): the way of several statements then gives
     the answer."""
-    try:
-        async with state.locked(db, user_id) as uow:
-            changed = await nba_items.set_lock_once(uow, item_id, locked, now)
-    except psycopg.errors.UniqueViolation:  # flags moving both ways: nothing was written
-        if in_joined_unit():
-            raise
-        return None
-    if not changed.fine or changed.theater is None:
+    changed = await _once(
+        db, user_id, lambda uow: nba_items.set_lock_once(uow, item_id, locked, now)
+    )
+    if changed is None or not changed.fine or changed.theater is None:
         return None
     item = next(i for i in changed.items if i.id == item_id)
     still_open = [i for i in changed.items if i.completed_at is None]
@@ -431,12 +443,11 @@ async def _done_once(
     that logs, completes, re-ranks and stores the activity and the risk, COMMIT); None when
     that statement wrote nothing (the item done or gone, a repeated press, a value the
     ranking can't use): the way of several statements then gives the answer."""
-    try:
-        async with state.locked(db, user_id) as uow:
-            done = await execution_logs.done_once(uow, item_id, now, dedupe_key, now - state.WEEK)
-    except psycopg.errors.UniqueViolation:  # flags moving both ways: nothing was written
-        if in_joined_unit():
-            raise
+    done = await _once(
+        db, user_id,
+        lambda uow: execution_logs.done_once(uow, item_id, now, dedupe_key, now - state.WEEK),
+    )  # fmt: skip
+    if done is None:
         return None
     theater = done.changed.theater
     if done.log is None or theater is None or done.capacity is None:
